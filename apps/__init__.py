@@ -1,0 +1,1 @@
+"""Thin command-line entry points: one `v2d` command with subcommands."""

@@ -1,0 +1,88 @@
+"""`v2d bench`: the benchmark suite. Each suite measures on this machine and rewrites its own
+section of BENCHMARKS.md (between ``<!-- bench:NAME -->`` markers), stamped with the command,
+the machine and the date, leaving the other sections as they are."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import re
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+
+from slam.errors import V2DError
+
+
+def _renderer_suite(args: argparse.Namespace) -> str:
+    """Synthetic renderer speed (image and exact depth), both scene kinds, 240x320."""
+    from slam.synthetic.benchmark import measure_render_speed
+
+    frames = 60 if args.quick else 300
+    rows = ["| scene | resolution (H x W) | frames | ms / frame | frames / s | target |", "|---|---|---|---|---|---|"]
+    for kind in ("room", "road"):
+        result = measure_render_speed(kind=kind, height=240, width=320, frames=frames, seed=0)
+        verdict = "met" if result["fps"] >= 100 else "MISSED"
+        rows.append(f"| {kind} | 240 x 320 | {frames} | {result['ms_per_frame']:.2f} | {result['fps']:.0f} | "
+                    f">= 100 fps: {verdict} |")
+    return "### Synthetic renderer\n\nRGB image and exact depth per frame, one process.\n\n" + "\n".join(rows)
+
+
+#: name -> (what it measures, function returning the section's markdown body)
+SUITES: dict[str, tuple[str, Callable[[argparse.Namespace], str]]] = {
+    "renderer": ("synthetic scene rendering speed", _renderer_suite),
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="run the benchmark suite and update BENCHMARKS.md",
+                                   description="Measure on this machine and rewrite the suites' sections of BENCHMARKS.md.")
+    parser.add_argument("--suite", action="append", choices=sorted(SUITES),
+                        help="suite to run (repeatable; default: all): " +
+                             "; ".join(f"{name}: {what}" for name, (what, _) in SUITES.items()))
+    parser.add_argument("--output", default="BENCHMARKS.md", help="markdown file to update (default: BENCHMARKS.md)")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (for smoke tests; numbers are noisier)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2, this project's CPU budget)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from slam.system_info import machine_summary
+
+    torch.set_num_threads(args.threads)
+    machine = machine_summary()
+    output = Path(args.output)
+    command = "v2d " + shlex.join(args.argv)
+    for name in args.suite or list(SUITES):
+        body = SUITES[name][1](args)
+        stamp = (f"Command: `{command}`; machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} "
+                 f"with {machine['torch_threads']} threads; v2d {machine['v2d']}; date: {datetime.date.today().isoformat()}.")
+        update_section(output, name, f"{body}\n\n{stamp}")
+        print(f"{name}:\n{body}\n")
+    print(f"updated {output}")
+    return 0
+
+
+_HEADER = """# Benchmarks
+
+Every number here is measured by `v2d bench` on the machine named under its table; each suite
+rewrites its own section. Numbers are not from timed tests.
+"""
+
+
+def update_section(path: Path, name: str, content: str) -> None:
+    """Replace (or append) the section of ``path`` between this suite's markers."""
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    text = path.read_text() if path.is_file() else _HEADER
+    block = f"{start}\n{content}\n{end}"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    try:
+        path.write_text(text)
+    except OSError as err:
+        raise V2DError(f"cannot write {path}: {err.strerror}") from None

@@ -1,0 +1,46 @@
+"""The `v2d` command: one entry point, one module per subcommand.
+
+Each subcommand module in :data:`SUBCOMMANDS` defines ``register(subparsers)``, which adds its
+parser and sets ``func`` to a function taking the parsed arguments and returning an exit code.
+Subcommand modules import heavy packages (torch, open3d, Qt) inside their functions, so that
+``v2d --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from slam import __version__
+from slam.errors import V2DError
+
+SUBCOMMANDS = ("demo", "calibrate", "evaluate", "bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="v2d", description="DeepV2D SLAM: monocular SLAM with learned depth and motion.")
+    parser.add_argument("--version", action="version", version=f"v2d {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"apps.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``v2d`` with ``argv``; input errors print one line and return 2, Ctrl-C returns 130."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv  # the command line as given, for records such as BENCHMARKS.md
+    try:
+        return int(args.func(args) or 0)
+    except V2DError as err:
+        print(f"v2d {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"v2d {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Errors that reach the user as one clear line (the CLI prints them without a traceback)."""
+
+
+class V2DError(Exception):
+    """Base class of every error caused by the user's input (files, calibration, devices)."""
+
+
+class SourceError(V2DError):
+    """A camera source cannot be opened or read: missing folder, index file, image, device."""
+
+
+class CalibrationError(V2DError):
+    """A calibration file is malformed or does not fit the images it is used with."""
+
+
+class TrajectoryError(V2DError):
+    """A trajectory file is malformed or cannot be matched to another one."""

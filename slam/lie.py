@@ -1,0 +1,165 @@
+"""SE3 rigid transforms, as a thin wrapper over pypose.
+
+The wrapper mirrors the interface of princeton-vl's lietorch (``SE3.exp``, ``log``, ``inv``,
+``*``, ``act``, ``adj``, ``retr``, ``matrix``, ``data``), so that lietorch can replace pypose
+behind it where a user has it installed, with no change elsewhere in the project.
+
+Conventions:
+- Storage: ``data`` is a (..., 7) tensor ``[tx, ty, tz, qx, qy, qz, qw]``: translation, then a unit
+  quaternion with the scalar last. This is exactly the TUM trajectory order.
+- Tangent vectors are (..., 6) ``[tau, phi]``: translational part first, rotation (axis-angle) last.
+- ``X * Y`` composes: ``(X * Y).act(p) == X.act(Y.act(p))``.
+- Perturbations are on the left: ``X.retr(xi) == SE3.exp(xi) * X``. The adjoint satisfies
+  ``X * SE3.exp(xi) == SE3.exp(X.adj(xi)) * X``.
+- Which frames a transform maps between is the caller's to say: write ``T_ab`` for the transform
+  taking points in frame b to frame a (so a camera-to-world pose is ``T_wc``).
+
+All operations are batched over leading dimensions, differentiable, and device/dtype agnostic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pypose as pp
+import torch
+
+
+class SE3:
+    """A batch of rigid transforms with shape ``self.shape`` (the data's leading dimensions)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: torch.Tensor):
+        if data.shape[-1] != 7:
+            raise ValueError(f"SE3 data must end in 7 values [t, q], got shape {tuple(data.shape)}")
+        self.data = data
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def identity(cls, *shape: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> SE3:
+        data = torch.zeros(*shape, 7, dtype=dtype, device=device)
+        data[..., 6] = 1.0
+        return cls(data)
+
+    @classmethod
+    def exp(cls, xi: torch.Tensor) -> SE3:
+        """Exponential map of (..., 6) tangent vectors ``[tau, phi]``."""
+        return cls(pp.se3(xi).Exp().tensor())
+
+    @classmethod
+    def from_matrix(cls, matrix: torch.Tensor) -> SE3:
+        """From (..., 4, 4) homogeneous matrices (the rotation block must be orthonormal)."""
+        return cls(pp.mat2SE3(matrix, check=False).tensor())
+
+    @classmethod
+    def from_tum(cls, values: torch.Tensor) -> SE3:
+        """From (..., 7) TUM values ``tx ty tz qx qy qz qw``; the quaternion is normalised."""
+        q = values[..., 3:] / values[..., 3:].norm(dim=-1, keepdim=True)
+        return cls(torch.cat([values[..., :3], q], dim=-1))
+
+    # ------------------------------------------------------------------ group operations
+    @property
+    def _lie(self) -> pp.LieTensor:
+        return pp.SE3(self.data)
+
+    def log(self) -> torch.Tensor:
+        """Logarithm map: (..., 6) tangent vectors ``[tau, phi]``."""
+        return self._lie.Log().tensor()
+
+    def inv(self) -> SE3:
+        return SE3(self._lie.Inv().tensor())
+
+    def __mul__(self, other: SE3) -> SE3:
+        if not isinstance(other, SE3):
+            return NotImplemented
+        return SE3((self._lie * pp.SE3(other.data)).tensor())
+
+    def matrix(self) -> torch.Tensor:
+        """(..., 4, 4) homogeneous matrices."""
+        return self._lie.matrix()
+
+    def rotation(self) -> torch.Tensor:
+        """(..., 3, 3) rotation matrices."""
+        return self.matrix()[..., :3, :3]
+
+    def translation(self) -> torch.Tensor:
+        """(..., 3) translations."""
+        return self.data[..., :3]
+
+    def act(self, points: torch.Tensor) -> torch.Tensor:
+        """Transform (..., 3) points: ``R p + t``. The transform's shape must broadcast against the
+        points' leading dimensions (e.g. poses (B, 1, 1) with points (B, H, W, 3))."""
+        matrix = self.matrix()
+        rotated = (matrix[..., :3, :3] @ points.unsqueeze(-1)).squeeze(-1)
+        return rotated + matrix[..., :3, 3]
+
+    def adj(self, xi: torch.Tensor) -> torch.Tensor:
+        """Adjoint action on (..., 6) tangent vectors: ``X exp(xi) X^-1 = exp(adj(xi))``."""
+        return self._lie.Adj(pp.se3(xi)).tensor()
+
+    def adj_matrix(self) -> torch.Tensor:
+        """(..., 6, 6) adjoint matrix ``[[R, [t]x R], [0, R]]`` for the ``[tau, phi]`` ordering."""
+        matrix = self.matrix()
+        R, t = matrix[..., :3, :3], matrix[..., :3, 3]
+        out = torch.zeros(*R.shape[:-2], 6, 6, dtype=R.dtype, device=R.device)
+        out[..., :3, :3] = R
+        out[..., 3:, 3:] = R
+        out[..., :3, 3:] = skew(t) @ R
+        return out
+
+    def retr(self, xi: torch.Tensor) -> SE3:
+        """Left retraction: ``exp(xi) * self``."""
+        return SE3.exp(xi) * self
+
+    def tum(self) -> torch.Tensor:
+        """(..., 7) TUM values ``tx ty tz qx qy qz qw`` with ``qw >= 0``."""
+        sign = torch.where(self.data[..., 6:] < 0, -1.0, 1.0).to(self.data.dtype)
+        return torch.cat([self.data[..., :3], self.data[..., 3:] * sign], dim=-1)
+
+    # ------------------------------------------------------------------ tensor-like helpers
+    @property
+    def shape(self) -> torch.Size:
+        return self.data.shape[:-1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.data.dtype
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def __getitem__(self, index) -> SE3:
+        if isinstance(index, tuple):
+            return SE3(self.data[index + (slice(None),)])
+        return SE3(self.data[index])
+
+    def view(self, *shape: int) -> SE3:
+        return SE3(self.data.view(*shape, 7))
+
+    def to(self, *args, **kwargs) -> SE3:
+        return SE3(self.data.to(*args, **kwargs))
+
+    def detach(self) -> SE3:
+        return SE3(self.data.detach())
+
+    def clone(self) -> SE3:
+        return SE3(self.data.clone())
+
+    @staticmethod
+    def stack(transforms: Sequence[SE3], dim: int = 0) -> SE3:
+        return SE3(torch.stack([t.data for t in transforms], dim=dim))
+
+    def __repr__(self) -> str:
+        return f"SE3(shape={tuple(self.shape)}, data={self.data})"
+
+
+def skew(v: torch.Tensor) -> torch.Tensor:
+    """(..., 3) vectors to (..., 3, 3) cross-product matrices: ``skew(a) @ b == a x b``."""
+    x, y, z = v.unbind(-1)
+    zero = torch.zeros_like(x)
+    return torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape(*v.shape[:-1], 3, 3)

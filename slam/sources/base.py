@@ -1,0 +1,146 @@
+"""The source interface: options every source honours (start, stride, max frames, resize) and the
+base classes that apply them, so that each concrete source only reads its own format."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from slam.camera import Camera
+from slam.errors import SourceError
+from slam.frame import Frame
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Which raw frames a source delivers, and at what size.
+
+    ``start`` raw frames are skipped, then every ``stride``-th frame is kept, up to ``max_frames``
+    (None: all). ``resize`` is ``(width, height)`` of the delivered images, or None for the size
+    as stored (after undistortion). Intrinsics and ground-truth depth follow the resize.
+    """
+
+    start: int = 0
+    stride: int = 1
+    max_frames: int | None = None
+    resize: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or self.stride < 1 or (self.max_frames is not None and self.max_frames < 0):
+            raise SourceError(f"invalid source options: start={self.start} stride={self.stride} "
+                              f"max_frames={self.max_frames}")
+        if self.resize is not None and (self.resize[0] < 8 or self.resize[1] < 8):
+            raise SourceError(f"invalid resize {self.resize}: width and height must be at least 8 pixels")
+
+    def selects(self, raw_index: int) -> bool:
+        """Whether raw frame ``raw_index`` passes start and stride."""
+        return raw_index >= self.start and (raw_index - self.start) % self.stride == 0
+
+    def selected_indices(self, raw_count: int) -> range:
+        """The raw indices delivered out of ``raw_count`` raw frames."""
+        indices = range(self.start, raw_count, self.stride)
+        return indices if self.max_frames is None else indices[: self.max_frames]
+
+
+@dataclass
+class RawFrame:
+    """A frame as read from storage, before resizing: image RGB uint8, pose camera-to-world."""
+
+    timestamp: float
+    image: np.ndarray
+    pose_gt: np.ndarray | None = None
+    depth_gt: np.ndarray | None = None
+
+
+class Source(ABC):
+    """An iterable of :class:`Frame`. Subclasses set ``self.camera`` (intrinsics of the images as
+    stored and undistorted, with their size) in ``__init__`` and implement :meth:`_raw_frames`.
+
+    Use as a context manager, or call :meth:`close`, to release devices and files.
+    """
+
+    #: short name of the source kind ("tum", "kitti", "video", ...), for logs and stats.json
+    kind: str = "source"
+
+    def __init__(self, options: SourceOptions | None = None):
+        self.options = options or SourceOptions()
+        self.camera: Camera | None = None
+
+    @property
+    def has_ground_truth(self) -> bool:
+        """Whether frames carry ``pose_gt`` (subclasses with ground truth override this)."""
+        return False
+
+    @property
+    def output_camera(self) -> Camera:
+        """Intrinsics of the delivered frames (after the resize option)."""
+        if self.camera is None:
+            raise SourceError(f"{self.kind} source has no calibration: pass one with --calib FILE")
+        if self.options.resize is None:
+            return self.camera
+        return self.camera.resized(*self.options.resize)
+
+    @abstractmethod
+    def _raw_frames(self) -> Iterator[RawFrame]:
+        """Yield the selected raw frames in order (see :meth:`SourceOptions.selects`)."""
+
+    def __iter__(self) -> Iterator[Frame]:
+        camera = self.output_camera
+        for index, raw in enumerate(self._raw_frames()):
+            if self.options.max_frames is not None and index >= self.options.max_frames:
+                return
+            yield self._finish(index, raw, camera)
+
+    def _finish(self, index: int, raw: RawFrame, camera: Camera) -> Frame:
+        image, depth = raw.image, raw.depth_gt
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        if (image.shape[1], image.shape[0]) != camera.size:
+            image = camera.resize_image(image, *camera.size)
+            if depth is not None:
+                depth = cv2.resize(depth, camera.size, interpolation=cv2.INTER_NEAREST)
+        return Frame(index, raw.timestamp, np.ascontiguousarray(image), camera, raw.pose_gt, depth)
+
+    def close(self) -> None:
+        """Release what the source holds (files, devices, threads)."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def describe(self) -> dict:
+        """A JSON-able summary for logs and stats.json."""
+        return {"kind": self.kind, **{k: v for k, v in vars(self.options).items()}}
+
+
+class IndexedSource(Source):
+    """A source with random access to a known number of raw frames (image folders, datasets).
+    Subclasses set ``self.num_raw`` and implement :meth:`_load`."""
+
+    num_raw: int = 0
+
+    @abstractmethod
+    def _load(self, raw_index: int) -> RawFrame:
+        """Read raw frame ``raw_index`` (0 <= raw_index < num_raw)."""
+
+    def __len__(self) -> int:
+        return len(self.options.selected_indices(self.num_raw))
+
+    def _raw_frames(self) -> Iterator[RawFrame]:
+        for raw_index in self.options.selected_indices(self.num_raw):
+            yield self._load(raw_index)
+
+
+def read_image(path) -> np.ndarray:
+    """Read an image file as RGB uint8 (H x W x 3), or raise SourceError naming the file."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SourceError(f"cannot read image {path} (missing or corrupt)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
