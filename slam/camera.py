@@ -11,6 +11,7 @@ this convention scaling an image by s maps a coordinate u to s * (u + 0.5) - 0.5
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -119,18 +120,19 @@ class Camera:
         return camera
 
     def check_image_size(self, width: int, height: int, origin: str = "calibration") -> None:
-        """Raise CalibrationError when the principal point lies outside the image, or far from its
-        centre: the sign of a calibration made for another resolution."""
+        """Raise CalibrationError when the principal point lies outside the image: the sign of a
+        calibration made for another resolution. A principal point far from the centre is only
+        logged as a warning, since cropped images (e.g. KITTI-style bottom crops) have one."""
         if not (0 <= self.cx < width and 0 <= self.cy < height):
             raise CalibrationError(
                 f"{origin}: principal point ({self.cx:.1f}, {self.cy:.1f}) lies outside the "
                 f"{width}x{height} image; is the calibration for another resolution?"
             )
         if abs(self.cx - (width - 1) / 2) > 0.25 * width or abs(self.cy - (height - 1) / 2) > 0.25 * height:
-            raise CalibrationError(
-                f"{origin}: principal point ({self.cx:.1f}, {self.cy:.1f}) is far from the centre of the "
-                f"{width}x{height} image; is the calibration for another resolution?"
-            )
+            logging.getLogger(__name__).warning(
+                "%s: principal point (%.1f, %.1f) is far from the centre of the %dx%d image; "
+                "fine for a cropped image, wrong if the calibration is for another resolution",
+                origin, self.cx, self.cy, width, height)
 
     # ------------------------------------------------------------------ image operations
     def scaled(self, sx: float, sy: float | None = None) -> Camera:

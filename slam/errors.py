@@ -15,3 +15,8 @@ class CalibrationError(V2DError):
 
 class TrajectoryError(V2DError):
     """A trajectory file is malformed or cannot be matched to another one."""
+
+
+class EvaluationError(V2DError):
+    """Predictions cannot be scored against ground truth: unreadable or mismatched depth maps,
+    no files in common."""

@@ -3,6 +3,7 @@ base classes that apply them, so that each concrete source only reads its own fo
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -90,9 +91,8 @@ class Source(ABC):
 
     def __iter__(self) -> Iterator[Frame]:
         camera = self.output_camera
-        for index, raw in enumerate(self._raw_frames()):
-            if self.options.max_frames is not None and index >= self.options.max_frames:
-                return
+        # islice stops before asking for one frame too many (a live source would wait for it).
+        for index, raw in enumerate(itertools.islice(self._raw_frames(), self.options.max_frames)):
             yield self._finish(index, raw, camera)
 
     def _finish(self, index: int, raw: RawFrame, camera: Camera) -> Frame:
