@@ -307,7 +307,7 @@ def test_image_folder_natural_order_and_frame_rate_timestamps(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         source = open_source(tmp_path / "imgs")
     assert source.kind == "image_folder"
-    assert [p.name for p in source.files] == ["frame1.png", "frame2.png", "frame3.png", "frame10.png", "frame11.png"]
+    assert [p.name for p in source.image_files] == ["frame1.png", "frame2.png", "frame3.png", "frame10.png", "frame11.png"]
     assert sum("no calibration" in r.getMessage() for r in caplog.records) == 1
     assert source.camera == Camera(51.2, 51.2, 31.5, 23.5, width=64, height=48)
     frames = list(source)

@@ -7,13 +7,15 @@ import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from slam.camera import Camera
+from slam.camera import Camera, Undistorter
 from slam.errors import SourceError
 from slam.frame import Frame
+from slam.sources.calibration import check_frame_size
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,9 @@ class RawFrame:
 
 
 class Source(ABC):
-    """An iterable of :class:`Frame`. Subclasses set ``self.camera`` (intrinsics of the images as
-    stored and undistorted, with their size) in ``__init__`` and implement :meth:`_raw_frames`.
+    """An iterable of :class:`Frame`. Subclasses call :meth:`set_camera` in ``__init__`` (or set
+    ``self.camera``: intrinsics of the images as stored and undistorted, with their size) and
+    implement :meth:`_raw_frames`.
 
     Use as a context manager, or call :meth:`close`, to release devices and files.
     """
@@ -70,6 +73,12 @@ class Source(ABC):
     def __init__(self, options: SourceOptions | None = None):
         self.options = options or SourceOptions()
         self.camera: Camera | None = None
+
+    def set_camera(self, stored: Camera) -> None:
+        """Use ``stored`` (intrinsics and distortion of the images as read) and deliver undistorted
+        images: ``self.undistorter`` maps stored images to ``self.camera``."""
+        self.undistorter = Undistorter(stored)
+        self.camera = self.undistorter.camera
 
     @property
     def has_ground_truth(self) -> bool:
@@ -135,6 +144,36 @@ class IndexedSource(Source):
     def _raw_frames(self) -> Iterator[RawFrame]:
         for raw_index in self.options.selected_indices(self.num_raw):
             yield self._load(raw_index)
+
+
+
+class ImageFileSource(IndexedSource):
+    """An indexed source whose raw frames are image files. Subclasses set ``image_files`` and
+    ``timestamps`` (seconds, one per file), call :meth:`set_camera`, optionally set ``poses_gt`` (per file: a camera-to-world 4x4 pose or None),
+    and override :meth:`_depth` where they have depth maps."""
+
+    image_files: list[Path]
+    timestamps: np.ndarray
+    poses_gt: list[np.ndarray | None] | None = None
+
+    @property
+    def num_raw(self) -> int:
+        return len(self.image_files)
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return self.poses_gt is not None
+
+    def _depth(self, raw_index: int) -> np.ndarray | None:
+        """Ground-truth depth of raw frame ``raw_index``, undistorted like its image (or None)."""
+        return None
+
+    def _load(self, raw_index: int) -> RawFrame:
+        path = self.image_files[raw_index]
+        image = read_image(path)
+        check_frame_size(image, self.undistorter.source_camera, path)
+        pose = None if self.poses_gt is None else self.poses_gt[raw_index]
+        return RawFrame(float(self.timestamps[raw_index]), self.undistorter(image), pose, self._depth(raw_index))
 
 
 def read_image(path) -> np.ndarray:

@@ -19,10 +19,10 @@ import numpy as np
 import yaml
 from scipy.spatial.transform import Rotation
 
-from slam.camera import Camera, Undistorter
+from slam.camera import Camera
 from slam.errors import CalibrationError, SourceError
-from slam.sources.base import IndexedSource, RawFrame, SourceOptions, read_image
-from slam.sources.calibration import camera_from_file, check_frame_size
+from slam.sources.base import ImageFileSource, SourceOptions, read_image
+from slam.sources.calibration import camera_from_file
 from slam.trajectory import Trajectory
 
 #: Ground truth is not interpolated across gaps longer than this (seconds); it is sampled at 200 Hz.
@@ -121,7 +121,7 @@ def read_groundtruth(path: Path) -> Trajectory:
     return Trajectory(stamps[order] * 1e-9, poses[order])
 
 
-class EurocSource(IndexedSource):
+class EurocSource(ImageFileSource):
     """One camera of a EuRoC MAV sequence (``cam0`` by default; see the module docstring)."""
 
     kind = "euroc"
@@ -144,7 +144,6 @@ class EurocSource(IndexedSource):
         self.timestamps_ns = np.array([_nanoseconds(r[0], index) for r in rows], dtype=np.int64)
         self.timestamps = self.timestamps_ns * 1e-9
         self.image_files = [self.camera_dir / "data" / r[1] for r in rows]
-        self.num_raw = len(rows)
         first = read_image(self.image_files[0])
         height, width = first.shape[:2]
         sensor_file = self.camera_dir / "sensor.yaml"
@@ -154,8 +153,7 @@ class EurocSource(IndexedSource):
         else:
             self.calib_file = sensor_file
             camera_model = camera_from_sensor_yaml(read_sensor_yaml(sensor_file), sensor_file, width, height)
-        self._undistort = Undistorter(camera_model)
-        self.camera = self._undistort.camera
+        self.set_camera(camera_model)
         gt_file = mav0 / "state_groundtruth_estimate0" / "data.csv"
         self.poses_gt = None
         if gt_file.is_file():
@@ -164,17 +162,6 @@ class EurocSource(IndexedSource):
             cameras = Trajectory(body.timestamps, body.poses @ camera_to_body)
             poses, valid = cameras.interpolate(self.timestamps, max_gap=MAX_GROUND_TRUTH_GAP)
             self.poses_gt = [pose if ok else None for pose, ok in zip(poses, valid)]
-
-    @property
-    def has_ground_truth(self) -> bool:
-        return self.poses_gt is not None
-
-    def _load(self, raw_index: int) -> RawFrame:
-        path = self.image_files[raw_index]
-        image = read_image(path)
-        check_frame_size(image, self._undistort.source_camera, path)
-        pose = None if self.poses_gt is None else self.poses_gt[raw_index]
-        return RawFrame(float(self.timestamps[raw_index]), self._undistort(image), pose)
 
     def describe(self) -> dict:
         return {**super().describe(), "path": str(self.folder), "camera": self.camera_dir.name,

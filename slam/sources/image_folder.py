@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from slam.camera import Camera, Undistorter
+from slam.camera import Camera
 from slam.errors import CalibrationError, SourceError
-from slam.sources.base import IndexedSource, RawFrame, SourceOptions, read_image
-from slam.sources.calibration import camera_from_file, check_frame_size, guessed_camera
+from slam.sources.base import ImageFileSource, SourceOptions, read_image
+from slam.sources.calibration import camera_from_file, guessed_camera
 
 #: File name endings read as images (case-insensitive).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
@@ -69,7 +69,7 @@ def read_intrinsics_lines(path: Path, width: int, height: int) -> Camera:
     return camera
 
 
-class ImageFolderSource(IndexedSource):
+class ImageFolderSource(ImageFileSource):
     """Images of a folder, in natural name order. ``timestamps``: a file of one timestamp (seconds)
     a line; ``fps``: frame rate for timestamps when there is no such file."""
 
@@ -81,22 +81,20 @@ class ImageFolderSource(IndexedSource):
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise SourceError(f"image folder not found: {self.folder}")
-        self.files = list_images(self.folder)
-        if not self.files:
+        self.image_files = list_images(self.folder)
+        if not self.image_files:
             raise SourceError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {self.folder}")
         if fps <= 0:
             raise SourceError(f"invalid frame rate {fps} for {self.folder}")
-        self.num_raw = len(self.files)
         self.timestamps_file = self._find_timestamps_file(timestamps)
         if self.timestamps_file is None:
             self.timestamps = np.arange(self.num_raw, dtype=np.float64) / fps
         else:
             self.timestamps = read_timestamps(self.timestamps_file, self.num_raw)
-        first = read_image(self.files[0])
+        first = read_image(self.image_files[0])
         height, width = first.shape[:2]
         self.calib_file, camera = self._calibration(calib, width, height)
-        self._undistort = Undistorter(camera)
-        self.camera = self._undistort.camera
+        self.set_camera(camera)
 
     def _find_timestamps_file(self, timestamps: str | Path | None) -> Path | None:
         if timestamps is not None:
@@ -114,12 +112,6 @@ class ImageFolderSource(IndexedSource):
             path = self.folder / "intrinsics.txt"
             return path, read_intrinsics_lines(path, width, height)
         return None, guessed_camera(width, height, f"image folder {self.folder}")
-
-    def _load(self, raw_index: int) -> RawFrame:
-        path = self.files[raw_index]
-        image = read_image(path)
-        check_frame_size(image, self._undistort.source_camera, path)
-        return RawFrame(float(self.timestamps[raw_index]), self._undistort(image))
 
     def describe(self) -> dict:
         return {**super().describe(), "path": str(self.folder), "images": self.num_raw,

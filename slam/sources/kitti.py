@@ -21,8 +21,8 @@ import numpy as np
 
 from slam.camera import Camera
 from slam.errors import CalibrationError, SourceError
-from slam.sources.base import IndexedSource, RawFrame, SourceOptions, read_image
-from slam.sources.calibration import camera_from_file, check_frame_size, guessed_camera
+from slam.sources.base import ImageFileSource, SourceOptions, read_image
+from slam.sources.calibration import camera_from_file, guessed_camera
 from slam.sources.image_folder import read_timestamps
 from slam.trajectory import read_kitti
 
@@ -61,7 +61,7 @@ def _sequence_name(sequence: str | int) -> str:
     return f"{int(sequence):02d}" if str(sequence).isdigit() else str(sequence)
 
 
-class KittiSource(IndexedSource):
+class KittiSource(ImageFileSource):
     """One KITTI odometry sequence (see the module docstring for paths, calibration, ground truth)."""
 
     kind = "kitti"
@@ -79,14 +79,14 @@ class KittiSource(IndexedSource):
         self.image_files = sorted(p for p in self.image_dir.iterdir() if p.suffix.lower() == ".png")
         if not self.image_files:
             raise SourceError(f"no png images in {self.image_dir}")
-        self.num_raw = len(self.image_files)
         times = self.sequence_dir / "times.txt"
         if not times.is_file():
             raise SourceError(f"KITTI sequence {self.sequence_dir} has no times.txt")
         self.timestamps = read_timestamps(times, self.num_raw)
         first = read_image(self.image_files[0])
         height, width = first.shape[:2]
-        self.calib_file, self.camera, baseline = self._calibration(calib, width, height)
+        self.calib_file, camera, baseline = self._calibration(calib, width, height)
+        self.set_camera(camera)
         self.poses_file = self.sequence_dir.resolve().parent.parent / "poses" / f"{self.sequence}.txt"
         in_layout = self.sequence_dir.resolve().parent.name == "sequences"
         self.poses_gt = self._ground_truth(baseline) if in_layout and self.poses_file.is_file() else None
@@ -149,17 +149,6 @@ class KittiSource(IndexedSource):
         camera0_from_this = np.eye(4)
         camera0_from_this[:3, 3] = -baseline
         return [poses[i] @ camera0_from_this if i < len(poses) else None for i in range(self.num_raw)]
-
-    @property
-    def has_ground_truth(self) -> bool:
-        return self.poses_gt is not None
-
-    def _load(self, raw_index: int) -> RawFrame:
-        path = self.image_files[raw_index]
-        image = read_image(path)
-        check_frame_size(image, self.camera, path)
-        pose = None if self.poses_gt is None else self.poses_gt[raw_index]
-        return RawFrame(float(self.timestamps[raw_index]), image, pose)
 
     def describe(self) -> dict:
         return {**super().describe(), "path": str(self.sequence_dir), "sequence": self.sequence,

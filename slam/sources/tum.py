@@ -20,9 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from slam.camera import Undistorter
 from slam.errors import SourceError
-from slam.sources.base import IndexedSource, RawFrame, SourceOptions, read_image
+from slam.sources.base import ImageFileSource, SourceOptions, read_image
 from slam.sources.calibration import camera_from_file, check_frame_size, guessed_camera
 from slam.trajectory import read_tum
 
@@ -96,7 +95,7 @@ def read_depth(path: Path) -> np.ndarray:
     return raw.astype(np.float32) / DEPTH_SCALE
 
 
-class TumSource(IndexedSource):
+class TumSource(ImageFileSource):
     """A TUM RGB-D sequence folder (or one in its layout, such as the HoloLens scene)."""
 
     kind = "tum"
@@ -113,7 +112,6 @@ class TumSource(IndexedSource):
         if len(names) == 0:
             raise SourceError(f"{index} lists no images")
         self.image_files = [self.folder / name for name in names]
-        self.num_raw = len(self.image_files)
         self.depth_files = self._associate_depth()
         self.poses_gt = self._ground_truth()
         first = read_image(self.image_files[0])
@@ -123,8 +121,7 @@ class TumSource(IndexedSource):
             camera = guessed_camera(width, height, f"TUM sequence {self.folder}")
         else:
             camera = camera_from_file(self.calib_file, width, height)
-        self._undistort = Undistorter(camera)
-        self.camera = self._undistort.camera
+        self.set_camera(camera)
 
     def _associate_depth(self) -> list[Path | None]:
         index = self.folder / "depth.txt"
@@ -146,21 +143,13 @@ class TumSource(IndexedSource):
             return self.folder / "calib.txt"
         return shipped_tum_calibration(self.folder)
 
-    @property
-    def has_ground_truth(self) -> bool:
-        return self.poses_gt is not None
-
-    def _load(self, raw_index: int) -> RawFrame:
-        path = self.image_files[raw_index]
-        image = read_image(path)
-        check_frame_size(image, self._undistort.source_camera, path)
-        depth = None
-        if self.depth_files[raw_index] is not None:
-            depth = read_depth(self.depth_files[raw_index])
-            check_frame_size(depth, self._undistort.source_camera, self.depth_files[raw_index])
-            depth = self._undistort(depth, nearest=True)
-        pose = None if self.poses_gt is None else self.poses_gt[raw_index]
-        return RawFrame(float(self.timestamps[raw_index]), self._undistort(image), pose, depth)
+    def _depth(self, raw_index: int) -> np.ndarray | None:
+        path = self.depth_files[raw_index]
+        if path is None:
+            return None
+        depth = read_depth(path)
+        check_frame_size(depth, self.undistorter.source_camera, path)
+        return self.undistorter(depth, nearest=True)
 
     def describe(self) -> dict:
         return {**super().describe(), "path": str(self.folder), "images": self.num_raw,

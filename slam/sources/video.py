@@ -17,7 +17,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from slam.camera import Undistorter
 from slam.errors import SourceError
 from slam.sources.base import RawFrame, Source, SourceOptions
 from slam.sources.calibration import camera_from_file, check_frame_size, guessed_camera
@@ -136,8 +135,7 @@ class VideoSource(Source):
             camera = guessed_camera(width, height, f"video {self.path}")
         else:
             camera = camera_from_file(calib, width, height)
-        self._undistort = Undistorter(camera)
-        self.camera = self._undistort.camera
+        self.set_camera(camera)
 
     def _probe(self, backends: tuple[str, ...]) -> tuple[str, np.ndarray, float, int]:
         """The first backend that decodes a frame: (name, first image, fps, frame count)."""
@@ -169,9 +167,9 @@ class VideoSource(Source):
                     self.skipped_frames += 1
                     log.warning("%s: skipped frame %d, which cannot be decoded", self.path, raw_index)
                     continue
-                check_frame_size(image, self._undistort.source_camera, f"{self.path} frame {raw_index}")
+                check_frame_size(image, self.undistorter.source_camera, f"{self.path} frame {raw_index}")
                 timestamp = frame.timestamp if frame.timestamp is not None else raw_index / self.fps
-                yield RawFrame(timestamp, self._undistort(image))
+                yield RawFrame(timestamp, self.undistorter(image))
         finally:
             reader.close()
 

@@ -24,7 +24,6 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from slam.camera import Undistorter
 from slam.errors import CalibrationError, SourceError
 from slam.sources.base import RawFrame, Source, SourceOptions
 from slam.sources.calibration import camera_from_file, check_frame_size, guessed_camera
@@ -71,8 +70,7 @@ class WebcamSource(Source):
         except CalibrationError:
             capture.release()
             raise
-        self._undistort = Undistorter(camera)
-        self.camera = self._undistort.camera
+        self.set_camera(camera)
         self.captured_frames = 0
         self.taken_frames = 0
         self._latest: tuple[int, float, np.ndarray] | None = None  # (capture number, time, BGR image)
@@ -130,8 +128,8 @@ class WebcamSource(Source):
                 last_taken, stamp, image = self._latest
                 self.taken_frames += 1
             if self.options.selects(raw_index):
-                check_frame_size(image, self._undistort.source_camera, f"webcam {self.device}")
-                yield RawFrame(stamp, self._undistort(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)))
+                check_frame_size(image, self.undistorter.source_camera, f"webcam {self.device}")
+                yield RawFrame(stamp, self.undistorter(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)))
 
     def _has_newer(self, last_taken: int) -> bool:
         """Whether an image captured after image number ``last_taken`` waits (call under the lock)."""
