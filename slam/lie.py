@@ -15,6 +15,8 @@ Conventions:
   taking points in frame b to frame a (so a camera-to-world pose is ``T_wc``).
 
 All operations are batched over leading dimensions, differentiable, and device/dtype agnostic.
+Differentiate through ``matrix()``, ``act()`` or ``log()``: the gradient pypose reports for the raw ``data`` (the quaternion) follows its tangent-space
+convention, not the ambient derivative of the 7 numbers.
 """
 
 from __future__ import annotations
@@ -139,7 +141,7 @@ class SE3:
         return SE3(self.data[index])
 
     def view(self, *shape: int) -> SE3:
-        return SE3(self.data.view(*shape, 7))
+        return SE3(self.data.reshape(*shape, 7))
 
     def to(self, *args, **kwargs) -> SE3:
         return SE3(self.data.to(*args, **kwargs))

@@ -108,3 +108,10 @@ def test_gradients_flow_through_exp_act():
 def test_skew_is_cross_product():
     a, b = torch.randn(5, 3), torch.randn(5, 3)
     assert torch.allclose((skew(a) @ b.unsqueeze(-1)).squeeze(-1), torch.linalg.cross(a, b), atol=1e-6)
+
+
+def test_gradients_through_composition_inverse_and_log():
+    X = random_se3(2, torch.float64, seed=8)
+    xi = (0.2 * torch.randn(2, 6, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a: (SE3.exp(a) * X).inv().matrix(), (xi,))
+    assert torch.autograd.gradcheck(lambda a: X.retr(a).log(), (xi,))
