@@ -1,0 +1,117 @@
+"""Configuration as a tree of dataclasses: defaults in code, loadable from YAML, overridable from
+the command line with ``section.field=value``, and recorded as a plain dict (stats.json).
+
+Works with any dataclass tree whose leaves are bool, int, float, str, None-able versions of those,
+or tuples/lists of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from slam.errors import V2DError
+
+T = TypeVar("T")
+
+
+class ConfigError(V2DError):
+    """A configuration file or override names an unknown field or gives a value of the wrong type."""
+
+
+def to_dict(config: Any) -> dict:
+    """The configuration as nested plain dicts (JSON/YAML friendly)."""
+    return dataclasses.asdict(config)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check/convert a YAML value to a field's annotated type."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a section (mapping), got {value!r}")
+        return from_dict(annotation, value, where)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(annotation)
+        item_type = args[0] if args else Any
+        items = [_coerce(v, item_type, f"{where}[{k}]") for k, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if annotation is Any:
+        return value
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, str, bool) and type(value) is annotation:
+        return value
+    raise ConfigError(f"{where}: expected {getattr(annotation, '__name__', annotation)}, got {value!r}")
+
+
+def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
+    """Build ``cls`` from a (partial) dict: missing fields keep their defaults; unknown ones are
+    errors naming the field."""
+    return _merge(cls(), data, where)
+
+
+def _merge(base: Any, data: dict, where: str) -> Any:
+    """``base`` with the fields given in ``data`` replaced (recursively)."""
+    hints = typing.get_type_hints(type(base))
+    names = {f.name for f in dataclasses.fields(base)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
+    changes = {}
+    for name, value in data.items():
+        current = getattr(base, name)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            changes[name] = _merge(current, value, f"{where}.{name}")
+        else:
+            changes[name] = _coerce(value, hints[name], f"{where}.{name}")
+    return dataclasses.replace(base, **changes)
+
+
+def load(config: T, path: str | Path) -> T:
+    """``config`` updated with the YAML file at ``path`` (a partial tree)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"configuration file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return _merge(config, data, str(path))
+
+
+def override(config: T, assignment: str) -> T:
+    """``config`` with one ``section.field=value`` assignment applied (value parsed as YAML)."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {assignment!r}: expected section.field=value")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"override {assignment!r}: value is not valid YAML") from None
+    data: dict = value
+    for part in reversed(key.strip().split(".")):
+        data = {part: data}
+    return _merge(config, data, "override")

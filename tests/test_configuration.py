@@ -1,0 +1,67 @@
+"""Configuration trees: defaults, YAML files, command-line overrides, clear errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from slam.configuration import ConfigError, from_dict, load, override, to_dict
+
+
+@dataclass(frozen=True)
+class Inner:
+    window: int = 8
+    scale: float = 1.0
+    name: str = "lite"
+    weights: str | None = None
+    size: tuple[int, int] = (240, 320)
+
+
+@dataclass(frozen=True)
+class Outer:
+    inner: Inner = field(default_factory=Inner)
+    threads: int = 2
+    verbose: bool = False
+
+
+def test_defaults_and_partial_dict():
+    config = from_dict(Outer, {"inner": {"window": 5}, "verbose": True})
+    assert config == Outer(Inner(window=5), verbose=True)
+    assert to_dict(config)["inner"] == {"window": 5, "scale": 1.0, "name": "lite", "weights": None, "size": (240, 320)}
+
+
+def test_yaml_file_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("inner:\n  scale: 2\n  size: [192, 256]\nthreads: 4\n")
+    config = load(Outer(), path)
+    assert config.inner.scale == 2.0 and isinstance(config.inner.scale, float)
+    assert config.inner.size == (192, 256) and config.threads == 4 and config.inner.window == 8
+    config = override(config, "inner.weights=models/lite.pt")
+    config = override(config, "inner.window=12")
+    assert config.inner.weights == "models/lite.pt" and config.inner.window == 12 and config.inner.scale == 2.0
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("inner.windw=3", "unknown field"),
+    ("inner.window=three", "expected int"),
+    ("threads", "expected section.field=value"),
+    ("verbose=1", "expected bool"),
+    ("inner=5", "expected a section"),
+])
+def test_bad_overrides_name_the_problem(assignment, message):
+    with pytest.raises(ConfigError, match=message):
+        override(Outer(), assignment)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load(Outer(), tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("inner: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load(Outer(), bad)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load(Outer(), listed)
