@@ -1,0 +1,163 @@
+"""The shared map state: keyframes and the record of every tracked frame, behind one lock with a
+version counter. The frontend appends keyframes and frame records, the backend rewrites keyframe
+poses and depths, and readers (viewer, exporters) take consistent snapshots.
+
+Poses: each keyframe stores ``pose`` as an SE3 world-to-camera (``G``, what the solver works
+with); :attr:`Keyframe.pose_c2w` gives camera-to-world. A non-keyframe stores its pose relative
+to its reference keyframe (``T_frame_from_keyframe = G_frame G_keyframe^-1``), so its world pose
+follows when the backend moves the keyframe.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from slam.lie import SE3
+
+
+@dataclass
+class Keyframe:
+    """One keyframe. Tensors are at the processing resolution (H, W) and on the system's device.
+
+    - ``image``: (3, H, W) float32 RGB in [0, 1].
+    - ``pose``: SE3 () world-to-camera.
+    - ``depth``: (H, W) metres; ``confidence``: (H, W) in [0, 1].
+    - ``depth_features`` / ``motion_features``: (C, h, w) module features; dropped (None) when the
+      keyframe leaves the optimization window, to bound memory.
+    """
+
+    id: int
+    frame_index: int
+    timestamp: float
+    image: torch.Tensor
+    pose: SE3
+    depth: torch.Tensor
+    confidence: torch.Tensor
+    depth_features: torch.Tensor | None = None
+    motion_features: torch.Tensor | None = None
+
+    @property
+    def pose_c2w(self) -> np.ndarray:
+        """(4, 4) float64 camera-to-world."""
+        return np.linalg.inv(self.pose.matrix().detach().double().cpu().numpy())
+
+
+@dataclass
+class FrameRecord:
+    """A tracked input frame: its pose relative to keyframe ``keyframe_id``
+    (``T_frame_from_keyframe``, SE3 ()), or ``relative`` None when it was not tracked."""
+
+    index: int
+    timestamp: float
+    keyframe_id: int
+    relative: SE3 | None
+    status: str = "tracked"
+
+
+@dataclass
+class KeyframeView:
+    """What a reader sees of a keyframe: numpy copies, camera-to-world pose."""
+
+    id: int
+    frame_index: int
+    timestamp: float
+    image: np.ndarray          # (H, W, 3) uint8 RGB
+    depth: np.ndarray          # (H, W) float32 metres
+    confidence: np.ndarray     # (H, W) float32
+    pose_c2w: np.ndarray       # (4, 4) float64
+
+
+@dataclass
+class MapSnapshot:
+    """A consistent copy of the map at ``version``: keyframes, and every frame's timestamp and
+    camera-to-world pose (frames not tracked are absent from ``frame_poses``)."""
+
+    version: int
+    keyframes: list[KeyframeView]
+    frame_indices: np.ndarray       # (M,) int
+    frame_timestamps: np.ndarray    # (M,) float64
+    frame_poses: np.ndarray         # (M, 4, 4) float64 camera-to-world
+    frame_status: list[str] = field(default_factory=list)
+
+
+class MapState:
+    """Keyframes and frame records, guarded by one re-entrant lock; ``version`` grows with every
+    change, so readers can skip work when nothing changed."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.version = 0
+        self.keyframes: dict[int, Keyframe] = {}
+        self.frames: list[FrameRecord] = []
+        self._next_id = 0
+
+    def new_keyframe_id(self) -> int:
+        with self.lock:
+            self._next_id += 1
+            return self._next_id - 1
+
+    def add_keyframe(self, keyframe: Keyframe) -> None:
+        with self.lock:
+            self.keyframes[keyframe.id] = keyframe
+            self.version += 1
+
+    def add_frame(self, record: FrameRecord) -> None:
+        with self.lock:
+            self.frames.append(record)
+            self.version += 1
+
+    def update_keyframes(self, ids: list[int], poses: SE3 | None = None, depths: torch.Tensor | None = None,
+                         confidences: torch.Tensor | None = None) -> None:
+        """Write back backend results for keyframes ``ids``: poses SE3 (K,) world-to-camera,
+        depths and confidences (K, H, W)."""
+        with self.lock:
+            for k, kf_id in enumerate(ids):
+                keyframe = self.keyframes[kf_id]
+                if poses is not None:
+                    keyframe.pose = poses[k].detach()
+                if depths is not None:
+                    keyframe.depth = depths[k].detach()
+                if confidences is not None:
+                    keyframe.confidence = confidences[k].detach()
+            self.version += 1
+
+    def keyframe_list(self) -> list[Keyframe]:
+        """Keyframes in creation order (a shallow copy of the list)."""
+        with self.lock:
+            return [self.keyframes[k] for k in sorted(self.keyframes)]
+
+    def frame_pose(self, record: FrameRecord) -> SE3 | None:
+        """World-to-camera pose of a frame record (None when it was not tracked)."""
+        if record.relative is None:
+            return None
+        with self.lock:
+            return record.relative * self.keyframes[record.keyframe_id].pose
+
+    def snapshot(self, with_images: bool = True) -> MapSnapshot:
+        """A consistent copy of the map (numpy, camera-to-world). ``with_images`` False skips
+        the keyframe images, depths and confidences (cheap trajectory-only snapshots)."""
+        with self.lock:
+            keyframes = self.keyframe_list()
+            views = []
+            for kf in keyframes:
+                image = depth = confidence = np.zeros((0, 0), np.float32)
+                if with_images:
+                    image = (kf.image.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
+                    depth = np.array(kf.depth.float().cpu())  # a copy: later writes must not show
+                    confidence = np.array(kf.confidence.float().cpu())
+                views.append(KeyframeView(kf.id, kf.frame_index, kf.timestamp, image, depth, confidence, kf.pose_c2w))
+            tracked = [r for r in self.frames if r.relative is not None]
+            if tracked:
+                relative = SE3.stack([r.relative for r in tracked])
+                keyframe_poses = SE3.stack([self.keyframes[r.keyframe_id].pose for r in tracked])
+                world_to_camera = (relative * keyframe_poses).matrix().detach().double().cpu()
+                poses = np.linalg.inv(world_to_camera.numpy())
+            else:
+                poses = np.zeros((0, 4, 4))
+            return MapSnapshot(self.version, views, np.array([r.index for r in tracked], dtype=int),
+                               np.array([r.timestamp for r in tracked], dtype=np.float64), poses,
+                               [r.status for r in tracked])

@@ -1,0 +1,76 @@
+"""The shared map: keyframes, frame records relative to keyframes, snapshots, concurrent readers."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import torch
+
+from slam.lie import SE3
+from slam.map import FrameRecord, Keyframe, MapState
+
+
+def make_keyframe(state: MapState, frame_index: int, xi: list[float]) -> Keyframe:
+    keyframe = Keyframe(state.new_keyframe_id(), frame_index, frame_index / 30, torch.rand(3, 6, 8),
+                        SE3.exp(torch.tensor(xi)), torch.full((6, 8), 2.0), torch.ones(6, 8))
+    state.add_keyframe(keyframe)
+    return keyframe
+
+
+def test_frames_follow_their_keyframe_when_the_backend_moves_it():
+    state = MapState()
+    kf = make_keyframe(state, 0, [0.0] * 6)
+    relative = SE3.exp(torch.tensor([0.1, 0.0, 0.0, 0.0, 0.0, 0.0]))
+    state.add_frame(FrameRecord(0, 0.0, kf.id, SE3.identity()))
+    state.add_frame(FrameRecord(1, 1 / 30, kf.id, relative))
+    state.add_frame(FrameRecord(2, 2 / 30, kf.id, None, status="lost"))
+    before = state.snapshot()
+    assert before.frame_indices.tolist() == [0, 1]
+    # world-to-camera translation +0.1 in x means the camera centre is at -0.1 in x
+    assert np.allclose(before.frame_poses[1][:3, 3], [-0.1, 0.0, 0.0], atol=1e-6)
+    moved = SE3.exp(torch.tensor([[0.0, 0.0, -1.0, 0.0, 0.0, 0.0]]))
+    state.update_keyframes([kf.id], poses=moved)
+    after = state.snapshot()
+    assert after.version > before.version
+    assert np.allclose(after.frame_poses[0][:3, 3], [0.0, 0.0, 1.0], atol=1e-6)
+    assert np.allclose(after.frame_poses[1][:3, 3], [-0.1, 0.0, 1.0], atol=1e-6)
+    assert np.allclose(after.keyframes[0].pose_c2w, after.frame_poses[0], atol=1e-6)
+
+
+def test_snapshot_copies_images_and_depth():
+    state = MapState()
+    kf = make_keyframe(state, 0, [0.0] * 6)
+    snap = state.snapshot()
+    view = snap.keyframes[0]
+    assert view.image.shape == (6, 8, 3) and view.image.dtype == np.uint8
+    kf.depth.fill_(5.0)
+    assert np.all(view.depth == 2.0)
+    light = state.snapshot(with_images=False)
+    assert light.keyframes[0].image.size == 0
+
+
+def test_readers_get_consistent_snapshots_while_a_writer_updates():
+    state = MapState()
+    ids = [make_keyframe(state, i, [0.0] * 6).id for i in range(4)]
+    stop = threading.Event()
+    seen = []
+
+    def writer():
+        step = 0
+        while not stop.is_set():
+            step += 1
+            state.update_keyframes(ids, poses=SE3.exp(torch.tensor([[0.0, 0.0, float(step), 0, 0, 0]] * 4)),
+                                   depths=torch.full((4, 6, 8), float(step)))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for _ in range(50):
+            snap = state.snapshot()
+            # every keyframe of one snapshot comes from the same write
+            seen.append({float(v.depth[0, 0]) for v in snap.keyframes})
+    finally:
+        stop.set()
+        thread.join()
+    assert all(len(values) == 1 for values in seen)
