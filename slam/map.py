@@ -147,8 +147,8 @@ class MapState:
                 image = depth = confidence = np.zeros((0, 0), np.float32)
                 if with_images:
                     image = (kf.image.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
-                    depth = np.array(kf.depth.float().cpu())  # a copy: later writes must not show
-                    confidence = np.array(kf.confidence.float().cpu())
+                    depth = kf.depth.float().cpu().numpy().copy()  # later writes must not show
+                    confidence = kf.confidence.float().cpu().numpy().copy()
                 views.append(KeyframeView(kf.id, kf.frame_index, kf.timestamp, image, depth, confidence, kf.pose_c2w))
             tracked = [r for r in self.frames if r.relative is not None]
             if tracked:
