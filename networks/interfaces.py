@@ -87,9 +87,10 @@ class MotionModule(Protocol):
         """(B, N, 3, H, W) images -> (B, N, C, H/stride, W/stride) features."""
 
     def flow(self, features: torch.Tensor, depths: torch.Tensor, poses: SE3, intrinsics: torch.Tensor,
-             ii: torch.Tensor, jj: torch.Tensor) -> FlowEstimate:
+             ii: torch.Tensor, jj: torch.Tensor, image_size: tuple[int, int]) -> FlowEstimate:
         """Residual flow for the E edges ``ii[e] -> jj[e]`` (LongTensors (E,)).
 
         ``features`` (B, N, C, h, w) from :meth:`encode`; ``depths`` (B, N, h, w) at feature
         resolution (only frames in ``ii`` are read); ``poses`` (B, N) world-to-camera;
-        ``intrinsics`` (B, 4) at full resolution."""
+        ``intrinsics`` (B, 4) at full resolution, that of the ``image_size`` (H, W) images given
+        to :meth:`encode` (a module that resizes images internally needs it to rescale them)."""
