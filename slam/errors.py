@@ -20,3 +20,8 @@ class TrajectoryError(V2DError):
 class EvaluationError(V2DError):
     """Predictions cannot be scored against ground truth: unreadable or mismatched depth maps,
     no files in common."""
+
+
+class ExportError(V2DError):
+    """An output file (point cloud, mesh, depth map) cannot be written: missing permissions,
+    a full disk, a path that is a folder."""

@@ -1,0 +1,399 @@
+"""Fusion and geometry exports: consistency-filtered coloured point clouds (batch and
+incremental), TSDF meshes, PLY writers and depth PNGs, on the synthetic room with exact depth."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import numpy as np
+import open3d as o3d
+import pytest
+from scipy.spatial import cKDTree
+
+from slam.errors import ExportError
+from slam.evaluation import read_depth
+from slam.export import write_depth_png, write_mesh_ply, write_point_cloud_ply
+from slam.fusion import (AUTO_VOXELS_PER_MEDIAN_DEPTH, FusionKeyframe, PointCloudFuser, consistency_masks,
+                         fuse_mesh, fuse_point_cloud, nearest_neighbours)
+from slam.point_cloud import PointCloud, VoxelSums, subsample, voxel_downsample
+from slam.synthetic import SyntheticSequence
+
+#: Frames of the 60-frame room sequence used as keyframes.
+KEYFRAME_FRAMES = range(0, 60, 4)
+
+
+@pytest.fixture(scope="module")
+def room() -> SyntheticSequence:
+    return SyntheticSequence("room", seed=0, num_frames=60)
+
+
+@pytest.fixture(scope="module")
+def keyframes(room) -> list[FusionKeyframe]:
+    """15 keyframes with exact depth and camera-to-world poses, no confidence."""
+    intrinsics = np.array([room.camera.fx, room.camera.fy, room.camera.cx, room.camera.cy])
+    result = []
+    for keyframe_id, index in enumerate(KEYFRAME_FRAMES):
+        image, depth = room.render(index)
+        result.append(FusionKeyframe(image, depth, None, room.poses[index], intrinsics, room.timestamps[index],
+                                     keyframe_id))
+    return result
+
+
+@pytest.fixture(scope="module")
+def surface(keyframes) -> cKDTree:
+    """Nearest-neighbour search over every back-projected pixel of the exact depths."""
+    return cKDTree(np.concatenate([fuse_point_cloud([kf], consistency_views=0, max_points=None).points
+                                   for kf in keyframes]))
+
+
+def surface_distance(surface: cKDTree, points: np.ndarray, bound: float = 0.15) -> np.ndarray:
+    """Distance of each point to the nearest point of ``surface``, inf beyond ``bound`` metres
+    (the search is slow for far points without a bound)."""
+    distance, _ = surface.query(points, distance_upper_bound=bound)
+    return distance
+
+
+def rescaled(keyframe: FusionKeyframe, scale: float) -> FusionKeyframe:
+    """The keyframe in a world ``scale`` times larger (depth and camera position scaled), as a
+    monocular system may see it."""
+    pose = keyframe.pose.copy()
+    pose[:3, 3] *= scale
+    return replace(keyframe, depth=keyframe.depth * scale, pose=pose)
+
+
+def rigid_motion(angle: float, translation: tuple[float, float, float]) -> np.ndarray:
+    """(4, 4) rotation by ``angle`` about z, then ``translation``."""
+    c, s = np.cos(angle), np.sin(angle)
+    motion = np.eye(4)
+    motion[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+    motion[:3, 3] = translation
+    return motion
+
+
+def corrupt(keyframe: FusionKeyframe, fraction: float, seed: int) -> tuple[FusionKeyframe, np.ndarray]:
+    """The keyframe with ``fraction`` of its depths scaled by 1.25-2 or 0.5-0.8 (outliers) and the
+    rest perturbed by 0.5 % noise (well within tolerance); also the outlier mask."""
+    rng = np.random.default_rng(seed)
+    bad = rng.random(keyframe.depth.shape) < fraction
+    outlier = np.where(rng.random(bad.shape) < 0.5, rng.uniform(1.25, 2.0, bad.shape), rng.uniform(0.5, 0.8, bad.shape))
+    factor = np.where(bad, outlier, 1.0 + rng.normal(0.0, 0.005, bad.shape))
+    return replace(keyframe, depth=(keyframe.depth * factor).astype(np.float32)), bad
+
+
+def ply_header(path) -> tuple[list[str], int]:
+    """The header lines of a PLY file and the number of bytes after them."""
+    data = path.read_bytes()
+    end = data.index(b"end_header\n") + len(b"end_header\n")
+    return data[:end].decode("ascii").splitlines(), len(data) - end
+
+
+# ---------------------------------------------------------------------------------------------- keyframes
+
+def test_keyframe_rejects_mismatched_arrays(keyframes):
+    kf = keyframes[0]
+    with pytest.raises(ValueError, match="image"):
+        replace(kf, image=kf.image[:-1])
+    with pytest.raises(ValueError, match="confidence"):
+        replace(kf, confidence=np.ones((3, 3), np.float32))
+    with pytest.raises(ValueError, match="pose"):
+        replace(kf, pose=np.eye(3))
+    with pytest.raises(ValueError, match="intrinsics"):
+        replace(kf, intrinsics=np.array([0.0, 1.0, 2.0, 3.0]))
+
+
+def test_neighbours_are_the_closest_viewpoints_at_any_scale(keyframes):
+    neighbours = nearest_neighbours(keyframes, 2)
+    assert neighbours[0] == [1, 2]
+    assert sorted(neighbours[7]) == [6, 8]
+    scaled = [rescaled(kf, 7.0) for kf in keyframes]
+    assert nearest_neighbours(scaled, 4) == nearest_neighbours(keyframes, 4)
+
+
+# ---------------------------------------------------------------------------------------------- point clouds
+
+def test_fused_points_lie_on_the_room_surfaces(keyframes, room, surface):
+    cloud = fuse_point_cloud(keyframes, voxel_size=None, max_points=None)
+    pixels = sum(kf.depth.size for kf in keyframes)
+    assert len(cloud) > 0.9 * pixels  # exact depths are consistent almost everywhere
+    assert cloud.points.dtype == np.float32 and cloud.colours.dtype == np.uint8
+    size = np.array(room.layout.size)
+    assert np.all(cloud.points > -0.01) and np.all(cloud.points < size + 0.01)
+
+    voxel = 0.02
+    downsampled = fuse_point_cloud(keyframes, voxel_size=voxel)
+    assert 0.02 * len(cloud) < len(downsampled) < 0.2 * len(cloud)
+    distance = surface_distance(surface, downsampled.points)
+    assert np.percentile(distance, 99) < 0.5 * voxel
+    assert distance.max() < voxel
+
+
+def test_point_colours_are_the_pixels_colours(keyframes):
+    kf = keyframes[3]
+    cloud = fuse_point_cloud([kf], consistency_views=0, max_points=None)
+    assert np.array_equal(cloud.colours, kf.image.reshape(-1, 3))
+
+
+def test_consistency_filter_removes_corrupted_depths(keyframes, surface):
+    corrupted, bad = corrupt(keyframes[7], 0.3, seed=1)
+    frames = keyframes[:7] + [corrupted] + keyframes[8:]
+    masks = consistency_masks(frames, consistency_views=2)
+    assert masks[7][bad].mean() < 0.02  # outliers removed
+    assert masks[7][~bad].mean() > 0.9  # good pixels of the same keyframe kept
+    assert np.mean([mask.mean() for k, mask in enumerate(masks) if k != 7]) > 0.9
+
+    def outlier_fraction(cloud: PointCloud) -> float:
+        distance = surface_distance(surface, cloud.points)
+        return float(np.mean(distance > 0.05))
+
+    assert outlier_fraction(fuse_point_cloud(frames, consistency_views=0, max_points=200_000)) > 0.01
+    assert outlier_fraction(fuse_point_cloud(frames, consistency_views=2, max_points=200_000)) < 0.001
+
+
+def test_confidence_filter(keyframes):
+    rng = np.random.default_rng(2)
+    kf = replace(keyframes[0], confidence=rng.random(keyframes[0].depth.shape).astype(np.float32))
+    assert len(fuse_point_cloud([kf], min_confidence=0.5)) == np.count_nonzero(kf.confidence >= 0.5)
+    assert len(fuse_point_cloud([kf], min_confidence=0.0)) == kf.depth.size
+
+    # unconfident pixels cannot vouch for others: one confident keyframe among unconfident ones
+    # has no witnesses left
+    zero = np.zeros(kf.depth.shape, np.float32)
+    frames = [keyframes[0]] + [replace(other, confidence=zero) for other in keyframes[1:]]
+    assert len(fuse_point_cloud(frames, consistency_views=2)) == 0
+    assert len(fuse_point_cloud(frames, consistency_views=0)) == kf.depth.size
+
+
+def test_invalid_depths_give_no_points(keyframes):
+    depth = keyframes[0].depth.copy()
+    depth[:100] = 0.0
+    depth[100:110] = np.nan
+    cloud = fuse_point_cloud([replace(keyframes[0], depth=depth)])
+    assert len(cloud) == depth.size - 110 * depth.shape[1]
+    assert np.all(np.isfinite(cloud.points))
+
+
+def test_normals_face_the_camera_and_match_the_floor(keyframes):
+    cloud = fuse_point_cloud(keyframes[:4], estimate_normals=True, voxel_size=0.02)
+    assert cloud.normals is not None and cloud.normals.shape == cloud.points.shape
+    floor = cloud.normals[cloud.points[:, 2] < 0.005]
+    assert len(floor) > 100
+    assert np.median(floor[:, 2]) > 0.99  # floor normals point up, towards the cameras
+
+
+def test_voxel_downsample_averages_each_voxel():
+    points = np.array([[0.01, 0.01, 0.01], [0.03, 0.05, 0.07], [0.15, 0.0, 0.0]], np.float32)
+    colours = np.array([[0, 100, 200], [10, 110, 211], [255, 255, 255]], np.uint8)
+    normals = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    result = voxel_downsample(PointCloud(points, colours, normals), 0.1)
+    assert len(result) == 2
+    np.testing.assert_allclose(result.points[0], [0.02, 0.03, 0.04], atol=1e-6)
+    np.testing.assert_array_equal(result.colours, [[5, 105, 206], [255, 255, 255]])  # 205.5 rounds to even
+    np.testing.assert_allclose(result.normals[0], [np.sqrt(0.5), np.sqrt(0.5), 0], atol=1e-6)
+
+
+def test_voxel_sums_of_parts_merge_into_the_whole(keyframes):
+    cloud = fuse_point_cloud(keyframes[:3], consistency_views=0, max_points=None, estimate_normals=True)
+    whole = voxel_downsample(cloud, 0.04)
+    cut = [0, 1000, 50_000, len(cloud)]
+    parts = [VoxelSums.of(PointCloud(cloud.points[a:b], cloud.colours[a:b], cloud.normals[a:b]), 0.04)
+             for a, b in zip(cut[:-1], cut[1:])]
+    merged = VoxelSums.merge(parts).means()
+    np.testing.assert_allclose(merged.points, whole.points, atol=1e-6)
+    assert np.abs(merged.colours.astype(int) - whole.colours).max() <= 1  # sums in another order
+    np.testing.assert_allclose(merged.normals, whole.normals, atol=1e-5)
+    with pytest.raises(ValueError, match="too small"):
+        VoxelSums.of(cloud, 1e-6)
+
+
+def test_max_points_caps_the_cloud_reproducibly(keyframes):
+    cloud = fuse_point_cloud(keyframes[:3], max_points=1000)
+    assert len(cloud) == 1000
+    again = fuse_point_cloud(keyframes[:3], max_points=1000)
+    assert np.array_equal(cloud.points, again.points)
+    assert subsample(cloud, 5000) is cloud
+
+
+def test_empty_input_gives_an_empty_cloud():
+    cloud = fuse_point_cloud([])
+    assert len(cloud) == 0 and cloud.points.shape == (0, 3)
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="num_neighbours"):
+        PointCloudFuser(consistency_views=4, num_neighbours=3)
+    with pytest.raises(ValueError, match="voxel_size"):
+        PointCloudFuser(voxel_size=0.0)
+
+
+# ---------------------------------------------------------------------------------------------- incremental
+
+def test_incremental_fuser_equals_batch(keyframes):
+    settings = dict(voxel_size=0.05, estimate_normals=True)
+    fuser = PointCloudFuser(**settings)
+    chosen = keyframes[::2]
+    for k in np.random.default_rng(3).permutation(len(chosen)):
+        fuser.add(chosen[k])
+        fuser.cloud()
+    incremental = fuser.cloud()
+    batch = fuse_point_cloud(chosen, **settings)
+    assert np.array_equal(incremental.points, batch.points)
+    assert np.array_equal(incremental.colours, batch.colours)
+    assert np.array_equal(incremental.normals, batch.normals)
+
+    fuser.sync(chosen[:3])
+    assert fuser.ids == [0, 2, 4]
+    assert np.array_equal(fuser.cloud().points, fuse_point_cloud(chosen[:3], **settings).points)
+
+
+def test_fuser_recomputes_only_what_changed(keyframes):
+    fuser = PointCloudFuser(num_neighbours=4)
+    fuser.sync(keyframes)
+    first = fuser.cloud()
+    assert fuser.recomputed == len(keyframes)
+
+    fuser.sync([replace(kf) for kf in keyframes])  # equal copies change nothing
+    assert fuser.cloud() is first and fuser.recomputed == 0
+
+    corrupted, _ = corrupt(keyframes[7], 0.5, seed=4)
+    fuser.add(corrupted)
+    changed = fuser.cloud()
+    assert 1 < fuser.recomputed < len(keyframes) // 2  # the keyframe and those that test against it
+    assert len(changed) < len(first)
+
+
+def test_moving_poses_moves_the_points(keyframes):
+    fuser = PointCloudFuser()
+    fuser.sync(keyframes)
+    before = fuser.cloud()
+    motion = rigid_motion(0.3, (1.0, -2.0, 0.5))  # e.g. the backend re-anchoring the map
+    fuser.sync([replace(kf, pose=motion @ kf.pose) for kf in keyframes])
+    after = fuser.cloud()
+    assert fuser.recomputed == len(keyframes)
+    expected = before.points @ motion[:3, :3].T + motion[:3, 3]
+    assert abs(len(after) - len(before)) < 1e-4 * len(before)  # rounding may flip a borderline pixel
+    distance = surface_distance(cKDTree(after.points), expected, bound=1e-3)
+    assert np.mean(distance < 1e-4) > 0.9999
+
+    lone = PointCloudFuser(consistency_views=0)
+    lone.add(keyframes[2])
+    start = lone.cloud().points
+    lone.add(replace(keyframes[2], pose=rigid_motion(0.0, (0.5, 0.0, 0.0)) @ keyframes[2].pose))
+    np.testing.assert_allclose(lone.cloud().points - start, np.tile([0.5, 0.0, 0.0], (len(start), 1)), atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- meshes
+
+def test_mesh_lies_on_the_surfaces_and_has_colours(keyframes, surface):
+    mesh = fuse_mesh(keyframes)
+    vertices = np.asarray(mesh.vertices)
+    assert len(vertices) > 5000 and len(mesh.triangles) > 5000
+    voxel = np.median(np.concatenate([kf.depth.ravel() for kf in keyframes])) / AUTO_VOXELS_PER_MEDIAN_DEPTH
+    distance = surface_distance(surface, vertices)
+    assert np.median(distance) < 0.25 * voxel
+    assert np.mean(distance < voxel) > 0.9
+    assert np.percentile(distance, 99) < 4 * voxel  # within the truncation distance
+    assert mesh.has_vertex_colors() and mesh.has_vertex_normals()
+    colours = np.asarray(mesh.vertex_colors)
+    assert colours.shape == vertices.shape and colours.min() >= 0.0 and colours.max() <= 1.0 + 1e-6
+    assert colours.std(axis=0).min() > 0.05
+
+
+def test_mesh_voxel_size_follows_the_scene_scale(keyframes):
+    """Monocular depth has an arbitrary scale: the same scene 10 times larger gives the same mesh,
+    10 times larger."""
+    scale = 10.0
+    scaled = [rescaled(kf, scale) for kf in keyframes[:6]]
+    small, large = fuse_mesh(keyframes[:6]), fuse_mesh(scaled)
+    assert abs(len(large.vertices) - len(small.vertices)) < 0.02 * len(small.vertices)
+    extent_small = np.ptp(np.asarray(small.vertices), axis=0)
+    np.testing.assert_allclose(np.ptp(np.asarray(large.vertices), axis=0), scale * extent_small, rtol=0.02)
+
+
+def test_mesh_masks_unconfident_depth(keyframes):
+    half = np.zeros(keyframes[0].depth.shape, np.float32)
+    half[:, : half.shape[1] // 2] = 1.0
+    full = fuse_mesh(keyframes[:4])
+    left = fuse_mesh([replace(kf, confidence=half) for kf in keyframes[:4]])
+    assert 0 < len(left.vertices) < 0.8 * len(full.vertices)
+    nothing = fuse_mesh([replace(kf, confidence=np.zeros_like(half)) for kf in keyframes[:4]])
+    assert len(nothing.vertices) == 0 and len(nothing.triangles) == 0
+
+
+def test_mesh_of_one_keyframe_and_of_none(keyframes):
+    single = fuse_mesh(keyframes[:1])  # the weight threshold is capped at the number of keyframes
+    assert len(single.triangles) > 1000
+    assert len(fuse_mesh([]).vertices) == 0
+
+
+def test_mesh_consistency_option_drops_outliers(keyframes, surface):
+    corrupted, _ = corrupt(keyframes[2], 0.3, seed=5)
+    frames = keyframes[:2] + [corrupted] + keyframes[3:6]
+
+    def far_fraction(mesh) -> float:
+        distance = surface_distance(surface, np.asarray(mesh.vertices))
+        return float(np.mean(distance > 0.03))
+
+    assert far_fraction(fuse_mesh(frames, consistency_views=2, min_weight=1)) < \
+        0.7 * far_fraction(fuse_mesh(frames, min_weight=1))
+
+
+# ---------------------------------------------------------------------------------------------- writers
+
+def test_point_cloud_ply_round_trips_through_open3d(keyframes, tmp_path):
+    cloud = fuse_point_cloud(keyframes[:3], voxel_size=0.02, estimate_normals=True)
+    path = tmp_path / "out" / "points.ply"
+    write_point_cloud_ply(path, cloud)
+    header, _ = ply_header(path)
+    assert "format binary_little_endian 1.0" in header
+    read = o3d.io.read_point_cloud(str(path))
+    np.testing.assert_array_equal(np.asarray(read.points), cloud.points.astype(np.float64))
+    np.testing.assert_allclose(np.asarray(read.colors) * 255, cloud.colours, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(read.normals), cloud.normals, atol=1e-7)
+
+    write_point_cloud_ply(path, PointCloud(cloud.points, cloud.colours))
+    assert not o3d.io.read_point_cloud(str(path)).has_normals()
+
+
+def test_mesh_ply_round_trips_through_open3d(keyframes, tmp_path):
+    mesh = fuse_mesh(keyframes[:3])
+    path = tmp_path / "mesh.ply"
+    write_mesh_ply(path, mesh)
+    read = o3d.io.read_triangle_mesh(str(path))
+    np.testing.assert_allclose(np.asarray(read.vertices), np.asarray(mesh.vertices), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(read.triangles), np.asarray(mesh.triangles))
+    np.testing.assert_allclose(np.asarray(read.vertex_colors), np.asarray(mesh.vertex_colors), atol=0.5 / 255 + 1e-6)
+
+
+def test_empty_cloud_and_mesh_write_valid_files_with_a_warning(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    write_point_cloud_ply(tmp_path / "points.ply", fuse_point_cloud([]))
+    write_mesh_ply(tmp_path / "mesh.ply", fuse_mesh([]))
+    header, body = ply_header(tmp_path / "points.ply")
+    assert header[0] == "ply" and "element vertex 0" in header and body == 0
+    header, body = ply_header(tmp_path / "mesh.ply")
+    assert "element vertex 0" in header and "element face 0" in header and body == 0
+    assert len(o3d.io.read_point_cloud(str(tmp_path / "points.ply")).points) == 0
+    assert len(o3d.io.read_triangle_mesh(str(tmp_path / "mesh.ply")).vertices) == 0
+    assert sum("empty" in record.message for record in caplog.records) == 2
+
+
+def test_unwritable_path_raises_export_error(tmp_path):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ExportError, match="taken"):
+        write_point_cloud_ply(tmp_path / "taken", fuse_point_cloud([]))
+    with pytest.raises(ExportError, match="taken"):
+        write_depth_png(tmp_path / "taken", np.ones((4, 4), np.float32))
+
+
+def test_depth_png_round_trip(keyframes, tmp_path, caplog):
+    depth = keyframes[0].depth.copy()
+    depth[0, :5] = [0.0, np.nan, -1.0, np.inf, 20.0]  # invalid, and too far for 16 bits at 5000/m
+    path = tmp_path / "depth" / "000000.png"
+    with caplog.at_level(logging.WARNING):
+        write_depth_png(path, depth)
+    assert "do not fit" in caplog.text
+    read = read_depth(path)
+    assert read.shape == depth.shape
+    np.testing.assert_array_equal(read[0, :5], 0.0)
+    np.testing.assert_allclose(read[1:], depth[1:], atol=0.5 / 5000 + 1e-6)
