@@ -111,7 +111,22 @@ def override(config: T, assignment: str) -> T:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         raise ConfigError(f"override {assignment!r}: value is not valid YAML") from None
-    data: dict = value
+    try:
+        return _merge(config, _nested(key, value), "override")
+    except ConfigError:
+        if value == text.strip():
+            raise
+        # YAML reads some words as other types (yes/no/on/off as booleans): try the raw text
+        try:
+            return _merge(config, _nested(key, text.strip()), "override")
+        except ConfigError:
+            pass
+        raise
+
+
+def _nested(key: str, value: Any) -> dict:
+    """``{"a": {"b": value}}`` for the key ``a.b``."""
+    data: Any = value
     for part in reversed(key.strip().split(".")):
         data = {part: data}
-    return _merge(config, data, "override")
+    return data

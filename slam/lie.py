@@ -52,7 +52,7 @@ class SE3:
     @classmethod
     def from_matrix(cls, matrix: torch.Tensor) -> SE3:
         """From (..., 4, 4) homogeneous matrices (the rotation block must be orthonormal)."""
-        return cls(pp.mat2SE3(matrix, check=False).tensor())
+        return cls(_normalised(pp.mat2SE3(matrix, check=False).tensor()))
 
     @classmethod
     def from_tum(cls, values: torch.Tensor) -> SE3:
@@ -75,7 +75,7 @@ class SE3:
     def __mul__(self, other: SE3) -> SE3:
         if not isinstance(other, SE3):
             return NotImplemented
-        return SE3((self._lie * pp.SE3(other.data)).tensor())
+        return SE3(_normalised((self._lie * pp.SE3(other.data)).tensor()))
 
     def matrix(self) -> torch.Tensor:
         """(..., 4, 4) homogeneous matrices."""
@@ -158,6 +158,15 @@ class SE3:
 
     def __repr__(self) -> str:
         return f"SE3(shape={tuple(self.shape)}, data={self.data})"
+
+
+def _normalised(data: torch.Tensor) -> torch.Tensor:
+    """``[t, q]`` with q scaled to unit norm: products of transforms drift off the group in
+    float32 (a 2% norm error after a few hundred compositions skews every rotation by degrees).
+    The gradient passes straight through, as pypose's own gradients expect a unit quaternion."""
+    quaternion = data[..., 3:]
+    unit = quaternion / quaternion.norm(dim=-1, keepdim=True)
+    return torch.cat([data[..., :3], quaternion + (unit - quaternion).detach()], dim=-1)
 
 
 def skew(v: torch.Tensor) -> torch.Tensor:

@@ -65,3 +65,8 @@ def test_bad_files(tmp_path):
     listed.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         load(Outer(), listed)
+
+
+def test_words_yaml_reads_as_booleans_stay_strings_for_string_fields():
+    assert override(Outer(), "inner.name=off").inner.name == "off"
+    assert override(Outer(), "verbose=yes").verbose is True

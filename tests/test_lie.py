@@ -115,3 +115,12 @@ def test_gradients_through_composition_inverse_and_log():
     xi = (0.2 * torch.randn(2, 6, dtype=torch.float64)).requires_grad_()
     assert torch.autograd.gradcheck(lambda a: (SE3.exp(a) * X).inv().matrix(), (xi,))
     assert torch.autograd.gradcheck(lambda a: X.retr(a).log(), (xi,))
+
+
+def test_long_chains_of_compositions_stay_on_the_group():
+    step = SE3.exp(torch.tensor([[0.01, -0.02, 0.03, 0.02, -0.01, 0.015]]))
+    pose = SE3.identity(1)
+    for _ in range(500):
+        pose = step * pose * SE3.exp(torch.tensor([[0.0, 0.0, 0.0, 1e-3, 0.0, 0.0]])).inv()
+    assert torch.allclose(pose.data[:, 3:].norm(dim=-1), torch.ones(1), atol=1e-5)
+    assert torch.allclose(SE3.from_matrix(pose.matrix()).data[:, 3:].norm(dim=-1), torch.ones(1), atol=1e-6)

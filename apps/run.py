@@ -1,0 +1,78 @@
+"""`v2d run SOURCE`: SLAM on any source, writing the outputs of the command-line contract."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+VIEWERS = ("none",)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run", help="run SLAM on a video, image folder, TUM/KITTI/EuRoC sequence, webcam:N or synthetic",
+        description="Track the camera, estimate keyframe depth, fuse a point cloud and a mesh, and write them "
+                    "with the trajectory and stats.json to --out.")
+    add_run_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, default_source: str | None = None) -> None:
+    """The options shared by `v2d run` and `v2d demo` (whose source is optional)."""
+    source_help = "video file, image folder, TUM/KITTI/EuRoC folder, webcam:N or synthetic[:road]"
+    if default_source is None:
+        parser.add_argument("source", help=source_help)
+    else:
+        parser.add_argument("source", nargs="?", default=default_source, help=f"{source_help} (default: {default_source})")
+    parser.add_argument("--calib", help="calibration file 'fx fy cx cy [k1 k2 p1 p2 [k3]]' (see calib/README.md)")
+    parser.add_argument("--out", default="outputs/run", help="output folder (default: outputs/run)")
+    parser.add_argument("--viewer", choices=VIEWERS, default="none",
+                        help="live display (the Qt and Open3D viewers are not built yet: none)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: the configuration's, cpu)")
+    parser.add_argument("--weights", help="checkpoint of learned modules (with --set modules.depth=lite etc.)")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    parser.add_argument("--stride", type=int, default=1, help="use every K-th frame")
+    parser.add_argument("--start", type=int, default=0, help="skip the first N frames")
+    parser.add_argument("--kind", help="source kind, overriding detection (video, image_folder, tum, kitti, euroc, "
+                                       "webcam, synthetic)")
+    parser.add_argument("--config", help="YAML file with configuration sections (see slam/config.py)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="override one configuration value (repeatable), e.g. --set backend.window=6")
+    parser.add_argument("--realtime", action="store_true",
+                        help="drop frames instead of lagging behind the source's clock (live sources)")
+    parser.add_argument("--verbose", action="store_true", help="log progress")
+
+
+def build_config(args: argparse.Namespace):
+    """The configuration from defaults, --config, --set, --device and --weights."""
+    from slam.config import SystemConfig
+    from slam.configuration import load, override
+
+    config = SystemConfig()
+    if args.config:
+        config = load(config, args.config)
+    for assignment in args.set:
+        config = override(config, assignment)
+    if args.device:
+        config = override(config, f"modules.device={args.device}")
+    if args.weights:
+        config = override(config, f"modules.weights={args.weights}")
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from slam.run import run_slam
+    from slam.sources.base import SourceOptions
+    from slam.sources.detect import open_source
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="v2d: %(message)s")
+    config = build_config(args)
+    options = SourceOptions(start=args.start, stride=args.stride, max_frames=args.max_frames)
+    with open_source(args.source, calib=args.calib, options=options, kind=args.kind) as source:
+        stats = run_slam(source, config, args.out, realtime=args.realtime)
+    print(f"{stats['frames_tracked']}/{stats['frames_processed']} frames tracked, {stats['keyframes']} keyframes, "
+          f"{stats['end_to_end_fps']} frames/s end to end, {stats['points']} points")
+    print(f"wrote {args.out}/: trajectory.txt, points.ply, mesh.ply, stats.json, tracking.csv"
+          + (", groundtruth.txt" if source.has_ground_truth else "")
+          + (", trajectory_kitti.txt" if source.kind == "kitti" else ""))
+    return 0

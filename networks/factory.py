@@ -1,0 +1,94 @@
+"""Build the depth and motion modules by name: ``classical`` (no weights), ``lite`` and ``paper``
+(the learned DeepV2D networks at two sizes, same code), at the processing resolution of a run.
+A learned module takes its size from the checkpoint it is loaded from.
+
+Checkpoints of learned modules are plain dicts loaded with ``torch.load(weights_only=True)``:
+``{"format": 1, "depth": {"config": {...}, "state_dict": {...}}, "motion": {...}}``, where
+each config holds the fields of DepthNetConfig / MotionNetConfig. A checkpoint may hold only one
+of the two modules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from networks.classical_depth import ClassicalDepthConfig, ClassicalDepthModule
+from networks.classical_motion import ClassicalMotionConfig, ClassicalMotionModule
+from networks.depth import DepthNetConfig, LearnedDepthModule
+from networks.interfaces import DepthModule, MotionModule
+from networks.motion import LearnedMotionModule, MotionNetConfig
+from slam.errors import V2DError
+
+MODULE_KINDS = ("classical", "lite", "paper")
+CHECKPOINT_FORMAT = 1
+
+
+class WeightsError(V2DError):
+    """A checkpoint is missing, unreadable, or does not fit the module it is loaded into."""
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint file safely (``weights_only=True``); raises WeightsError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt or foreign files
+        raise WeightsError(f"cannot read weights {path}: {err.__class__.__name__}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise WeightsError(f"{path} is not a v2d checkpoint (format {CHECKPOINT_FORMAT})")
+    return checkpoint
+
+
+def save_checkpoint(path: str | Path, depth: LearnedDepthModule | None = None, motion: LearnedMotionModule | None = None,
+                    extra: dict | None = None) -> None:
+    """Write the learned modules' configs and weights (and JSON-able ``extra`` metadata)."""
+    checkpoint: dict = {"format": CHECKPOINT_FORMAT, **(extra or {})}
+    for name, module in (("depth", depth), ("motion", motion)):
+        if module is not None:
+            checkpoint[name] = {"config": dataclasses.asdict(module.config), "state_dict": module.state_dict()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, path)
+
+
+def _stored_config(config_cls, stored: dict):
+    """A network config from a checkpoint's stored fields (tuples come back as lists)."""
+    return config_cls(**{**stored, "input_size": tuple(stored["input_size"])})
+
+
+def build_depth_module(kind: str, input_size: tuple[int, int], depth_range: tuple[float, float],
+                       checkpoint: dict | None = None, device: str | torch.device = "cpu") -> DepthModule:
+    """A depth module of ``kind`` for images of ``input_size`` (H, W) with depth hypotheses over
+    ``depth_range`` metres (the classical module's; a learned one keeps its trained range)."""
+    if kind == "classical":
+        return ClassicalDepthModule(ClassicalDepthConfig(input_size=input_size, min_depth=depth_range[0],
+                                                         max_depth=depth_range[1]))
+    if kind not in MODULE_KINDS:
+        raise V2DError(f"unknown depth module {kind!r}: use one of {', '.join(MODULE_KINDS)}")
+    stored = checkpoint.get("depth") if checkpoint else None
+    if stored is None:
+        raise WeightsError(f"the {kind} depth network needs trained weights (--weights FILE with a depth module); "
+                           "use the classical module without weights")
+    module = LearnedDepthModule(_stored_config(DepthNetConfig, stored["config"]))
+    module.load_state_dict(stored["state_dict"])
+    return module.to(device).eval()
+
+
+def build_motion_module(kind: str, input_size: tuple[int, int], checkpoint: dict | None = None,
+                        device: str | torch.device = "cpu") -> MotionModule:
+    """A motion module of ``kind`` for images of ``input_size`` (H, W)."""
+    if kind == "classical":
+        return ClassicalMotionModule(ClassicalMotionConfig(input_size=input_size)).to(device)
+    if kind not in MODULE_KINDS:
+        raise V2DError(f"unknown motion module {kind!r}: use one of {', '.join(MODULE_KINDS)}")
+    stored = checkpoint.get("motion") if checkpoint else None
+    if stored is None:
+        raise WeightsError(f"the {kind} motion network needs trained weights (--weights FILE with a motion module); "
+                           "use the classical module without weights")
+    module = LearnedMotionModule(_stored_config(MotionNetConfig, stored["config"]))
+    module.load_state_dict(stored["state_dict"])
+    return module.to(device).eval()

@@ -1,0 +1,121 @@
+"""The backend: on a sliding window of the newest keyframes, global pose optimization (the motion
+module on every keyframe pair, one joint Gauss-Newton solve with the oldest keyframe fixed) and
+depth updates (the depth module with the other window keyframes as neighbours), written back to
+the map. Runs in its own thread, or inline after each keyframe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import torch
+
+from networks.deepv2d import resize_depth
+from networks.interfaces import DepthModule, MotionModule
+from slam.config import BackendConfig
+from slam.lie import SE3
+from slam.map import Keyframe, MapState
+from slam.solver import all_pairs_edges, gauss_newton_step
+
+log = logging.getLogger(__name__)
+
+#: depth confidence above which a refined depth replaces the keyframe's current one
+CONFIDENT_DEPTH = 0.3
+
+
+class Backend:
+    """Window optimisation over the map's newest keyframes (see the module docstring)."""
+
+    def __init__(self, depth_module: DepthModule, motion_module: MotionModule, map_state: MapState,
+                 config: BackendConfig, intrinsics: torch.Tensor, image_size: tuple[int, int]):
+        self.depth_module = depth_module
+        self.motion_module = motion_module
+        self.map = map_state
+        self.config = config
+        self.intrinsics = intrinsics          # (4,) at the processing resolution
+        self.image_size = image_size          # (H, W)
+        self.passes = 0
+        self.seconds = 0.0
+
+    def window(self) -> list[Keyframe]:
+        """The newest ``config.window`` keyframes; older ones drop their features (bounded memory)."""
+        keyframes = self.map.keyframe_list()
+        for old in keyframes[: -self.config.window - 1]:
+            old.depth_features = None
+            old.motion_features = None
+        return keyframes[-self.config.window:]
+
+    def optimise(self) -> bool:
+        """One pass on the current window; returns False when it holds fewer than 3 keyframes."""
+        window = self.window()
+        if len(window) < 3 or any(kf.motion_features is None for kf in window):
+            return False
+        start = time.perf_counter()
+        count = len(window)
+        with torch.no_grad():
+            poses = SE3.stack([kf.pose for kf in window]).view(1, count)
+            features = torch.stack([kf.motion_features for kf in window])[None]
+            depths = resize_depth(torch.stack([kf.depth for kf in window])[None], tuple(features.shape[-2:]))
+            ii, jj = all_pairs_edges(count, device=features.device)
+            for _ in range(self.config.pose_steps):
+                flow = self.motion_module.flow(features, depths, poses, self.intrinsics[None], ii, jj, self.image_size)
+                poses = gauss_newton_step(poses, depths, flow.intrinsics, ii, jj, flow.targets, flow.weights)
+            new_depths = new_confidences = None
+            if self.config.depth_updates > 0:
+                new_depths, new_confidences = self._update_depths(window, poses)
+        self.map.update_keyframes([kf.id for kf in window], poses[0], new_depths, new_confidences)
+        self.passes += 1
+        self.seconds += time.perf_counter() - start
+        return True
+
+    def _update_depths(self, window: list[Keyframe], poses: SE3) -> tuple[torch.Tensor, torch.Tensor]:
+        """The newest ``config.depth_updates`` window keyframes' depths with the other window
+        keyframes as neighbours; where the new estimate is not confident the current depth stays
+        (the older keyframes keep theirs)."""
+        features = torch.stack([kf.depth_features for kf in window])
+        depths = [kf.depth for kf in window]
+        confidences = [kf.confidence for kf in window]
+        for k in range(max(0, len(window) - self.config.depth_updates), len(window)):
+            keyframe = window[k]
+            order = [k] + [m for m in range(len(window)) if m != k]
+            estimate = self.depth_module.depth(features[order][None], SE3(poses.data[:, order]), self.intrinsics[None],
+                                               self.image_size)
+            confident = (estimate.confidence[0] > CONFIDENT_DEPTH) & (estimate.depth[0] > 0)
+            depths[k] = torch.where(confident, estimate.depth[0], keyframe.depth)
+            confidences[k] = torch.maximum(torch.where(confident, estimate.confidence[0], torch.zeros_like(keyframe.depth)),
+                                           keyframe.confidence)
+        return torch.stack(depths), torch.stack(confidences)
+
+
+class BackendThread(threading.Thread):
+    """Runs :meth:`Backend.optimise` whenever a new keyframe arrives, until stopped; errors are
+    kept in ``error`` for the main thread to report."""
+
+    def __init__(self, backend: Backend):
+        super().__init__(name="v2d-backend", daemon=True)
+        self.backend = backend
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def notify(self) -> None:
+        """A new keyframe is in the map."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                if not self._wake.wait(timeout=0.1):
+                    continue
+                self._wake.clear()
+                if not self._stopping.is_set():
+                    self.backend.optimise()
+        except BaseException as err:  # reported by the main thread; the frontend's work is kept
+            self.error = err
+            log.exception("backend failed")

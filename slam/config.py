@@ -1,0 +1,106 @@
+"""The SLAM system's configuration tree (defaults here; YAML files and ``section.field=value``
+overrides through :mod:`slam.configuration`; recorded in stats.json)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ModulesConfig:
+    """Which depth and motion modules run: "classical" (no weights), "lite" or "paper"
+    (learned; need ``weights``). ``threads``: torch threads (2 = this project's CPU budget)."""
+
+    depth: str = "classical"
+    motion: str = "classical"
+    weights: str | None = None
+    device: str = "cpu"
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """Tracking and keyframes.
+
+    - ``pixels``: processing image area (H x W); the source's aspect ratio is kept and both
+      sides are rounded to multiples of 16.
+    - ``tracking_steps``: Gauss-Newton steps per frame (the flow is recomputed before each).
+    - ``keyframe_flow``: mean flow (processing pixels) induced by the motion since the keyframe
+      above which the frame becomes a keyframe.
+    - ``keyframe_quality``: tracking quality (mean flow confidence over the keyframe's pixels)
+      below which the frame becomes a keyframe even with little motion (the view has changed).
+    - ``min_quality``: tracking quality below which the frame is lost.
+    - ``max_lost``: consecutive lost frames after which the system re-initialises.
+    - ``init_frames``: frames gathered before the cold-start alternation.
+    - ``init_rounds``: motion-depth rounds of the cold start.
+    - ``init_depth``: the constant depth the cold start begins from (sets the map's arbitrary scale).
+    - ``depth_range``: (min, max) depth hypotheses, in the map's units.
+    - ``neighbours``: frames used with a new keyframe to compute its depth.
+    """
+
+    pixels: int = 76800
+    tracking_steps: int = 3
+    keyframe_flow: float = 16.0
+    keyframe_quality: float = 0.3
+    min_quality: float = 0.15
+    max_lost: int = 5
+    init_frames: int = 8
+    init_rounds: int = 4
+    init_depth: float = 2.0
+    depth_range: tuple[float, float] = (0.2, 10.0)
+    neighbours: int = 4
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Sliding-window global pose optimization and depth updates.
+
+    - ``mode``: "thread" (concurrent with tracking, the live setting), "inline" (run after each
+      new keyframe in the tracking thread: deterministic, for tests), or "disabled".
+    - ``window``: keyframes optimised together (the oldest one is held fixed).
+    - ``pose_steps``: Gauss-Newton steps per optimisation (flow recomputed before each).
+    - ``depth_updates``: how many of the newest window keyframes get their depth recomputed
+      with the refined poses after each optimisation (0 = none).
+    """
+
+    mode: str = "thread"
+    window: int = 5
+    pose_steps: int = 2
+    depth_updates: int = 2
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Point cloud and mesh from keyframe depths (see slam.fusion)."""
+
+    min_confidence: float = 0.3
+    consistency_views: int = 1
+    voxel_size: float | None = None
+    mesh: bool = True
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    modules: ModulesConfig = field(default_factory=ModulesConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+
+    def __post_init__(self) -> None:
+        from slam.configuration import ConfigError
+
+        if self.backend.mode not in ("thread", "inline", "disabled"):
+            raise ConfigError(f"backend.mode must be thread, inline or disabled, got {self.backend.mode!r}")
+        if self.backend.window < 2 or self.frontend.init_frames < 2 or self.frontend.neighbours < 1:
+            raise ConfigError("backend.window and frontend.init_frames must be at least 2, frontend.neighbours at least 1")
+        low, high = self.frontend.depth_range
+        if not 0 < low < self.frontend.init_depth < high:
+            raise ConfigError(f"need 0 < depth_range min < init_depth < depth_range max, got {low}, "
+                              f"{self.frontend.init_depth}, {high}")
+
+
+def processing_size(width: int, height: int, pixels: int) -> tuple[int, int]:
+    """(W, H) of the processing images: the source's aspect ratio, about ``pixels`` in area,
+    sides multiples of 16."""
+    scale = (pixels / (width * height)) ** 0.5
+    return max(16, int(round(width * scale / 16)) * 16), max(16, int(round(height * scale / 16)) * 16)

@@ -1,0 +1,246 @@
+"""The frontend: cold-start initialisation, tracking of every frame against the newest keyframe
+(the motion module in keyframe mode), keyframe selection, new keyframe depth, tracking loss
+and recovery.
+
+Poses are world-to-camera SE3 (``G``). A tracked frame is stored relative to its keyframe
+(``T = G_frame G_keyframe^-1``), so it follows the keyframe when the backend moves it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from networks.deepv2d import AlternationConfig, DeepV2D, resize_depth
+from networks.interfaces import DepthModule, MotionModule
+from slam.config import FrontendConfig
+from slam.frame import Frame
+from slam.geometry import MIN_DEPTH, backproject, pixel_grid, project, reproject
+from slam.lie import SE3
+from slam.map import FrameRecord, Keyframe, MapState
+from slam.solver import gauss_newton_step
+
+log = logging.getLogger(__name__)
+
+#: depth confidence above which a new keyframe's own estimate replaces the propagated depth
+CONFIDENT_DEPTH = 0.3
+
+
+def image_tensor(frame: Frame, device: torch.device) -> torch.Tensor:
+    """(3, H, W) float32 RGB in [0, 1] of a frame's image."""
+    return torch.from_numpy(frame.image).to(device).permute(2, 0, 1).float().div_(255.0)
+
+
+def propagate_depth(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor) -> torch.Tensor:
+    """Forward-splat (H, W) depth of camera i into camera j (``T_ji``: SE3 (), i to j; both with
+    (4,) intrinsics at this resolution): (H, W) depth of j, the nearest surface per pixel, 0 where
+    nothing lands."""
+    height, width = depth.shape
+    points = T_ji.view(1, 1, 1).act(backproject(depth[None], intrinsics[None]))[0]
+    coords, _ = project(points, intrinsics, extra_dims=2)
+    z = points[..., 2]
+    valid = (z > MIN_DEPTH) & (depth > 0)
+    u, v = coords[..., 0].round().long(), coords[..., 1].round().long()
+    keep = valid & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    flat = torch.full((height * width,), float("inf"), dtype=depth.dtype, device=depth.device)
+    flat.scatter_reduce_(0, (v[keep] * width + u[keep]), z[keep], reduce="amin")
+    out = flat.view(height, width)
+    return torch.where(torch.isfinite(out), out, torch.zeros_like(out))
+
+
+def fill_invalid(depth: torch.Tensor, fallback: float) -> torch.Tensor:
+    """Replace invalid (<= 0) depths by the median of the valid ones (``fallback`` if none)."""
+    valid = depth > 0
+    value = depth[valid].median() if valid.any() else depth.new_tensor(fallback)
+    return torch.where(valid, depth, value)
+
+
+@dataclass
+class _Recent:
+    """A tracked frame kept as a candidate neighbour for the next keyframe's depth."""
+
+    record: FrameRecord
+    image: torch.Tensor
+
+
+class Frontend:
+    """Feeds frames to the map. ``on_keyframe`` is called (in the frontend's thread) after each
+    new keyframe is added to the map."""
+
+    def __init__(self, depth_module: DepthModule, motion_module: MotionModule, map_state: MapState,
+                 config: FrontendConfig, intrinsics: torch.Tensor, image_size: tuple[int, int],
+                 device: torch.device, on_keyframe: Callable[[Keyframe], None] | None = None):
+        self.depth_module = depth_module
+        self.motion_module = motion_module
+        self.map = map_state
+        self.config = config
+        self.intrinsics = intrinsics.to(device)          # (4,) at the processing resolution
+        self.image_size = image_size                      # (H, W)
+        self.device = device
+        self.on_keyframe = on_keyframe
+        self.keyframe: Keyframe | None = None
+        self._keyframe_small_depth: tuple[torch.Tensor, torch.Tensor] | None = None  # (source depth, resized)
+        self._pending: list[tuple[Frame, torch.Tensor]] = []   # frames awaiting initialisation
+        self._recent: deque[_Recent] = deque(maxlen=4 * config.neighbours)
+        self._last: tuple[SE3, SE3 | None] | None = None   # (last good pose, velocity) world-to-camera
+        self._anchor = SE3.identity(device=device)           # world pose of the next initialisation
+        self._lost = 0
+        self.counts = {"tracked": 0, "lost": 0, "keyframes": 0, "initialisations": 0}
+        self._ii = torch.zeros(1, dtype=torch.long, device=device)
+        self._jj = torch.ones(1, dtype=torch.long, device=device)
+
+    # ------------------------------------------------------------------ public
+    def process(self, frame: Frame) -> None:
+        """Track one frame (or buffer it until initialisation), updating the map."""
+        image = image_tensor(frame, self.device)
+        if self.keyframe is None:
+            self._pending.append((frame, image))
+            if len(self._pending) >= self.config.init_frames:
+                self._initialise()
+            return
+        self._track_and_record(frame, image)
+
+    def finish(self) -> None:
+        """Flush frames still waiting for initialisation (a short sequence)."""
+        if self.keyframe is None and len(self._pending) >= 2:
+            self._initialise()
+        for frame, _ in self._pending:
+            self._record_lost(frame, "not initialised")
+        self._pending.clear()
+
+    # ------------------------------------------------------------------ initialisation
+    def _initialise(self) -> None:
+        """Cold start: DeepV2D's alternation from constant depth on the pending frames (the first
+        is the keyframe, the neighbours spread over the rest), then track the others."""
+        frames = self._pending
+        self._pending = []
+        count = min(self.config.neighbours, len(frames) - 1)
+        picks = [0] + [round(1 + k * (len(frames) - 2) / max(count - 1, 1)) for k in range(count)]
+        images = torch.stack([frames[k][1] for k in picks])[None]
+        alternation = DeepV2D(self.depth_module, self.motion_module,
+                              AlternationConfig(rounds=self.config.init_rounds, init="constant",
+                                                constant_depth=self.config.init_depth))
+        with torch.no_grad():
+            result = alternation(images, self.intrinsics[None])
+        depth = fill_invalid(result.depth[0], self.config.init_depth)
+        confidence = result.depth_estimates[-1].confidence[0]
+        first, image = frames[0]
+        keyframe = self._add_keyframe(first, image, self._anchor, depth, confidence)
+        self.map.add_frame(FrameRecord(first.index, first.timestamp, keyframe.id, SE3.identity(device=self.device),
+                                       "keyframe"))
+        self.counts["initialisations"] += 1
+        self.counts["tracked"] += 1
+        self._last = (self._anchor, None)
+        self._lost = 0
+        log.info("initialised at frame %d from %d frames", first.index, len(frames))
+        for frame, image in frames[1:]:
+            self._track_and_record(frame, image)
+
+    # ------------------------------------------------------------------ tracking
+    def _small_keyframe_depth(self) -> torch.Tensor:
+        """The keyframe's depth at the motion module's feature resolution (recomputed when the
+        backend replaces it)."""
+        depth = self.keyframe.depth
+        if self._keyframe_small_depth is None or self._keyframe_small_depth[0] is not depth:
+            size = tuple(self.keyframe.motion_features.shape[-2:])
+            self._keyframe_small_depth = (depth, resize_depth(depth[None, None], size)[0, 0])
+        return self._keyframe_small_depth[1]
+
+    def track(self, features: torch.Tensor, start: SE3) -> tuple[SE3, float, float]:
+        """Pose of a frame with motion ``features`` (C, h, w) against the current keyframe, from
+        the world-to-camera ``start``. Returns (pose, quality, mean induced flow in processing
+        pixels). Quality is the mean flow confidence over the keyframe's pixels with depth."""
+        keyframe = self.keyframe
+        depth = self._small_keyframe_depth()
+        depths = torch.stack([depth, torch.zeros_like(depth)])[None]
+        poses = SE3.stack([keyframe.pose, start]).view(1, 2)
+        stacked = torch.stack([keyframe.motion_features, features])[None]
+        with torch.no_grad():
+            for _ in range(self.config.tracking_steps):
+                flow = self.motion_module.flow(stacked, depths, poses, self.intrinsics[None], self._ii, self._jj,
+                                               self.image_size)
+                poses = gauss_newton_step(poses, depths, flow.intrinsics, self._ii, self._jj, flow.targets, flow.weights)
+        has_depth = depth > 0
+        quality = float(flow.weights[0, 0, ..., 0][has_depth].mean()) if has_depth.any() else 0.0
+        relative = poses[0, 1] * keyframe.pose.inv()
+        coords, valid, _, _ = reproject(depth[None], relative.view(1), flow.intrinsics)
+        grid = pixel_grid(*depth.shape, dtype=depth.dtype, device=depth.device)
+        shift = (coords[0] - grid).norm(dim=-1)[valid[0]]
+        induced = float(shift.mean()) * self.image_size[1] / depth.shape[1] if valid.any() else 0.0
+        return poses[0, 1], quality, induced
+
+    def _track_and_record(self, frame: Frame, image: torch.Tensor) -> None:
+        features = self.motion_module.encode(image[None, None])[0, 0]
+        last_pose, velocity = self._last
+        start = velocity * last_pose if velocity is not None else last_pose
+        pose, quality, induced = self.track(features, start)
+        if quality < self.config.min_quality or not torch.isfinite(pose.data).all():
+            self._record_lost(frame, f"quality {quality:.3f}")
+            return
+        self._lost = 0
+        self._last = (pose, pose * last_pose.inv())
+        self.counts["tracked"] += 1
+        if induced > self.config.keyframe_flow or quality < self.config.keyframe_quality:
+            self._new_keyframe(frame, image, pose, features)
+            return
+        record = FrameRecord(frame.index, frame.timestamp, self.keyframe.id, pose * self.keyframe.pose.inv())
+        self.map.add_frame(record)
+        self._recent.append(_Recent(record, image))
+
+    def _record_lost(self, frame: Frame, why: str) -> None:
+        self.map.add_frame(FrameRecord(frame.index, frame.timestamp, -1 if self.keyframe is None else self.keyframe.id,
+                                       None, "lost"))
+        self.counts["lost"] += 1
+        self._lost += 1
+        log.debug("frame %d lost (%s)", frame.index, why)
+        if self.keyframe is not None and self._lost > self.config.max_lost:
+            log.warning("tracking lost for %d frames at frame %d: re-initialising from the last good pose",
+                        self._lost, frame.index)
+            self._anchor = self._last[0]
+            self.keyframe = None
+            self._recent.clear()
+
+    # ------------------------------------------------------------------ keyframes
+    def _add_keyframe(self, frame: Frame, image: torch.Tensor, pose: SE3, depth: torch.Tensor,
+                      confidence: torch.Tensor, motion_features: torch.Tensor | None = None) -> Keyframe:
+        images = image[None, None]
+        if motion_features is None:
+            motion_features = self.motion_module.encode(images)[0, 0]
+        keyframe = Keyframe(self.map.new_keyframe_id(), frame.index, frame.timestamp, image, pose, depth, confidence,
+                            depth_features=self.depth_module.encode(images)[0, 0], motion_features=motion_features)
+        self.map.add_keyframe(keyframe)
+        self.keyframe = keyframe
+        self._keyframe_small_depth = None
+        self.counts["keyframes"] += 1
+        if self.on_keyframe is not None:
+            self.on_keyframe(keyframe)
+        return keyframe
+
+    def _new_keyframe(self, frame: Frame, image: torch.Tensor, pose: SE3, features: torch.Tensor) -> None:
+        """Make the frame a keyframe: depth from the depth module with the previous keyframe and
+        recent frames as neighbours, falling back to the previous keyframe's depth carried over
+        (forward-splatted) where the new estimate is not confident."""
+        previous = self.keyframe
+        neighbours = [(previous.image, previous.pose)]
+        recent = list(self._recent)[::-1]
+        step = max(1, len(recent) // max(self.config.neighbours - 1, 1))
+        for item in recent[::step][: self.config.neighbours - 1]:
+            neighbours.append((item.image, self.map.frame_pose(item.record)))
+        images = torch.stack([image] + [n[0] for n in neighbours])[None]
+        poses = SE3.stack([pose] + [n[1] for n in neighbours]).view(1, -1)
+        with torch.no_grad():
+            estimate = self.depth_module.depth(self.depth_module.encode(images), poses, self.intrinsics[None],
+                                               self.image_size)
+        carried = propagate_depth(previous.depth, pose * previous.pose.inv(), self.intrinsics)
+        confident = (estimate.confidence[0] > CONFIDENT_DEPTH) & (estimate.depth[0] > 0)
+        depth = torch.where(confident | (carried <= 0), estimate.depth[0], carried)
+        depth = fill_invalid(depth, self.config.init_depth)
+        confidence = torch.where(confident, estimate.confidence[0], torch.zeros_like(depth))
+        keyframe = self._add_keyframe(frame, image, pose, depth, confidence, features)
+        self.map.add_frame(FrameRecord(frame.index, frame.timestamp, keyframe.id, SE3.identity(device=self.device),
+                                       "keyframe"))
+        self._recent.clear()

@@ -1,0 +1,117 @@
+"""The SLAM system: modules, map, frontend and backend wired together, fed frame by frame.
+
+Frames arrive at the processing resolution, that of the camera the system is built with (see
+:func:`slam.config.processing_size`; :func:`slam.run.run_slam` opens sources at it). The map's scale is arbitrary (monocular): it is set by the constant
+depth the cold start begins from.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+
+from networks.factory import build_depth_module, build_motion_module, load_checkpoint
+from slam.backend import Backend, BackendThread
+from slam.camera import Camera
+from slam.config import SystemConfig
+from slam.errors import V2DError
+from slam.frame import Frame
+from slam.frontend import Frontend
+from slam.fusion import FusionKeyframe
+from slam.map import Keyframe, MapSnapshot, MapState
+from slam.trajectory import Trajectory
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu`` or ``cuda`` (``cuda:N``); a clear error when CUDA is asked for and absent."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise V2DError(f"--device {name}: no CUDA device is available here (use --device cpu)")
+    if not (name == "cpu" or name.startswith("cuda")):
+        raise V2DError(f"unknown device {name!r}: use cpu or cuda")
+    return torch.device(name)
+
+
+class SlamSystem:
+    """Feed frames with :meth:`process`, then call :meth:`finish`; read results with
+    :meth:`snapshot` and :meth:`trajectory` at any time (from any thread)."""
+
+    def __init__(self, config: SystemConfig, camera: Camera):
+        """``camera``: intrinsics and size of the frames to come (sides multiples of 16)."""
+        if camera.size is None or camera.width % 16 or camera.height % 16:
+            raise V2DError(f"the SLAM system needs frames whose sides are multiples of 16, got {camera.size}")
+        self.config = config
+        torch.set_num_threads(config.modules.threads)
+        self.device = resolve_device(config.modules.device)
+        self.processing_camera = camera
+        self.image_size = (camera.height, camera.width)
+        checkpoint = load_checkpoint(config.modules.weights) if config.modules.weights else None
+        self.depth_module = build_depth_module(config.modules.depth, self.image_size, config.frontend.depth_range,
+                                               checkpoint, self.device)
+        self.motion_module = build_motion_module(config.modules.motion, self.image_size, checkpoint, self.device)
+        intrinsics = torch.from_numpy(self.processing_camera.intrinsics).to(self.device)
+        self.map = MapState()
+        self.backend = Backend(self.depth_module, self.motion_module, self.map, config.backend, intrinsics, self.image_size)
+        self._thread = BackendThread(self.backend) if config.backend.mode == "thread" else None
+        self.frontend = Frontend(self.depth_module, self.motion_module, self.map, config.frontend, intrinsics,
+                                 self.image_size, self.device, on_keyframe=self._on_keyframe)
+        self.frontend_seconds = 0.0
+        self.frames_processed = 0
+        if self._thread is not None:
+            self._thread.start()
+
+    def _on_keyframe(self, keyframe: Keyframe) -> None:
+        if self._thread is not None:
+            self._thread.notify()
+        elif self.config.backend.mode == "inline":
+            self.backend.optimise()
+
+    def process(self, frame: Frame) -> None:
+        """Track one frame (at the processing resolution)."""
+        if (frame.width, frame.height) != self.processing_camera.size:
+            raise V2DError(f"frame {frame.index} is {frame.width}x{frame.height}, expected the processing size "
+                           f"{self.processing_camera.width}x{self.processing_camera.height}")
+        if self._thread is not None and self._thread.error is not None:
+            raise V2DError(f"the backend stopped: {self._thread.error}")
+        start = time.perf_counter()
+        self.frontend.process(frame)
+        self.frontend_seconds += time.perf_counter() - start
+        self.frames_processed += 1
+
+    def finish(self) -> None:
+        """Flush the frontend, stop the backend thread and run a last backend pass."""
+        self.frontend.finish()
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread.join()
+        if self.config.backend.mode != "disabled":
+            self.backend.optimise()
+
+    def snapshot(self, with_images: bool = True) -> MapSnapshot:
+        return self.map.snapshot(with_images)
+
+    def fusion_keyframes(self, snapshot: MapSnapshot) -> list[FusionKeyframe]:
+        """The snapshot's keyframes as fusion input (camera-to-world poses)."""
+        intrinsics = self.processing_camera.intrinsics
+        return [FusionKeyframe(kf.image, kf.depth, kf.confidence, kf.pose_c2w, intrinsics, kf.timestamp, kf.id)
+                for kf in snapshot.keyframes]
+
+
+def full_trajectory(snapshot: MapSnapshot, indices: np.ndarray, timestamps: np.ndarray) -> tuple[Trajectory, np.ndarray]:
+    """A camera-to-world pose for every input frame (``indices``, ``timestamps``): tracked
+    frames get theirs; a frame without one (lost, or before initialisation) gets the nearest
+    earlier tracked pose (the nearest later one at the start). Returns the trajectory and a
+    bool mask of the frames that were really tracked."""
+    tracked = dict(zip(snapshot.frame_indices.tolist(), snapshot.frame_poses))
+    mask = np.array([i in tracked for i in indices.tolist()], dtype=bool)
+    poses = np.tile(np.eye(4), (len(indices), 1, 1))
+    if mask.any():
+        last = tracked[indices[np.argmax(mask)]]
+        for k, index in enumerate(indices.tolist()):
+            last = tracked.get(index, last)
+            poses[k] = last
+    return Trajectory(timestamps, poses), mask
