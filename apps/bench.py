@@ -6,32 +6,20 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import re
 import shlex
-from collections.abc import Callable
 from pathlib import Path
 
 from slam.errors import V2DError
 
 
-def _renderer_suite(args: argparse.Namespace) -> str:
-    """Synthetic renderer speed (image and exact depth), both scene kinds, 240x320."""
-    from slam.synthetic.benchmark import measure_render_speed
-
-    frames = 60 if args.quick else 300
-    rows = ["| scene | resolution (H x W) | frames | ms / frame | frames / s | target |", "|---|---|---|---|---|---|"]
-    for kind, height, width in (("room", 240, 320), ("road", 240, 320), ("road", 192, 640)):
-        result = measure_render_speed(kind=kind, height=height, width=width, frames=frames, seed=0)
-        target = "-"
-        if (height, width) == (240, 320):
-            target = ">= 100 fps: " + ("met" if result["fps"] >= 100 else "MISSED")
-        rows.append(f"| {kind} | {height} x {width} | {frames} | {result['ms_per_frame']:.2f} | {result['fps']:.0f} | {target} |")
-    return "### Synthetic renderer\n\nRGB image and exact depth per frame, one process; 192 x 640 is the driving scene's default size.\n\n" + "\n".join(rows)
-
-
-#: name -> (what it measures, function returning the section's markdown body)
-SUITES: dict[str, tuple[str, Callable[[argparse.Namespace], str]]] = {
-    "renderer": ("synthetic scene rendering speed", _renderer_suite),
+#: name -> (what it measures, module in apps.benchmarks whose ``suite(args)`` returns the section's markdown)
+SUITES: dict[str, tuple[str, str]] = {
+    "renderer": ("synthetic scene rendering speed", "renderer"),
+    "depth": ("depth modules: speed, and classical accuracy with ground-truth poses", "depth"),
+    "motion": ("motion modules: speed, and classical relative-pose accuracy", "motion"),
+    "slam": ("the SLAM system on synthetic and real sequences: ATE, tracking, fps, memory", "slam"),
 }
 
 
@@ -57,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     command = "v2d " + shlex.join(args.argv)
     for name in args.suite or list(SUITES):
-        body = SUITES[name][1](args)
+        body = importlib.import_module(f"apps.benchmarks.{SUITES[name][1]}").suite(args)
         stamp = (f"Command: `{command}`; machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} "
                  f"with {machine['torch_threads']} threads; v2d {machine['v2d']}; date: {datetime.date.today().isoformat()}.")
         update_section(output, name, f"{body}\n\n{stamp}")

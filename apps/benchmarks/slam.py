@@ -1,0 +1,67 @@
+"""The SLAM system on the synthetic hand-held and driving sequences and the three real sequences:
+ATE (Sim3-aligned, all frames, through evo), share of frames tracked, frontend and end-to-end
+frames per second, peak memory. Each run is a separate `v2d run` process (so that peak memory is
+the run's own), with the default configuration (the backend in its own thread)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from slam.evaluation import evaluate_trajectory, read_trajectory
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+#: (name, source, frames in a full run, frames in a quick run, target ATE as text, target check)
+SEQUENCES = [
+    ("synthetic room (hand-held)", "synthetic:room", 300, 60, "< 1% of path", lambda ate, path: ate < 0.01 * path),
+    ("synthetic road (driving)", "synthetic:road", 200, 40, "< 1% of path", lambda ate, path: ate < 0.01 * path),
+    ("tum_fr1_rpy", "tum_fr1_rpy", 120, 30, "<= 0.025 m", lambda ate, path: ate <= 0.025),
+    ("kitti_07", "kitti_07", 100, 30, "<= 1.0 m", lambda ate, path: ate <= 1.0),
+    ("hololens_000", "hololens_000", 150, 40, "<= 0.15 m", lambda ate, path: ate <= 0.15),
+]
+
+
+def _run(source: str, frames: int, out: Path, extra: list[str]) -> dict:
+    command = [sys.executable, "-m", "apps.cli", "run", source, "--out", str(out), "--max-frames", str(frames), *extra]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed")
+    return json.loads((out / "stats.json").read_text())
+
+
+def suite(args: argparse.Namespace, configurations: dict[str, list[str]] | None = None) -> str:
+    """Markdown table of the runs (``configurations``: name -> extra `v2d run` arguments)."""
+    configurations = configurations or {"classical": []}
+    rows = ["| configuration | sequence | frames | ATE (m) | ATE / path | target | tracked | frontend fps | "
+            "end-to-end fps | peak memory (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for config_name, extra in configurations.items():
+        for name, source, full, quick, target_text, target in SEQUENCES:
+            if not source.startswith("synthetic"):
+                if not SHARED_DATA.is_dir():
+                    notes.append(f"{name}: skipped, ../shared/data is absent")
+                    continue
+                source = str(SHARED_DATA / source)
+            frames = quick if args.quick else full
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp)
+                try:
+                    stats = _run(source, frames, out, extra)
+                except (RuntimeError, subprocess.TimeoutExpired) as err:
+                    rows.append(f"| {config_name} | {name} | {frames} | failed: {err} | | {target_text} | | | | |")
+                    continue
+                gt = read_trajectory(out / "groundtruth.txt")
+                metrics = evaluate_trajectory(gt, read_trajectory(out / "trajectory.txt"), align="sim3")
+            path = gt.path_length()
+            verdict = "met" if target(metrics.ate_rmse, path) else "**missed**"
+            tracked = stats["frames_tracked"] / max(stats["frames_processed"], 1)
+            rows.append(f"| {config_name} | {name} | {stats['frames_processed']} | {metrics.ate_rmse:.3f} | "
+                        f"{100 * metrics.ate_rmse / path:.1f}% of {path:.2f} m | {target_text}: {verdict} | "
+                        f"{100 * tracked:.0f}% | {stats['frontend_fps']} | {stats['end_to_end_fps']} | "
+                        f"{stats['peak_memory_mb']:.0f} |")
+    return "### SLAM system\n\n" + "\n".join(rows) + ("\n\n" + "\n".join(notes) if notes else "")
