@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from apps.benchmarks.clips import Clip, real_clips, synthetic_clips
-from apps.benchmarks.motion import CAMERA_SIZE, SHARED_DATA, _milliseconds
+from apps.benchmarks.common import CAMERA_SIZE, SHARED_DATA, milliseconds
 from networks.classical_depth import ClassicalDepthConfig, ClassicalDepthModule
 from networks.depth import DepthNetConfig, LearnedDepthModule
 from networks.interfaces import DepthModule
@@ -40,8 +40,8 @@ def _speed_rows(name: str, module: DepthModule, internal: str, repeats: int) -> 
     poses = SE3.exp(xi)
     with torch.inference_mode():
         features = module.encode(images)
-        encode_ms = _milliseconds(lambda: module.encode(images), repeats)
-        depth_ms = _milliseconds(lambda: module.depth(features, poses, intrinsics, CAMERA_SIZE), repeats)
+        encode_ms = milliseconds(lambda: module.encode(images), repeats)
+        depth_ms = milliseconds(lambda: module.depth(features, poses, intrinsics, CAMERA_SIZE), repeats)
     total = encode_ms + depth_ms
     budget = "-"
     if name == "lite":

@@ -6,40 +6,25 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from apps.benchmarks.clips import Clip, real_clips, synthetic_clips
+from apps.benchmarks.common import CAMERA_SIZE, SHARED_DATA, milliseconds
 from networks.classical_motion import ClassicalMotionConfig, ClassicalMotionModule
 from networks.motion import LearnedMotionModule, MotionNetConfig
 from slam.lie import SE3
 from slam.solver import gauss_newton_step, keyframe_edges
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-#: camera resolution (H, W) of the speed measurements (TUM's / a webcam's)
-CAMERA_SIZE = (480, 640)
 #: tracking step budget (ms) of the lite size
 TRACKING_BUDGET_MS = 30.0
 #: Gauss-Newton rounds (flow, then one step) in the accuracy table
 ROUNDS = 3
 #: start perturbation of every neighbour's pose: rotation (degrees) and translation (metres)
 PERTURB_DEGREES, PERTURB_METRES = 2.5, 0.03
-
-
-def _milliseconds(function: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``function`` in ms, after one warm-up call."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(times))
 
 
 def _speed_row(name: str, module: torch.nn.Module, repeats: int) -> str:
@@ -62,11 +47,11 @@ def _speed_row(name: str, module: torch.nn.Module, repeats: int) -> str:
             estimate = module.flow(pair, depths, poses, intrinsics, ii, jj, CAMERA_SIZE)
             return gauss_newton_step(poses, depths, estimate.intrinsics, ii, jj, estimate.targets, estimate.weights)
 
-        encode_ms = _milliseconds(lambda: module.encode(frame), repeats)
-        flow_ms = _milliseconds(lambda: module.flow(features, depths, poses, intrinsics, ii, jj, CAMERA_SIZE), repeats)
-        ls_ms = _milliseconds(lambda: gauss_newton_step(poses, depths, flow.intrinsics, ii, jj, flow.targets, flow.weights),
+        encode_ms = milliseconds(lambda: module.encode(frame), repeats)
+        flow_ms = milliseconds(lambda: module.flow(features, depths, poses, intrinsics, ii, jj, CAMERA_SIZE), repeats)
+        ls_ms = milliseconds(lambda: gauss_newton_step(poses, depths, flow.intrinsics, ii, jj, flow.targets, flow.weights),
                               repeats)
-        step_ms = _milliseconds(tracking_step, repeats)
+        step_ms = milliseconds(tracking_step, repeats)
     parameters = sum(p.numel() for p in module.parameters())
     size = module.config.input_size
     budget = "-"

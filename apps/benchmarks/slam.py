@@ -12,9 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from apps.benchmarks.common import SHARED_DATA
 from slam.evaluation import evaluate_trajectory, read_trajectory
-
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 #: (name, source, frames in a full run, frames in a quick run, target ATE as text, target check)
 SEQUENCES = [

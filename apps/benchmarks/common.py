@@ -1,0 +1,26 @@
+"""What the benchmark suites share: where the real data is, the camera size of speed
+measurements, and a timer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+#: ../shared/data beside the repository (absent on a user's machine: suites then say so)
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+#: camera resolution (H, W) of the speed measurements (TUM's / a webcam's)
+CAMERA_SIZE = (480, 640)
+
+
+def milliseconds(function: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``function`` in ms, after one warm-up call."""
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return 1000.0 * float(np.median(times))
