@@ -40,13 +40,11 @@ import torch
 import torch.nn.functional as F
 
 from networks.cost_volume import BIN_SPACINGS, depth_bins, neighbour_transforms, plane_sweep
-from networks.flow_geometry import feature_intrinsics, resize_images
+from networks.flow_geometry import feature_intrinsics, grey_images
 from networks.interfaces import DepthEstimate
 from slam.errors import V2DError
 from slam.lie import SE3
 
-#: BT.601 luma weights for RGB -> grey.
-_LUMA = (0.299, 0.587, 0.114)
 #: Variance floor of the ZNCC (grey levels in [0, 1]): a patch flatter than this matches nothing.
 _VARIANCE_FLOOR = 1e-4
 
@@ -247,9 +245,7 @@ class ClassicalDepthModule:
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, N, 3, H, W) RGB in [0, 1] -> (B, N, 1, h, w) grey levels, (h, w) = input_size / stride."""
-        small = resize_images(images, self.config.cost_size)
-        luma = small.new_tensor(_LUMA).view(1, 1, 3, 1, 1)
-        return (small * luma).sum(dim=2, keepdim=True)
+        return grey_images(images, self.config.cost_size)
 
     def bins(self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
         """(D,) depth hypotheses in metres."""

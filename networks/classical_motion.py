@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from networks.flow_geometry import edge_reprojection, feature_intrinsics, inside_image, resize_images
+from networks.flow_geometry import edge_reprojection, feature_intrinsics, grey_images, inside_image
 from networks.interfaces import FlowEstimate
 from slam.geometry import pixel_grid, sample
 from slam.lie import SE3
@@ -35,8 +35,6 @@ from slam.lie import SE3
 #: OpenCV DIS presets by name
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
-#: RGB -> grey weights (ITU-R BT.601, as OpenCV's)
-GREY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 @dataclass
@@ -85,9 +83,7 @@ class ClassicalMotionModule(torch.nn.Module):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, N, 3, H, W) RGB in [0, 1] -> (B, N, 1, h, w) grey images in [0, 1] at
         :attr:`feature_size`."""
-        small = resize_images(images, self.feature_size)
-        weights = small.new_tensor(GREY_WEIGHTS).view(3, 1, 1)
-        return (small * weights).sum(dim=2, keepdim=True).clamp(0.0, 1.0)
+        return grey_images(images, self.feature_size)
 
     def flow(self, features: torch.Tensor, depths: torch.Tensor, poses: SE3, intrinsics: torch.Tensor,
              ii: torch.Tensor, jj: torch.Tensor, image_size: tuple[int, int]) -> FlowEstimate:

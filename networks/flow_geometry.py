@@ -70,3 +70,14 @@ def edge_reprojection(depths: torch.Tensor, poses: SE3, intrinsics: torch.Tensor
     coords = coords.view(batch, edges, height, width, 2)
     valid = valid.view(batch, edges, height, width) & inside_image(coords, height, width)
     return coords, valid
+
+
+#: RGB -> grey weights (ITU-R BT.601, as OpenCV's)
+GREY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def grey_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, N, 3, H, W) RGB in [0, 1] -> (B, N, 1, h, w) grey levels in [0, 1] at ``size`` (h, w)."""
+    small = resize_images(images, size)
+    weights = small.new_tensor(GREY_WEIGHTS).view(3, 1, 1)
+    return (small * weights).sum(dim=2, keepdim=True).clamp(0.0, 1.0)
