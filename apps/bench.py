@@ -19,6 +19,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "renderer": ("synthetic scene rendering speed", "renderer"),
     "depth": ("depth modules: speed, and classical accuracy with ground-truth poses", "depth"),
     "motion": ("motion modules: speed, and classical relative-pose accuracy", "motion"),
+    "alternation": ("one round of the full DeepV2D alternation, every module family", "alternation"),
     "slam": ("the SLAM system on synthetic and real sequences: ATE, tracking, fps, memory", "slam"),
 }
 
