@@ -55,9 +55,20 @@ def save_checkpoint(path: str | Path, depth: LearnedDepthModule | None = None, m
     torch.save(checkpoint, path)
 
 
-def _stored_config(config_cls, stored: dict):
-    """A network config from a checkpoint's stored fields (tuples come back as lists)."""
-    return config_cls(**{**stored, "input_size": tuple(stored["input_size"])})
+def _learned_module(role: str, kind: str, module_cls, config_cls, checkpoint: dict | None,
+                    device: str | torch.device) -> torch.nn.Module:
+    """The learned ``role`` ("depth" or "motion") module stored in ``checkpoint``, on ``device``,
+    in eval mode (its size comes from the stored config)."""
+    if kind not in MODULE_KINDS:
+        raise V2DError(f"unknown {role} module {kind!r}: use one of {', '.join(MODULE_KINDS)}")
+    stored = checkpoint.get(role) if checkpoint else None
+    if stored is None:
+        raise WeightsError(f"the {kind} {role} network needs trained weights (--weights FILE with a {role} module); "
+                           "use the classical module without weights")
+    config = config_cls(**{**stored["config"], "input_size": tuple(stored["config"]["input_size"])})
+    module = module_cls(config)
+    module.load_state_dict(stored["state_dict"])
+    return module.to(device).eval()
 
 
 def build_depth_module(kind: str, input_size: tuple[int, int], depth_range: tuple[float, float],
@@ -67,15 +78,7 @@ def build_depth_module(kind: str, input_size: tuple[int, int], depth_range: tupl
     if kind == "classical":
         return ClassicalDepthModule(ClassicalDepthConfig(input_size=input_size, min_depth=depth_range[0],
                                                          max_depth=depth_range[1]))
-    if kind not in MODULE_KINDS:
-        raise V2DError(f"unknown depth module {kind!r}: use one of {', '.join(MODULE_KINDS)}")
-    stored = checkpoint.get("depth") if checkpoint else None
-    if stored is None:
-        raise WeightsError(f"the {kind} depth network needs trained weights (--weights FILE with a depth module); "
-                           "use the classical module without weights")
-    module = LearnedDepthModule(_stored_config(DepthNetConfig, stored["config"]))
-    module.load_state_dict(stored["state_dict"])
-    return module.to(device).eval()
+    return _learned_module("depth", kind, LearnedDepthModule, DepthNetConfig, checkpoint, device)
 
 
 def build_motion_module(kind: str, input_size: tuple[int, int], checkpoint: dict | None = None,
@@ -83,12 +86,4 @@ def build_motion_module(kind: str, input_size: tuple[int, int], checkpoint: dict
     """A motion module of ``kind`` for images of ``input_size`` (H, W)."""
     if kind == "classical":
         return ClassicalMotionModule(ClassicalMotionConfig(input_size=input_size)).to(device)
-    if kind not in MODULE_KINDS:
-        raise V2DError(f"unknown motion module {kind!r}: use one of {', '.join(MODULE_KINDS)}")
-    stored = checkpoint.get("motion") if checkpoint else None
-    if stored is None:
-        raise WeightsError(f"the {kind} motion network needs trained weights (--weights FILE with a motion module); "
-                           "use the classical module without weights")
-    module = LearnedMotionModule(_stored_config(MotionNetConfig, stored["config"]))
-    module.load_state_dict(stored["state_dict"])
-    return module.to(device).eval()
+    return _learned_module("motion", kind, LearnedMotionModule, MotionNetConfig, checkpoint, device)
