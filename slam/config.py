@@ -71,12 +71,17 @@ class BackendConfig:
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """Point cloud and mesh from keyframe depths (see slam.fusion)."""
+    """Point cloud and mesh from keyframe depths (see slam.fusion). ``mesh_resolution``: TSDF
+    voxels per median keyframe depth (memory grows with its cube: 100 took 4 GB more than 50 on
+    the 150-frame HoloLens scene). ``mesh_depth_limit``: depths beyond this many median keyframe
+    depths are left out of the mesh (far, unreliable monocular depth grows the volume)."""
 
     min_confidence: float = 0.3
     consistency_views: int = 1
     voxel_size: float | None = None
     mesh: bool = True
+    mesh_resolution: float = 50.0
+    mesh_depth_limit: float = 3.0
 
 
 @dataclass(frozen=True)

@@ -413,13 +413,14 @@ def fuse_point_cloud(keyframes: Sequence[FusionKeyframe], min_confidence: float 
 
 
 def fuse_mesh(keyframes: Sequence[FusionKeyframe], voxel_length: float | None = None, sdf_trunc: float | None = None,
+              voxels_per_median_depth: float = AUTO_VOXELS_PER_MEDIAN_DEPTH,
               depth_max: float | None = None, min_confidence: float = 0.5, min_weight: float = 3.0,
               consistency_views: int = 0, num_neighbours: int = 6, max_reprojection_depth_error: float = 0.05
               ) -> open3d.geometry.TriangleMesh:
     """A coloured triangle mesh (world frame, vertex colours in [0, 1], vertex normals) from
     TSDF fusion of the keyframes' depths in an Open3D ``t.geometry.VoxelBlockGrid``.
 
-    - ``voxel_length``: metres; None = median valid depth / :data:`AUTO_VOXELS_PER_MEDIAN_DEPTH`,
+    - ``voxel_length``: metres; None = median valid depth / ``voxels_per_median_depth``,
       so that a monocular map of any scale gets the same relative detail.
     - ``sdf_trunc``: truncation distance in metres; None = :data:`AUTO_TRUNCATION_VOXELS` voxels.
     - ``depth_max``: depths beyond it are ignored; None = no limit (the largest valid depth).
@@ -446,7 +447,7 @@ def fuse_mesh(keyframes: Sequence[FusionKeyframe], voxel_length: float | None = 
         log.debug("no valid depth to fuse into a mesh")
         return o3d.geometry.TriangleMesh()
     if voxel_length is None:
-        voxel_length = float(np.median(valid)) / AUTO_VOXELS_PER_MEDIAN_DEPTH
+        voxel_length = float(np.median(valid)) / voxels_per_median_depth
     if sdf_trunc is None:
         sdf_trunc = AUTO_TRUNCATION_VOXELS * voxel_length
     if voxel_length <= 0 or sdf_trunc <= 0:

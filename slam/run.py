@@ -107,7 +107,9 @@ def write_outputs(system: SlamSystem, record: RunRecord, source: Source, out: Pa
     write_point_cloud_ply(out / "points.ply", cloud)
     mesh_triangles = 0
     if fusion.mesh:
-        mesh = fuse_mesh(keyframes, min_confidence=fusion.min_confidence)
+        median = float(np.median([kf.median_depth for kf in keyframes])) if keyframes else None
+        mesh = fuse_mesh(keyframes, min_confidence=fusion.min_confidence, voxels_per_median_depth=fusion.mesh_resolution,
+                         depth_max=None if median is None else fusion.mesh_depth_limit * median)
         write_mesh_ply(out / "mesh.ply", mesh)
         mesh_triangles = len(mesh.triangles)
     fusion_seconds = time.perf_counter() - fusion_start
