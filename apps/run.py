@@ -51,13 +51,12 @@ def build_config(args: argparse.Namespace):
     config = SystemConfig()
     if args.config:
         config = load(config, args.config)
-    for assignment in args.set:
-        config = override(config, assignment)
+    assignments = list(args.set)
     if args.device:
-        config = override(config, f"modules.device={args.device}")
+        assignments.append(f"modules.device={args.device}")
     if args.weights:
-        config = override(config, f"modules.weights={args.weights}")
-    return config
+        assignments.append(f"modules.weights={args.weights}")
+    return override(config, *assignments)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         stats = run_slam(source, config, args.out, realtime=args.realtime)
     print(f"{stats['frames_tracked']}/{stats['frames_processed']} frames tracked, {stats['keyframes']} keyframes, "
           f"{stats['end_to_end_fps']} frames/s end to end, {stats['points']} points")
-    print(f"wrote {args.out}/: trajectory.txt, points.ply, mesh.ply, stats.json, tracking.csv"
-          + (", groundtruth.txt" if source.has_ground_truth else "")
+    print(f"wrote {args.out}/: trajectory.txt, points.ply" + (", mesh.ply" if config.fusion.mesh else "")
+          + ", stats.json, tracking.csv" + (", groundtruth.txt" if source.has_ground_truth else "")
           + (", trajectory_kitti.txt" if source.kind == "kitti" else ""))
     return 0

@@ -102,31 +102,41 @@ def load(config: T, path: str | Path) -> T:
     return _merge(config, data, str(path))
 
 
-def override(config: T, assignment: str) -> T:
-    """``config`` with one ``section.field=value`` assignment applied (value parsed as YAML)."""
-    key, sep, text = assignment.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {assignment!r}: expected section.field=value")
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise ConfigError(f"override {assignment!r}: value is not valid YAML") from None
-    try:
-        return _merge(config, _nested(key, value), "override")
-    except ConfigError:
-        if value == text.strip():
-            raise
-        # YAML reads some words as other types (yes/no/on/off as booleans): try the raw text
-        try:
-            return _merge(config, _nested(key, text.strip()), "override")
-        except ConfigError:
-            pass
-        raise
+def override(config: T, *assignments: str) -> T:
+    """``config`` with ``section.field=value`` assignments applied together (so that fields
+    checked against each other can change at once). Values are parsed as YAML, except for text
+    fields, which take the text as written (YAML reads yes/no/on/off as booleans)."""
+    data: dict = {}
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"override {assignment!r}: expected section.field=value")
+        if _is_text_field(config, parts):
+            value: Any = text.strip()
+        else:
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError:
+                raise ConfigError(f"override {assignment!r}: value is not valid YAML") from None
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {assignment!r}: {part} is set as a value and as a section")
+        node[parts[-1]] = value
+    return _merge(config, data, "override")
 
 
-def _nested(key: str, value: Any) -> dict:
-    """``{"a": {"b": value}}`` for the key ``a.b``."""
-    data: Any = value
-    for part in reversed(key.strip().split(".")):
-        data = {part: data}
-    return data
+def _is_text_field(config: Any, parts: list[str]) -> bool:
+    """Whether the field at ``parts`` of the dataclass tree is annotated as text (str or str | None)."""
+    node = config
+    for part in parts[:-1]:
+        node = getattr(node, part, None)
+        if not dataclasses.is_dataclass(node):
+            return False
+    if not dataclasses.is_dataclass(node) or parts[-1] not in {f.name for f in dataclasses.fields(node)}:
+        return False
+    annotation = typing.get_type_hints(type(node))[parts[-1]]
+    options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    return str in options

@@ -70,3 +70,18 @@ def test_bad_files(tmp_path):
 def test_words_yaml_reads_as_booleans_stay_strings_for_string_fields():
     assert override(Outer(), "inner.name=off").inner.name == "off"
     assert override(Outer(), "verbose=yes").verbose is True
+
+
+def test_overrides_apply_together():
+    @dataclass(frozen=True)
+    class Ranged:
+        low: float = 0.0
+        high: float = 1.0
+
+        def __post_init__(self):
+            if not self.low < self.high:
+                raise ConfigError(f"need low < high, got {self.low}, {self.high}")
+
+    assert override(Ranged(), "low=5", "high=10") == Ranged(5.0, 10.0)
+    with pytest.raises(ConfigError, match="need low < high"):
+        override(Ranged(), "low=5")
