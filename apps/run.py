@@ -40,6 +40,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_source: str | Non
                         help="override one configuration value (repeatable), e.g. --set backend.window=6")
     parser.add_argument("--realtime", action="store_true",
                         help="drop frames instead of lagging behind the source's clock (live sources)")
+    parser.add_argument("--save-depth", action="store_true",
+                        help="also write each keyframe's depth (depth/NNNNNN.npy) and keyframes.txt")
     parser.add_argument("--verbose", action="store_true", help="log progress")
 
 
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     options = SourceOptions(start=args.start, stride=args.stride, max_frames=args.max_frames)
     with open_source(args.source, calib=args.calib, options=options, kind=args.kind) as source:
-        stats = run_slam(source, config, args.out, realtime=args.realtime)
+        stats = run_slam(source, config, args.out, realtime=args.realtime, save_depth=args.save_depth)
     print(f"{stats['frames_tracked']}/{stats['frames_processed']} frames tracked, {stats['keyframes']} keyframes, "
           f"{stats['end_to_end_fps']} frames/s end to end, {stats['points']} points")
     print(f"wrote {args.out}/: trajectory.txt, points.ply" + (", mesh.ply" if config.fusion.mesh else "")

@@ -23,6 +23,7 @@ from slam.configuration import to_dict
 from slam.export import write_mesh_ply, write_point_cloud_ply
 from slam.fusion import fuse_mesh, fuse_point_cloud
 from slam.sources.base import Source
+from slam.map import MapSnapshot
 from slam.system import SlamSystem, full_trajectory
 from slam.system_info import machine_summary, peak_memory_mb
 from slam.trajectory import Trajectory, write_kitti, write_tum
@@ -41,7 +42,7 @@ class RunRecord:
 
 
 def run_slam(source: Source, config: SystemConfig, out_dir: str | Path, realtime: bool = False,
-             on_frame: Callable[[SlamSystem], None] | None = None) -> dict:
+             on_frame: Callable[[SlamSystem], None] | None = None, save_depth: bool = False) -> dict:
     """Run the system on ``source`` and write the outputs to ``out_dir``. The source's resize
     option is replaced by the processing resolution. ``realtime`` drops frames whose timestamp
     the processing has fallen behind. ``on_frame`` is called after each frame (viewers).
@@ -77,9 +78,25 @@ def run_slam(source: Source, config: SystemConfig, out_dir: str | Path, realtime
         log.error("finishing the run failed: %s", err)
         stopped_by = stopped_by or err
     stats = write_outputs(system, record, source, out, time.perf_counter() - start)
+    if save_depth:
+        write_keyframe_depths(system.snapshot(), out)
     if stopped_by is not None:
         raise stopped_by
     return stats
+
+
+def write_keyframe_depths(snapshot: MapSnapshot, out: Path) -> None:
+    """``depth/NNNNNN.npy`` for each keyframe (float32 (H, W) depth in map units at the
+    processing resolution, 0 = unknown; NNNNNN = the frame index) and ``keyframes.txt`` (TUM
+    format: the keyframes' camera-to-world poses)."""
+    folder = out / "depth"
+    folder.mkdir(parents=True, exist_ok=True)
+    for keyframe in snapshot.keyframes:
+        np.save(folder / f"{keyframe.frame_index:06d}.npy", keyframe.depth.astype(np.float32))
+    if snapshot.keyframes:
+        write_tum(out / "keyframes.txt", Trajectory(np.array([kf.timestamp for kf in snapshot.keyframes]),
+                                                    np.stack([kf.pose_c2w for kf in snapshot.keyframes])),
+                  header="keyframes (depth maps in depth/), camera-to-world\ntimestamp tx ty tz qx qy qz qw")
 
 
 def write_outputs(system: SlamSystem, record: RunRecord, source: Source, out: Path, wall_seconds: float) -> dict:

@@ -26,7 +26,7 @@ def ate_and_path(out) -> tuple[float, float]:
 @pytest.mark.slow
 def test_run_on_synthetic_room_writes_the_contract_and_tracks(tmp_path):
     out = tmp_path / "run"
-    assert main(["run", "synthetic", "--out", str(out), "--max-frames", "24", *INLINE]) == 0
+    assert main(["run", "synthetic", "--out", str(out), "--max-frames", "24", "--save-depth", *INLINE]) == 0
     for name in ("trajectory.txt", "groundtruth.txt", "points.ply", "mesh.ply", "stats.json", "tracking.csv"):
         assert (out / name).stat().st_size > 0, name
     stats = json.loads((out / "stats.json").read_text())
@@ -36,6 +36,10 @@ def test_run_on_synthetic_room_writes_the_contract_and_tracks(tmp_path):
         assert stats[key] is not None, key
     trajectory = read_trajectory(out / "trajectory.txt")
     assert len(trajectory) == 24
+    depths = sorted((out / "depth").glob("*.npy"))
+    assert len(depths) == stats["keyframes"] == len(read_trajectory(out / "keyframes.txt"))
+    first = np.load(depths[0])
+    assert first.shape == (240, 320) and (first > 0).mean() > 0.5
     ate, path = ate_and_path(out)
     # measured 2.6% of the path on 40 frames (BENCHMARKS.md); the bound leaves room for machine noise
     assert ate < 0.06 * path, (ate, path)
