@@ -77,9 +77,7 @@ def run_slam(source: Source, config: SystemConfig, out_dir: str | Path, realtime
     except Exception as err:  # the frontend's results are still saved
         log.error("finishing the run failed: %s", err)
         stopped_by = stopped_by or err
-    stats = write_outputs(system, record, source, out, time.perf_counter() - start)
-    if save_depth:
-        write_keyframe_depths(system.snapshot(), out)
+    stats = write_outputs(system, record, source, out, time.perf_counter() - start, save_depth)
     if stopped_by is not None:
         raise stopped_by
     return stats
@@ -99,9 +97,13 @@ def write_keyframe_depths(snapshot: MapSnapshot, out: Path) -> None:
                   header="keyframes (depth maps in depth/), camera-to-world\ntimestamp tx ty tz qx qy qz qw")
 
 
-def write_outputs(system: SlamSystem, record: RunRecord, source: Source, out: Path, wall_seconds: float) -> dict:
-    """Write every output file of the contract and return the stats."""
+def write_outputs(system: SlamSystem, record: RunRecord, source: Source, out: Path, wall_seconds: float,
+                  save_depth: bool = False) -> dict:
+    """Write every output file of the contract (and the keyframe depths with ``save_depth``), all
+    from one snapshot of the map, and return the stats."""
     snapshot = system.snapshot()
+    if save_depth:
+        write_keyframe_depths(snapshot, out)
     indices, timestamps = np.array(record.indices, dtype=int), np.array(record.timestamps, dtype=np.float64)
     trajectory, tracked = full_trajectory(snapshot, indices, timestamps)
     write_tum(out / "trajectory.txt", trajectory,
