@@ -15,7 +15,7 @@ import sys
 from slam import __version__
 from slam.errors import V2DError
 
-SUBCOMMANDS = ("run", "demo", "calibrate", "evaluate", "bench")
+SUBCOMMANDS = ("run", "demo", "calibrate", "evaluate", "bench", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,7 +26,7 @@ def machine_summary() -> dict:
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),

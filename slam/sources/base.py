@@ -141,10 +141,16 @@ class IndexedSource(Source):
     def __len__(self) -> int:
         return len(self.options.selected_indices(self.num_raw))
 
+    def frame_at(self, raw_index: int) -> Frame:
+        """Raw frame ``raw_index`` as a Frame at the output size, read out of order (training
+        data); its ``index`` is ``raw_index``."""
+        if not 0 <= raw_index < self.num_raw:
+            raise IndexError(f"frame {raw_index} is outside the source's {self.num_raw} frames")
+        return self._finish(raw_index, self._load(raw_index), self.output_camera)
+
     def _raw_frames(self) -> Iterator[RawFrame]:
         for raw_index in self.options.selected_indices(self.num_raw):
             yield self._load(raw_index)
-
 
 
 class ImageFileSource(IndexedSource):
