@@ -40,11 +40,11 @@ class Backend:
         self.seconds = 0.0
 
     def window(self) -> list[Keyframe]:
-        """The newest ``config.window`` keyframes; older ones drop their features (bounded memory)."""
+        """The newest ``config.window`` keyframes; older ones are compacted (bounded memory)."""
         keyframes = self.map.keyframe_list()
-        for old in keyframes[: -self.config.window - 1]:
-            old.depth_features = None
-            old.motion_features = None
+        with self.map.lock:  # readers copy keyframes under the lock: never half compacted
+            for old in keyframes[: -self.config.window - 1]:
+                old.compact()
         return keyframes[-self.config.window:]
 
     def optimise(self) -> bool:

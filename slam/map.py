@@ -26,8 +26,11 @@ class Keyframe:
     - ``image``: (3, H, W) float32 RGB in [0, 1].
     - ``pose``: SE3 () world-to-camera.
     - ``depth``: (H, W) metres; ``confidence``: (H, W) in [0, 1].
-    - ``depth_features`` / ``motion_features``: (C, h, w) module features; dropped (None) when the
-      keyframe leaves the optimization window, to bound memory.
+    - ``depth_features`` / ``motion_features``: (C, h, w) module features.
+
+    When the keyframe leaves the optimization window, :meth:`compact` drops the features and
+    keeps the image as uint8 in [0, 255] and depth and confidence as float16: what fusion and
+    export need, in a quarter to half of the memory.
     """
 
     id: int
@@ -44,6 +47,24 @@ class Keyframe:
     def pose_c2w(self) -> np.ndarray:
         """(4, 4) float64 camera-to-world."""
         return np.linalg.inv(self.pose.matrix().detach().double().cpu().numpy())
+
+    @property
+    def compacted(self) -> bool:
+        return self.image.dtype == torch.uint8
+
+    def compact(self) -> None:
+        """Drop the features and store image, depth and confidence compactly (see the class
+        docstring); the keyframe can no longer take part in optimization."""
+        self.depth_features = self.motion_features = None
+        if not self.compacted:
+            self.image = (self.image.clamp(0, 1) * 255).round().to(torch.uint8)
+            self.depth = self.depth.half()
+            self.confidence = self.confidence.half()
+
+    def image_rgb8(self) -> np.ndarray:
+        """(H, W, 3) uint8 RGB copy of the image."""
+        image = self.image if self.compacted else (self.image.clamp(0, 1) * 255).round().to(torch.uint8)
+        return image.permute(1, 2, 0).cpu().numpy().copy()
 
 
 @dataclass
@@ -113,16 +134,17 @@ class MapState:
     def update_keyframes(self, ids: list[int], poses: SE3 | None = None, depths: torch.Tensor | None = None,
                          confidences: torch.Tensor | None = None) -> None:
         """Write back backend results for keyframes ``ids``: poses SE3 (K,) world-to-camera,
-        depths and confidences (K, H, W)."""
+        depths and confidences (K, H, W). Each keyframe gets its own copy (a view would keep the
+        whole batch alive for as long as the keyframe lives)."""
         with self.lock:
             for k, kf_id in enumerate(ids):
                 keyframe = self.keyframes[kf_id]
                 if poses is not None:
-                    keyframe.pose = poses[k].detach()
+                    keyframe.pose = SE3(poses.data[k].detach().clone())
                 if depths is not None:
-                    keyframe.depth = depths[k].detach()
+                    keyframe.depth = depths[k].detach().clone()
                 if confidences is not None:
-                    keyframe.confidence = confidences[k].detach()
+                    keyframe.confidence = confidences[k].detach().clone()
             self.version += 1
 
     def keyframe_list(self) -> list[Keyframe]:
@@ -146,7 +168,7 @@ class MapState:
             for kf in keyframes:
                 image = depth = confidence = np.zeros((0, 0), np.float32)
                 if with_images:
-                    image = (kf.image.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
+                    image = kf.image_rgb8()
                     depth = kf.depth.float().cpu().numpy().copy()  # later writes must not show
                     confidence = kf.confidence.float().cpu().numpy().copy()
                 views.append(KeyframeView(kf.id, kf.frame_index, kf.timestamp, image, depth, confidence, kf.pose_c2w))

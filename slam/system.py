@@ -22,9 +22,13 @@ from slam.frame import Frame
 from slam.frontend import Frontend
 from slam.fusion import FusionKeyframe
 from slam.map import Keyframe, MapSnapshot, MapState
+from slam.system_info import release_free_memory
 from slam.trajectory import Trajectory
 
 log = logging.getLogger(__name__)
+
+#: frames between hand-backs of freed memory to the system (see release_free_memory)
+TRIM_EVERY = 50
 
 
 def resolve_device(name: str) -> torch.device:
@@ -81,6 +85,8 @@ class SlamSystem:
         self.frontend.process(frame)
         self.frontend_seconds += time.perf_counter() - start
         self.frames_processed += 1
+        if self.frames_processed % TRIM_EVERY == 0:
+            release_free_memory()
 
     def finish(self) -> None:
         """Flush the frontend, stop the backend thread and run a last backend pass."""

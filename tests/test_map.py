@@ -74,3 +74,27 @@ def test_readers_get_consistent_snapshots_while_a_writer_updates():
         stop.set()
         thread.join()
     assert all(len(values) == 1 for values in seen)
+
+
+def test_compacted_keyframes_keep_what_fusion_needs_in_less_memory():
+    state = MapState()
+    keyframe = make_keyframe(state, 0, [0.1, 0, 0, 0, 0, 0])
+    keyframe.depth_features = torch.rand(4, 2, 2)
+    before = state.snapshot().keyframes[0]
+    size = keyframe.image.nbytes + keyframe.depth.nbytes + keyframe.confidence.nbytes
+    keyframe.compact()
+    after = state.snapshot().keyframes[0]
+    assert keyframe.depth_features is None and keyframe.compacted
+    assert keyframe.image.nbytes + keyframe.depth.nbytes + keyframe.confidence.nbytes <= size / 2.5
+    assert np.array_equal(after.image, before.image)
+    assert np.allclose(after.depth, before.depth, rtol=1e-3) and np.allclose(after.confidence, before.confidence, atol=1e-3)
+
+
+def test_backend_results_are_stored_as_copies_not_views():
+    state = MapState()
+    ids = [make_keyframe(state, k, [0.1 * k, 0, 0, 0, 0, 0]).id for k in range(3)]
+    depths = torch.rand(3, 6, 8)
+    state.update_keyframes(ids, SE3.identity(3), depths, depths.clone())
+    for keyframe in state.keyframe_list():
+        assert keyframe.depth.untyped_storage().nbytes() == keyframe.depth.nbytes  # not the whole batch
+        assert keyframe.pose.data.untyped_storage().nbytes() == keyframe.pose.data.nbytes

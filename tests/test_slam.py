@@ -71,6 +71,22 @@ def test_interrupted_run_saves_what_was_computed(tmp_path):
     assert json.loads((tmp_path / "stats.json").read_text())["frames_processed"] == 10
 
 
+def test_realtime_drops_frames_it_cannot_keep_up_with(tmp_path):
+    """A source ten times faster than real time (frames 3.3 ms apart): with ``realtime`` the
+    run skips the frames it has fallen behind instead of lagging, and says how many."""
+    class Fast(SyntheticSource):
+        def _raw_frames(self):
+            for raw in super()._raw_frames():
+                raw.timestamp /= 10
+                yield raw
+
+    config = override(SystemConfig(), "backend.mode=disabled", "fusion.mesh=false", "frontend.init_frames=4")
+    stats = run_slam(Fast("room", 0, 40, None, None), config, tmp_path, realtime=True)
+    assert stats["frames_read"] == 40 and stats["frames_dropped_realtime"] >= 10
+    assert stats["frames_processed"] == 40 - stats["frames_dropped_realtime"] >= 2
+    assert len(read_trajectory(tmp_path / "trajectory.txt")) == stats["frames_processed"]
+
+
 def test_bad_source_and_config_are_one_line_errors(tmp_path, capsys):
     assert main(["run", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
