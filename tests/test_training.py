@@ -157,7 +157,7 @@ def test_train_resume_and_use_the_weights_in_a_run(tmp_path, capsys):
     out = tmp_path / "run"
     quick = [a for s in QUICK for a in ("--set", s)]
     assert main(["train", "--out", str(out), "--no-progress", *quick]) == 0
-    for name in ("last.pt", "best.pt", "model_card.md", "train_log.csv", "validation.csv", "config.yaml"):
+    for name in ("last.pt", "best.pt", "model_card.md", "train_log.csv", "validation.csv", "config.yaml", "curves.png"):
         assert (out / name).is_file(), name
     assert load_checkpoint(out / "last.pt")["training"]["step"] == 4
     log = (out / "train_log.csv").read_text().splitlines()

@@ -6,7 +6,8 @@ Files written to the output folder (by the main process):
 - ``last.pt``: networks, optimizer, step and wall time; ``--resume`` continues from it.
 - ``best.pt``: the networks with the best validation score so far (a checkpoint ``v2d run
   --weights`` loads), with ``model_card.md`` beside it.
-- ``train_log.csv`` (losses and metrics every ``run.log_every`` steps), ``validation.csv``.
+- ``train_log.csv`` (losses and metrics every ``run.log_every`` steps), ``validation.csv``, and
+  ``curves.png`` (the training curve, redrawn at every validation).
 - ``config.yaml``: the configuration of the run.
 """
 
@@ -30,6 +31,7 @@ from slam.configuration import to_dict
 from slam.errors import V2DError
 from training import distributed
 from training.config import TrainConfig
+from training.curves import plot_training_curves
 from training.loader import batches
 from training.model import DeepV2DTraining, build_networks
 from training.validation import evaluate_modules, validation_clips
@@ -179,6 +181,7 @@ class Trainer:
             save_checkpoint(self.out / "best.pt", self.model.depth, self.model.motion, extra={"summary": summary})
             write_model_card(self.out / "model_card.md", summary)
             (self.out / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
+        plot_training_curves(self.out, self.out / "curves.png")
         log.info("validation at step %d: %s", self.step, json.dumps({k: round(v, 4) for k, v in metrics.items()}))
         return metrics
 
