@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
-VIEWERS = ("none",)
+from slam.errors import V2DError
+from viewer import DEFAULT_VIEWER_VARIABLE, VIEWERS, default_viewer
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,8 +28,18 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_source: str | Non
         parser.add_argument("source", nargs="?", default=default_source, help=f"{source_help} (default: {default_source})")
     parser.add_argument("--calib", help="calibration file 'fx fy cx cy [k1 k2 p1 p2 [k3]]' (see calib/README.md)")
     parser.add_argument("--out", default="outputs/run", help="output folder (default: outputs/run)")
-    parser.add_argument("--viewer", choices=VIEWERS, default="none",
-                        help="live display (the Qt and Open3D viewers are not built yet: none)")
+    parser.add_argument("--viewer", choices=VIEWERS, default=None,
+                        help="live display: qt (a window; the default when a display is present), open3d (a window, or "
+                             "offscreen pictures with --snapshot-every where there is no display) or none (the default "
+                             f"without a display); ${DEFAULT_VIEWER_VARIABLE} sets the default")
+    parser.add_argument("--screenshot", metavar="PATH", help="save the viewer's picture as PNG when the run ends")
+    parser.add_argument("--exit-when-done", action="store_true",
+                        help="close the viewer when the source ends (by default it stays open until closed)")
+    parser.add_argument("--snapshot-every", type=int, metavar="N",
+                        help="save a PNG picture of the viewer every N frames into --snapshot-dir "
+                             "(frame_NNNNNN.png, NNNNNN: the frames processed when drawn)")
+    parser.add_argument("--snapshot-dir", metavar="DIR", help="folder of the --snapshot-every pictures "
+                                                              "(default: OUT/snapshots)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: the configuration's, cpu)")
     parser.add_argument("--weights", help="checkpoint of learned modules (with --set modules.depth=lite etc.)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
@@ -61,6 +73,24 @@ def build_config(args: argparse.Namespace):
     return override(config, *assignments)
 
 
+def viewer_options(args: argparse.Namespace):
+    """The chosen viewer (``--viewer``, else the default) and its options; a clear error for
+    viewer options without a viewer."""
+    from viewer.session import ViewerOptions
+
+    viewer = args.viewer or default_viewer()
+    if viewer == "none" and (args.screenshot or args.snapshot_every or args.exit_when_done):
+        raise V2DError("--screenshot, --snapshot-every and --exit-when-done need a viewer (--viewer qt or open3d)")
+    if args.snapshot_every is not None and args.snapshot_every < 1:
+        raise V2DError(f"--snapshot-every must be at least 1, got {args.snapshot_every}")
+    if args.snapshot_dir and not args.snapshot_every:
+        raise V2DError("--snapshot-dir needs --snapshot-every N")
+    out = Path(args.out)
+    return viewer, ViewerOptions(out_dir=out, screenshot=Path(args.screenshot) if args.screenshot else None,
+                                 exit_when_done=args.exit_when_done, snapshot_every=args.snapshot_every,
+                                 snapshot_dir=Path(args.snapshot_dir) if args.snapshot_dir else out / "snapshots")
+
+
 def run(args: argparse.Namespace) -> int:
     from slam.run import run_slam
     from slam.sources.base import SourceOptions
@@ -68,9 +98,17 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="v2d: %(message)s")
     config = build_config(args)
+    viewer, display = viewer_options(args)
     options = SourceOptions(start=args.start, stride=args.stride, max_frames=args.max_frames)
     with open_source(args.source, calib=args.calib, options=options, kind=args.kind) as source:
-        stats = run_slam(source, config, args.out, realtime=args.realtime, save_depth=args.save_depth)
+        if viewer == "none":
+            stats = run_slam(source, config, args.out, realtime=args.realtime, save_depth=args.save_depth)
+        else:
+            from viewer.session import run_with_viewer
+
+            stats = run_with_viewer(viewer, lambda control: run_slam(source, config, args.out, realtime=args.realtime,
+                                                                     save_depth=args.save_depth, control=control),
+                                    display, title=args.source)
     print(f"{stats['frames_tracked']}/{stats['frames_processed']} frames tracked, {stats['keyframes']} keyframes, "
           f"{stats['end_to_end_fps']} frames/s end to end, {stats['points']} points")
     print(f"wrote {args.out}/: trajectory.txt, points.ply" + (", mesh.ply" if config.fusion.mesh else "")

@@ -4,6 +4,11 @@ ground truth, points.ply, mesh.ply, stats.json and tracking.csv (each frame's st
 
 Whatever was computed is written even when the run stops early (Ctrl-C, a camera unplugged, a
 corrupt file): the error is re-raised after the outputs are saved.
+
+A viewer steers a run from another thread through a :class:`RunControl`: pause and resume, stop
+(the run ends as if the source had ended, outputs saved) and export now (outputs written from a
+snapshot while the run goes on). It also reads the run's live state there (the newest frame and
+its tracking status) without ever blocking the loop.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +27,7 @@ from slam import __version__
 from slam.config import SystemConfig, processing_size
 from slam.configuration import to_dict
 from slam.export import write_mesh_ply, write_point_cloud_ply
+from slam.frame import Frame
 from slam.fusion import fuse_mesh, fuse_point_cloud
 from slam.sources.base import Source
 from slam.map import MapSnapshot
@@ -40,24 +47,158 @@ class RunRecord:
     poses_gt: list[np.ndarray | None] = dataclasses.field(default_factory=list)
     dropped: int = 0
 
+    def copy(self) -> RunRecord:
+        """A copy whose lists the loop no longer appends to."""
+        return RunRecord(list(self.indices), list(self.timestamps), list(self.poses_gt), self.dropped)
+
+
+class RunControl:
+    """Steering and live state of one :func:`run_slam` loop, shared with another thread (a viewer).
+
+    Requests (from any thread): :meth:`pause` / :meth:`resume` (the loop waits between frames),
+    :meth:`request_stop` (the loop ends before its next frame as if the source had ended: the
+    system finishes and every output is written, with no error), :meth:`request_export` (the
+    outputs are written now to the output folder, from a snapshot, in a background thread while
+    tracking goes on; a request while an export is running is ignored).
+
+    Live state (written by the loop, one reference assignment per frame, so reading never blocks
+    it): ``system`` and ``record`` (set when the loop starts), ``frame`` (the newest processed
+    :class:`Frame`, at the processing resolution) and ``status`` (its tracking status:
+    ``tracked``, ``keyframe``, ``lost``, or ``initialising`` while the cold start gathers frames),
+    ``started`` (``time.perf_counter()`` at the start), ``exports`` (exports written so far) and
+    ``done`` (set when the loop has ended and the outputs are written, or the run failed).
+    """
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self._paused = False
+        self._stop = False
+        self._export = False
+        self.system: SlamSystem | None = None
+        self.record: RunRecord | None = None
+        self.frame: Frame | None = None
+        self.status = "starting"
+        self.started: float | None = None
+        self.exports = 0
+        self.done = threading.Event()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop
+
+    def pause(self) -> None:
+        with self._condition:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._condition:
+            self._paused = False
+            self._condition.notify_all()
+
+    def request_stop(self) -> None:
+        with self._condition:
+            self._stop = True
+            self._condition.notify_all()
+
+    def request_export(self) -> None:
+        with self._condition:
+            self._export = True
+            self._condition.notify_all()
+
+    def next_step(self) -> tuple[bool, bool]:
+        """For the loop, between frames: waits while paused (until a resume, stop or export
+        request), then returns (go on with the next frame, export now), clearing the export
+        request."""
+        with self._condition:
+            while self._paused and not self._stop and not self._export:
+                self._condition.wait()
+            export, self._export = self._export, False
+            return not self._stop, export
+
+    def observe(self, frame: Frame, system: SlamSystem) -> None:
+        """For the loop, after ``frame`` was processed: publish it and its tracking status."""
+        frames = system.map.frames
+        last = frames[-1] if frames else None
+        self.status = last.status if last is not None and last.index == frame.index else "initialising"
+        self.frame = frame
+
+
+class _Exporter:
+    """Export-now requests of a run: one background writer at a time."""
+
+    def __init__(self, system: SlamSystem, source: Source, out: Path, start: float, save_depth: bool,
+                 control: RunControl):
+        self._system, self._source, self._out = system, source, out
+        self._start, self._save_depth, self._control = start, save_depth, control
+        self._thread: threading.Thread | None = None
+
+    def start(self, record: RunRecord) -> None:
+        """Write the outputs of the frames in ``record`` so far, in a background thread."""
+        if self._thread is not None and self._thread.is_alive():
+            log.info("an export is already being written; request ignored")
+            return
+        snapshot_record, wall = record.copy(), time.perf_counter() - self._start
+        self._thread = threading.Thread(target=self._write, args=(snapshot_record, wall), name="v2d-export", daemon=True)
+        self._thread.start()
+
+    def _write(self, record: RunRecord, wall: float) -> None:
+        try:
+            write_outputs(self._system, record, self._source, self._out, wall, self._save_depth)
+            self._control.exports += 1
+            log.info("exported the outputs of %d frames to %s", len(record.indices), self._out)
+        except Exception as err:  # an export failing must not stop tracking
+            log.error("export failed: %s", err)
+
+    def join(self) -> None:
+        """Wait for a running export (the final outputs must not be overwritten by it)."""
+        if self._thread is not None:
+            self._thread.join()
+
 
 def run_slam(source: Source, config: SystemConfig, out_dir: str | Path, realtime: bool = False,
-             on_frame: Callable[[SlamSystem], None] | None = None, save_depth: bool = False) -> dict:
+             on_frame: Callable[[SlamSystem], None] | None = None, save_depth: bool = False,
+             control: RunControl | None = None) -> dict:
     """Run the system on ``source`` and write the outputs to ``out_dir``. The source's resize
     option is replaced by the processing resolution. ``realtime`` drops frames whose timestamp
-    the processing has fallen behind. ``on_frame`` is called after each frame (viewers).
+    the processing has fallen behind. ``on_frame`` is called after each frame. ``control``
+    lets another thread pause, stop and export the run, and watch it (see :class:`RunControl`).
     Returns the stats written to stats.json."""
     out = Path(out_dir)
+    try:
+        return _run(source, config, out, realtime, on_frame, save_depth, control)
+    finally:
+        if control is not None:
+            control.done.set()
+
+
+def _run(source: Source, config: SystemConfig, out: Path, realtime: bool,
+         on_frame: Callable[[SlamSystem], None] | None, save_depth: bool, control: RunControl | None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     size = processing_size(source.camera.width, source.camera.height, config.frontend.pixels)
     source.options = dataclasses.replace(source.options, resize=size)
     system = SlamSystem(config, source.output_camera)
     record = RunRecord()
     start = time.perf_counter()
+    exporter = None
+    if control is not None:
+        control.system, control.record, control.started = system, record, start
+        exporter = _Exporter(system, source, out, start, save_depth, control)
     first_timestamp = None
     stopped_by: BaseException | None = None
     try:
         for frame in source:
+            if control is not None:
+                go_on, export = control.next_step()
+                while export:  # then wait again if paused
+                    exporter.start(record)
+                    go_on, export = control.next_step()
+                if not go_on:
+                    log.info("run stopped on request after %d frames", len(record.indices))
+                    break
             if realtime:
                 first_timestamp = frame.timestamp if first_timestamp is None else first_timestamp
                 if frame.timestamp - first_timestamp < time.perf_counter() - start - 0.1 and record.indices:
@@ -67,6 +208,8 @@ def run_slam(source: Source, config: SystemConfig, out_dir: str | Path, realtime
             record.timestamps.append(frame.timestamp)
             record.poses_gt.append(frame.pose_gt)
             system.process(frame)
+            if control is not None:
+                control.observe(frame, system)
             if on_frame is not None:
                 on_frame(system)
     except (KeyboardInterrupt, Exception) as err:  # saved below, then re-raised
@@ -77,6 +220,8 @@ def run_slam(source: Source, config: SystemConfig, out_dir: str | Path, realtime
     except Exception as err:  # the frontend's results are still saved
         log.error("finishing the run failed: %s", err)
         stopped_by = stopped_by or err
+    if exporter is not None:
+        exporter.join()
     stats = write_outputs(system, record, source, out, time.perf_counter() - start, save_depth)
     if stopped_by is not None:
         raise stopped_by

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+# `v2d run` opens the Qt viewer by default when a display is present (make test runs under
+# Xvfb): tests that want a viewer ask for one with --viewer
+os.environ["V2D_VIEWER"] = "none"
 
 
 @pytest.fixture(scope="session")
