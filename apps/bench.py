@@ -13,15 +13,30 @@ from pathlib import Path
 
 from slam.errors import V2DError
 
+#: the shipped learned weights: the default of ``--weights`` where present
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "lite.pt"
+#: what a suite's learned rows say without weights
+NO_WEIGHTS = "no weights: train with v2d train"
 
 #: name -> (what it measures, module in apps.benchmarks whose ``suite(args)`` returns the section's markdown)
 SUITES: dict[str, tuple[str, str]] = {
     "renderer": ("synthetic scene rendering speed", "renderer"),
-    "depth": ("depth modules: speed, and classical accuracy with ground-truth poses", "depth"),
-    "motion": ("motion modules: speed, and classical relative-pose accuracy", "motion"),
+    "depth": ("depth modules: speed, and learned vs classical accuracy with ground-truth poses", "depth"),
+    "motion": ("motion modules: speed, and learned vs classical relative-pose accuracy", "motion"),
     "alternation": ("one round of the full DeepV2D alternation, every module family", "alternation"),
     "slam": ("the SLAM system on synthetic and real sequences: ATE, tracking, fps, memory", "slam"),
+    "endurance": ("memory over a 10,000-frame synthetic run", "endurance"),
+    "viewer": ("the live Qt viewer's cost in end-to-end fps on tum_fr1_rpy", "viewer"),
 }
+
+
+def weights_description(args: argparse.Namespace) -> str:
+    """One sentence naming the learned weights of ``args`` (see :func:`run`), or saying there are
+    none (the suites' learned rows then say :data:`NO_WEIGHTS`)."""
+    if args.checkpoint is None:
+        return f"No learned weights were given ({NO_WEIGHTS})."
+    step = args.checkpoint.get("summary", {}).get("step")
+    return f"Learned weights: `{args.weights}`" + (f" (training step {step})." if step is not None else ".")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,15 +48,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", default="BENCHMARKS.md", help="markdown file to update (default: BENCHMARKS.md)")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (for smoke tests; numbers are noisier)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2, this project's CPU budget)")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="learned (lite) checkpoint scored beside the classical modules (default: "
+                             "weights/lite.pt of the repository when it exists; without weights the learned rows "
+                             "say so)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the chosen suites. Suites read ``args.quick``, ``args.weights`` (the checkpoint's path
+    or None) and ``args.checkpoint`` (its contents, read once here, or None)."""
     import torch
 
+    from networks.factory import load_checkpoint
     from slam.system_info import machine_summary
 
     torch.set_num_threads(args.threads)
+    if args.weights is None and SHIPPED_WEIGHTS.is_file():
+        args.weights = SHIPPED_WEIGHTS
+    args.checkpoint = load_checkpoint(args.weights) if args.weights is not None else None
     machine = machine_summary()
     output = Path(args.output)
     command = "v2d " + shlex.join(args.argv)

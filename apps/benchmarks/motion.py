@@ -1,6 +1,8 @@
 """Motion module (Flow-SE3) benchmarks: speed of the learned (lite, paper) and classical modules
-in the tracking step, and the classical module's two-frame pose accuracy with the Gauss-Newton
-layer on synthetic and real clips."""
+in the tracking step, and the relative-pose accuracy of the classical and the trained lite module
+with the Gauss-Newton layer on ground-truth depth, from a perturbed start and from identity, in
+keyframe (two-frame) and global (N-frame) mode, on the clip sets of
+:func:`apps.benchmarks.clips.benchmark_sets`."""
 
 from __future__ import annotations
 
@@ -12,17 +14,27 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from apps.benchmarks.clips import Clip, real_clips, synthetic_clips
-from apps.benchmarks.common import CAMERA_SIZE, SHARED_DATA, milliseconds
+from apps.bench import NO_WEIGHTS, weights_description
+from apps.benchmarks.clips import Clip, benchmark_sets
+from apps.benchmarks.common import CAMERA_SIZE, milliseconds
 from networks.classical_motion import ClassicalMotionConfig, ClassicalMotionModule
+from networks.deepv2d import resize_depth
+from networks.factory import build_motion_module
+from networks.interfaces import MotionModule
 from networks.motion import LearnedMotionModule, MotionNetConfig
 from slam.lie import SE3
-from slam.solver import gauss_newton_step, keyframe_edges
+from slam.solver import all_pairs_edges, gauss_newton_step, keyframe_edges
 
 #: tracking step budget (ms) of the lite size
 TRACKING_BUDGET_MS = 30.0
 #: Gauss-Newton rounds (flow, then one step) in the accuracy table
 ROUNDS = 3
+#: learned module kind scored beside the classical one
+LEARNED = "lite"
+#: pose optimization modes of the accuracy table: edges of a clip of N frames, and table labels
+EDGES: dict[str, Callable[[int], tuple[torch.Tensor, torch.Tensor]]] = {"keyframe": keyframe_edges,
+                                                                        "global": all_pairs_edges}
+MODE_LABELS = {"keyframe": "two frames (keyframe mode)", "global": "N frames (global mode)"}
 #: start perturbation of every neighbour's pose: rotation (degrees) and translation (metres)
 PERTURB_DEGREES, PERTURB_METRES = 2.5, 0.03
 
@@ -76,15 +88,6 @@ def _speed_table(quick: bool) -> str:
             "not depend on them).\n\n" + "\n".join(rows))
 
 
-def _depth_at(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(H, W) depth with 0 = unknown -> (h, w) area average over the known values, 0 where any of
-    the averaged pixels is unknown (no blend of depth and holes)."""
-    known = (depth > 0).to(depth.dtype)[None, None]
-    total = F.interpolate(depth[None, None] * known, size=size, mode="area")[0, 0]
-    share = F.interpolate(known, size=size, mode="area")[0, 0]
-    return torch.where(share > 0.999, total / share.clamp(min=1e-6), torch.zeros_like(total))
-
-
 def _relative_to_keyframe(poses: SE3) -> SE3:
     """(N-1,) transforms from the keyframe (frame 0) to each neighbour, for world-to-camera (N,)."""
     return poses[1:] * poses[0:1].inv()
@@ -98,7 +101,8 @@ def _motion(poses: SE3) -> tuple[np.ndarray, np.ndarray]:
 
 def _pair_errors(poses: SE3, truth: SE3) -> tuple[np.ndarray, np.ndarray]:
     """Rotation and translation-direction errors (degrees) of every neighbour's pose relative to
-    the keyframe (frame 0), (N-1,) each, for world-to-camera poses (N,)."""
+    the keyframe (frame 0), (N-1,) each, for world-to-camera poses (N,). A zero translation has
+    no direction: its direction error is 90 degrees."""
     estimate, true = _relative_to_keyframe(poses), _relative_to_keyframe(truth)
     rotation = (estimate * true.inv()).log()[:, 3:].norm(dim=-1)
     a, b = estimate.translation(), true.translation()
@@ -113,81 +117,116 @@ def _perturbation(count: int, seed: int) -> torch.Tensor:
     return torch.cat([PERTURB_METRES * axes[:, 0], math.radians(PERTURB_DEGREES) * axes[:, 1]], dim=-1)
 
 
-def _track_clip(clip: Clip, start: SE3) -> SE3:
-    """Neighbours' world-to-camera poses after ROUNDS of classical flow + one Gauss-Newton step
-    each, against the keyframe with ground-truth depth (keyframe held fixed)."""
+def _starts(truth: SE3, seed: int) -> SE3:
+    """Start poses (2, N) world-to-camera, keyframe (frame 0) at its true pose in both: row 0
+    "perturbed" (every neighbour's true pose moved by :func:`_perturbation`), row 1 "identity"
+    (every neighbour at the keyframe's pose: no motion)."""
+    moved = SE3.exp(_perturbation(truth.shape[0] - 1, seed)) * truth[1:]
+    perturbed = torch.cat([truth.data[:1], moved.data])
+    identity = truth.data[:1].expand(truth.shape[0], -1)
+    return SE3(torch.stack([perturbed, identity]))
+
+
+def track_clip(module: MotionModule, clip: Clip, starts: SE3, mode: str) -> SE3:
+    """World-to-camera poses (B, N) of ``clip`` after ROUNDS rounds of ``module``'s flow and one
+    Gauss-Newton step each, from each of the B rows of ``starts`` (B, N), on ground-truth depth,
+    frame 0 held fixed. ``mode`` "keyframe": edges keyframe -> neighbour (each pair solved on its
+    own, only the keyframe's depth is used); "global": all ordered pairs in one joint solve
+    (every frame's depth is used: the clip needs depth on every frame)."""
     height, width = clip.images.shape[-2:]
-    module = ClassicalMotionModule(ClassicalMotionConfig(input_size=(height, width)))
-    frames = clip.images.shape[0]
-    ii, jj = keyframe_edges(frames)
+    batch, frames = starts.shape
+    ii, jj = EDGES[mode](frames)
+    intrinsics = clip.intrinsics[None].expand(batch, -1)
     with torch.inference_mode():
-        features = module.encode(clip.images[None])
-        depth = _depth_at(clip.depth_gt, tuple(features.shape[-2:]))
-        depths = depth.expand(1, frames, *depth.shape)
-        poses = SE3(start.data[None])
+        features = module.encode(clip.images[None]).expand(batch, -1, -1, -1, -1)
+        depths = resize_depth(clip.depths, tuple(features.shape[-2:]))[None].expand(batch, -1, -1, -1)
+        poses = starts
         for _ in range(ROUNDS):
-            flow = module.flow(features, depths, poses, clip.intrinsics[None], ii, jj, (height, width))
-            poses = gauss_newton_step(poses, depths, flow.intrinsics, ii, jj, flow.targets, flow.weights)
-    return poses[0]
+            flow = module.flow(features, depths, poses, intrinsics, ii, jj, (height, width))
+            poses = gauss_newton_step(poses, depths, flow.intrinsics, ii, jj, flow.targets, flow.weights, num_fixed=1)
+    return poses
 
 
-def _accuracy_row(name: str, clips: list[Clip]) -> str:
-    """One table row: the clips' true motion, start errors, errors after tracking from the
-    perturbed start and from the ground truth."""
-    starts, finals, from_truth, motions = [], [], [], []
+def _median_p90(errors: list[tuple[np.ndarray, np.ndarray]], k: int) -> str:
+    """"median (p90)" of the ``k``-th error (0 rotation, 1 direction) over all pairs."""
+    values = np.concatenate([e[k] for e in errors])
+    return f"{np.median(values):.2f} ({np.quantile(values, 0.9):.2f})"
+
+
+def _accuracy_cells(module: MotionModule, clips: list[Clip], mode: str) -> str:
+    """The measured cells of one row: poses scored, true motion, perturbed start error, and the
+    errors after tracking from the perturbed and identity starts."""
+    start_errors, motions = [], []
+    final: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"perturbed": [], "identity": []}
     for c, clip in enumerate(clips):
         truth = clip.poses
-        moved = SE3.exp(_perturbation(truth.shape[0] - 1, seed=c)) * truth[1:]
-        start = SE3(torch.cat([truth.data[:1], moved.data]))
-        starts.append(_pair_errors(start, truth))
-        finals.append(_pair_errors(_track_clip(clip, start), truth))
-        from_truth.append(_pair_errors(_track_clip(clip, truth), truth))
+        starts = _starts(truth, seed=c)
+        start_errors.append(_pair_errors(starts[0], truth))
         motions.append(_motion(truth))
-
-    def median(errors: list[tuple[np.ndarray, np.ndarray]], k: int) -> float:
-        return float(np.median(np.concatenate([e[k] for e in errors])))
-
-    def p90(errors: list[tuple[np.ndarray, np.ndarray]], k: int) -> float:
-        return float(np.quantile(np.concatenate([e[k] for e in errors]), 0.9))
-
-    pairs = sum(len(e[0]) for e in starts)
-    return (f"| {name} | {pairs} | {median(motions, 0):.1f} / {median(motions, 1):.1f} | "
-            f"{median(starts, 0):.2f} / {median(starts, 1):.1f} | "
-            f"{median(finals, 0):.3f} ({p90(finals, 0):.3f}) / {median(finals, 1):.1f} ({p90(finals, 1):.1f}) | "
-            f"{median(from_truth, 0):.3f} / {median(from_truth, 1):.1f} |")
+        tracked = track_clip(module, clip, starts, mode)
+        final["perturbed"].append(_pair_errors(tracked[0], truth))
+        final["identity"].append(_pair_errors(tracked[1], truth))
+    poses = sum(len(e[0]) for e in start_errors)
+    motion = np.concatenate([m[0] for m in motions]), np.concatenate([m[1] for m in motions])
+    start = np.concatenate([e[0] for e in start_errors]), np.concatenate([e[1] for e in start_errors])
+    return (f"{len(clips)} / {poses} | {np.median(motion[0]):.1f} / {np.median(motion[1]):.1f} | "
+            f"{np.median(start[0]):.2f} / {np.median(start[1]):.1f} | "
+            f"{_median_p90(final['perturbed'], 0)} | {_median_p90(final['perturbed'], 1)} | "
+            f"{_median_p90(final['identity'], 0)} | {_median_p90(final['identity'], 1)} |")
 
 
-def _accuracy_table(quick: bool) -> str:
-    count, neighbours = (2, 2) if quick else (8, 4)
-    datasets: list[tuple[str, Callable[[], list[Clip]]]] = [
-        ("synthetic room, 240 x 320", lambda: synthetic_clips("room", count, neighbours=neighbours, spacing=3)),
-    ]
-    notes = []
-    if SHARED_DATA.is_dir():
-        datasets += [
-            ("tum_fr1_rpy, 240 x 320", lambda: real_clips(SHARED_DATA / "tum_fr1_rpy", count, neighbours=neighbours,
-                                                          spacing=3, height=240, width=320)),
-            ("hololens_000, 240 x 360", lambda: real_clips(SHARED_DATA / "hololens_000", count, neighbours=neighbours,
-                                                           spacing=1, height=240, width=360)),
-        ]
-    else:
-        notes.append(f"Real clips skipped: {SHARED_DATA} not found (it is only on developer machines and in CI).")
-    rows = ["| clips | pairs | true motion: rotation deg / translation cm (median) | start: rotation / direction (deg, median) "
-            f"| after {ROUNDS} rounds: rotation / direction (deg, median (p90)) | from ground truth: rotation / direction "
-            "(deg, median) |", "|---|---|---|---|---|---|"]
-    rows += [_accuracy_row(name, make()) for name, make in datasets]
+def _accuracy_table(quick: bool, checkpoint: dict | None) -> str:
+    """One row per (clip set, module, mode): classical, and the learned lite module of
+    ``checkpoint`` (a row saying there are no weights where it is None)."""
+    sets = benchmark_sets(count=1 if quick else 4, validation_count=1 if quick else 8)
+    rows = ["| clips | module | mode | clips / poses scored | true motion: rotation deg / translation cm (median) | "
+            "perturbed start: rotation / direction (deg, median) | from perturbed: rotation (deg, median (p90)) | "
+            "from perturbed: direction (deg, median (p90)) | from identity: rotation (deg, median (p90)) | "
+            "from identity: direction (deg, median (p90)) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    empty = " | | | | | |"
+    for clip_set in sets:
+        if clip_set.clips is None:
+            rows.append(f"| {clip_set.name} | all | all | {clip_set.missing} |{empty}")
+            continue
+        size = tuple(clip_set.clips[0].images.shape[-2:])
+        learned = build_motion_module(LEARNED, size, checkpoint) if checkpoint is not None else None
+        for name, module in (("classical", build_motion_module("classical", size)), (LEARNED, learned)):
+            for mode in EDGES:
+                label = f"| {clip_set.name} | {name} | {MODE_LABELS[mode]} |"
+                clips = clip_set.clips if mode == "keyframe" else [c for c in clip_set.clips if c.every_frame_has_depth]
+                if module is None:
+                    rows.append(f"{label} {NO_WEIGHTS} |{empty}")
+                elif not clips:
+                    rows.append(f"{label} no clip with ground-truth depth on every frame |{empty}")
+                else:
+                    rows.append(f"{label} {_accuracy_cells(module, clips, mode)}")
+    return "\n".join(rows)
+
+
+def _accuracy_section(args: argparse.Namespace) -> str:
     default = ClassicalMotionConfig()
-    text = ("### Classical motion module: two-frame pose accuracy\n\n"
-            f"Keyframe with ground-truth depth and {neighbours} neighbours per clip ({count} clips per set); each "
-            f"neighbour's pose starts {PERTURB_DEGREES} degrees and {100 * PERTURB_METRES:.0f} cm off (random axes) and "
-            f"is refined by {ROUNDS} rounds of classical flow (DIS preset {default.preset}, finest scale "
-            f"{default.finest_scale}, stride {default.stride}) and one Gauss-Newton step, keyframe fixed. Errors are of "
-            "each neighbour's pose relative to the keyframe: rotation angle and the angle between translation "
-            "directions. \"From ground truth\" starts at the true poses: what the flow and data agree on (the floor "
-            "set by ground-truth, depth and image imperfections).\n\n" + "\n".join(rows))
-    return text + ("\n\n" + "\n".join(notes) if notes else "")
+    return ("### Motion modules: relative-pose accuracy, learned vs classical\n\n"
+            "Clips of a keyframe and its neighbours with ground-truth poses and depth (the sets of the depth "
+            "benchmark: the synthetic validation set of `v2d train`, rendered rooms, and the real sequences at "
+            "several spacings). The keyframe's pose is fixed at its true value; every neighbour starts either "
+            f"PERTURBED ({PERTURB_DEGREES} degrees and {100 * PERTURB_METRES:.0f} cm off its true pose, random axes) "
+            "or at IDENTITY (at the keyframe's pose: no motion), and is refined by "
+            f"{ROUNDS} rounds of the motion module's flow and one Gauss-Newton step each, on ground-truth depth "
+            "(resized to the module's feature resolution). Two modes: \"two frames\" is keyframe pose "
+            "optimization (edges keyframe -> neighbour; the normal equations are block-diagonal, so each pair is "
+            "solved on its own: every neighbour's result is a two-frame result); \"N frames\" is global pose "
+            "optimization (all ordered pairs of the clip's frames in one joint solve, the first pose fixed, each "
+            "frame's own ground-truth depth), scored on the clips where every frame has a depth map (all synthetic "
+            "clips; real clips whose neighbours all have one). Errors are of each neighbour's pose relative to the "
+            "keyframe: the rotation angle, and the angle between the estimated and true translation directions "
+            "(what a monocular system can recover); median and 90th percentile over all neighbours of the set. "
+            "Classical: DIS optical flow (preset "
+            f"{default.preset}, finest scale {default.finest_scale}, stride {default.stride}) at the clip size. "
+            f"Learned: the lite Flow-SE3 network at its own internal size. {weights_description(args)}\n\n"
+            f"{_accuracy_table(args.quick, args.checkpoint)}")
 
 
 def suite(args: argparse.Namespace) -> str:
-    """Markdown tables of the motion benchmarks (``args.quick``: fewer repeats and clips)."""
-    return _speed_table(args.quick) + "\n\n" + _accuracy_table(args.quick)
+    """Markdown tables of the motion benchmarks (``args.quick``: fewer repeats and clips;
+    ``args.checkpoint``: the learned weights, or None)."""
+    return _speed_table(args.quick) + "\n\n" + _accuracy_section(args)

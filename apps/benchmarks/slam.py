@@ -1,7 +1,8 @@
 """The SLAM system on the synthetic hand-held and driving sequences and the three real sequences:
 ATE (Sim3-aligned, all frames, through evo), share of frames tracked, frontend and end-to-end
 frames per second, peak memory. Each run is a separate `v2d run` process (so that peak memory is
-the run's own), with the default configuration (the backend in its own thread)."""
+the run's own), with the default configuration (the backend in its own thread), for the classical
+modules and, given learned weights, the learned pair and the two hybrids."""
 
 from __future__ import annotations
 
@@ -26,16 +27,32 @@ SEQUENCES = [
 
 
 def _run(source: str, frames: int, out: Path, extra: list[str]) -> dict:
-    command = [sys.executable, "-m", "apps.cli", "run", source, "--out", str(out), "--max-frames", str(frames), *extra]
+    command = [sys.executable, "-m", "apps.cli", "run", source, "--out", str(out), "--max-frames", str(frames), "--viewer", "none",
+               *extra]
     result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
         raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed")
     return json.loads((out / "stats.json").read_text())
 
 
+def configurations_for(weights: Path | None) -> dict[str, list[str]]:
+    """Configuration name -> extra `v2d run` arguments: the classical modules, and with learned
+    ``weights`` the learned lite pair and both hybrids."""
+    configurations = {"classical": []}
+    if weights is not None:
+        learned = ["--weights", str(weights)]
+        configurations.update({
+            "lite (learned depth and motion)": [*learned, "--set", "modules.depth=lite", "--set", "modules.motion=lite"],
+            "hybrid: learned depth, classical motion": [*learned, "--set", "modules.depth=lite"],
+            "hybrid: classical depth, learned motion": [*learned, "--set", "modules.motion=lite"],
+        })
+    return configurations
+
+
 def suite(args: argparse.Namespace, configurations: dict[str, list[str]] | None = None) -> str:
-    """Markdown table of the runs (``configurations``: name -> extra `v2d run` arguments)."""
-    configurations = configurations or {"classical": []}
+    """Markdown table of the runs (``configurations``: name -> extra `v2d run` arguments; by
+    default :func:`configurations_for` ``args.weights``)."""
+    configurations = configurations or configurations_for(getattr(args, "weights", None))
     rows = ["| configuration | sequence | frames | ATE (m) | ATE / path | target | tracked | frontend fps | "
             "end-to-end fps | peak memory (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
     notes = []

@@ -1,0 +1,142 @@
+"""`v2d bench` accuracy suites: learned rows from a checkpoint, or a clear note without one; the
+clip sets they share; the tracking routine of the motion benchmark."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import apps.bench
+from apps.bench import NO_WEIGHTS
+from apps.benchmarks import depth, motion
+from apps.benchmarks.clips import REAL_SEQUENCES, ClipSet, real_clips, synthetic_clips, validation_set
+from apps.benchmarks.common import SHARED_DATA
+from apps.cli import main
+from networks.factory import build_motion_module, load_checkpoint, save_checkpoint
+from training.clips import collate
+from training.config import TrainConfig
+from training.model import build_networks
+from training.validation import validation_clips
+
+
+@pytest.fixture(scope="module")
+def fresh_weights(tmp_path_factory):
+    """A checkpoint of freshly built (untrained) lite networks."""
+    path = tmp_path_factory.mktemp("weights") / "fresh.pt"
+    save_checkpoint(path, *build_networks(TrainConfig()))
+    return path
+
+
+def _rows(text: str, module: str) -> list[list[str]]:
+    """Cells of the accuracy-table rows of ``module`` (second column)."""
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    return [row for row in rows if len(row) > 2 and row[1] == module]
+
+
+def _scored_set_count() -> int:
+    """Clip sets with numbers: the two synthetic ones, and the real ones where the data is."""
+    return 2 + (sum(len(spacings) for _, _, spacings in REAL_SEQUENCES) if SHARED_DATA.is_dir() else 0)
+
+
+def _no_speed_table(quick: bool) -> str:
+    return "(speed not measured in this test)"
+
+
+@pytest.mark.slow
+def test_depth_suite_scores_the_learned_weights_beside_classical(tmp_path, fresh_weights, monkeypatch):
+    monkeypatch.setattr(depth, "speed_table", _no_speed_table)  # the paper size alone takes minutes on a CPU
+    output = tmp_path / "BENCH.md"
+    assert main(["bench", "--suite", "depth", "--quick", "--weights", str(fresh_weights), "--output", str(output)]) == 0
+    text = output.read_text()
+    assert f"Learned weights: `{fresh_weights}`" in text
+    learned, classical = _rows(text, "lite"), _rows(text, "classical")
+    assert len(learned) == len(classical) == _scored_set_count()
+    assert learned[0][0].startswith("validation set") and learned[1][0].startswith("synthetic room")
+    for row in learned[:2] + classical[:2]:
+        abs_rel, delta1, coverage = float(row[3]), float(row[6]), float(row[8])
+        assert abs_rel > 0 and 0 <= delta1 <= 1 and 0 < coverage <= 1
+        assert row[7].split(" (x")[1].endswith(")")  # median-scaled abs rel with its scale
+    assert float(classical[1][3]) < 0.2  # the classical module on rendered rooms with true poses
+    assert NO_WEIGHTS not in text
+
+
+@pytest.mark.slow
+def test_depth_suite_without_weights_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(apps.bench, "SHIPPED_WEIGHTS", tmp_path / "absent.pt")
+    monkeypatch.setattr(depth, "speed_table", _no_speed_table)
+    output = tmp_path / "BENCH.md"
+    assert main(["bench", "--suite", "depth", "--quick", "--output", str(output)]) == 0
+    text = output.read_text()
+    learned = _rows(text, "lite")
+    assert learned and all(row[3] == NO_WEIGHTS for row in learned)
+    assert float(_rows(text, "classical")[0][3]) > 0
+    assert "No learned weights were given" in text
+
+
+def test_missing_weights_file_is_a_one_line_error_before_measuring(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(depth, "speed_table", lambda quick: pytest.fail("measured before checking the weights"))
+    assert main(["bench", "--suite", "depth", "--weights", str(tmp_path / "missing.pt"),
+                 "--output", str(tmp_path / "BENCH.md")]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    assert not (tmp_path / "BENCH.md").exists()
+
+
+def test_validation_set_is_trainings_validation_set():
+    ours = validation_set(2)
+    config = TrainConfig()
+    theirs = collate(validation_clips(dataclasses.replace(config, run=dataclasses.replace(config.run, validation_clips=2))))
+    assert len(ours) == 2
+    for k, clip in enumerate(ours):
+        assert torch.equal(clip.images, theirs.images[k]) and torch.equal(clip.depths, theirs.depths[k])
+        assert torch.allclose(clip.intrinsics, theirs.intrinsics[k])
+        relative = clip.poses * clip.poses[0:1].inv()  # world at the keyframe, as training's batches
+        assert torch.allclose(relative.matrix(), theirs.poses[k].matrix(), atol=1e-4)
+        assert clip.every_frame_has_depth
+
+
+def test_real_clips_carry_every_frames_depth_where_the_sequence_has_it(shared_data):
+    clips = real_clips(shared_data / "tum_fr1_rpy", 3, neighbours=4, spacing=2)
+    for clip in clips:
+        assert clip.depths.shape == (5, 240, 320) and (clip.depth_gt > 0).float().mean() > 0.5
+    # TUM's depth maps are matched to images by time: some frames have none, and then all 0
+    assert any(clip.every_frame_has_depth for clip in clips)
+    assert any((clip.depths[1:].flatten(1) > 0).any(dim=1).sum() >= 3 for clip in clips)
+
+
+def _errors(tracked, truth) -> np.ndarray:
+    return np.stack([motion._pair_errors(tracked[b], truth) for b in range(tracked.shape[0])])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["keyframe", "global"])
+def test_classical_tracking_recovers_relative_poses_in_both_modes(mode):
+    clip = synthetic_clips("room", 1, neighbours=2, spacing=3, seed=1)[0]
+    module = build_motion_module("classical", (240, 320))
+    starts = motion._starts(clip.poses, seed=0)
+    before = _errors(starts, clip.poses)
+    errors = _errors(motion.track_clip(module, clip, starts, mode), clip.poses)  # (start, rotation/direction, pair)
+    assert before[0, 0].min() > 2.0 and before[1, 0].min() > 1.0  # both starts are well off
+    assert errors[:, 0].max() < 0.2 and errors[:, 1].max() < 5.0, errors
+
+
+@pytest.mark.slow
+def test_motion_table_has_a_row_per_set_module_and_mode(monkeypatch, fresh_weights):
+    clip = synthetic_clips("room", 1, neighbours=2, spacing=3, height=96, width=128)[0]
+    no_neighbour_depth = synthetic_clips("room", 1, neighbours=2, spacing=3, height=96, width=128, seed=3)[0]
+    no_neighbour_depth.depths[1:] = 0
+    sets = [ClipSet("tiny", [clip]), ClipSet("partial depth", [no_neighbour_depth]), ClipSet("real", None, "not here")]
+    monkeypatch.setattr(motion, "ROUNDS", 1)
+    monkeypatch.setattr(motion, "benchmark_sets", lambda count, validation_count: sets)
+    table = motion._accuracy_table(True, load_checkpoint(fresh_weights))
+    for module in ("classical", "lite"):
+        rows = _rows(table, module)
+        assert [row[0] for row in rows] == ["tiny", "tiny", "partial depth", "partial depth"]
+        assert [row[2] for row in rows] == [motion.MODE_LABELS["keyframe"], motion.MODE_LABELS["global"]] * 2
+        assert rows[0][3] == rows[1][3] == rows[2][3] == "1 / 2"
+        assert rows[3][3] == "no clip with ground-truth depth on every frame"
+    assert "| real | all | all | not here |" in table
+    without = motion._accuracy_table(True, None)
+    assert all(row[3] == NO_WEIGHTS for row in _rows(without, "lite")) and len(_rows(without, "lite")) == 4
