@@ -53,6 +53,8 @@ def test_clip_indices_are_distinct_and_within_the_gap():
         assert len(set(indices)) == 4 and all(0 <= k < 50 for k in indices)
         gaps += [abs(k - indices[0]) for k in indices[1:]]
     assert max(gaps) == 8 and min(gaps) == 1
+    wide = [abs(k - i[0]) for i in (clip_indices(rng, 50, 4, 20, min_gap=5) for _ in range(100)) for k in i[1:]]
+    assert min(wide) == 5 and max(wide) == 20
     assert sorted(clip_indices(rng, 4, 4, 1)) == [0, 1, 2, 3]  # a short sequence: every frame
     with pytest.raises(ValueError):
         clip_indices(rng, 3, 4, 2)
@@ -216,7 +218,8 @@ def test_dataset_clips_from_a_users_folder(tmp_path, kind):
     sequence = SyntheticSequence("room", seed=11, num_frames=8, height=96, width=128)
     root = tmp_path / "data"
     (write_tum_sequence if kind == "tum" else write_scannet_scene)(root / "scene0", sequence)
-    config = override(TrainConfig(), f"data.kind={kind}", f"data.path={root}", "data.image_size=[48,64]", "data.max_gap=3")
+    config = override(TrainConfig(), f"data.kind={kind}", f"data.path={root}", "data.image_size=[48,64]", "data.max_gap=3",
+                      "data.min_gap=1")
     clip = next(iter(DatasetClips(config.data, config.augment, seed=0)))
     assert clip.images.shape == (4, 48, 64, 3) and clip.depths.shape == (4, 48, 64)
     assert np.allclose(clip.intrinsics, sequence.camera.intrinsics * [0.5, 0.5, 0.5, 0.5] + [0, 0, -0.25, -0.25], atol=1e-3)

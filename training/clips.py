@@ -54,15 +54,17 @@ class Batch:
         return self.images.shape[0]
 
 
-def clip_indices(rng: np.random.Generator, length: int, frames: int, max_gap: int) -> list[int]:
+def clip_indices(rng: np.random.Generator, length: int, frames: int, max_gap: int, min_gap: int = 1) -> list[int]:
     """Frame indices of a clip from a sequence of ``length`` frames: a keyframe, then
-    ``frames - 1`` distinct neighbours within ``max_gap`` frames of it, on either side. Gaps are
-    drawn log-uniformly so that small and wide baselines both occur."""
+    ``frames - 1`` distinct neighbours between ``min_gap`` and ``max_gap`` frames from it, on
+    either side. Gaps are drawn log-uniformly so that small and wide baselines both occur; where
+    the sequence is too short for the gaps, any other frames are taken."""
     if length < frames:
         raise ValueError(f"a clip of {frames} frames needs a sequence of at least {frames} frames, got {length}")
     max_gap = max(1, min(max_gap, length - 1))
     keyframe = int(rng.integers(0, length))
-    candidates = [k for k in range(keyframe - max_gap, keyframe + max_gap + 1) if k != keyframe and 0 <= k < length]
+    candidates = [k for k in range(keyframe - max_gap, keyframe + max_gap + 1)
+                  if abs(k - keyframe) >= min_gap and 0 <= k < length]
     if len(candidates) < frames - 1:  # a short sequence: anything but the keyframe
         candidates = [k for k in range(length) if k != keyframe]
     gaps = np.array([abs(k - keyframe) for k in candidates], dtype=np.float64)

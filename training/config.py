@@ -32,8 +32,11 @@ class DataConfig:
     - ``path``: the dataset folder (not for synthetic).
     - ``frames``: frames per clip (the keyframe and ``frames - 1`` neighbours).
     - ``image_size``: (H, W) the clips are rendered or resized to.
-    - ``max_gap``: largest frame-index distance between the keyframe and a neighbour; the gaps
-      are drawn between 1 and this, so clips cover small and wide baselines.
+    - ``min_gap``, ``max_gap``: frame-index distances between the keyframe and its neighbours
+      are drawn log-uniformly between these (synthetic driving scenes, at a third of the frame
+      rate, use a third of them), so clips cover small and wide baselines. Wide ones matter:
+      the cost volume works at 1/4 resolution, where a few centimetres of baseline move a
+      point by a fraction of a pixel.
     - ``road_share``: share of synthetic clips from driving scenes (the rest are rooms).
     - ``focal_range``: synthetic focal length as a fraction of the image width (wide to narrow).
     - Synthetic scenes are scaled so that the keyframe's median depth falls at a random place
@@ -49,7 +52,8 @@ class DataConfig:
     path: str | None = None
     frames: int = 4
     image_size: tuple[int, int] = (192, 256)
-    max_gap: int = 12
+    min_gap: int = 3
+    max_gap: int = 36
     road_share: float = 0.25
     focal_range: tuple[float, float] = (0.55, 1.05)
     clips_per_scene: int = 4
@@ -143,8 +147,8 @@ class TrainConfig:
             raise ConfigError(f"data.kind must be one of {', '.join(DATA_KINDS)}, got {self.data.kind!r}")
         if self.data.kind != "synthetic" and not self.data.path:
             raise ConfigError(f"data.kind={self.data.kind} needs data.path (the dataset folder)")
-        if self.data.frames < 2 or self.data.max_gap < 1:
-            raise ConfigError("data.frames must be at least 2 and data.max_gap at least 1")
+        if self.data.frames < 2 or not 1 <= self.data.min_gap <= self.data.max_gap:
+            raise ConfigError("data.frames must be at least 2 and 1 <= data.min_gap <= data.max_gap")
         if any(s <= 0 or s % 16 for s in self.data.image_size):
             raise ConfigError(f"data.image_size must be multiples of 16, got {self.data.image_size}")
         if self.schedule.batch_size < 1 or self.schedule.motion_steps < 0 or self.schedule.joint_steps < 0:

@@ -146,7 +146,7 @@ class DatasetClips:
     def __iter__(self) -> Iterator[Clip]:
         while True:
             sequence = self.sequences[int(self.rng.integers(len(self.sequences)))]
-            picks = clip_indices(self.rng, len(sequence.valid), self.data.frames, self.data.max_gap)
+            picks = clip_indices(self.rng, len(sequence.valid), self.data.frames, self.data.max_gap, self.data.min_gap)
             frames = [sequence.read(sequence.valid[k]) for k in picks]
             images = augment_images(np.stack([image for image, _, _ in frames]), self.augment, self.rng)
             has_depth = all(depth is not None for _, depth, _ in frames)

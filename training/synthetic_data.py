@@ -68,8 +68,9 @@ class SyntheticClips:
 
     def _clip(self, sequence: SyntheticSequence) -> Clip | None:
         rng = self.rng
-        max_gap = self.data.max_gap if sequence.kind == "room" else max(1, self.data.max_gap // 3)
-        indices = clip_indices(rng, len(sequence), self.data.frames, max_gap)
+        divisor = 1 if sequence.kind == "room" else 3
+        indices = clip_indices(rng, len(sequence), self.data.frames, max(1, self.data.max_gap // divisor),
+                               max(1, self.data.min_gap // divisor))
         rendered = [sequence.render(k) for k in indices]
         images = np.stack([image for image, _ in rendered])
         depths = np.stack([depth for _, depth in rendered]).astype(np.float32)
