@@ -20,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="outputs/train", help="run folder (default: outputs/train)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     parser.add_argument("--init", metavar="FILE", help="start the networks from these weights (e.g. weights/lite.pt)")
+    parser.add_argument("--stop-at", type=int, metavar="STEP",
+                        help="stop after this step (the schedule keeps its length; --resume goes on later)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: one GPU per process)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     parser.set_defaults(func=run)
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     command = "v2d " + shlex.join(getattr(args, "argv", ["train"]))
     trainer = Trainer(config, args.out, device=args.device, resume=args.resume, init=args.init, command=command,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, stop_at=args.stop_at)
     trainer.run()
     if trainer.process.is_main:
         print(f"trained to step {trainer.step}; best validation score {trainer.best_score:.4f}; wrote {args.out}/")

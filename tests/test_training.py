@@ -171,6 +171,8 @@ def test_train_resume_and_use_the_weights_in_a_run(tmp_path, capsys):
     assert main(["train", "--out", str(out), "--no-progress", *quick]) == 2
     assert "--resume" in capsys.readouterr().err
     more = [*quick, "--set", "schedule.joint_steps=4"]
+    assert main(["train", "--out", str(out), "--no-progress", "--resume", "--stop-at", "5", *more]) == 0
+    assert load_checkpoint(out / "last.pt")["training"]["step"] == 5
     assert main(["train", "--out", str(out), "--no-progress", "--resume", *more]) == 0
     assert load_checkpoint(out / "last.pt")["training"]["step"] == 6
     assert len((out / "train_log.csv").read_text().splitlines()) == 7

@@ -84,6 +84,7 @@ def write_model_card(path: Path, summary: dict) -> None:
              "| | |", "|---|---|",
              f"| command | `{summary['command']}` |",
              f"| seed | {summary['seed']} |",
+             f"| initialised from | {summary['init'] or 'random weights (the seed)'} |",
              f"| data | {summary['data']} |",
              f"| steps | {summary['step']} (batch {summary['batch_size']} x {summary['processes']} process(es)) |",
              f"| wall time | {summary['wall_time_h']:.2f} h on {_machine_text(summary['machine'])} |",
@@ -98,14 +99,17 @@ def write_model_card(path: Path, summary: dict) -> None:
 class Trainer:
     """One training run into ``out_dir``. ``resume``: continue from ``out_dir/last.pt``;
     ``init``: start the networks from a checkpoint (e.g. the shipped weights) with a fresh
-    optimizer and schedule. ``command``: the command line, recorded in the model card."""
+    optimizer and schedule. ``command``: the command line, recorded in the model card.
+    ``stop_at``: stop after this step (the schedule still spans the configured steps; a later
+    ``resume`` goes on), so long schedules can be trained in pieces."""
 
     def __init__(self, config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume: bool = False,
-                 init: str | None = None, command: str = "v2d train", progress: bool = True):
+                 init: str | None = None, command: str = "v2d train", progress: bool = True, stop_at: int | None = None):
         self.config = config
         self.out = Path(out_dir)
         self.command = command
         self.progress = progress
+        self.stop_at = config.total_steps if stop_at is None else min(stop_at, config.total_steps)
         self.process = distributed.start(device)
         torch.set_num_threads(config.run.threads)
         torch.manual_seed(config.run.seed)  # the same initial weights in every process
@@ -187,8 +191,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> None:
-        """Train to the configured number of steps. Ctrl-C (or SIGTERM) stops after saving
-        ``last.pt``; the run can be resumed."""
+        """Train to the configured number of steps (or ``stop_at``). Ctrl-C (or SIGTERM) stops
+        after saving ``last.pt``; the run can be resumed."""
         config, main = self.config, self.process.is_main
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -220,7 +224,7 @@ class Trainer:
                    desc="v2d train", unit="step")
         totals: dict[str, float] = {}
         count = 0
-        while self.step < config.total_steps:
+        while self.step < self.stop_at:
             start = time.perf_counter()
             batch = next(stream).to(self.process.device)
             stage = config.stage(self.step)
@@ -241,7 +245,7 @@ class Trainer:
                 totals[key] = totals.get(key, 0.0) + value
             count += 1
             bar.update(1)
-            if main and (self.step % config.run.log_every == 0 or self.step == config.total_steps):
+            if main and (self.step % config.run.log_every == 0 or self.step == self.stop_at):
                 row = {"step": self.step, "stage": stage, "wall_time_s": round(self.wall_time, 1),
                        "lr": f"{self.optimizer.param_groups[0]['lr']:.3g}", "grad_norm": round(float(grad_norm), 4),
                        **{k: round(v / count, 5) for k, v in totals.items()}}
@@ -250,6 +254,6 @@ class Trainer:
                 totals, count = {}, 0
             if self.step % config.run.checkpoint_every == 0:
                 self.save_last()
-            if main and self.step % config.run.validate_every == 0 and self.step < config.total_steps:
+            if main and self.step % config.run.validate_every == 0 and self.step < self.stop_at:
                 self.validate()
         bar.close()
