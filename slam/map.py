@@ -165,21 +165,30 @@ class MapState:
         with self.lock:
             keyframes = self.keyframe_list()
             views = []
-            for kf in keyframes:
+            keyframes_c2w = _camera_to_world([kf.pose for kf in keyframes])  # one batched conversion
+            for kf, pose_c2w in zip(keyframes, keyframes_c2w):
                 image = depth = confidence = np.zeros((0, 0), np.float32)
                 if with_images:
                     image = kf.image_rgb8()
                     depth = kf.depth.float().cpu().numpy().copy()  # later writes must not show
                     confidence = kf.confidence.float().cpu().numpy().copy()
-                views.append(KeyframeView(kf.id, kf.frame_index, kf.timestamp, image, depth, confidence, kf.pose_c2w))
+                views.append(KeyframeView(kf.id, kf.frame_index, kf.timestamp, image, depth, confidence, pose_c2w))
             tracked = [r for r in self.frames if r.relative is not None]
             if tracked:
                 relative = SE3.stack([r.relative for r in tracked])
                 keyframe_poses = SE3.stack([self.keyframes[r.keyframe_id].pose for r in tracked])
-                world_to_camera = (relative * keyframe_poses).matrix().detach().double().cpu()
-                poses = np.linalg.inv(world_to_camera.numpy())
+                poses = _camera_to_world([relative * keyframe_poses])
             else:
                 poses = np.zeros((0, 4, 4))
             return MapSnapshot(self.version, views, np.array([r.index for r in tracked], dtype=int),
                                np.array([r.timestamp for r in tracked], dtype=np.float64), poses,
                                [r.status for r in tracked])
+
+
+def _camera_to_world(world_to_camera: list[SE3]) -> np.ndarray:
+    """(M, 4, 4) float64 camera-to-world matrices of SE3 world-to-camera poses (each of shape ()
+    or (K,)), converted in one batch."""
+    if not world_to_camera:
+        return np.zeros((0, 4, 4))
+    stacked = torch.cat([pose.data.reshape(-1, pose.data.shape[-1]) for pose in world_to_camera])
+    return np.linalg.inv(SE3(stacked.detach()).matrix().double().cpu().numpy())
