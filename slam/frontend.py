@@ -137,8 +137,11 @@ class Frontend:
         self._last = (self._anchor, None)
         self._lost = 0
         log.info("initialised at frame %d from %d frames", first.index, len(frames))
-        for frame, image in frames[1:]:
-            self._track_and_record(frame, image)
+        for k in range(1, len(frames)):
+            if self.keyframe is None:  # lost again while catching up: the rest wait for the next start
+                self._pending = frames[k:]
+                break
+            self._track_and_record(*frames[k])
 
     # ------------------------------------------------------------------ tracking
     def _small_keyframe_depth(self) -> torch.Tensor:

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from apps.cli import main
 from slam.config import SystemConfig
@@ -85,6 +86,27 @@ def test_realtime_drops_frames_it_cannot_keep_up_with(tmp_path):
     assert stats["frames_read"] == 40 and stats["frames_dropped_realtime"] >= 10
     assert stats["frames_processed"] == 40 - stats["frames_dropped_realtime"] >= 2
     assert len(read_trajectory(tmp_path / "trajectory.txt")) == stats["frames_processed"]
+
+
+def test_tracking_lost_right_after_initialisation_restarts_cleanly(tmp_path, monkeypatch):
+    """A motion module with no confidence anywhere: every frame after the cold start is lost,
+    the system re-initialises again and again, and the run still ends with its outputs."""
+    from networks.classical_motion import ClassicalMotionModule
+
+    flow = ClassicalMotionModule.flow
+
+    def unconfident(self, *args, **kwargs):
+        estimate = flow(self, *args, **kwargs)
+        estimate.weights = torch.zeros_like(estimate.weights)
+        return estimate
+
+    monkeypatch.setattr(ClassicalMotionModule, "flow", unconfident)
+    config = override(SystemConfig(), "backend.mode=disabled", "fusion.mesh=false", "frontend.max_lost=1",
+                      "frontend.init_frames=4")
+    stats = run_slam(SyntheticSource("room", 0, 14, None, None), config, tmp_path)
+    assert stats["frames_processed"] == 14 and stats["initialisations"] >= 2
+    assert stats["frames_lost"] >= 6
+    assert len(read_trajectory(tmp_path / "trajectory.txt")) == 14
 
 
 def test_bad_source_and_config_are_one_line_errors(tmp_path, capsys):
