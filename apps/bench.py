@@ -12,9 +12,10 @@ import shlex
 from pathlib import Path
 
 from slam.errors import V2DError
+from weights import LITE
 
 #: the shipped learned weights: the default of ``--weights`` where present
-SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "lite.pt"
+SHIPPED_WEIGHTS = LITE
 #: what a suite's learned rows say without weights
 NO_WEIGHTS = "no weights: train with v2d train"
 

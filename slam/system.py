@@ -13,10 +13,12 @@ import time
 import numpy as np
 import torch
 
+import weights
 from networks.factory import build_depth_module, build_motion_module, load_checkpoint
 from slam.backend import Backend, BackendThread
 from slam.camera import Camera
 from slam.config import SystemConfig
+from slam.configuration import override
 from slam.errors import V2DError
 from slam.frame import Frame
 from slam.frontend import Frontend
@@ -48,12 +50,12 @@ class SlamSystem:
         """``camera``: intrinsics and size of the frames to come (sides multiples of 16)."""
         if camera.size is None or camera.width % 16 or camera.height % 16:
             raise V2DError(f"the SLAM system needs frames whose sides are multiples of 16, got {camera.size}")
-        self.config = config
+        config = self.config = _with_available_modules(config)
         torch.set_num_threads(config.modules.threads)
         self.device = resolve_device(config.modules.device)
         self.processing_camera = camera
         self.image_size = (camera.height, camera.width)
-        checkpoint = load_checkpoint(config.modules.weights) if config.modules.weights else None
+        checkpoint = load_checkpoint(config.modules.weights or weights.LITE) if _learned(config) else None
         self.depth_module = build_depth_module(config.modules.depth, self.image_size, config.frontend.depth_range,
                                                checkpoint, self.device)
         self.motion_module = build_motion_module(config.modules.motion, self.image_size, checkpoint, self.device)
@@ -105,6 +107,21 @@ class SlamSystem:
         intrinsics = self.processing_camera.intrinsics
         return [FusionKeyframe(kf.image, kf.depth, kf.confidence, kf.pose_c2w, intrinsics, kf.timestamp, kf.id)
                 for kf in snapshot.keyframes]
+
+
+def _learned(config: SystemConfig) -> bool:
+    """Whether either module is a learned one (and so needs weights)."""
+    return config.modules.depth != "classical" or config.modules.motion != "classical"
+
+
+def _with_available_modules(config: SystemConfig) -> SystemConfig:
+    """``config``, or the classical modules in place of learned ones when no weights are named
+    and the shipped ones are absent (a checkout without them): the classical modules are the
+    fallback, with a warning."""
+    if not _learned(config) or config.modules.weights or weights.LITE.is_file():
+        return config
+    log.warning("no learned weights at %s: using the classical depth and motion modules", weights.LITE)
+    return override(config, "modules.depth=classical", "modules.motion=classical")
 
 
 def full_trajectory(snapshot: MapSnapshot, indices: np.ndarray, timestamps: np.ndarray) -> tuple[Trajectory, np.ndarray]:

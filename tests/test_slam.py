@@ -114,10 +114,25 @@ def test_bad_source_and_config_are_one_line_errors(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     assert main(["run", "synthetic", "--out", str(tmp_path / "o"), "--set", "backend.windw=3"]) == 2
     assert "unknown field" in capsys.readouterr().err
-    assert main(["run", "synthetic", "--out", str(tmp_path / "o"), "--set", "modules.depth=lite"]) == 2
-    assert "needs trained weights" in capsys.readouterr().err
+    assert main(["run", "synthetic", "--out", str(tmp_path / "o"), "--weights", str(tmp_path / "none.pt")]) == 2
+    assert "weights file not found" in capsys.readouterr().err
     assert main(["run", "synthetic", "--out", str(tmp_path / "o"), "--device", "cuda:0"]) == 2 or \
         __import__("torch").cuda.is_available()
+
+
+def test_default_modules_follow_the_benchmarks_and_fall_back_to_classical(tmp_path, monkeypatch, caplog):
+    """The default is the learned lite depth network (the shipped weights) with classical motion;
+    a checkout without the shipped weights runs the classical pair and says so."""
+    import weights
+
+    config = override(SystemConfig(), "backend.mode=disabled", "fusion.mesh=false")
+    assert (config.modules.depth, config.modules.motion, config.modules.weights) == ("lite", "classical", None)
+    stats = run_slam(SyntheticSource("room", 0, 10, None, None), config, tmp_path / "default")
+    assert stats["config"]["modules"]["depth"] == "lite" and stats["frames_tracked"] == 10
+    monkeypatch.setattr(weights, "LITE", tmp_path / "absent.pt")
+    stats = run_slam(SyntheticSource("room", 0, 10, None, None), config, tmp_path / "fallback")
+    assert stats["config"]["modules"]["depth"] == "classical"
+    assert "no learned weights" in caplog.text
 
 
 def test_full_trajectory_fills_untracked_frames_with_the_last_pose():

@@ -84,7 +84,7 @@ def _speed_table(quick: bool) -> str:
         rows.append(_speed_row(name, module, repeats))
     return ("### Motion modules: speed\n\nOne new frame tracked against a keyframe (features cached): encode the frame, "
             f"flow for the edge keyframe -> frame, one Gauss-Newton step. Input {CAMERA_SIZE[0]} x {CAMERA_SIZE[1]} "
-            "(resized inside to the module's internal size); median of repeated runs; untrained weights (speed does "
+            "(resized inside to the module's internal size); median of repeated runs; freshly built networks (speed does "
             "not depend on them).\n\n" + "\n".join(rows))
 
 

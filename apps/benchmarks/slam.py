@@ -38,13 +38,16 @@ def _run(source: str, frames: int, out: Path, extra: list[str]) -> dict:
 def configurations_for(weights: Path | None) -> dict[str, list[str]]:
     """Configuration name -> extra `v2d run` arguments: the classical modules, and with learned
     ``weights`` the learned lite pair and both hybrids."""
-    configurations = {"classical": []}
+    def modules(depth: str, motion: str) -> list[str]:
+        return ["--set", f"modules.depth={depth}", "--set", f"modules.motion={motion}"]
+
+    configurations = {"classical": modules("classical", "classical")}
     if weights is not None:
         learned = ["--weights", str(weights)]
         configurations.update({
-            "lite (learned depth and motion)": [*learned, "--set", "modules.depth=lite", "--set", "modules.motion=lite"],
-            "hybrid: learned depth, classical motion": [*learned, "--set", "modules.depth=lite"],
-            "hybrid: classical depth, learned motion": [*learned, "--set", "modules.motion=lite"],
+            "lite (learned depth and motion)": [*learned, *modules("lite", "lite")],
+            "hybrid: learned depth, classical motion (the default)": [*learned, *modules("lite", "classical")],
+            "hybrid: classical depth, learned motion": [*learned, *modules("classical", "lite")],
         })
     return configurations
 
