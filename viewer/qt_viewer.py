@@ -3,7 +3,7 @@ keyframe frustums, the growing coloured cloud, grid and axes) beside a side pane
 frame with its tracking status, the newest keyframe's depth, the run's numbers) and controls.
 
 Qt owns the main thread; the SLAM loop runs in a :class:`viewer.session.SlamWorker` thread. A
-QTimer polls a :class:`viewer.scene.LiveScene` ten times a second and redraws only what changed,
+QTimer polls a :class:`viewer.scene.LiveScene` four times a second and redraws only what changed,
 so tracking never waits for drawing. Closing the window (or Quit, or Ctrl-C) stops the run, waits
 for it to write its outputs, then closes.
 """
@@ -25,7 +25,7 @@ from viewer.scene import LiveScene, SceneState
 from viewer.session import SlamWorker, SnapshotSchedule, ViewerOptions
 
 #: milliseconds between polls of the run
-POLL_MS = 100
+POLL_MS = 250
 #: size of the 3D view when the window opens
 VIEW_SIZE = (960, 720)
 #: layers the user can toggle: (key, label)

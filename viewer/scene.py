@@ -1,6 +1,6 @@
 """What every viewer draws, read from a running SLAM loop without blocking it.
 
-:class:`LiveScene` polls a :class:`slam.run.RunControl` (typically 10 times a second, from the
+:class:`LiveScene` polls a :class:`slam.run.RunControl` (typically 4 times a second, from the
 viewer's thread) and returns a :class:`SceneState`: the trajectory, the current camera and the
 keyframe poses, the fused coloured point cloud, the ground truth aligned to the estimate, the
 newest frame with its tracking status, the newest keyframe's depth and the run's numbers.
@@ -175,7 +175,7 @@ def _keyframe_views(keyframes: list) -> list[KeyframeView]:
 class LiveScene:
     """Polls a run for :class:`SceneState` pictures (use it from one thread)."""
 
-    def __init__(self, control: RunControl, max_points: int = 200_000, cloud_interval: float = 1.0,
+    def __init__(self, control: RunControl, max_points: int = 60_000, cloud_interval: float = 3.0,
                  min_interval: float = 0.1):
         """``max_points``: cap on the cloud drawn. ``cloud_interval``: seconds between cloud
         (and ground-truth alignment) refreshes while the run goes on. ``min_interval``: seconds

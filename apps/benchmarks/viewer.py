@@ -57,7 +57,7 @@ def suite(args: argparse.Namespace) -> str:
     loss = 1 - means["Qt viewer"] / means["no viewer"]
     verdict = "met" if loss < 0.10 else "**missed**"
     return (title + f"`v2d run {SEQUENCE} --max-frames {frames}` with `--viewer none` and with `--viewer qt "
-            f"--exit-when-done` (the window polls the map 10 times a second and draws the growing cloud), "
+            f"--exit-when-done` (the window polls the map 4 times a second and draws the growing cloud), "
             f"alternately, {REPEATS} runs each.\n\n" + "\n".join(rows) +
             f"\n\nEnd-to-end loss with the Qt viewer: {100 * loss:.1f}% of the mean (target < 10%: {verdict}). "
             f"Load average before the runs: {', '.join(f'{load:.1f}' for load in loads)} on {os.cpu_count()} cores.")
