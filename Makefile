@@ -37,8 +37,13 @@ demo: $(STAMP) system-deps
 
 # pytest exits 5 when it collects no test: that is a failure of the suite, said plainly.
 test: $(STAMP) system-deps
-	@if command -v xvfb-run >/dev/null; then run="$(XVFB)"; else run=""; echo "xvfb-run missing: GUI tests will skip" >&2; fi; \
-	status=0; $$run $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	@status=0; \
+	if command -v xvfb-run >/dev/null; then \
+		$(XVFB) $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	else \
+		echo "xvfb-run missing: GUI tests will skip" >&2; \
+		$(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	fi; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 bench: $(STAMP) system-deps
