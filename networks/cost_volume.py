@@ -41,9 +41,9 @@ def depth_bins(min_depth: float, max_depth: float, count: int, spacing: str = "l
 
 
 def neighbour_transforms(poses: SE3) -> SE3:
-    """World-to-camera poses (B, N) -> relative transforms (B, N-1) from the keyframe (frame 0)
-    to each neighbour: ``T_j0 = G_j * G_0^-1``."""
-    return poses[:, 1:] * poses[:, :1].inv()
+    """World-to-camera poses (..., N) -> relative transforms (..., N-1) from the keyframe (frame
+    0) to each neighbour: ``T_j0 = G_j * G_0^-1``."""
+    return poses[..., 1:] * poses[..., :1].inv()
 
 
 def plane_sweep(neighbour_features: torch.Tensor, transforms: SE3, intrinsics: torch.Tensor, bins: torch.Tensor

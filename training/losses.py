@@ -9,10 +9,9 @@ and on the confidences themselves (so that they do not all fall to zero).
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from networks.cost_volume import neighbour_transforms
 from networks.flow_geometry import edge_reprojection
 from networks.interfaces import DepthEstimate, FlowEstimate
 from slam.lie import SE3
@@ -79,21 +78,28 @@ def flow_terms(flow: FlowEstimate, poses_true: SE3, depths: torch.Tensor, ii: to
     return weighted, confidence
 
 
+def relative_pose_errors(estimate: SE3, truth: SE3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Errors of relative transforms (e.g. keyframe-to-frame, :func:`neighbour_transforms`) of
+    any shape (...): the geodesic angle of ``estimate * truth^-1`` and the angle between the
+    estimated and true translation directions, both (...) in degrees. A zero translation has no
+    direction: its direction error is 90 degrees."""
+    rotation = (estimate * truth.inv()).log()[..., 3:].norm(dim=-1)
+    a, b = estimate.translation(), truth.translation()
+    cosine = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp(min=1e-12)
+    return torch.rad2deg(rotation), torch.rad2deg(torch.arccos(cosine.clamp(-1, 1)))
+
+
 def pose_errors(poses: SE3, poses_true: SE3, scale: torch.Tensor) -> dict[str, torch.Tensor]:
     """Errors of the non-keyframe poses (SE3 (B, N) world-to-camera, keyframe first) in the
     keyframe's frame: ``rotation_deg`` (geodesic angle of the relative rotation), and
     ``translation_deg`` (angle between estimated and true translation directions, for
     translations above 1% of ``scale`` (B,), e.g. the median depth), ``translation_rel`` (the
     translation error over ``scale``). Each is a mean over frames and the batch (a 0-d tensor)."""
-    relative = (poses[:, 1:] * poses[:, :1].inv())
-    relative_true = (poses_true[:, 1:] * poses_true[:, :1].inv())
-    error = relative * relative_true.inv()
-    rotation = error.log()[..., 3:].norm(dim=-1) * (180.0 / math.pi)
+    relative, relative_true = neighbour_transforms(poses), neighbour_transforms(poses_true)
+    rotation, direction = relative_pose_errors(relative, relative_true)
     # camera-from-keyframe translations: the keyframe's centre seen from the frame
     t, t_true = relative.translation(), relative_true.translation()
-    cosine = torch.nn.functional.cosine_similarity(t, t_true, dim=-1).clamp(-1, 1)
     moving = t_true.norm(dim=-1) > 0.01 * scale[:, None]
-    direction = torch.rad2deg(torch.acos(cosine))
     return {"rotation_deg": rotation.mean(),
             "translation_deg": masked_mean(direction, moving),
             "translation_rel": ((t - t_true).norm(dim=-1) / scale[:, None]).mean()}

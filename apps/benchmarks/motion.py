@@ -18,12 +18,14 @@ from apps.bench import NO_WEIGHTS, weights_description
 from apps.benchmarks.clips import Clip, benchmark_sets
 from apps.benchmarks.common import CAMERA_SIZE, milliseconds
 from networks.classical_motion import ClassicalMotionConfig, ClassicalMotionModule
+from networks.cost_volume import neighbour_transforms
 from networks.deepv2d import resize_depth
 from networks.factory import build_motion_module
 from networks.interfaces import MotionModule
 from networks.motion import LearnedMotionModule, MotionNetConfig
 from slam.lie import SE3
 from slam.solver import all_pairs_edges, gauss_newton_step, keyframe_edges
+from training.losses import relative_pose_errors
 
 #: tracking step budget (ms) of the lite size
 TRACKING_BUDGET_MS = 30.0
@@ -88,14 +90,9 @@ def _speed_table(quick: bool) -> str:
             "not depend on them).\n\n" + "\n".join(rows))
 
 
-def _relative_to_keyframe(poses: SE3) -> SE3:
-    """(N-1,) transforms from the keyframe (frame 0) to each neighbour, for world-to-camera (N,)."""
-    return poses[1:] * poses[0:1].inv()
-
-
 def _motion(poses: SE3) -> tuple[np.ndarray, np.ndarray]:
     """Rotation (degrees) and translation (cm) of every neighbour relative to the keyframe."""
-    relative = _relative_to_keyframe(poses)
+    relative = neighbour_transforms(poses)
     return np.degrees(relative.log()[:, 3:].norm(dim=-1).numpy()), 100 * relative.translation().norm(dim=-1).numpy()
 
 
@@ -103,11 +100,8 @@ def _pair_errors(poses: SE3, truth: SE3) -> tuple[np.ndarray, np.ndarray]:
     """Rotation and translation-direction errors (degrees) of every neighbour's pose relative to
     the keyframe (frame 0), (N-1,) each, for world-to-camera poses (N,). A zero translation has
     no direction: its direction error is 90 degrees."""
-    estimate, true = _relative_to_keyframe(poses), _relative_to_keyframe(truth)
-    rotation = (estimate * true.inv()).log()[:, 3:].norm(dim=-1)
-    a, b = estimate.translation(), true.translation()
-    cosine = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp(min=1e-12)
-    return np.degrees(rotation.numpy()), np.degrees(torch.arccos(cosine.clamp(-1, 1)).numpy())
+    rotation, direction = relative_pose_errors(neighbour_transforms(poses), neighbour_transforms(truth))
+    return rotation.numpy(), direction.numpy()
 
 
 def _perturbation(count: int, seed: int) -> torch.Tensor:
