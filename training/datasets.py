@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 
 from slam.errors import SourceError, V2DError
-from slam.sources.base import IndexedSource, SourceOptions
+from slam.evaluation import read_depth
+from slam.sources.base import IndexedSource, SourceOptions, read_image
 from slam.sources.kitti import KittiSource
 from slam.sources.tum import TumSource
 from training.augment import augment_images
@@ -76,22 +77,20 @@ class ScanNetScene:
         if not intrinsic_file.is_file():
             raise TrainingDataError(f"ScanNet-style scene {folder} has no {intrinsic_file.relative_to(folder)}")
         K = np.loadtxt(intrinsic_file).reshape(4, 4)
-        depth = cv2.imread(str(folder / "depth" / f"{self.names[0]}.png"), cv2.IMREAD_UNCHANGED)
-        if depth is None:
-            raise TrainingDataError(f"cannot read {folder / 'depth' / (self.names[0] + '.png')}")
+        depth = self._depth(self.names[0])
         sy, sx = size[0] / depth.shape[0], size[1] / depth.shape[1]
         self.intrinsics = np.array([K[0, 0] * sx, K[1, 1] * sy, (K[0, 2] + 0.5) * sx - 0.5, (K[1, 2] + 0.5) * sy - 0.5])
         self.valid = list(range(len(self.names)))
 
+    def _depth(self, name: str) -> np.ndarray:
+        """Depth map of frame ``name`` in metres (H, W); EvaluationError naming a bad file."""
+        return read_depth(self.folder / "depth" / f"{name}.png", depth_scale=1000.0)
+
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         name = self.names[index]
-        image = cv2.imread(str(self.folder / "color" / f"{name}.jpg"), cv2.IMREAD_COLOR)
-        depth = cv2.imread(str(self.folder / "depth" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
-        if image is None or depth is None:
-            raise TrainingDataError(f"cannot read frame {name} of {self.folder}")
         height, width = self.size
-        image = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), (width, height), interpolation=cv2.INTER_AREA)
-        depth = cv2.resize(depth.astype(np.float32) / 1000.0, (width, height), interpolation=cv2.INTER_NEAREST)
+        image = cv2.resize(read_image(self.folder / "color" / f"{name}.jpg"), (width, height), interpolation=cv2.INTER_AREA)
+        depth = cv2.resize(self._depth(name), (width, height), interpolation=cv2.INTER_NEAREST)
         return image, depth, self.poses[index]
 
 
