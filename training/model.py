@@ -80,13 +80,13 @@ class DeepV2DTraining(nn.Module):
         estimates = [self.depth.depth(depth_features, poses_true if stage == "motion" else start, intrinsics, size)]
         predicted = estimates[0].depth
         known = has_depth.view(-1, 1, 1)
-        if stage == "motion":  # true depth where there is some
-            motion_depth = torch.where(known, keyframe_depth, predicted.detach())
-        else:
-            motion_depth = predicted
-        small = resize_depth(motion_depth, feature_size).unsqueeze(1).expand(-1, frames, -1, -1)
+        # the depth errors are measured through: true depth where there is some
         reference = resize_depth(torch.where(known, keyframe_depth, predicted.detach()), feature_size)
         reference = reference.unsqueeze(1).expand(-1, frames, -1, -1)
+        if stage == "motion":  # the motion module works on the reference depth
+            small = reference
+        else:  # on the predicted depth, with gradients into the depth network
+            small = resize_depth(predicted, feature_size).unsqueeze(1).expand(-1, frames, -1, -1)
 
         poses = start
         flow_loss = residual_loss = confidence_loss = 0.0
