@@ -57,13 +57,13 @@ class Keyframe:
         docstring); the keyframe can no longer take part in optimization."""
         self.depth_features = self.motion_features = None
         if not self.compacted:
-            self.image = (self.image.clamp(0, 1) * 255).round().to(torch.uint8)
+            self.image = _rgb8(self.image)
             self.depth = self.depth.half()
             self.confidence = self.confidence.half()
 
     def image_rgb8(self) -> np.ndarray:
         """(H, W, 3) uint8 RGB copy of the image."""
-        image = self.image if self.compacted else (self.image.clamp(0, 1) * 255).round().to(torch.uint8)
+        image = self.image if self.compacted else _rgb8(self.image)
         return image.permute(1, 2, 0).cpu().numpy().copy()
 
 
@@ -192,3 +192,8 @@ def _camera_to_world(world_to_camera: list[SE3]) -> np.ndarray:
         return np.zeros((0, 4, 4))
     stacked = torch.cat([pose.data.reshape(-1, pose.data.shape[-1]) for pose in world_to_camera])
     return np.linalg.inv(SE3(stacked.detach()).matrix().double().cpu().numpy())
+
+
+def _rgb8(image: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) float RGB in [0, 1] -> uint8 in [0, 255]."""
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8)
