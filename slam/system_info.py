@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 from pathlib import Path
@@ -51,15 +52,17 @@ def release_free_memory() -> None:
     """Hand memory freed by the allocator back to the system (glibc's malloc_trim; nothing
     elsewhere). Long runs otherwise keep the peak of every short-lived buffer in their
     resident size."""
-    global _libc
-    if _libc is None:
-        try:
-            _libc = ctypes.CDLL("libc.so.6")
-            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
-        except (OSError, AttributeError):
-            _libc = False
-    if _libc:
-        _libc.malloc_trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
-_libc: ctypes.CDLL | bool | None = None
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, or None where there is none."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    return trim
