@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from slam.lie import SE3, skew
+from slam.lie import SE3
 
 #: Points closer than this (metres along z) are treated as not projectable.
 MIN_DEPTH = 0.05
@@ -75,10 +75,18 @@ def project(points: torch.Tensor, intrinsics: torch.Tensor, with_jacobian: bool 
     return uv, jac
 
 
-def point_pose_jacobian(points: torch.Tensor) -> torch.Tensor:
-    """d(exp(xi) X)/d(xi) at xi = 0 for (..., 3) points X: (..., 3, 6) ``[I, -[X]x]``."""
-    eye = torch.eye(3, dtype=points.dtype, device=points.device).expand(*points.shape[:-1], 3, 3)
-    return torch.cat([eye, -skew(points)], dim=-1)
+def _projected_pose_jacobian(points: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
+    """d pi(exp(xi) X) / d xi at xi = 0 for (B, H, W, 3) points X and (B, 4) intrinsics:
+    (B, H, W, 2, 6): ``project``'s Jacobian times ``d(exp(xi) X)/d xi = [I, -[X]x]``, in closed
+    form (one stack instead of a batch of small matrix products)."""
+    fx, fy, _, _ = _unbind_intrinsics(intrinsics, 2)
+    x, y, z = points.unbind(-1)
+    inv_z = 1.0 / z.clamp(min=MIN_DEPTH)
+    u, v = x * inv_z, y * inv_z    # normalised coordinates
+    zero = torch.zeros_like(u)
+    row_u = [fx * inv_z, zero, -fx * u * inv_z, -fx * u * v, fx * (1 + u * u), -fx * v]
+    row_v = [zero, fy * inv_z, -fy * v * inv_z, -fy * (1 + v * v), fy * u * v, fy * u]
+    return torch.stack(row_u + row_v, dim=-1).view(*x.shape, 2, 6)
 
 
 def reproject(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor, with_jacobians: bool = False
@@ -99,13 +107,15 @@ def reproject(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor, with_jac
     points_i = backproject(depth, intrinsics)
     T = T_ji.view(*T_ji.shape, 1, 1)
     points_j = T.act(points_i)
-    coords, d_proj = project(points_j, intrinsics, with_jacobians, extra_dims=2)
+    coords, _ = project(points_j, intrinsics, extra_dims=2)
     valid = (points_j[..., 2] > MIN_DEPTH) & (depth > 0)
     if not with_jacobians:
         return coords, valid, None, None
-    J_pose = d_proj @ point_pose_jacobian(points_j)
-    ray_j = (T.rotation() @ (points_i / depth.clamp(min=1e-9).unsqueeze(-1)).unsqueeze(-1)).squeeze(-1)
-    J_depth = (d_proj @ ray_j.unsqueeze(-1)).squeeze(-1)
+    J_pose = _projected_pose_jacobian(points_j, intrinsics)
+    # d points_j / d depth_i is the ray R K^-1 [u, v, 1] = (points_j - t) / depth_i; its first
+    # three pose columns are project's Jacobian
+    ray_j = (points_j - T.translation()) / depth.clamp(min=1e-9).unsqueeze(-1)
+    J_depth = (J_pose[..., :3] * ray_j.unsqueeze(-2)).sum(-1)
     return coords, valid, J_pose, J_depth
 
 

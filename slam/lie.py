@@ -93,8 +93,12 @@ class SE3:
         """Transform (..., 3) points: ``R p + t``. The transform's shape must broadcast against the
         points' leading dimensions (e.g. poses (B, 1, 1) with points (B, H, W, 3))."""
         matrix = self.matrix()
-        rotated = (matrix[..., :3, :3] @ points.unsqueeze(-1)).squeeze(-1)
-        return rotated + matrix[..., :3, 3]
+        R = matrix[..., :3, :3]
+        # t + sum_k p_k R[:, k]: three broadcast multiply-adds, several times faster on CPU than a
+        # batch of small matrix products (one per point)
+        moved = torch.addcmul(matrix[..., :3, 3], points[..., 0:1], R[..., 0])
+        moved = torch.addcmul(moved, points[..., 1:2], R[..., 1])
+        return torch.addcmul(moved, points[..., 2:3], R[..., 2])
 
     def adj(self, xi: torch.Tensor) -> torch.Tensor:
         """Adjoint action on (..., 6) tangent vectors: ``X exp(xi) X^-1 = exp(adj(xi))``."""

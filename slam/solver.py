@@ -40,24 +40,29 @@ def all_pairs_edges(num_frames: int, device: torch.device | str | None = None) -
 def _edge_systems(poses: SE3, depths: torch.Tensor, intrinsics: torch.Tensor, ii: torch.Tensor, jj: torch.Tensor,
                   targets: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-edge normal equations in the stacked variables ``[xi_i, xi_j]``:
-    H (B, E, 12, 12) and g (B, E, 12)."""
+    H (B, E, 12, 12) and g (B, E, 12).
+
+    Only frame j's 6x6 block is summed over pixels: ``G_i <- exp(xi) G_i`` moves ``T_ji`` by
+    ``T_ji exp(-xi) = exp(-Adj(T_ji) xi) T_ji``, so ``J_i = -J_j A`` with ``A = Adj(T_ji)``, and
+    ``H_ii = A^T H_jj A``, ``H_ij = -A^T H_jj``, ``H_ji = H_ij^T``, ``g_i = -A^T g_j``."""
     batch, edges = targets.shape[:2]
     height, width = depths.shape[-2:]
     T_ji = poses[:, jj] * poses[:, ii].inv()                                   # (B, E)
     coords, valid, J_j, _ = reproject(depths[:, ii].reshape(batch * edges, height, width),
                                       T_ji.view(batch * edges), intrinsics[:, None].expand(batch, edges, 4).reshape(-1, 4),
                                       with_jacobians=True)
-    coords = coords.view(batch, edges, height * width, 2)
-    J_j = J_j.view(batch, edges, height * width, 2, 6)
-    # G_i <- exp(xi) G_i moves T_ji by T_ji exp(-xi) = exp(-Adj(T_ji) xi) T_ji.
-    J_i = -J_j @ T_ji.adj_matrix()[:, :, None]
-    J = torch.cat([J_i, J_j], dim=-1)                                          # (B, E, P, 2, 12)
-    w = (weights.reshape(batch, edges, height * width, 2) * valid.view(batch, edges, -1, 1)).unsqueeze(-1)
-    residual = targets.reshape(batch, edges, height * width, 2) - coords
-    wJ = w * J
-    H = torch.einsum("bepki,bepkj->beij", wJ, J)
-    g = torch.einsum("bepki,bepk->bei", wJ, residual)
-    return H, g
+    rows = height * width * 2
+    J_j = J_j.reshape(batch * edges, rows, 6)
+    w = (weights.reshape(batch * edges, height * width, 2) * valid.reshape(batch * edges, -1, 1)).reshape(-1, rows, 1)
+    residual = targets.reshape(batch * edges, rows, 1) - coords.reshape(batch * edges, rows, 1)
+    wJ_t = (w * J_j).transpose(1, 2)                                           # (BE, 6, 2P)
+    H_jj = wJ_t @ J_j                                                          # (BE, 6, 6)
+    g_j = wJ_t @ residual                                                      # (BE, 6, 1)
+    A = T_ji.adj_matrix().reshape(batch * edges, 6, 6)
+    H_ij = -A.transpose(1, 2) @ H_jj
+    H = torch.cat([torch.cat([-H_ij @ A, H_ij], dim=2), torch.cat([H_ij.transpose(1, 2), H_jj], dim=2)], dim=1)
+    g = torch.cat([-A.transpose(1, 2) @ g_j, g_j], dim=1)
+    return H.view(batch, edges, 12, 12), g.view(batch, edges, 12)
 
 
 def gauss_newton_step(poses: SE3, depths: torch.Tensor, intrinsics: torch.Tensor, ii: torch.Tensor, jj: torch.Tensor,

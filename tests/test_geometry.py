@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slam.geometry import backproject, point_pose_jacobian, project, reproject, sample, warp
+from slam.geometry import backproject, project, reproject, sample, warp
 from slam.lie import SE3
 
 INTRINSICS = torch.tensor([[60.0, 58.0, 31.5, 23.5]])
@@ -40,16 +40,6 @@ def test_projection_jacobian_matches_finite_differences():
     _, jac = project(points, intrinsics, with_jacobian=True)
     numeric = torch.autograd.functional.jacobian(lambda p: project(p, intrinsics)[0].sum(0), points)
     assert torch.allclose(jac, numeric.permute(1, 0, 2), atol=1e-9)
-
-
-def test_point_pose_jacobian_matches_finite_differences():
-    X = torch.tensor([0.3, -0.7, 2.0], dtype=torch.float64)
-
-    def moved(xi):
-        return SE3.exp(xi).act(X)
-
-    numeric = torch.autograd.functional.jacobian(moved, torch.zeros(6, dtype=torch.float64))
-    assert torch.allclose(point_pose_jacobian(X), numeric, atol=1e-9)
 
 
 def test_reprojection_jacobians_match_finite_differences():

@@ -49,16 +49,24 @@ def learning_rate_factor(step: int, config: TrainConfig) -> float:
     return schedule.final_lr_ratio + (1 - schedule.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _load_networks(model: DeepV2DTraining, checkpoint: dict, source: str) -> None:
+def _load_networks(model: DeepV2DTraining, checkpoint: dict, source: str, allow_new_layers: bool = False) -> None:
+    """Load both networks' weights from ``checkpoint``. ``allow_new_layers`` (for ``--init``):
+    layers of the current architecture that ``checkpoint`` lacks keep their fresh
+    initialisation, with a warning; otherwise (resuming) every layer must be there."""
     for name in ("depth", "motion"):
         stored = checkpoint.get(name)
         if stored is None:
             raise V2DError(f"{source} holds no {name} network")
         try:
-            getattr(model, name).load_state_dict(stored["state_dict"])
-        except RuntimeError as err:
+            missing, unexpected = getattr(model, name).load_state_dict(stored["state_dict"], strict=False)
+        except RuntimeError as err:  # a stored tensor of another shape
+            missing, unexpected = [], [str(err).splitlines()[-1].strip()]
+        if unexpected or (missing and not allow_new_layers):
+            problem = unexpected[0] if unexpected else f"it lacks {', '.join(missing)}"
             raise V2DError(f"{source}: its {name} network does not fit model.size={model.config.model.size} "
-                           f"({str(err).splitlines()[0]})") from None
+                           f"({problem})")
+        if missing:  # layers this architecture adds start from their fresh initialisation
+            log.warning("%s: %s network layers absent there start fresh: %s", source, name, ", ".join(missing))
 
 
 def _append_csv(path: Path, row: dict) -> None:
@@ -128,7 +136,7 @@ class Trainer:
             raise V2DError(f"{self.out} already holds a training run (last.pt): pass --resume to continue it, "
                            "or choose another --out")
         elif init:
-            _load_networks(self.model, load_checkpoint(init), init)
+            _load_networks(self.model, load_checkpoint(init), init, allow_new_layers=True)
         self.init = init
         self.wrapped = (DistributedDataParallel(self.model) if self.process.distributed else self.model)
         self._validation = None
