@@ -7,6 +7,7 @@ the map. Runs in its own thread, or inline after each keyframe.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 
 #: depth confidence above which a refined depth replaces the keyframe's current one
 CONFIDENT_DEPTH = 0.3
+
+#: scheduling niceness of the backend thread (and of the threads it starts): tracking comes first
+#: on a machine with few cores, the backend takes the time left over
+BACKEND_NICENESS = 10
 
 
 class Backend:
@@ -58,7 +63,7 @@ class Backend:
             poses = SE3.stack([kf.pose for kf in window]).view(1, count)
             features = torch.stack([kf.motion_features for kf in window])[None]
             depths = resize_depth(torch.stack([kf.depth for kf in window])[None], tuple(features.shape[-2:]))
-            ii, jj = all_pairs_edges(count, device=features.device)
+            ii, jj = all_pairs_edges(count, device=features.device, max_gap=self.config.max_gap)
             for _ in range(self.config.pose_steps):
                 flow = self.motion_module.flow(features, depths, poses, self.intrinsics[None], ii, jj, self.image_size)
                 poses = gauss_newton_step(poses, depths, flow.intrinsics, ii, jj, flow.targets, flow.weights)
@@ -109,6 +114,10 @@ class BackendThread(threading.Thread):
         self._wake.set()
 
     def run(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKEND_NICENESS)
+        except (AttributeError, OSError):  # no per-thread priorities here (e.g. Windows): run as is
+            log.debug("could not lower the backend thread's priority")
         try:
             while not self._stopping.is_set():
                 if not self._wake.wait(timeout=0.1):

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: depth confidence above which a new keyframe's own estimate replaces the propagated depth
 CONFIDENT_DEPTH = 0.3
+#: share of a new keyframe's pixels that must see both its estimate and the carried-over depth
+#: for the estimate to be brought to the map's scale
+MIN_SCALE_PIXELS = 0.05
 
 
 def image_tensor(frame: Frame, device: torch.device) -> torch.Tensor:
@@ -209,12 +212,16 @@ class Frontend:
 
     # ------------------------------------------------------------------ keyframes
     def _add_keyframe(self, frame: Frame, image: torch.Tensor, pose: SE3, depth: torch.Tensor,
-                      confidence: torch.Tensor, motion_features: torch.Tensor | None = None) -> Keyframe:
+                      confidence: torch.Tensor, motion_features: torch.Tensor | None = None,
+                      depth_features: torch.Tensor | None = None) -> Keyframe:
+        """Add a keyframe to the map (features computed here where not given, (C, h, w) each)."""
         images = image[None, None]
         if motion_features is None:
             motion_features = self.motion_module.encode(images)[0, 0]
+        if depth_features is None:
+            depth_features = self.depth_module.encode(images)[0, 0]
         keyframe = Keyframe(self.map.new_keyframe_id(), frame.index, frame.timestamp, image, pose, depth, confidence,
-                            depth_features=self.depth_module.encode(images)[0, 0], motion_features=motion_features)
+                            depth_features=depth_features, motion_features=motion_features)
         self.map.add_keyframe(keyframe)
         self.keyframe = keyframe
         self._keyframe_small_depth = None
@@ -223,7 +230,16 @@ class Frontend:
             self.on_keyframe(keyframe)
         return keyframe
 
-    def _new_keyframe(self, frame: Frame, image: torch.Tensor, pose: SE3, features: torch.Tensor) -> None:
+    def _scale_to(self, reference: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor) -> float:
+        """The factor that brings ``depth`` to the scale of ``reference`` (both (H, W), 0 = none):
+        the median ratio over the pixels of ``mask`` where both have depth; 1 where fewer than
+        :data:`MIN_SCALE_PIXELS` of them overlap."""
+        overlap = mask & (reference > 0) & (depth > 0)
+        if int(overlap.sum()) < MIN_SCALE_PIXELS * overlap.numel():
+            return 1.0
+        return float((reference[overlap] / depth[overlap]).median())
+
+    def _new_keyframe(self, frame: Frame, image: torch.Tensor, pose: SE3, motion_features: torch.Tensor) -> None:
         """Make the frame a keyframe: depth from the depth module with the previous keyframe and
         recent frames as neighbours, falling back to the previous keyframe's depth carried over
         (forward-splatted) where the new estimate is not confident."""
@@ -233,17 +249,20 @@ class Frontend:
         step = max(1, len(recent) // max(self.config.neighbours - 1, 1))
         for item in recent[::step][: self.config.neighbours - 1]:
             neighbours.append((item.image, self.map.frame_pose(item.record)))
-        images = torch.stack([image] + [n[0] for n in neighbours])[None]
+        # the previous keyframe's features are in the map already; the others are computed once
+        images = torch.stack([image] + [n[0] for n in neighbours[1:]])[None]
         poses = SE3.stack([pose] + [n[1] for n in neighbours]).view(1, -1)
         with torch.no_grad():
-            estimate = self.depth_module.depth(self.depth_module.encode(images), poses, self.intrinsics[None],
-                                               self.image_size)
+            encoded = self.depth_module.encode(images)
+            features = torch.cat([encoded[:, :1], previous.depth_features[None, None], encoded[:, 1:]], dim=1)
+            estimate = self.depth_module.depth(features, poses, self.intrinsics[None], self.image_size)
         carried = propagate_depth(previous.depth, pose * previous.pose.inv(), self.intrinsics)
         confident = (estimate.confidence[0] > CONFIDENT_DEPTH) & (estimate.depth[0] > 0)
-        depth = torch.where(confident | (carried <= 0), estimate.depth[0], carried)
+        estimated = estimate.depth[0] * self._scale_to(carried, estimate.depth[0], confident)
+        depth = torch.where(confident | (carried <= 0), estimated, carried)
         depth = fill_invalid(depth, self.config.init_depth)
         confidence = torch.where(confident, estimate.confidence[0], torch.zeros_like(depth))
-        keyframe = self._add_keyframe(frame, image, pose, depth, confidence, features)
+        keyframe = self._add_keyframe(frame, image, pose, depth, confidence, motion_features, encoded[0, 0])
         self.map.add_frame(FrameRecord(frame.index, frame.timestamp, keyframe.id, SE3.identity(device=self.device),
                                        "keyframe"))
         self._recent.clear()

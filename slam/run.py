@@ -179,7 +179,7 @@ def _run(source: Source, config: SystemConfig, out: Path, realtime: bool,
          on_frame: Callable[[SlamSystem], None] | None, save_depth: bool, control: RunControl | None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     size = processing_size(source.camera.width, source.camera.height, config.frontend.pixels)
-    source.options = dataclasses.replace(source.options, resize=size)
+    source.options = dataclasses.replace(source.options, resize=size, depth=False)  # frames' depth unused
     system = SlamSystem(config, source.output_camera)
     record = RunRecord()
     start = time.perf_counter()

@@ -124,3 +124,16 @@ def test_long_chains_of_compositions_stay_on_the_group():
         pose = step * pose * SE3.exp(torch.tensor([[0.0, 0.0, 0.0, 1e-3, 0.0, 0.0]])).inv()
     assert torch.allclose(pose.data[:, 3:].norm(dim=-1), torch.ones(1), atol=1e-5)
     assert torch.allclose(SE3.from_matrix(pose.matrix()).data[:, 3:].norm(dim=-1), torch.ones(1), atol=1e-6)
+
+
+def test_untracked_operations_match_pypose():
+    """Without autograd, composition, inversion and matrix() take plain quaternion formulas;
+    they must agree with pypose's operators (taken when gradients are recorded), broadcasting
+    included."""
+    torch.manual_seed(3)
+    a, b = SE3.exp(torch.randn(4, 1, 6, dtype=torch.float64)), SE3.exp(torch.randn(1, 3, 6, dtype=torch.float64))
+    tracked = SE3(a.data.clone().requires_grad_())
+    assert torch.allclose((a * b).data, (tracked * b).data.detach(), atol=1e-12)
+    assert torch.allclose(a.inv().data, tracked.inv().data.detach(), atol=1e-12)
+    assert torch.allclose(a.matrix(), tracked.matrix().detach(), atol=1e-12)
+    assert torch.allclose((a * a.inv()).data, SE3.identity(4, 1, dtype=torch.float64).data, atol=1e-12)

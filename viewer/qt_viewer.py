@@ -4,13 +4,16 @@ frame with its tracking status, the newest keyframe's depth, the run's numbers) 
 
 Qt owns the main thread; the SLAM loop runs in a :class:`viewer.session.SlamWorker` thread. A
 QTimer polls a :class:`viewer.scene.LiveScene` four times a second and redraws only what changed,
-so tracking never waits for drawing. Closing the window (or Quit, or Ctrl-C) stops the run, waits
+so tracking never waits for drawing: the side panel at every poll, the 3D view when the cloud is
+refreshed and otherwise every :data:`SCENE_INTERVAL` seconds (repainting the view is the viewer's
+largest cost where OpenGL renders in software on the cores SLAM runs on). Closing the window (or Quit, or Ctrl-C) stops the run, waits
 for it to write its outputs, then closes.
 """
 
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,8 @@ from viewer.session import SlamWorker, SnapshotSchedule, ViewerOptions
 
 #: milliseconds between polls of the run
 POLL_MS = 250
+#: seconds between redraws of the 3D view while only the trajectory and cameras move
+SCENE_INTERVAL = 0.75
 #: size of the 3D view when the window opens
 VIEW_SIZE = (960, 720)
 #: layers the user can toggle: (key, label)
@@ -81,6 +86,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self._finished = False
         self._auto_frame = True
         self._cloud_shown = None
+        self._scene_drawn = -np.inf   # time.monotonic() of the last 3D redraw
         self._screenshots = 0
         self.setWindowTitle(f"v2d: {title}")
         self._build()
@@ -223,7 +229,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
         """Redraw what changed; take due snapshots; finish up when the run has ended."""
         state = self.scene.update()
         if state is not None:
-            self.show_state(state)
+            due = state.cloud is not self._cloud_shown or time.monotonic() - self._scene_drawn >= SCENE_INTERVAL
+            self.show_state(state, redraw_scene=due)
         if self.snapshots.due(self.scene.state.stats.frames):
             self.save_screenshot(self.options.snapshot_path(self.scene.state.stats.frames))
         if self.control.done.is_set() and not self._finished:
@@ -242,8 +249,14 @@ class ViewerWindow(QtWidgets.QMainWindow):
             self._closing = True
             self.close()
 
-    def show_state(self, state: SceneState) -> None:
-        """Draw ``state`` (layers, panels, numbers)."""
+    def show_state(self, state: SceneState, redraw_scene: bool = True) -> None:
+        """Draw ``state``: the side panel, and the 3D layers with ``redraw_scene``."""
+        if redraw_scene:
+            self._show_scene(state)
+        self._show_panels(state)
+
+    def _show_scene(self, state: SceneState) -> None:
+        self._scene_drawn = time.monotonic()
         items = self.items
         if state.cloud is not self._cloud_shown:
             cloud = state.cloud
@@ -271,7 +284,6 @@ class ViewerWindow(QtWidgets.QMainWindow):
             self.view.update()
         elif self._auto_frame:
             self._frame(state)
-        self._show_panels(state)
 
     def _show_panels(self, state: SceneState) -> None:
         colour = panels.status_colour(state.status)

@@ -25,12 +25,15 @@ class SourceOptions:
     ``start`` raw frames are skipped, then every ``stride``-th frame is kept, up to ``max_frames``
     (None: all). ``resize`` is ``(width, height)`` of the delivered images, or None for the size
     as stored (after undistortion). Intrinsics and ground-truth depth follow the resize.
+    ``depth``: whether stored ground-truth depth maps are read (the SLAM run does not use them;
+    reading a 16-bit png per frame costs about as much as reading the image).
     """
 
     start: int = 0
     stride: int = 1
     max_frames: int | None = None
     resize: tuple[int, int] | None = None
+    depth: bool = True
 
     def __post_init__(self) -> None:
         if self.start < 0 or self.stride < 1 or (self.max_frames is not None and self.max_frames < 0):
@@ -179,7 +182,8 @@ class ImageFileSource(IndexedSource):
         image = read_image(path)
         check_frame_size(image, self.undistorter.source_camera, path)
         pose = None if self.poses_gt is None else self.poses_gt[raw_index]
-        return RawFrame(float(self.timestamps[raw_index]), self.undistorter(image), pose, self._depth(raw_index))
+        depth = self._depth(raw_index) if self.options.depth else None
+        return RawFrame(float(self.timestamps[raw_index]), self.undistorter(image), pose, depth)
 
 
 def read_image(path) -> np.ndarray:
