@@ -427,7 +427,8 @@ def fuse_mesh(keyframes: Sequence[FusionKeyframe], voxel_length: float | None = 
     - Pixels with confidence below ``min_confidence`` are masked out before integration; with
       ``consistency_views`` > 0, so are pixels failing the point cloud's consistency test.
     - ``min_weight``: surfaces seen by fewer keyframes are dropped (capped at the number of
-      keyframes, so that one keyframe still gives a mesh). Each keyframe adds weight 1 to the
+      keyframes integrated, so that one keyframe still gives a mesh; a keyframe whose depth
+      touches no voxel block is left out, as Open3D refuses it). Each keyframe adds weight 1 to the
       voxels it sees, and Open3D keeps voxels whose weight is strictly above its threshold, so
       the threshold passed is ``min_weight - 0.5``.
 
@@ -460,6 +461,7 @@ def fuse_mesh(keyframes: Sequence[FusionKeyframe], voxel_length: float | None = 
         attr_names=["tsdf", "weight", "color"], attr_dtypes=[o3c.float32, o3c.float32, o3c.float32],
         attr_channels=[[1], [1], [3]], voxel_size=voxel_length, block_resolution=_BLOCK_RESOLUTION,
         block_count=1000, device=o3c.Device("CPU:0"))
+    integrated = 0
     for keyframe, depth in zip(keyframes, depths):
         if not np.any((depth > 0) & (depth < depth_max)):
             continue
@@ -469,9 +471,14 @@ def fuse_mesh(keyframes: Sequence[FusionKeyframe], voxel_length: float | None = 
         depth_image = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth)))
         # Open3D accepts (float32 depth, float32 colour) or (uint16, uint8); colour in [0, 1]
         colour_image = o3d.t.geometry.Image(o3c.Tensor(keyframe.image.astype(np.float32) / 255.0))
-        blocks = grid.compute_unique_block_coordinates(depth_image, intrinsic, extrinsic, 1.0, depth_max, trunc_voxels)
+        try:
+            blocks = grid.compute_unique_block_coordinates(depth_image, intrinsic, extrinsic, 1.0, depth_max, trunc_voxels)
+        except RuntimeError:  # Open3D refuses a view that touches no block (e.g. a few scattered depths)
+            log.debug("keyframe %s left out of the mesh: its depth touches no TSDF block", keyframe.id)
+            continue
         grid.integrate(blocks, depth_image, colour_image, intrinsic, extrinsic, 1.0, depth_max, trunc_voxels)
+        integrated += 1
     if grid.hashmap().size() == 0:  # extraction fails on an empty grid
         return o3d.geometry.TriangleMesh()
-    weight_threshold = min(min_weight, float(len(keyframes))) - 0.5
+    weight_threshold = min(min_weight, float(integrated)) - 0.5
     return grid.extract_triangle_mesh(weight_threshold=weight_threshold).to_legacy()

@@ -326,6 +326,16 @@ def test_mesh_of_one_keyframe_and_of_none(keyframes):
     assert len(fuse_mesh([]).vertices) == 0
 
 
+def test_mesh_leaves_out_a_keyframe_that_touches_no_block(keyframes):
+    """Open3D refuses to integrate a view whose few depths touch no TSDF block (a keyframe with a
+    single confident pixel, as a driving run produced); the mesh is built from the others."""
+    lone = np.zeros(keyframes[1].depth.shape, np.float32)
+    lone[10, 10] = 1.0
+    with_lone = fuse_mesh([keyframes[0], replace(keyframes[1], confidence=lone)])
+    alone = len(fuse_mesh(keyframes[:1]).triangles)
+    assert alone > 1000 and abs(len(with_lone.triangles) - alone) < 0.01 * alone  # the voxel size moves a hair
+
+
 def test_mesh_consistency_option_drops_outliers(keyframes, surface):
     corrupted, _ = corrupt(keyframes[2], 0.3, seed=5)
     frames = keyframes[:2] + [corrupted] + keyframes[3:6]
