@@ -28,9 +28,6 @@ log = logging.getLogger(__name__)
 
 #: depth confidence above which a new keyframe's own estimate replaces the propagated depth
 CONFIDENT_DEPTH = 0.3
-#: share of a new keyframe's pixels that must see both its estimate and the carried-over depth
-#: for the estimate to be brought to the map's scale
-MIN_SCALE_PIXELS = 0.05
 
 
 def image_tensor(frame: Frame, device: torch.device) -> torch.Tensor:
@@ -230,15 +227,6 @@ class Frontend:
             self.on_keyframe(keyframe)
         return keyframe
 
-    def _scale_to(self, reference: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor) -> float:
-        """The factor that brings ``depth`` to the scale of ``reference`` (both (H, W), 0 = none):
-        the median ratio over the pixels of ``mask`` where both have depth; 1 where fewer than
-        :data:`MIN_SCALE_PIXELS` of them overlap."""
-        overlap = mask & (reference > 0) & (depth > 0)
-        if int(overlap.sum()) < MIN_SCALE_PIXELS * overlap.numel():
-            return 1.0
-        return float((reference[overlap] / depth[overlap]).median())
-
     def _new_keyframe(self, frame: Frame, image: torch.Tensor, pose: SE3, motion_features: torch.Tensor) -> None:
         """Make the frame a keyframe: depth from the depth module with the previous keyframe and
         recent frames as neighbours, falling back to the previous keyframe's depth carried over
@@ -258,8 +246,7 @@ class Frontend:
             estimate = self.depth_module.depth(features, poses, self.intrinsics[None], self.image_size)
         carried = propagate_depth(previous.depth, pose * previous.pose.inv(), self.intrinsics)
         confident = (estimate.confidence[0] > CONFIDENT_DEPTH) & (estimate.depth[0] > 0)
-        estimated = estimate.depth[0] * self._scale_to(carried, estimate.depth[0], confident)
-        depth = torch.where(confident | (carried <= 0), estimated, carried)
+        depth = torch.where(confident | (carried <= 0), estimate.depth[0], carried)
         depth = fill_invalid(depth, self.config.init_depth)
         confidence = torch.where(confident, estimate.confidence[0], torch.zeros_like(depth))
         keyframe = self._add_keyframe(frame, image, pose, depth, confidence, motion_features, encoded[0, 0])
