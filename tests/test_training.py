@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,10 @@ import pytest
 import torch
 
 from apps.cli import main
-from networks.factory import load_checkpoint
+from networks.depth import LearnedDepthModule
+from networks.factory import build_depth_module, load_checkpoint, save_checkpoint
 from slam.configuration import ConfigError, override
+from slam.errors import V2DError
 from slam.lie import SE3
 from slam.synthetic.sequence import SyntheticSequence
 from slam.trajectory import Trajectory, write_tum
@@ -26,7 +29,7 @@ from training.datasets import DatasetClips, TrainingDataError, refuse_evaluation
 from training.losses import depth_loss, induced_flow_error, pose_errors
 from training.model import DeepV2DTraining, build_networks, perturb
 from training.synthetic_data import SyntheticClips
-from training.trainer import learning_rate_factor
+from training.trainer import _load_networks, learning_rate_factor
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = ["schedule.motion_steps=2", "schedule.joint_steps=2", "schedule.warmup=1", "run.validation_clips=1",
@@ -267,3 +270,26 @@ def test_torchrun_two_cpu_processes(tmp_path):
     checkpoint = load_checkpoint(out / "last.pt")
     assert checkpoint["training"]["step"] == 4
     assert (out / "best.pt").is_file() and (out / "train_log.csv").is_file()
+
+
+def test_init_starts_layers_the_checkpoint_lacks_fresh_but_resume_needs_them_all(tmp_path, caplog):
+    """Weights from before the depth network's correlation channel initialise a run (the new
+    layer starts fresh, with a warning); resuming is strict: a missing layer is an error."""
+    config = TrainConfig()
+    depth, motion = build_networks(config)
+    older = LearnedDepthModule(replace(depth.config, correlation=False))
+    path = tmp_path / "older.pt"
+    save_checkpoint(path, older, motion)
+    model = DeepV2DTraining(depth, motion, config)
+    before = depth.project_correlation.weight.detach().clone()
+    _load_networks(model, load_checkpoint(path), str(path), allow_new_layers=True)
+    assert "project_correlation.weight" in caplog.text
+    assert torch.equal(depth.project_correlation.weight, before)
+    assert torch.equal(depth.project_keyframe.weight, older.project_keyframe.weight)
+    with pytest.raises(V2DError, match="lacks project_correlation.weight"):
+        _load_networks(model, load_checkpoint(path), str(path))
+    # weights saved before the field existed load as they were trained: without the channel
+    stored = load_checkpoint(path)
+    del stored["depth"]["config"]["correlation"]
+    loaded = build_depth_module("lite", (240, 320), config.model.depth_range, stored, "cpu")
+    assert loaded.project_correlation is None
