@@ -30,7 +30,7 @@ from viewer.session import SlamWorker, SnapshotSchedule, ViewerOptions
 #: milliseconds between polls of the run
 POLL_MS = 250
 #: seconds between redraws of the 3D view while only the trajectory and cameras move
-SCENE_INTERVAL = 0.75
+SCENE_INTERVAL = 1.0
 #: size of the 3D view when the window opens
 VIEW_SIZE = (960, 720)
 #: layers the user can toggle: (key, label)

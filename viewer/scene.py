@@ -175,7 +175,7 @@ def _keyframe_views(keyframes: list) -> list[KeyframeView]:
 class LiveScene:
     """Polls a run for :class:`SceneState` pictures (use it from one thread)."""
 
-    def __init__(self, control: RunControl, max_points: int = 60_000, cloud_interval: float = 3.0,
+    def __init__(self, control: RunControl, max_points: int = 40_000, cloud_interval: float = 3.0,
                  min_interval: float = 0.1):
         """``max_points``: cap on the cloud drawn. ``cloud_interval``: seconds between cloud
         (and ground-truth alignment) refreshes while the run goes on. ``min_interval``: seconds

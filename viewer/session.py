@@ -32,7 +32,7 @@ class ViewerOptions:
     exit_when_done: bool = False
     snapshot_every: int | None = None
     snapshot_dir: Path | None = None
-    max_points: int = 60_000
+    max_points: int = 40_000
 
     def snapshot_path(self, frames: int) -> Path:
         """Where the snapshot taken after ``frames`` frames goes."""
