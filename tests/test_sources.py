@@ -89,6 +89,9 @@ def test_tum_depth_association_is_one_to_one(shared_data):
     assert source.depth_files[0].name == "1305031244.212401.png" and source.depth_files[1] is None
     frames = list(open_source(shared_data / "tum_fr1_rpy", options=SourceOptions(max_frames=2)))
     assert frames[0].depth_gt is not None and frames[1].depth_gt is None
+    # v2d run asks for no depth maps (it does not use them): none is read
+    unread = next(iter(open_source(shared_data / "tum_fr1_rpy", options=SourceOptions(max_frames=1, depth=False))))
+    assert unread.depth_gt is None and np.array_equal(unread.image, frames[0].image)
 
 
 def test_associate_takes_closest_pairs_first():

@@ -46,8 +46,9 @@ def plot_training_curves(run_dir: str | Path, path: str | Path) -> None:
             hours = [s / 3600.0 for s in validation["wall_time_s"]]
             top = axis.twiny()
             top.set_xlim(axis.get_xlim())
-            ticks = axis.get_xticks()
             steps = validation["step"]
+            low, high = axis.get_xlim()  # ticks in view, from the first validation on (no negative hours)
+            ticks = [t for t in axis.get_xticks() if max(low, steps[0]) <= t <= high]
             top.set_xticks(ticks)
             top.set_xticklabels([f"{_interpolate(t, steps, hours):.1f}" for t in ticks], fontsize=7)
             top.set_xlabel("hours of training", fontsize=8)
