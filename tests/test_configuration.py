@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from slam.config import SystemConfig
 from slam.configuration import ConfigError, from_dict, load, override, to_dict
 
 
@@ -85,3 +86,14 @@ def test_overrides_apply_together():
     assert override(Ranged(), "low=5", "high=10") == Ranged(5.0, 10.0)
     with pytest.raises(ConfigError, match="need low < high"):
         override(Ranged(), "low=5")
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("backend.mode=sometimes", "backend.mode must be"),
+    ("backend.max_gap=-1", "backend.max_gap must be"),
+    ("backend.window=1", "backend.window and frontend.init_frames"),
+    ("frontend.init_depth=20", "init_depth"),
+])
+def test_system_config_refuses_inconsistent_settings(assignment, message):
+    with pytest.raises(ConfigError, match=message):
+        override(SystemConfig(), assignment)
