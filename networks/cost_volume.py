@@ -74,7 +74,7 @@ def plane_sweep(neighbour_features: torch.Tensor, transforms: SE3, intrinsics: t
     moved = transforms.view(batch, neighbours, 1, 1).act(rays[:, None])      # (B, M, h, w, 3)
     t = transforms.translation().view(batch, neighbours, 1, 1, 1, 3)
     points = torch.addcmul(t, bins.view(1, 1, num_bins, 1, 1, 1), moved[:, :, None] - t)  # (B, M, D, h, w, 3)
-    coords, _ = project(points, intrinsics, extra_dims=4)
+    coords = project(points, intrinsics, extra_dims=4)
     valid = (points[..., 2] > MIN_DEPTH) & inside_image(coords, height, width)
     # one sampling call per neighbour map: the D bins are stacked along the sampled rows
     grid = coords.view(batch * neighbours, num_bins * height, width, 2)

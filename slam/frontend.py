@@ -41,7 +41,7 @@ def propagate_depth(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor) ->
     nothing lands."""
     height, width = depth.shape
     points = T_ji.view(1, 1, 1).act(backproject(depth[None], intrinsics[None]))[0]
-    coords, _ = project(points, intrinsics, extra_dims=2)
+    coords = project(points, intrinsics, extra_dims=2)
     z = points[..., 2]
     valid = (z > MIN_DEPTH) & (depth > 0)
     u, v = coords[..., 0].round().long(), coords[..., 1].round().long()

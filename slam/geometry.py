@@ -50,29 +50,21 @@ def backproject(depth: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
     return torch.stack([x * depth, y * depth, depth], dim=-1)
 
 
-def project(points: torch.Tensor, intrinsics: torch.Tensor, with_jacobian: bool = False,
-            extra_dims: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def project(points: torch.Tensor, intrinsics: torch.Tensor, extra_dims: int | None = None) -> torch.Tensor:
     """pi: (..., 3) camera-frame points -> (..., 2) pixels ``(fx x/z + cx, fy y/z + cy)``.
 
     ``intrinsics`` is (B..., 4) where B... are the points' leading dimensions minus the last
     ``extra_dims`` (default: all of them but the batch dims it already has), e.g. points
     (B, H, W, 3) with intrinsics (B, 4). Depth is clamped to MIN_DEPTH to stay finite; check
-    ``points[..., 2] > MIN_DEPTH`` for validity. With ``with_jacobian``, also returns
-    d(pixel)/d(point), shape (..., 2, 3).
+    ``points[..., 2] > MIN_DEPTH`` for validity. Its Jacobian, chained with a pose
+    perturbation's, is :func:`_projected_pose_jacobian`.
     """
     if extra_dims is None:
         extra_dims = points.dim() - intrinsics.dim()
     fx, fy, cx, cy = _unbind_intrinsics(intrinsics, extra_dims)
     x, y, z = points.unbind(-1)
-    z = z.clamp(min=MIN_DEPTH)
-    inv_z = 1.0 / z
-    uv = torch.stack([fx * x * inv_z + cx, fy * y * inv_z + cy], dim=-1)
-    if not with_jacobian:
-        return uv, None
-    zero = torch.zeros_like(x)
-    jac = torch.stack([fx * inv_z, zero, -fx * x * inv_z ** 2,
-                       zero, fy * inv_z, -fy * y * inv_z ** 2], dim=-1).reshape(*x.shape, 2, 3)
-    return uv, jac
+    inv_z = 1.0 / z.clamp(min=MIN_DEPTH)
+    return torch.stack([fx * x * inv_z + cx, fy * y * inv_z + cy], dim=-1)
 
 
 def _projected_pose_jacobian(points: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
@@ -107,7 +99,7 @@ def reproject(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor, with_jac
     points_i = backproject(depth, intrinsics)
     T = T_ji.view(*T_ji.shape, 1, 1)
     points_j = T.act(points_i)
-    coords, _ = project(points_j, intrinsics, extra_dims=2)
+    coords = project(points_j, intrinsics, extra_dims=2)
     valid = (points_j[..., 2] > MIN_DEPTH) & (depth > 0)
     if not with_jacobians:
         return coords, valid, None, None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slam.geometry import backproject, project, reproject, sample, warp
+from slam.geometry import _projected_pose_jacobian, backproject, project, reproject, sample, warp
 from slam.lie import SE3
 
 INTRINSICS = torch.tensor([[60.0, 58.0, 31.5, 23.5]])
@@ -22,7 +22,7 @@ def test_project_backproject_round_trip(dtype):
     depth = smooth_depth(2, 12, 16, dtype)
     intrinsics = INTRINSICS.to(dtype).expand(2, 4)
     points = backproject(depth, intrinsics)
-    uv, _ = project(points, intrinsics)
+    uv = project(points, intrinsics)
     v, u = torch.meshgrid(torch.arange(12, dtype=dtype), torch.arange(16, dtype=dtype), indexing="ij")
     assert torch.allclose(uv[..., 0], u.expand(2, -1, -1), atol=1e-4)
     assert torch.allclose(uv[..., 1], v.expand(2, -1, -1), atol=1e-4)
@@ -30,16 +30,18 @@ def test_project_backproject_round_trip(dtype):
 
 
 def test_projection_of_known_point():
-    uv, _ = project(torch.tensor([[0.5, -0.25, 2.0]]), INTRINSICS)
+    uv = project(torch.tensor([[0.5, -0.25, 2.0]]), INTRINSICS)
     assert torch.allclose(uv, torch.tensor([[60 * 0.25 + 31.5, 58 * -0.125 + 23.5]]))
 
 
 def test_projection_jacobian_matches_finite_differences():
-    points = torch.tensor([[0.3, -0.2, 1.7], [-1.0, 0.4, 3.0]], dtype=torch.float64)
-    intrinsics = INTRINSICS.to(torch.float64).expand(2, 4)
-    _, jac = project(points, intrinsics, with_jacobian=True)
-    numeric = torch.autograd.functional.jacobian(lambda p: project(p, intrinsics)[0].sum(0), points)
-    assert torch.allclose(jac, numeric.permute(1, 0, 2), atol=1e-9)
+    """The translation columns of the projected pose Jacobian are d pi / d X (a translation
+    moves the point by itself)."""
+    points = torch.tensor([[[[0.3, -0.2, 1.7], [-1.0, 0.4, 3.0]]]], dtype=torch.float64)   # (1, 1, 2, 3)
+    intrinsics = INTRINSICS.to(torch.float64).view(1, 4)
+    jac = _projected_pose_jacobian(points, intrinsics)[0, 0, ..., :3]
+    numeric = torch.autograd.functional.jacobian(lambda p: project(p, intrinsics, extra_dims=2)[0, 0].sum(0), points)
+    assert torch.allclose(jac, numeric[..., 0, 0, :, :].permute(1, 0, 2), atol=1e-9)
 
 
 def test_reprojection_jacobians_match_finite_differences():
