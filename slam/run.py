@@ -18,7 +18,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -85,10 +84,6 @@ class RunControl:
     @property
     def paused(self) -> bool:
         return self._paused
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop
 
     def pause(self) -> None:
         with self._condition:
@@ -160,23 +155,21 @@ class _Exporter:
 
 
 def run_slam(source: Source, config: SystemConfig, out_dir: str | Path, realtime: bool = False,
-             on_frame: Callable[[SlamSystem], None] | None = None, save_depth: bool = False,
-             control: RunControl | None = None) -> dict:
+             save_depth: bool = False, control: RunControl | None = None) -> dict:
     """Run the system on ``source`` and write the outputs to ``out_dir``. The source's resize
     option is replaced by the processing resolution. ``realtime`` drops frames whose timestamp
-    the processing has fallen behind. ``on_frame`` is called after each frame. ``control``
-    lets another thread pause, stop and export the run, and watch it (see :class:`RunControl`).
-    Returns the stats written to stats.json."""
+    the processing has fallen behind. ``control`` lets another thread pause, stop and export
+    the run, and watch it (see :class:`RunControl`). Returns the stats written to stats.json."""
     out = Path(out_dir)
     try:
-        return _run(source, config, out, realtime, on_frame, save_depth, control)
+        return _run(source, config, out, realtime, save_depth, control)
     finally:
         if control is not None:
             control.done.set()
 
 
-def _run(source: Source, config: SystemConfig, out: Path, realtime: bool,
-         on_frame: Callable[[SlamSystem], None] | None, save_depth: bool, control: RunControl | None) -> dict:
+def _run(source: Source, config: SystemConfig, out: Path, realtime: bool, save_depth: bool,
+         control: RunControl | None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     size = processing_size(source.camera.width, source.camera.height, config.frontend.pixels)
     source.options = dataclasses.replace(source.options, resize=size, depth=False)  # frames' depth unused
@@ -210,8 +203,6 @@ def _run(source: Source, config: SystemConfig, out: Path, realtime: bool,
             system.process(frame)
             if control is not None:
                 control.observe(frame, system)
-            if on_frame is not None:
-                on_frame(system)
     except (KeyboardInterrupt, Exception) as err:  # saved below, then re-raised
         stopped_by = err
         log.warning("run stopped early (%s); saving what was computed", err.__class__.__name__)
