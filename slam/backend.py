@@ -63,7 +63,7 @@ class Backend:
             poses = SE3.stack([kf.pose for kf in window]).view(1, count)
             features = torch.stack([kf.motion_features for kf in window])[None]
             depths = resize_depth(torch.stack([kf.depth for kf in window])[None], tuple(features.shape[-2:]))
-            ii, jj = all_pairs_edges(count, device=features.device, max_gap=self.config.max_gap)
+            ii, jj = all_pairs_edges(count, device=features.device)
             for _ in range(self.config.pose_steps):
                 flow = self.motion_module.flow(features, depths, poses, self.intrinsics[None], ii, jj, self.image_size)
                 poses = gauss_newton_step(poses, depths, flow.intrinsics, ii, jj, flow.targets, flow.weights)

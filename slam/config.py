@@ -63,8 +63,6 @@ class BackendConfig:
     - ``mode``: "thread" (concurrent with tracking, the live setting), "inline" (run after each
       new keyframe in the tracking thread: deterministic, for tests), or "disabled".
     - ``window``: keyframes optimised together (the oldest one is held fixed).
-    - ``max_gap``: flow edges join window keyframes at most this many apart (0 = every pair, the
-      paper's global mode); each edge costs a flow computation per pose step.
     - ``pose_steps``: Gauss-Newton steps per optimisation (flow recomputed before each).
     - ``depth_updates``: how many of the newest window keyframes get their depth recomputed
       with the refined poses after each optimisation (0 = none).
@@ -72,7 +70,6 @@ class BackendConfig:
 
     mode: str = "thread"
     window: int = 5
-    max_gap: int = 0
     pose_steps: int = 2
     depth_updates: int = 2
 
@@ -104,8 +101,6 @@ class SystemConfig:
 
         if self.backend.mode not in ("thread", "inline", "disabled"):
             raise ConfigError(f"backend.mode must be thread, inline or disabled, got {self.backend.mode!r}")
-        if self.backend.max_gap < 0:
-            raise ConfigError(f"backend.max_gap must be 0 (every pair) or positive, got {self.backend.max_gap}")
         if self.backend.window < 2 or self.frontend.init_frames < 2 or self.frontend.neighbours < 1:
             raise ConfigError("backend.window and frontend.init_frames must be at least 2, frontend.neighbours at least 1")
         low, high = self.frontend.depth_range

@@ -30,13 +30,10 @@ def keyframe_edges(num_frames: int, device: torch.device | str | None = None) ->
     return torch.zeros_like(jj), jj
 
 
-def all_pairs_edges(num_frames: int, device: torch.device | str | None = None,
-                    max_gap: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every ordered pair ``i -> j``, i != j (global mode): ``(ii, jj)`` of shape (N(N-1),);
-    with ``max_gap``, only the pairs with ``|i - j| <= max_gap`` (frames in time order)."""
+def all_pairs_edges(num_frames: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every ordered pair ``i -> j``, i != j (global mode): ``(ii, jj)`` of shape (N(N-1),)."""
     ii, jj = torch.meshgrid(torch.arange(num_frames, device=device), torch.arange(num_frames, device=device), indexing="ij")
-    gap = (ii - jj).abs()
-    keep = (gap > 0) & (gap <= (max_gap or num_frames))
+    keep = ii != jj
     return ii[keep], jj[keep]
 
 

@@ -51,7 +51,6 @@ def test_yaml_file_then_overrides(tmp_path):
     (Outer, "inner=5", "expected a section"),
     # the system's own consistency checks
     (SystemConfig, "backend.mode=sometimes", "backend.mode must be"),
-    (SystemConfig, "backend.max_gap=-1", "backend.max_gap must be"),
     (SystemConfig, "backend.window=1", "backend.window and frontend.init_frames"),
     (SystemConfig, "frontend.init_depth=20", "init_depth"),
 ])

@@ -148,10 +148,3 @@ def test_batched_float32():
         poses = gauss_newton_step(poses, depths, INTRINSICS.float().expand(2, 4), ii, jj, targets, torch.ones_like(targets))
     assert pose_error(poses, truth)[:, 1:].max() < 1e-3
 
-
-def test_all_pairs_edges_can_keep_only_near_pairs():
-    ii, jj = all_pairs_edges(5)
-    assert len(ii) == 20 and bool((ii != jj).all())
-    ii, jj = all_pairs_edges(5, max_gap=1)
-    assert sorted(zip(ii.tolist(), jj.tolist())) == [(0, 1), (1, 0), (1, 2), (2, 1), (2, 3), (3, 2), (3, 4), (4, 3)]
-    assert len(all_pairs_edges(5, max_gap=2)[0]) == 14
