@@ -1,7 +1,10 @@
 """The backend: on a sliding window of the newest keyframes, global pose optimization (the motion
 module on every keyframe pair, one joint Gauss-Newton solve with the oldest keyframe fixed) and
-depth updates (the depth module with the other window keyframes as neighbours), written back to
-the map. Runs in its own thread, or inline after each keyframe.
+depth updates, written back to the map. Depth is updated by a dense bundle adjustment in the same
+solve (each keyframe's per-pixel depth moves with the poses to fit the motion module's
+correspondences, on a coarser grid; the change is applied to the full-resolution depth as a
+ratio), and/or by the depth module with the other window keyframes as neighbours. Runs in its own
+thread, or inline after each keyframe.
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ import threading
 import time
 
 import torch
+import torch.nn.functional as F
 
 from networks.deepv2d import resize_depth
 from networks.interfaces import DepthModule, MotionModule
 from slam.config import BackendConfig
 from slam.lie import SE3
 from slam.map import Keyframe, MapState
-from slam.solver import all_pairs_edges, gauss_newton_step
+from slam.geometry import MIN_DEPTH
+from slam.solver import all_pairs_edges, bundle_adjustment_step, gauss_newton_step, pool_correspondences
 
 log = logging.getLogger(__name__)
 
@@ -62,25 +67,44 @@ class Backend:
         with torch.no_grad():
             poses = SE3.stack([kf.pose for kf in window]).view(1, count)
             features = torch.stack([kf.motion_features for kf in window])[None]
-            depths = resize_depth(torch.stack([kf.depth for kf in window])[None], tuple(features.shape[-2:]))
+            full_depths = torch.stack([kf.depth for kf in window])
+            feature_size = tuple(features.shape[-2:])
+            feature_depths = resize_depth(full_depths[None], feature_size).clamp(min=MIN_DEPTH)
+            depths = feature_depths
+            pool = self.config.bundle_pool
+            start_depths = resize_depth(feature_depths, (feature_size[0] // pool, feature_size[1] // pool))
+            coarse_depths = start_depths
             ii, jj = all_pairs_edges(count, device=features.device)
             for _ in range(self.config.pose_steps):
                 flow = self.motion_module.flow(features, depths, poses, self.intrinsics[None], ii, jj, self.image_size)
-                poses = gauss_newton_step(poses, depths, flow.intrinsics, ii, jj, flow.targets, flow.weights)
+                if self.config.bundle_adjustment:
+                    targets, weights, intrinsics = pool_correspondences(flow.targets, flow.weights, flow.intrinsics, pool)
+                    for _ in range(self.config.bundle_iterations):
+                        poses, coarse_depths = bundle_adjustment_step(poses, coarse_depths, intrinsics, ii, jj, targets,
+                                                                      weights, start_depths, self.config.depth_prior)
+                    depths = feature_depths * F.interpolate(coarse_depths / start_depths, size=feature_size,
+                                                            mode="bilinear", align_corners=False)
+                else:
+                    poses = gauss_newton_step(poses, depths, flow.intrinsics, ii, jj, flow.targets, flow.weights)
             new_depths = new_confidences = None
+            if self.config.bundle_adjustment:
+                ratio = F.interpolate(coarse_depths / start_depths, size=tuple(full_depths.shape[-2:]), mode="bilinear",
+                                      align_corners=False)[0]
+                new_depths = full_depths * ratio
             if self.config.depth_updates > 0:
-                new_depths, new_confidences = self._update_depths(window, poses)
+                new_depths, new_confidences = self._update_depths(window, poses, new_depths)
         self.map.update_keyframes([kf.id for kf in window], poses[0], new_depths, new_confidences)
         self.passes += 1
         self.seconds += time.perf_counter() - start
         return True
 
-    def _update_depths(self, window: list[Keyframe], poses: SE3) -> tuple[torch.Tensor, torch.Tensor]:
+    def _update_depths(self, window: list[Keyframe], poses: SE3, current: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """The newest ``config.depth_updates`` window keyframes' depths with the other window
-        keyframes as neighbours; where the new estimate is not confident the current depth stays
-        (the older keyframes keep theirs)."""
+        keyframes as neighbours; where the new estimate is not confident the ``current`` (K, H, W)
+        depth stays (None: the keyframes' own), and the older keyframes keep theirs."""
         features = torch.stack([kf.depth_features for kf in window])
-        depths = [kf.depth for kf in window]
+        depths = list(current) if current is not None else [kf.depth for kf in window]
         confidences = [kf.confidence for kf in window]
         for k in range(max(0, len(window) - self.config.depth_updates), len(window)):
             keyframe = window[k]
@@ -88,7 +112,7 @@ class Backend:
             estimate = self.depth_module.depth(features[order][None], SE3(poses.data[:, order]), self.intrinsics[None],
                                                self.image_size)
             confident = (estimate.confidence[0] > CONFIDENT_DEPTH) & (estimate.depth[0] > 0)
-            depths[k] = torch.where(confident, estimate.depth[0], keyframe.depth)
+            depths[k] = torch.where(confident, estimate.depth[0], depths[k])
             confidences[k] = torch.maximum(torch.where(confident, estimate.confidence[0], torch.zeros_like(keyframe.depth)),
                                            keyframe.confidence)
         return torch.stack(depths), torch.stack(confidences)

@@ -64,14 +64,25 @@ class BackendConfig:
       new keyframe in the tracking thread: deterministic, for tests), or "disabled".
     - ``window``: keyframes optimised together (the oldest one is held fixed).
     - ``pose_steps``: Gauss-Newton steps per optimisation (flow recomputed before each).
+    - ``bundle_adjustment``: each Gauss-Newton step also refines every window keyframe's
+      per-pixel depth (dense bundle adjustment on the motion module's targets, held near the
+      depth the pass started from by ``depth_prior``; see slam.solver.bundle_adjustment_step).
+    - ``depth_prior``: weight of that prior (squared pixels per squared relative depth change).
+    - ``bundle_pool``: the bundle adjustment works on a grid this many times coarser than the
+      motion module's (block means of its targets; 1 = its own grid).
+    - ``bundle_iterations``: bundle adjustment steps per flow computation.
     - ``depth_updates``: how many of the newest window keyframes get their depth recomputed
-      with the refined poses after each optimisation (0 = none).
+      by the depth module with the refined poses after each optimisation (0 = none).
     """
 
     mode: str = "thread"
     window: int = 5
-    pose_steps: int = 2
-    depth_updates: int = 2
+    pose_steps: int = 1
+    bundle_adjustment: bool = True
+    depth_prior: float = 10.0
+    bundle_pool: int = 2
+    bundle_iterations: int = 2
+    depth_updates: int = 0
 
 
 @dataclass(frozen=True)
