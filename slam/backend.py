@@ -15,15 +15,14 @@ import threading
 import time
 
 import torch
-import torch.nn.functional as F
 
 from networks.deepv2d import resize_depth
 from networks.interfaces import DepthModule, MotionModule
+from slam.bundle import BundleAdjuster
 from slam.config import BackendConfig
 from slam.lie import SE3
 from slam.map import Keyframe, MapState
-from slam.geometry import MIN_DEPTH
-from slam.solver import all_pairs_edges, bundle_adjustment_step, gauss_newton_step, pool_correspondences
+from slam.solver import all_pairs_edges, gauss_newton_step
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +38,9 @@ class Backend:
     """Window optimisation over the map's newest keyframes (see the module docstring)."""
 
     def __init__(self, depth_module: DepthModule, motion_module: MotionModule, map_state: MapState,
-                 config: BackendConfig, intrinsics: torch.Tensor, image_size: tuple[int, int]):
+                 config: BackendConfig, intrinsics: torch.Tensor, image_size: tuple[int, int], bundle: BundleAdjuster):
         self.depth_module = depth_module
+        self.bundle = bundle
         self.motion_module = motion_module
         self.map = map_state
         self.config = config
@@ -64,39 +64,36 @@ class Backend:
             return False
         start = time.perf_counter()
         count = len(window)
-        with torch.no_grad():
-            poses = SE3.stack([kf.pose for kf in window]).view(1, count)
-            features = torch.stack([kf.motion_features for kf in window])[None]
-            full_depths = torch.stack([kf.depth for kf in window])
-            feature_size = tuple(features.shape[-2:])
-            feature_depths = resize_depth(full_depths[None], feature_size).clamp(min=MIN_DEPTH)
-            depths = feature_depths
-            pool = self.config.bundle_pool
-            start_depths = resize_depth(feature_depths, (feature_size[0] // pool, feature_size[1] // pool))
-            coarse_depths = start_depths
-            ii, jj = all_pairs_edges(count, device=features.device)
-            for _ in range(self.config.pose_steps):
-                flow = self.motion_module.flow(features, depths, poses, self.intrinsics[None], ii, jj, self.image_size)
-                if self.config.bundle_adjustment:
-                    targets, weights, intrinsics = pool_correspondences(flow.targets, flow.weights, flow.intrinsics, pool)
-                    for _ in range(self.config.bundle_iterations):
-                        poses, coarse_depths = bundle_adjustment_step(poses, coarse_depths, intrinsics, ii, jj, targets,
-                                                                      weights, start_depths, self.config.depth_prior)
-                    depths = feature_depths * F.interpolate(coarse_depths / start_depths, size=feature_size,
-                                                            mode="bilinear", align_corners=False)
-                else:
-                    poses = gauss_newton_step(poses, depths, flow.intrinsics, ii, jj, flow.targets, flow.weights)
-            new_depths = new_confidences = None
-            if self.config.bundle_adjustment:
-                ratio = F.interpolate(coarse_depths / start_depths, size=tuple(full_depths.shape[-2:]), mode="bilinear",
-                                      align_corners=False)[0]
-                new_depths = full_depths * ratio
-            if self.config.depth_updates > 0:
+        poses = SE3.stack([kf.pose for kf in window])
+        features = torch.stack([kf.motion_features for kf in window])
+        depths = torch.stack([kf.depth for kf in window])
+        ii, jj = all_pairs_edges(count, device=features.device)
+        new_depths = new_confidences = None
+        if self.config.bundle_adjustment:
+            poses, new_depths = self.bundle.refine(features, depths, poses, ii, jj, num_fixed=1,
+                                                   flow_steps=self.config.pose_steps)
+        else:
+            poses = self._optimise_poses(features, depths, poses, ii, jj)
+        if self.config.depth_updates > 0:
+            with torch.no_grad():
                 new_depths, new_confidences = self._update_depths(window, poses, new_depths)
-        self.map.update_keyframes([kf.id for kf in window], poses[0], new_depths, new_confidences)
+        self.map.update_keyframes([kf.id for kf in window], poses, new_depths, new_confidences)
         self.passes += 1
         self.seconds += time.perf_counter() - start
         return True
+
+    def _optimise_poses(self, features: torch.Tensor, depths: torch.Tensor, poses: SE3, ii: torch.Tensor,
+                        jj: torch.Tensor) -> SE3:
+        """Pose-only global optimization of the window (depths held): SE3 (N,) world-to-camera
+        from (N, C, h, w) motion features, (N, H, W) depths and SE3 (N,) poses."""
+        small = resize_depth(depths[None], tuple(features.shape[-2:]))
+        poses = poses[None]
+        with torch.no_grad():
+            for _ in range(self.config.pose_steps):
+                flow = self.motion_module.flow(features[None], small, poses, self.intrinsics[None], ii, jj,
+                                               self.image_size)
+                poses = gauss_newton_step(poses, small, flow.intrinsics, ii, jj, flow.targets, flow.weights)
+        return poses[0]
 
     def _update_depths(self, window: list[Keyframe], poses: SE3, current: torch.Tensor | None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,7 +106,7 @@ class Backend:
         for k in range(max(0, len(window) - self.config.depth_updates), len(window)):
             keyframe = window[k]
             order = [k] + [m for m in range(len(window)) if m != k]
-            estimate = self.depth_module.depth(features[order][None], SE3(poses.data[:, order]), self.intrinsics[None],
+            estimate = self.depth_module.depth(features[order][None], SE3(poses.data[order][None]), self.intrinsics[None],
                                                self.image_size)
             confident = (estimate.confidence[0] > CONFIDENT_DEPTH) & (estimate.depth[0] > 0)
             depths[k] = torch.where(confident, estimate.depth[0], depths[k])

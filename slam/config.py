@@ -41,6 +41,9 @@ class FrontendConfig:
     - ``init_depth``: the constant depth the cold start begins from (sets the map's arbitrary scale).
     - ``depth_range``: (min, max) depth hypotheses, in the map's units.
     - ``neighbours``: frames used with a new keyframe to compute its depth.
+    - ``refine_keyframes``: a new keyframe's pose and depth are refined by dense bundle
+      adjustment against this many of the newest keyframes before tracking uses them (0 = off;
+      the solver settings are the backend's ``depth_prior``, ``bundle_pool``, ``bundle_iterations``).
     """
 
     pixels: int = 76800
@@ -54,6 +57,7 @@ class FrontendConfig:
     init_depth: float = 2.0
     depth_range: tuple[float, float] = (0.2, 10.0)
     neighbours: int = 4
+    refine_keyframes: int = 4
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,12 @@ class BackendConfig:
     - ``pose_steps``: Gauss-Newton steps per optimisation (flow recomputed before each).
     - ``bundle_adjustment``: each Gauss-Newton step also refines every window keyframe's
       per-pixel depth (dense bundle adjustment on the motion module's targets, held near the
-      depth the pass started from by ``depth_prior``; see slam.solver.bundle_adjustment_step).
+      depth the pass started from by ``depth_prior``; see slam.bundle). False: poses only.
     - ``depth_prior``: weight of that prior (squared pixels per squared relative depth change).
     - ``bundle_pool``: the bundle adjustment works on a grid this many times coarser than the
       motion module's (block means of its targets; 1 = its own grid).
-    - ``bundle_iterations``: bundle adjustment steps per flow computation.
+    - ``bundle_iterations``: bundle adjustment steps per flow computation (``pose_steps`` flow
+      computations per pass).
     - ``depth_updates``: how many of the newest window keyframes get their depth recomputed
       by the depth module with the refined poses after each optimisation (0 = none).
     """
@@ -114,6 +119,11 @@ class SystemConfig:
             raise ConfigError(f"backend.mode must be thread, inline or disabled, got {self.backend.mode!r}")
         if self.backend.window < 2 or self.frontend.init_frames < 2 or self.frontend.neighbours < 1:
             raise ConfigError("backend.window and frontend.init_frames must be at least 2, frontend.neighbours at least 1")
+        if self.frontend.refine_keyframes < 0 or self.backend.bundle_iterations < 1 or self.backend.depth_prior <= 0:
+            raise ConfigError("need frontend.refine_keyframes >= 0, backend.bundle_iterations >= 1 and "
+                              "backend.depth_prior > 0")
+        if self.backend.bundle_pool not in (1, 2, 4, 8):
+            raise ConfigError(f"backend.bundle_pool must be 1, 2, 4 or 8, got {self.backend.bundle_pool}")
         low, high = self.frontend.depth_range
         if not 0 < low < self.frontend.init_depth < high:
             raise ConfigError(f"need 0 < depth_range min < init_depth < depth_range max, got {low}, "

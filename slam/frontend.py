@@ -17,6 +17,7 @@ import torch
 
 from networks.deepv2d import AlternationConfig, DeepV2D, resize_depth
 from networks.interfaces import DepthModule, MotionModule
+from slam.bundle import BundleAdjuster
 from slam.config import FrontendConfig
 from slam.frame import Frame
 from slam.geometry import MIN_DEPTH, backproject, pixel_grid, project, reproject
@@ -73,8 +74,9 @@ class Frontend:
 
     def __init__(self, depth_module: DepthModule, motion_module: MotionModule, map_state: MapState,
                  config: FrontendConfig, intrinsics: torch.Tensor, image_size: tuple[int, int],
-                 device: torch.device, on_keyframe: Callable[[Keyframe], None] | None = None):
+                 device: torch.device, bundle: BundleAdjuster, on_keyframe: Callable[[Keyframe], None] | None = None):
         self.depth_module = depth_module
+        self.bundle = bundle
         self.motion_module = motion_module
         self.map = map_state
         self.config = config
@@ -227,10 +229,28 @@ class Frontend:
             self.on_keyframe(keyframe)
         return keyframe
 
+    def _refine(self, pose: SE3, depth: torch.Tensor, motion_features: torch.Tensor) -> tuple[SE3, torch.Tensor]:
+        """A new keyframe's world-to-camera pose and (H, W) depth, refined by a dense bundle
+        adjustment against the newest ``config.refine_keyframes`` keyframes (held fixed): their
+        correspondences correct the depth where the depth module is wrong, before any frame is
+        tracked on it."""
+        previous = [kf for kf in self.map.keyframe_list()[-self.config.refine_keyframes:] if kf.motion_features is not None]
+        if not previous:
+            return pose, depth
+        count = len(previous) + 1
+        poses = SE3.stack([kf.pose for kf in previous] + [pose])
+        features = torch.stack([kf.motion_features for kf in previous] + [motion_features])
+        depths = torch.stack([kf.depth for kf in previous] + [depth])
+        ii = torch.full((count - 1,), count - 1, dtype=torch.long, device=self.device)
+        jj = torch.arange(count - 1, device=self.device)
+        poses, depths = self.bundle.refine(features, depths, poses, ii, jj, num_fixed=count - 1, flow_steps=1)
+        return poses[-1], depths[-1]
+
     def _new_keyframe(self, frame: Frame, image: torch.Tensor, pose: SE3, motion_features: torch.Tensor) -> None:
         """Make the frame a keyframe: depth from the depth module with the previous keyframe and
         recent frames as neighbours, falling back to the previous keyframe's depth carried over
-        (forward-splatted) where the new estimate is not confident."""
+        (forward-splatted) where the new estimate is not confident; then pose and depth refined
+        against the newest keyframes (:meth:`_refine`)."""
         previous = self.keyframe
         neighbours = [(previous.image, previous.pose)]
         recent = list(self._recent)[::-1]
@@ -249,6 +269,8 @@ class Frontend:
         depth = torch.where(confident | (carried <= 0), estimate.depth[0], carried)
         depth = fill_invalid(depth, self.config.init_depth)
         confidence = torch.where(confident, estimate.confidence[0], torch.zeros_like(depth))
+        if self.config.refine_keyframes > 0:
+            pose, depth = self._refine(pose, depth, motion_features)
         keyframe = self._add_keyframe(frame, image, pose, depth, confidence, motion_features, encoded[0, 0])
         self.map.add_frame(FrameRecord(frame.index, frame.timestamp, keyframe.id, SE3.identity(device=self.device),
                                        "keyframe"))

@@ -16,6 +16,7 @@ import torch
 import weights
 from networks.factory import build_depth_module, build_motion_module, load_checkpoint
 from slam.backend import Backend, BackendThread
+from slam.bundle import BundleAdjuster
 from slam.camera import Camera
 from slam.config import SystemConfig
 from slam.configuration import override
@@ -61,10 +62,14 @@ class SlamSystem:
         self.motion_module = build_motion_module(config.modules.motion, self.image_size, checkpoint, self.device)
         intrinsics = torch.from_numpy(self.processing_camera.intrinsics).to(self.device)
         self.map = MapState()
-        self.backend = Backend(self.depth_module, self.motion_module, self.map, config.backend, intrinsics, self.image_size)
+        backend = config.backend
+        bundle = BundleAdjuster(self.motion_module, intrinsics, self.image_size, backend.depth_prior, backend.bundle_pool,
+                                backend.bundle_iterations)
+        self.backend = Backend(self.depth_module, self.motion_module, self.map, backend, intrinsics, self.image_size,
+                               bundle)
         self._thread = BackendThread(self.backend) if config.backend.mode == "thread" else None
         self.frontend = Frontend(self.depth_module, self.motion_module, self.map, config.frontend, intrinsics,
-                                 self.image_size, self.device, on_keyframe=self._on_keyframe)
+                                 self.image_size, self.device, bundle, on_keyframe=self._on_keyframe)
         self.frontend_seconds = 0.0
         self.frames_processed = 0
         if self._thread is not None:

@@ -52,6 +52,8 @@ def test_yaml_file_then_overrides(tmp_path):
     # the system's own consistency checks
     (SystemConfig, "backend.mode=sometimes", "backend.mode must be"),
     (SystemConfig, "backend.window=1", "backend.window and frontend.init_frames"),
+    (SystemConfig, "frontend.refine_keyframes=-1", "frontend.refine_keyframes >= 0"),
+    (SystemConfig, "backend.bundle_pool=3", "backend.bundle_pool must be 1, 2, 4 or 8"),
     (SystemConfig, "frontend.init_depth=20", "init_depth"),
 ])
 def test_bad_overrides_name_the_problem(config, assignment, message):
