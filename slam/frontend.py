@@ -234,13 +234,15 @@ class Frontend:
         adjustment against the newest ``config.refine_keyframes`` keyframes (held fixed): their
         correspondences correct the depth where the depth module is wrong, before any frame is
         tracked on it."""
-        previous = [kf for kf in self.map.keyframe_list()[-self.config.refine_keyframes:] if kf.motion_features is not None]
+        # (pose, features, depth) read once each: the backend may compact or update a keyframe meanwhile
+        newest = self.map.keyframe_list()[-self.config.refine_keyframes:]
+        previous = [item for item in ((kf.pose, kf.motion_features, kf.depth) for kf in newest) if item[1] is not None]
         if not previous:
             return pose, depth
         count = len(previous) + 1
-        poses = SE3.stack([kf.pose for kf in previous] + [pose])
-        features = torch.stack([kf.motion_features for kf in previous] + [motion_features])
-        depths = torch.stack([kf.depth for kf in previous] + [depth])
+        poses = SE3.stack([item[0] for item in previous] + [pose])
+        features = torch.stack([item[1] for item in previous] + [motion_features])
+        depths = torch.stack([item[2].float() for item in previous] + [depth])
         ii = torch.full((count - 1,), count - 1, dtype=torch.long, device=self.device)
         jj = torch.arange(count - 1, device=self.device)
         poses, depths = self.bundle.refine(features, depths, poses, ii, jj, num_fixed=count - 1, flow_steps=1)
