@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from networks.interfaces import scale_intrinsics
 from slam.geometry import reproject
 from slam.lie import SE3
 
@@ -110,6 +111,18 @@ def _solve_free_poses(H: torch.Tensor, g: torch.Tensor, num_fixed: int, damping:
     return torch.where(ok[:, None, None], xi, torch.zeros_like(xi))
 
 
+def _check_num_fixed(num_fixed: int, num_frames: int) -> None:
+    if not 1 <= num_fixed < num_frames:
+        raise ValueError(f"num_fixed must be in [1, {num_frames - 1}], got {num_fixed}")
+
+
+def _retract_free(poses: SE3, xi: torch.Tensor, num_fixed: int) -> SE3:
+    """SE3 (B, N): ``exp(xi_k) G_k`` for the free poses (xi: (B, N - num_fixed, 6)), the first
+    ``num_fixed`` unchanged."""
+    updated = poses[:, num_fixed:].retr(xi)
+    return SE3(torch.cat([poses.data[:, :num_fixed], updated.data], dim=1))
+
+
 def gauss_newton_step(poses: SE3, depths: torch.Tensor, intrinsics: torch.Tensor, ii: torch.Tensor, jj: torch.Tensor,
                       targets: torch.Tensor, weights: torch.Tensor, num_fixed: int = 1, damping: float = 1e-4,
                       epsilon: float = 1e-4) -> SE3:
@@ -131,13 +144,11 @@ def gauss_newton_step(poses: SE3, depths: torch.Tensor, intrinsics: torch.Tensor
     differentiable with respect to every tensor input.
     """
     num_frames = poses.shape[1]
-    if not 1 <= num_fixed < num_frames:
-        raise ValueError(f"num_fixed must be in [1, {num_frames - 1}], got {num_fixed}")
+    _check_num_fixed(num_fixed, num_frames)
     H_edge, g_edge, _ = _edge_systems(poses, depths, intrinsics, ii, jj, targets, weights)
     H, g = _pose_system(H_edge, g_edge, ii, jj, num_frames)
     xi = _solve_free_poses(H, g, num_fixed, damping, epsilon)
-    updated = poses[:, num_fixed:].retr(xi)
-    return SE3(torch.cat([poses.data[:, :num_fixed], updated.data], dim=1))
+    return _retract_free(poses, xi, num_fixed)
 
 
 def bundle_adjustment_step(poses: SE3, depths: torch.Tensor, intrinsics: torch.Tensor, ii: torch.Tensor,
@@ -158,8 +169,7 @@ def bundle_adjustment_step(poses: SE3, depths: torch.Tensor, intrinsics: torch.T
     moves at most by a factor of 2 per step.
     """
     batch, num_frames = poses.shape
-    if not 1 <= num_fixed < num_frames:
-        raise ValueError(f"num_fixed must be in [1, {num_frames - 1}], got {num_fixed}")
+    _check_num_fixed(num_fixed, num_frames)
     pixels = depths.shape[-2] * depths.shape[-1]
     H_edge, g_edge, (E_edge, C_edge, gz_edge) = _edge_systems(poses, depths, intrinsics, ii, jj, targets, weights,
                                                               with_depth=True)
@@ -172,8 +182,9 @@ def bundle_adjustment_step(poses: SE3, depths: torch.Tensor, intrinsics: torch.T
     C = C * (1.0 + damping) + epsilon
     # pose-depth coupling of frame i's pixels with every pose: (B, N frames, N poses, 6, P)
     E = torch.zeros(batch, num_frames, num_frames, 6, pixels, dtype=z.dtype, device=z.device)
-    E = E.index_put((torch.arange(batch)[:, None], ii[None], ii[None]), E_edge[:, :, :6], accumulate=True)
-    E = E.index_put((torch.arange(batch)[:, None], ii[None], jj[None]), E_edge[:, :, 6:], accumulate=True)
+    batch_index = torch.arange(batch, device=z.device)[:, None]
+    E = E.index_put((batch_index, ii[None], ii[None]), E_edge[:, :, :6], accumulate=True)
+    E = E.index_put((batch_index, ii[None], jj[None]), E_edge[:, :, 6:], accumulate=True)
     E = E.reshape(batch, num_frames, 6 * num_frames, pixels)
     E_scaled = E / C[:, :, None]
     H = H - (E_scaled @ E.transpose(-1, -2)).sum(1).view(batch, num_frames, 6, num_frames, 6)
@@ -182,8 +193,7 @@ def bundle_adjustment_step(poses: SE3, depths: torch.Tensor, intrinsics: torch.T
     xi_all = torch.cat([torch.zeros_like(xi[:, :1]).expand(batch, num_fixed, 6), xi], dim=1).reshape(batch, 1, -1)
     dz = (g_z - (xi_all.unsqueeze(1) @ E).squeeze(-2)) / C
     z_new = torch.minimum(torch.maximum(z + dz, 0.5 * z), 2.0 * z)
-    updated = poses[:, num_fixed:].retr(xi)
-    return SE3(torch.cat([poses.data[:, :num_fixed], updated.data], dim=1)), (1.0 / z_new).view_as(depths)
+    return _retract_free(poses, xi, num_fixed), (1.0 / z_new).view_as(depths)
 
 
 def pool_correspondences(targets: torch.Tensor, weights: torch.Tensor, intrinsics: torch.Tensor, factor: int
@@ -206,6 +216,4 @@ def pool_correspondences(targets: torch.Tensor, weights: torch.Tensor, intrinsic
 
     mean_weight = pool(weights)
     mean_target = pool(weights * targets) / mean_weight.clamp(min=1e-12)
-    fx, fy, cx, cy = intrinsics.unbind(-1)
-    coarse = torch.stack([fx / factor, fy / factor, (cx + 0.5) / factor - 0.5, (cy + 0.5) / factor - 0.5], dim=-1)
-    return (mean_target + 0.5) / factor - 0.5, mean_weight.contiguous(), coarse
+    return (mean_target + 0.5) / factor - 0.5, mean_weight.contiguous(), scale_intrinsics(intrinsics, factor)
