@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -116,12 +117,13 @@ class Backend:
 
 
 class BackendThread(threading.Thread):
-    """Runs :meth:`Backend.optimise` whenever a new keyframe arrives, until stopped; errors are
-    kept in ``error`` for the main thread to report."""
+    """Runs ``work`` (a backend pass: :meth:`Backend.optimise` and what follows it) whenever a
+    new keyframe arrives, until stopped; errors are kept in ``error`` for the main thread to
+    report."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, work: Callable[[], object]):
         super().__init__(name="v2d-backend", daemon=True)
-        self.backend = backend
+        self.work = work
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self.error: BaseException | None = None
@@ -145,7 +147,7 @@ class BackendThread(threading.Thread):
                     continue
                 self._wake.clear()
                 if not self._stopping.is_set():
-                    self.backend.optimise()
+                    self.work()
         except BaseException as err:  # reported by the main thread; the frontend's work is kept
             self.error = err
             log.exception("backend failed")

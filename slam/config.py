@@ -92,14 +92,23 @@ class BackendConfig:
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """Point cloud and mesh from keyframe depths (see slam.fusion). ``mesh_resolution``: TSDF
-    voxels per median keyframe depth (memory grows with its cube: 100 took 4 GB more than 50 on
-    the 150-frame HoloLens scene). ``mesh_depth_limit``: depths beyond this many median keyframe
-    depths are left out of the mesh (far, unreliable monocular depth grows the volume)."""
+    """Point cloud and mesh from keyframe depths, fused as keyframes become final (see
+    slam.streaming and slam.fusion).
+
+    - ``min_confidence``: depths less confident are left out; ``consistency_views``: nearby
+      keyframes that must confirm a point (see slam.fusion).
+    - ``voxel_size``: the point cloud's voxel (one point per voxel, the mean of those inside) in
+      the map's units; None: the median keyframe depth / ``point_resolution``.
+    - ``mesh_resolution``: TSDF voxels per median keyframe depth (memory grows with its cube:
+      100 took 4 GB more than 50 on the 150-frame HoloLens scene).
+    - ``mesh_depth_limit``: depths beyond this many median keyframe depths are left out of the
+      mesh (far, unreliable monocular depth grows the volume).
+    """
 
     min_confidence: float = 0.3
     consistency_views: int = 1
     voxel_size: float | None = None
+    point_resolution: float = 200.0
     mesh: bool = True
     mesh_resolution: float = 50.0
     mesh_depth_limit: float = 3.0
@@ -124,6 +133,11 @@ class SystemConfig:
                               "backend.depth_prior > 0")
         if self.backend.bundle_pool not in (1, 2, 4, 8):
             raise ConfigError(f"backend.bundle_pool must be 1, 2, 4 or 8, got {self.backend.bundle_pool}")
+        fusion = self.fusion
+        if fusion.point_resolution <= 0 or fusion.mesh_resolution <= 0 or fusion.mesh_depth_limit <= 0 or (
+                fusion.voxel_size is not None and fusion.voxel_size <= 0):
+            raise ConfigError("fusion.point_resolution, fusion.mesh_resolution, fusion.mesh_depth_limit and "
+                              "fusion.voxel_size (when set) must be > 0")
         low, high = self.frontend.depth_range
         if not 0 < low < self.frontend.init_depth < high:
             raise ConfigError(f"need 0 < depth_range min < init_depth < depth_range max, got {low}, "

@@ -1,6 +1,6 @@
 """Writers for the geometry a run exports: the fused point cloud and the mesh as binary PLY
-(little-endian; readable by Open3D, MeshLab and CloudCompare), and keyframe depth maps as 16-bit
-PNG (TUM convention, value / scale = metres).
+(little-endian; readable by Open3D, MeshLab and CloudCompare), and keyframe depth maps as numpy
+arrays (map units) or 16-bit PNG (TUM convention, value / scale = metres).
 
 The PLY writer is our own (a header and numpy records): Open3D refuses to write an empty cloud
 or mesh, and a run that tracked nothing must still leave valid files. An empty cloud or mesh is
@@ -120,3 +120,15 @@ def write_depth_png(path: str | Path, depth: np.ndarray, scale: float = TUM_DEPT
         raise ExportError(f"cannot write {path}: {err}") from None
     if not written:
         raise ExportError(f"cannot write {path} (check the folder's permissions and that the name ends in .png)")
+
+
+def write_depth_npy(folder: str | Path, frame_index: int, depth: np.ndarray) -> Path:
+    """Write a keyframe's (H, W) depth (map units, 0 = unknown) as float32
+    ``folder/NNNNNN.npy``, NNNNNN the keyframe's frame index; returns the path."""
+    path = Path(folder) / f"{frame_index:06d}.npy"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, np.asarray(depth, dtype=np.float32))
+    except OSError as err:
+        raise ExportError(f"cannot write {path}: {err.strerror or err}") from None
+    return path

@@ -23,9 +23,11 @@ depth, so every default works at any scale.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -387,12 +389,35 @@ class PointCloudFuser:
                          ) -> PointCloud | VoxelSums:
         """The world points, colours (and normals) of ``entry``'s consistent pixels, as voxel
         sums when the fuser downsamples."""
-        source = _Source(entry.keyframe, self.min_confidence)
-        keep = source.consistent([self._witness(n) for n in neighbours], required, self.max_reprojection_depth_error)
-        colours = entry.keyframe.image.reshape(-1, 3)[source.pixel_index[keep]]
-        normals = source.normals()[keep] if self.estimate_normals else None
-        points = PointCloud(source.world_points[keep], colours, normals)
+        points = _consistent_points(entry.keyframe, [self._witness(n) for n in neighbours], required,
+                                    self.min_confidence, self.max_reprojection_depth_error, self.estimate_normals)
         return points if self.voxel_size is None else VoxelSums.of(points, self.voxel_size)
+
+
+def _consistent_points(keyframe: FusionKeyframe, witnesses: Sequence[_Witness], required: int, min_confidence: float,
+                       max_relative_error: float, estimate_normals: bool) -> PointCloud:
+    """The world points, colours (and normals) of ``keyframe``'s pixels that are valid, confident
+    and confirmed by at least ``required`` of ``witnesses``."""
+    source = _Source(keyframe, min_confidence)
+    keep = source.consistent(witnesses, required, max_relative_error)
+    colours = keyframe.image.reshape(-1, 3)[source.pixel_index[keep]]
+    normals = source.normals()[keep] if estimate_normals else None
+    return PointCloud(source.world_points[keep], colours, normals)
+
+
+def keyframe_points(keyframe: FusionKeyframe, candidates: Sequence[FusionKeyframe], min_confidence: float = 0.5,
+                    consistency_views: int = 2, num_neighbours: int = 6, max_reprojection_depth_error: float = 0.05
+                    ) -> PointCloud:
+    """The world-frame cloud of one keyframe's confident pixels that its ``num_neighbours``
+    nearest ``candidates`` (other keyframes, by :func:`viewpoint_distances`) confirm: at least
+    ``consistency_views`` of them, or all of them when there are fewer candidates (the
+    module's consistency test, for a keyframe fused on its own)."""
+    _check_consistency_settings(consistency_views, num_neighbours, max_reprojection_depth_error)
+    others = [kf for kf in candidates if kf.id != keyframe.id]
+    nearest = nearest_neighbours([keyframe, *others], num_neighbours)[0]
+    witnesses = [_Witness(others[j - 1], min_confidence) for j in nearest]
+    required = _required_views(consistency_views, len(others) + 1)
+    return _consistent_points(keyframe, witnesses, required, min_confidence, max_reprojection_depth_error, False)
 
 
 def fuse_point_cloud(keyframes: Sequence[FusionKeyframe], min_confidence: float = 0.5, consistency_views: int = 2,
@@ -410,6 +435,83 @@ def fuse_point_cloud(keyframes: Sequence[FusionKeyframe], min_confidence: float 
     for keyframe in keyframes:
         fuser.add(keyframe)
     return fuser.cloud()
+
+
+class TsdfVolume:
+    """A coloured TSDF volume (Open3D ``t.geometry.VoxelBlockGrid`` on the CPU, world frame)
+    that keyframes are integrated into one at a time and a mesh extracted from at any time.
+
+    ``voxel_length`` and ``sdf_trunc`` in the map's units; depths at or beyond ``depth_max``
+    are ignored. Each keyframe adds weight 1 to the voxels it sees."""
+
+    def __init__(self, voxel_length: float, sdf_trunc: float, depth_max: float):
+        import open3d as o3d
+        import open3d.core as o3c
+
+        if voxel_length <= 0 or sdf_trunc <= 0 or depth_max <= 0:
+            raise ValueError(f"voxel_length, sdf_trunc and depth_max must be > 0, got {voxel_length}, {sdf_trunc} "
+                             f"and {depth_max}")
+        self.voxel_length, self.sdf_trunc, self.depth_max = float(voxel_length), float(sdf_trunc), float(depth_max)
+        #: keyframes integrated so far
+        self.integrated = 0
+        self._grid = o3d.t.geometry.VoxelBlockGrid(
+            attr_names=["tsdf", "weight", "color"], attr_dtypes=[o3c.float32, o3c.float32, o3c.float32],
+            attr_channels=[[1], [1], [3]], voxel_size=self.voxel_length, block_resolution=_BLOCK_RESOLUTION,
+            block_count=1000, device=o3c.Device("CPU:0"))
+
+    def integrate(self, keyframe: FusionKeyframe, depth: np.ndarray) -> bool:
+        """Integrate ``depth`` ((H, W) float32, 0 = invalid; the keyframe's own or a masked copy)
+        seen from ``keyframe``'s pose with its colours. Returns False, integrating nothing, when
+        no valid depth is nearer than ``depth_max`` or it touches no voxel block (Open3D refuses
+        such a view, e.g. a few scattered depths)."""
+        import open3d as o3d
+        import open3d.core as o3c
+
+        if not np.any((depth > 0) & (depth < self.depth_max)):
+            return False
+        fx, fy, cx, cy = keyframe.intrinsics
+        intrinsic = o3c.Tensor(np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]]), o3c.float64)
+        extrinsic = o3c.Tensor(np.linalg.inv(keyframe.pose), o3c.float64)  # world-to-camera
+        depth_image = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth, dtype=np.float32)))
+        # Open3D accepts (float32 depth, float32 colour) or (uint16, uint8); colour in [0, 1]
+        colour_image = o3d.t.geometry.Image(o3c.Tensor(keyframe.image.astype(np.float32) / 255.0))
+        trunc_voxels = self.sdf_trunc / self.voxel_length
+        try:
+            blocks = self._grid.compute_unique_block_coordinates(depth_image, intrinsic, extrinsic, 1.0, self.depth_max,
+                                                                 trunc_voxels)
+        except RuntimeError:
+            log.debug("keyframe %s left out of the mesh: its depth touches no TSDF block", keyframe.id)
+            return False
+        self._grid.integrate(blocks, depth_image, colour_image, intrinsic, extrinsic, 1.0, self.depth_max, trunc_voxels)
+        self.integrated += 1
+        return True
+
+    def copy(self) -> TsdfVolume:
+        """An independent copy (integrating into it leaves this volume as it is). Made through
+        a temporary file: Open3D's ``to(copy=True)`` shares the voxel blocks on one device."""
+        import open3d as o3d
+
+        clone = object.__new__(TsdfVolume)
+        clone.voxel_length, clone.sdf_trunc, clone.depth_max = self.voxel_length, self.sdf_trunc, self.depth_max
+        clone.integrated = self.integrated
+        with tempfile.TemporaryDirectory(prefix="v2d-tsdf-") as folder:
+            path = str(Path(folder) / "volume.npz")
+            self._grid.save(path)
+            clone._grid = o3d.t.geometry.VoxelBlockGrid.load(path)
+        return clone
+
+    def mesh(self, min_weight: float = 3.0) -> open3d.geometry.TriangleMesh:
+        """The surface as a coloured triangle mesh (vertex colours in [0, 1], vertex normals).
+        Surfaces seen by fewer than ``min_weight`` keyframes are dropped (capped at the number
+        integrated, so that one keyframe still gives a mesh; Open3D keeps voxels whose weight is
+        strictly above its threshold, so the threshold passed is ``min_weight - 0.5``). Empty
+        when nothing was integrated."""
+        import open3d as o3d
+
+        if self._grid.hashmap().size() == 0:  # extraction fails on an empty grid
+            return o3d.geometry.TriangleMesh()
+        weight_threshold = min(min_weight, float(self.integrated)) - 0.5
+        return self._grid.extract_triangle_mesh(weight_threshold=weight_threshold).to_legacy()
 
 
 def fuse_mesh(keyframes: Sequence[FusionKeyframe], voxel_length: float | None = None, sdf_trunc: float | None = None,
@@ -435,7 +537,6 @@ def fuse_mesh(keyframes: Sequence[FusionKeyframe], voxel_length: float | None = 
     Runs headless on the CPU. No valid depth gives an empty mesh.
     """
     import open3d as o3d
-    import open3d.core as o3c
 
     if consistency_views > 0:
         masks = consistency_masks(keyframes, min_confidence, consistency_views, num_neighbours,
@@ -451,34 +552,7 @@ def fuse_mesh(keyframes: Sequence[FusionKeyframe], voxel_length: float | None = 
         voxel_length = float(np.median(valid)) / voxels_per_median_depth
     if sdf_trunc is None:
         sdf_trunc = AUTO_TRUNCATION_VOXELS * voxel_length
-    if voxel_length <= 0 or sdf_trunc <= 0:
-        raise ValueError(f"voxel_length and sdf_trunc must be > 0, got {voxel_length} and {sdf_trunc}")
-    if depth_max is None:
-        depth_max = float(valid.max()) * 1.001
-    trunc_voxels = sdf_trunc / voxel_length
-
-    grid = o3d.t.geometry.VoxelBlockGrid(
-        attr_names=["tsdf", "weight", "color"], attr_dtypes=[o3c.float32, o3c.float32, o3c.float32],
-        attr_channels=[[1], [1], [3]], voxel_size=voxel_length, block_resolution=_BLOCK_RESOLUTION,
-        block_count=1000, device=o3c.Device("CPU:0"))
-    integrated = 0
+    volume = TsdfVolume(voxel_length, sdf_trunc, float(valid.max()) * 1.001 if depth_max is None else depth_max)
     for keyframe, depth in zip(keyframes, depths):
-        if not np.any((depth > 0) & (depth < depth_max)):
-            continue
-        fx, fy, cx, cy = keyframe.intrinsics
-        intrinsic = o3c.Tensor(np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]]), o3c.float64)
-        extrinsic = o3c.Tensor(np.linalg.inv(keyframe.pose), o3c.float64)  # world-to-camera
-        depth_image = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth)))
-        # Open3D accepts (float32 depth, float32 colour) or (uint16, uint8); colour in [0, 1]
-        colour_image = o3d.t.geometry.Image(o3c.Tensor(keyframe.image.astype(np.float32) / 255.0))
-        try:
-            blocks = grid.compute_unique_block_coordinates(depth_image, intrinsic, extrinsic, 1.0, depth_max, trunc_voxels)
-        except RuntimeError:  # Open3D refuses a view that touches no block (e.g. a few scattered depths)
-            log.debug("keyframe %s left out of the mesh: its depth touches no TSDF block", keyframe.id)
-            continue
-        grid.integrate(blocks, depth_image, colour_image, intrinsic, extrinsic, 1.0, depth_max, trunc_voxels)
-        integrated += 1
-    if grid.hashmap().size() == 0:  # extraction fails on an empty grid
-        return o3d.geometry.TriangleMesh()
-    weight_threshold = min(min_weight, float(integrated)) - 0.5
-    return grid.extract_triangle_mesh(weight_threshold=weight_threshold).to_legacy()
+        volume.integrate(keyframe, depth)
+    return volume.mesh(min_weight)

@@ -30,16 +30,18 @@ class Keyframe:
 
     When the keyframe leaves the optimization window, :meth:`compact` drops the features and
     keeps the image as uint8 in [0, 255] and depth and confidence as float16: what fusion and
-    export need, in a quarter to half of the memory.
+    export need, in a quarter to half of the memory. Once it is fused (see slam.archive),
+    :meth:`release` drops those too: ``image``, ``depth`` and ``confidence`` become None and
+    only the pose and times stay.
     """
 
     id: int
     frame_index: int
     timestamp: float
-    image: torch.Tensor
+    image: torch.Tensor | None
     pose: SE3
-    depth: torch.Tensor
-    confidence: torch.Tensor
+    depth: torch.Tensor | None
+    confidence: torch.Tensor | None
     depth_features: torch.Tensor | None = None
     motion_features: torch.Tensor | None = None
 
@@ -50,7 +52,11 @@ class Keyframe:
 
     @property
     def compacted(self) -> bool:
-        return self.image.dtype == torch.uint8
+        return self.released or self.image.dtype == torch.uint8
+
+    @property
+    def released(self) -> bool:
+        return self.image is None
 
     def compact(self) -> None:
         """Drop the features and store image, depth and confidence compactly (see the class
@@ -61,10 +67,21 @@ class Keyframe:
             self.depth = self.depth.half()
             self.confidence = self.confidence.half()
 
-    def image_rgb8(self) -> np.ndarray:
-        """(H, W, 3) uint8 RGB copy of the image."""
-        image = self.image if self.compacted else _rgb8(self.image)
-        return image.permute(1, 2, 0).cpu().numpy().copy()
+    def release(self) -> None:
+        """Drop the pixels too (see the class docstring): for a keyframe already fused."""
+        self.compact()
+        self.image = self.depth = self.confidence = None
+
+    def view(self, pose_c2w: np.ndarray, with_images: bool = True) -> KeyframeView:
+        """What a reader sees of the keyframe (numpy copies), with its camera-to-world pose
+        ``pose_c2w`` (computed by the caller, batched); no arrays when released or not
+        ``with_images``."""
+        image = depth = confidence = None
+        if with_images and not self.released:
+            image = (self.image if self.compacted else _rgb8(self.image)).permute(1, 2, 0).cpu().numpy().copy()
+            depth = self.depth.float().cpu().numpy().copy()  # later writes must not show
+            confidence = self.confidence.float().cpu().numpy().copy()
+        return KeyframeView(self.id, self.frame_index, self.timestamp, image, depth, confidence, pose_c2w)
 
 
 @dataclass
@@ -81,15 +98,20 @@ class FrameRecord:
 
 @dataclass
 class KeyframeView:
-    """What a reader sees of a keyframe: numpy copies, camera-to-world pose."""
+    """What a reader sees of a keyframe: numpy copies, camera-to-world pose. The arrays are None
+    when the keyframe's pixels were released (it is fused) or the snapshot skipped them."""
 
     id: int
     frame_index: int
     timestamp: float
-    image: np.ndarray          # (H, W, 3) uint8 RGB
-    depth: np.ndarray          # (H, W) float32 metres
-    confidence: np.ndarray     # (H, W) float32
-    pose_c2w: np.ndarray       # (4, 4) float64
+    image: np.ndarray | None          # (H, W, 3) uint8 RGB
+    depth: np.ndarray | None          # (H, W) float32 metres
+    confidence: np.ndarray | None     # (H, W) float32
+    pose_c2w: np.ndarray              # (4, 4) float64
+
+    @property
+    def has_pixels(self) -> bool:
+        return self.depth is not None
 
 
 @dataclass
@@ -159,20 +181,17 @@ class MapState:
         with self.lock:
             return record.relative * self.keyframes[record.keyframe_id].pose
 
+    def keyframe_views(self, keyframes: list[Keyframe], with_images: bool = True) -> list[KeyframeView]:
+        """Consistent copies of some of the map's ``keyframes`` (see :meth:`Keyframe.view`)."""
+        with self.lock:
+            keyframes_c2w = _camera_to_world([kf.pose for kf in keyframes])  # one batched conversion
+            return [kf.view(pose_c2w, with_images) for kf, pose_c2w in zip(keyframes, keyframes_c2w)]
+
     def snapshot(self, with_images: bool = True) -> MapSnapshot:
         """A consistent copy of the map (numpy, camera-to-world). ``with_images`` False skips
         the keyframe images, depths and confidences (cheap trajectory-only snapshots)."""
         with self.lock:
-            keyframes = self.keyframe_list()
-            views = []
-            keyframes_c2w = _camera_to_world([kf.pose for kf in keyframes])  # one batched conversion
-            for kf, pose_c2w in zip(keyframes, keyframes_c2w):
-                image = depth = confidence = np.zeros((0, 0), np.float32)
-                if with_images:
-                    image = kf.image_rgb8()
-                    depth = kf.depth.float().cpu().numpy().copy()  # later writes must not show
-                    confidence = kf.confidence.float().cpu().numpy().copy()
-                views.append(KeyframeView(kf.id, kf.frame_index, kf.timestamp, image, depth, confidence, pose_c2w))
+            views = self.keyframe_views(self.keyframe_list(), with_images)
             tracked = [r for r in self.frames if r.relative is not None]
             if tracked:
                 relative = SE3.stack([r.relative for r in tracked])

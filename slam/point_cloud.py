@@ -120,7 +120,7 @@ class VoxelSums:
         unique, inverse = np.unique(keys, return_inverse=True)
 
         def summed(values: np.ndarray, dtype: type = np.float32) -> np.ndarray:
-            values = values.reshape(len(keys), -1)
+            values = values.reshape(len(keys), 1 if values.ndim == 1 else values.shape[1])
             return np.stack([np.bincount(inverse, weights=values[:, k], minlength=len(unique))
                              for k in range(values.shape[1])], axis=1).astype(dtype)
 

@@ -13,11 +13,13 @@ its tracking status) without ever blocking the loop.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +27,19 @@ import numpy as np
 from slam import __version__
 from slam.config import SystemConfig, processing_size
 from slam.configuration import to_dict
-from slam.export import write_mesh_ply, write_point_cloud_ply
+from slam.export import write_depth_npy, write_mesh_ply, write_point_cloud_ply
 from slam.frame import Frame
-from slam.fusion import fuse_mesh, fuse_point_cloud
 from slam.sources.base import Source
+from slam.sources.prefetch import Prefetcher
 from slam.map import MapSnapshot
 from slam.system import SlamSystem, full_trajectory
 from slam.system_info import machine_summary, peak_memory_mb
 from slam.trajectory import Trajectory, write_kitti, write_tum
 
 log = logging.getLogger(__name__)
+
+#: the folder of the output folder that --save-depth writes keyframe depth maps to
+DEPTH_FOLDER = "depth"
 
 
 @dataclasses.dataclass
@@ -173,36 +178,17 @@ def _run(source: Source, config: SystemConfig, out: Path, realtime: bool, save_d
     out.mkdir(parents=True, exist_ok=True)
     size = processing_size(source.camera.width, source.camera.height, config.frontend.pixels)
     source.options = dataclasses.replace(source.options, resize=size, depth=False)  # frames' depth unused
-    system = SlamSystem(config, source.output_camera)
+    system = SlamSystem(config, source.output_camera, depth_folder=out / DEPTH_FOLDER if save_depth else None)
     record = RunRecord()
     start = time.perf_counter()
     exporter = None
     if control is not None:
         control.system, control.record, control.started = system, record, start
         exporter = _Exporter(system, source, out, start, save_depth, control)
-    first_timestamp = None
     stopped_by: BaseException | None = None
     try:
-        for frame in source:
-            if control is not None:
-                go_on, export = control.next_step()
-                while export:  # then wait again if paused
-                    exporter.start(record)
-                    go_on, export = control.next_step()
-                if not go_on:
-                    log.info("run stopped on request after %d frames", len(record.indices))
-                    break
-            if realtime:
-                first_timestamp = frame.timestamp if first_timestamp is None else first_timestamp
-                if frame.timestamp - first_timestamp < time.perf_counter() - start - 0.1 and record.indices:
-                    record.dropped += 1
-                    continue
-            record.indices.append(frame.index)
-            record.timestamps.append(frame.timestamp)
-            record.poses_gt.append(frame.pose_gt)
-            system.process(frame)
-            if control is not None:
-                control.observe(frame, system)
+        with contextlib.nullcontext(source) if source.live else Prefetcher(source) as frames:
+            _track(frames, system, record, start, realtime, control, exporter)
     except (KeyboardInterrupt, Exception) as err:  # saved below, then re-raised
         stopped_by = err
         log.warning("run stopped early (%s); saving what was computed", err.__class__.__name__)
@@ -219,14 +205,40 @@ def _run(source: Source, config: SystemConfig, out: Path, realtime: bool, save_d
     return stats
 
 
+def _track(frames: Iterable[Frame], system: SlamSystem, record: RunRecord, start: float, realtime: bool,
+           control: RunControl | None, exporter: _Exporter | None) -> None:
+    """Feed ``frames`` to ``system`` until they end or ``control`` asks to stop, recording each
+    frame in ``record`` (see :func:`run_slam` for ``realtime``)."""
+    first_timestamp = None
+    for frame in frames:
+        if control is not None:
+            go_on, export = control.next_step()
+            while export:  # then wait again if paused
+                exporter.start(record)
+                go_on, export = control.next_step()
+            if not go_on:
+                log.info("run stopped on request after %d frames", len(record.indices))
+                return
+        if realtime:
+            first_timestamp = frame.timestamp if first_timestamp is None else first_timestamp
+            if frame.timestamp - first_timestamp < time.perf_counter() - start - 0.1 and record.indices:
+                record.dropped += 1
+                continue
+        record.indices.append(frame.index)
+        record.timestamps.append(frame.timestamp)
+        record.poses_gt.append(frame.pose_gt)
+        system.process(frame)
+        if control is not None:
+            control.observe(frame, system)
+
+
 def write_keyframe_depths(snapshot: MapSnapshot, out: Path) -> None:
-    """``depth/NNNNNN.npy`` for each keyframe (float32 (H, W) depth in map units at the
-    processing resolution, 0 = unknown; NNNNNN = the frame index) and ``keyframes.txt`` (TUM
-    format: the keyframes' camera-to-world poses)."""
-    folder = out / "depth"
-    folder.mkdir(parents=True, exist_ok=True)
+    """``depth/NNNNNN.npy`` for each keyframe still holding its depth (see
+    :func:`slam.export.write_depth_npy`; the keyframes fused before were written as they were
+    fused) and ``keyframes.txt`` (TUM format: every keyframe's camera-to-world pose)."""
     for keyframe in snapshot.keyframes:
-        np.save(folder / f"{keyframe.frame_index:06d}.npy", keyframe.depth.astype(np.float32))
+        if keyframe.has_pixels:
+            write_depth_npy(out / DEPTH_FOLDER, keyframe.frame_index, keyframe.depth)
     if snapshot.keyframes:
         write_tum(out / "keyframes.txt", Trajectory(np.array([kf.timestamp for kf in snapshot.keyframes]),
                                                     np.stack([kf.pose_c2w for kf in snapshot.keyframes])),
@@ -255,16 +267,12 @@ def write_outputs(system: SlamSystem, record: RunRecord, source: Source, out: Pa
         f"{i},{t:.6f},{statuses.get(i, 'lost')}\n" for i, t in zip(indices.tolist(), timestamps.tolist())))
 
     fusion_start = time.perf_counter()
-    keyframes = system.fusion_keyframes(snapshot)
-    fusion = system.config.fusion
-    cloud = fuse_point_cloud(keyframes, min_confidence=fusion.min_confidence, consistency_views=fusion.consistency_views,
-                             voxel_size=fusion.voxel_size)
+    held = system.held_keyframes(snapshot)
+    cloud = system.fusion.cloud(held)
     write_point_cloud_ply(out / "points.ply", cloud)
     mesh_triangles = 0
-    if fusion.mesh:
-        median = float(np.median([kf.median_depth for kf in keyframes])) if keyframes else None
-        mesh = fuse_mesh(keyframes, min_confidence=fusion.min_confidence, voxels_per_median_depth=fusion.mesh_resolution,
-                         depth_max=None if median is None else fusion.mesh_depth_limit * median)
+    if system.config.fusion.mesh:
+        mesh = system.fusion.mesh(held)
         write_mesh_ply(out / "mesh.ply", mesh)
         mesh_triangles = len(mesh.triangles)
     fusion_seconds = time.perf_counter() - fusion_start

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,8 +24,10 @@ from slam.configuration import override
 from slam.errors import V2DError
 from slam.frame import Frame
 from slam.frontend import Frontend
+from slam.archive import KeyframeArchive
 from slam.fusion import FusionKeyframe
 from slam.map import Keyframe, MapSnapshot, MapState
+from slam.streaming import StreamingFusion
 from slam.system_info import release_free_memory
 from slam.trajectory import Trajectory
 
@@ -47,8 +50,9 @@ class SlamSystem:
     """Feed frames with :meth:`process`, then call :meth:`finish`; read results with
     :meth:`snapshot` and :meth:`trajectory` at any time (from any thread)."""
 
-    def __init__(self, config: SystemConfig, camera: Camera):
-        """``camera``: intrinsics and size of the frames to come (sides multiples of 16)."""
+    def __init__(self, config: SystemConfig, camera: Camera, depth_folder: Path | None = None):
+        """``camera``: intrinsics and size of the frames to come (sides multiples of 16).
+        ``depth_folder``: where each keyframe's final depth map is written (None: nowhere)."""
         if camera.size is None or camera.width % 16 or camera.height % 16:
             raise V2DError(f"the SLAM system needs frames whose sides are multiples of 16, got {camera.size}")
         config = self.config = _with_available_modules(config)
@@ -67,7 +71,10 @@ class SlamSystem:
                                 backend.bundle_iterations)
         self.backend = Backend(self.depth_module, self.motion_module, self.map, backend, intrinsics, self.image_size,
                                bundle)
-        self._thread = BackendThread(self.backend) if config.backend.mode == "thread" else None
+        self.fusion = StreamingFusion(config.fusion)
+        self.archive = KeyframeArchive(self.map, self.fusion, camera.intrinsics, active=backend.window + 1,
+                                       depth_folder=depth_folder)
+        self._thread = BackendThread(self._backend_pass) if config.backend.mode == "thread" else None
         self.frontend = Frontend(self.depth_module, self.motion_module, self.map, config.frontend, intrinsics,
                                  self.image_size, self.device, bundle, on_keyframe=self._on_keyframe)
         self.frontend_seconds = 0.0
@@ -78,8 +85,15 @@ class SlamSystem:
     def _on_keyframe(self, keyframe: Keyframe) -> None:
         if self._thread is not None:
             self._thread.notify()
-        elif self.config.backend.mode == "inline":
+        else:
+            self._backend_pass()
+
+    def _backend_pass(self) -> None:
+        """The backend's work after a new keyframe: the window optimisation (unless disabled),
+        then the keyframes it made final leave the map (fused, see slam.archive)."""
+        if self.config.backend.mode != "disabled":
             self.backend.optimise()
+        self.archive.update()
 
     def process(self, frame: Frame) -> None:
         """Track one frame (at the processing resolution)."""
@@ -96,22 +110,23 @@ class SlamSystem:
             release_free_memory()
 
     def finish(self) -> None:
-        """Flush the frontend, stop the backend thread and run a last backend pass."""
+        """Flush the frontend, stop the backend thread, run a last backend pass and fuse every
+        keyframe (all are final now)."""
         self.frontend.finish()
         if self._thread is not None:
             self._thread.stop()
             self._thread.join()
         if self.config.backend.mode != "disabled":
             self.backend.optimise()
+        self.archive.update(final=True)
 
     def snapshot(self, with_images: bool = True) -> MapSnapshot:
         return self.map.snapshot(with_images)
 
-    def fusion_keyframes(self, snapshot: MapSnapshot) -> list[FusionKeyframe]:
-        """The snapshot's keyframes as fusion input (camera-to-world poses)."""
-        intrinsics = self.processing_camera.intrinsics
-        return [FusionKeyframe(kf.image, kf.depth, kf.confidence, kf.pose_c2w, intrinsics, kf.timestamp, kf.id)
-                for kf in snapshot.keyframes]
+    def held_keyframes(self, snapshot: MapSnapshot) -> list[FusionKeyframe]:
+        """The snapshot's keyframes that still hold their pixels, as fusion input: pass them to
+        ``self.fusion.cloud`` and ``self.fusion.mesh`` for the whole map's geometry."""
+        return [self.archive.fusion_keyframe(view) for view in snapshot.keyframes if view.has_pixels]
 
 
 def _learned(config: SystemConfig) -> bool:

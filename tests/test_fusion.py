@@ -11,12 +11,14 @@ import open3d as o3d
 import pytest
 from scipy.spatial import cKDTree
 
+from slam.config import FusionConfig
 from slam.errors import ExportError
 from slam.evaluation import read_depth
 from slam.export import write_depth_png, write_mesh_ply, write_point_cloud_ply
 from slam.fusion import (AUTO_VOXELS_PER_MEDIAN_DEPTH, FusionKeyframe, PointCloudFuser, consistency_masks,
                          fuse_mesh, fuse_point_cloud, nearest_neighbours)
 from slam.point_cloud import PointCloud, VoxelSums, subsample, voxel_downsample
+from slam.streaming import StreamingFusion
 from slam.synthetic import SyntheticSequence
 
 #: Frames of the 60-frame room sequence used as keyframes.
@@ -204,6 +206,8 @@ def test_voxel_sums_of_parts_merge_into_the_whole(keyframes):
     np.testing.assert_allclose(merged.normals, whole.normals, atol=1e-5)
     with pytest.raises(ValueError, match="too small"):
         VoxelSums.of(cloud, 1e-6)
+    nothing = VoxelSums.of(PointCloud.empty(), 0.04)  # a keyframe with no confident pixel
+    assert len(nothing.keys) == 0 and len(VoxelSums.merge([nothing, parts[0]]).means()) == len(parts[0].keys)
 
 
 def test_max_points_caps_the_cloud_reproducibly(keyframes):
@@ -407,3 +411,57 @@ def test_depth_png_round_trip(keyframes, tmp_path, caplog):
     assert read.shape == depth.shape
     np.testing.assert_array_equal(read[0, :5], 0.0)
     np.testing.assert_allclose(read[1:], depth[1:], atol=0.5 / 5000 + 1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- streaming
+
+def test_streaming_fusion_equals_batch_fusion_of_the_same_keyframes(keyframes):
+    """Keyframes fused one at a time (each checked against all the others) give exactly the
+    batch cloud, and the TSDF mesh of the same keyframes at the sizes the first ones fixed."""
+    config = FusionConfig(min_confidence=0.5, consistency_views=2, voxel_size=0.02)
+    fusion = StreamingFusion(config)
+    for keyframe in keyframes:
+        fusion.add(keyframe, keyframes)
+    assert len(fusion) == len(keyframes) and fusion.fused(3)
+    cloud = fusion.cloud(max_points=None)
+    batch = fuse_point_cloud(keyframes, min_confidence=0.5, consistency_views=2, voxel_size=0.02, max_points=None)
+    assert len(cloud) > 10_000
+    np.testing.assert_allclose(cloud.points, batch.points, atol=1e-6)
+    assert np.array_equal(cloud.colours, batch.colours)
+
+    scale = fusion.scale
+    assert scale.scene == pytest.approx(np.median([kf.median_depth for kf in keyframes]))
+    assert scale.tsdf_voxel == pytest.approx(scale.scene / config.mesh_resolution)
+    mesh = fusion.mesh()
+    expected = fuse_mesh(keyframes, voxel_length=scale.tsdf_voxel, sdf_trunc=scale.tsdf_truncation,
+                         depth_max=scale.depth_max, min_confidence=0.5)
+    assert len(mesh.triangles) > 5000 and len(mesh.triangles) == len(expected.triangles)
+    def sorted_rows(vertices) -> np.ndarray:  # Open3D's vertex order follows its hash map
+        vertices = np.asarray(vertices)
+        return vertices[np.lexsort(vertices.T)]
+    np.testing.assert_allclose(sorted_rows(mesh.vertices), sorted_rows(expected.vertices), atol=1e-6)
+    with pytest.raises(ValueError, match="fused already"):
+        fusion.add(keyframes[0], keyframes)
+
+
+def test_streaming_reads_of_live_keyframes_leave_the_fused_state_as_it_is(keyframes):
+    fusion = StreamingFusion(FusionConfig(point_resolution=100.0))
+    assert len(fusion.cloud()) == 0 and len(fusion.mesh().triangles) == 0
+    assert len(fusion.cloud(keyframes[:3])) > 1000  # nothing fused yet: the live keyframes alone
+    for keyframe in keyframes[:8]:
+        fusion.add(keyframe, keyframes[:10])
+    fused_points, fused_triangles = len(fusion.cloud()), len(fusion.mesh().triangles)
+    assert len(fusion.cloud(keyframes[:8])) == fused_points  # fused keyframes are not added twice
+    assert len(fusion.cloud(keyframes)) > fused_points
+    assert len(fusion.mesh(keyframes[6:]).triangles) > fused_triangles
+    assert len(fusion.cloud()) == fused_points and len(fusion.mesh().triangles) == fused_triangles
+    assert len(fusion) == 8
+    assert fusion.scale.point_voxel == pytest.approx(fusion.scale.scene / 100.0)
+
+
+def test_streaming_sizes_follow_the_scene_scale(keyframes):
+    small, large = StreamingFusion(FusionConfig()), StreamingFusion(FusionConfig())
+    small.add(keyframes[0], keyframes[:4])
+    large.add(rescaled(keyframes[0], 10.0), [rescaled(kf, 10.0) for kf in keyframes[:4]])
+    for name in ("scene", "point_voxel", "tsdf_voxel", "tsdf_truncation", "depth_max"):
+        assert getattr(large.scale, name) == pytest.approx(10.0 * getattr(small.scale, name)), name

@@ -47,7 +47,7 @@ def test_snapshot_copies_images_and_depth():
     kf.depth.fill_(5.0)
     assert np.all(view.depth == 2.0)
     light = state.snapshot(with_images=False)
-    assert light.keyframes[0].image.size == 0
+    assert light.keyframes[0].image is None and not light.keyframes[0].has_pixels
 
 
 def test_readers_get_consistent_snapshots_while_a_writer_updates():
@@ -98,3 +98,16 @@ def test_backend_results_are_stored_as_copies_not_views():
     for keyframe in state.keyframe_list():
         assert keyframe.depth.untyped_storage().nbytes() == keyframe.depth.nbytes  # not the whole batch
         assert keyframe.pose.data.untyped_storage().nbytes() == keyframe.pose.data.nbytes
+
+
+def test_released_keyframes_keep_their_pose_and_frames_only():
+    state = MapState()
+    keyframe = make_keyframe(state, 0, [0.1, 0, 0, 0, 0, 0])
+    state.add_frame(FrameRecord(1, 1 / 30, keyframe.id, SE3.exp(torch.tensor([0.0, 0.2, 0, 0, 0, 0]))))
+    before = state.snapshot()
+    keyframe.release()
+    assert keyframe.released and keyframe.compacted and keyframe.image is None and keyframe.depth is None
+    after = state.snapshot()
+    assert not after.keyframes[0].has_pixels and after.keyframes[0].depth is None
+    np.testing.assert_allclose(after.keyframes[0].pose_c2w, before.keyframes[0].pose_c2w)
+    np.testing.assert_allclose(after.frame_poses, before.frame_poses)

@@ -7,10 +7,11 @@ newest frame with its tracking status, the newest keyframe's depth and the run's
 
 Cost on the tracking thread: each poll takes one trajectory-only map snapshot
 (``with_images=False``: poses only) under the map's lock, and copies the arrays of keyframes that
-are new or whose depth the backend replaced (usually none or one). The cloud is fused on the
-viewer's side by an incremental :class:`slam.fusion.PointCloudFuser` at half resolution (every
-second pixel, a quarter of the points and of the cost), refreshed at most every
-``cloud_interval`` seconds, and capped at ``max_points`` for drawing.
+are new or whose depth the backend replaced (usually none or one). The cloud is what the run has
+fused (final keyframes, see slam.streaming) and the newest keyframes, fused on the viewer's side
+by an incremental :class:`slam.fusion.PointCloudFuser` at half resolution (every second pixel, a
+quarter of the points and of the cost); it is refreshed at most every ``cloud_interval`` seconds
+and capped at ``max_points`` for drawing.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import numpy as np
 from slam.errors import TrajectoryError
 from slam.evaluation import associate_and_align
 from slam.fusion import FusionKeyframe, PointCloudFuser
-from slam.map import KeyframeView, MapSnapshot, MapState
-from slam.point_cloud import PointCloud
+from slam.map import MapSnapshot, MapState
+from slam.point_cloud import PointCloud, subsample
 from slam.run import RunControl
 from slam.trajectory import Trajectory
 from slam.visualization import colorize_depth
@@ -135,9 +136,10 @@ class SceneState:
 
 
 class _KeyframeCache:
-    """The viewer's copies of the keyframes' arrays at display resolution, refreshed when the
-    backend replaces a keyframe's depth (compared by tensor identity: the map stores new
-    tensors on every update, it never writes into them)."""
+    """The viewer's copies of the arrays of the keyframes that hold their pixels, at display
+    resolution, refreshed when the backend replaces a keyframe's depth (compared by tensor
+    identity: the map stores new tensors on every update, it never writes into them) and dropped
+    when the map releases a fused keyframe's pixels."""
 
     def __init__(self, step: int):
         self.step = step
@@ -146,15 +148,19 @@ class _KeyframeCache:
         self._sources: dict[int, object] = {}          # id -> the depth tensor copied
 
     def refresh(self, map_state: MapState) -> bool:
-        """Copy the arrays of keyframes new or changed since the last call; True when any was."""
+        """Copy the arrays of keyframes new or changed since the last call and forget released
+        ones; True when any was."""
         with map_state.lock:
             keyframes = map_state.keyframe_list()
-            changed = [kf for kf in keyframes if self._sources.get(kf.id) is not kf.depth]
-            if not changed:
+            released = [kf.id for kf in keyframes if kf.released and kf.id in self._sources]
+            changed = [kf for kf in keyframes if not kf.released and self._sources.get(kf.id) is not kf.depth]
+            if not changed and not released:
                 return False
-            views = _keyframe_views(changed)
+            views = map_state.keyframe_views(changed)
             for kf in changed:
                 self._sources[kf.id] = kf.depth
+        for keyframe_id in released:
+            del self._sources[keyframe_id], self.arrays[keyframe_id]
         step = self.step
         for view in views:
             self.arrays[view.id] = (view.image[::step, ::step], view.depth[::step, ::step],
@@ -162,14 +168,6 @@ class _KeyframeCache:
         if views and views[-1].id == keyframes[-1].id:
             self.newest_depth = views[-1].depth
         return True
-
-
-def _keyframe_views(keyframes: list) -> list[KeyframeView]:
-    """Numpy copies of some of the map's keyframes (the caller holds the map's lock), through
-    the map's own snapshot of a map holding only them."""
-    partial = MapState()
-    partial.keyframes = {kf.id: kf for kf in keyframes}
-    return partial.snapshot(with_images=True).keyframes
 
 
 class LiveScene:
@@ -194,6 +192,7 @@ class LiveScene:
         self.state = SceneState.empty()
         self._cache = _KeyframeCache(DISPLAY_PIXEL_STEP)
         self._fuser: PointCloudFuser | None = None
+        self._fused: tuple[int, PointCloud] = (0, PointCloud.empty())   # (keyframes fused, their cloud)
         self._key: tuple | None = None
         self._cloud_time = -np.inf
         self._cloud_stale = False
@@ -248,19 +247,24 @@ class LiveScene:
         return self.state
 
     def _fuse(self, system, snapshot: MapSnapshot) -> PointCloud:
-        """The cloud of the snapshot's keyframes (poses from the snapshot, arrays from the cache)."""
+        """The map's cloud: what the run has fused (recomputed only when more keyframes are)
+        and the snapshot's keyframes not fused yet (poses from the snapshot, arrays from the
+        cache), fused here at display resolution."""
         if self._fuser is None:
             fusion = system.config.fusion
             self._fuser = PointCloudFuser(min_confidence=fusion.min_confidence,
                                           consistency_views=fusion.consistency_views, max_points=self.max_points)
+        if self._fused[0] != len(system.fusion):
+            count = len(system.fusion)
+            self._fused = (count, system.fusion.cloud(max_points=self.max_points))
         intrinsics = np.asarray(system.processing_camera.intrinsics, dtype=np.float64) / DISPLAY_PIXEL_STEP
         keyframes = []
         for view in snapshot.keyframes:
             arrays = self._cache.arrays.get(view.id)
-            if arrays is not None:
+            if arrays is not None and not system.fusion.fused(view.id):
                 keyframes.append(FusionKeyframe(*arrays, view.pose_c2w, intrinsics, view.timestamp, view.id))
         self._fuser.sync(keyframes)
-        return self._fuser.cloud()
+        return subsample(PointCloud.concatenate([self._fused[1], self._fuser.cloud()]), self.max_points)
 
     def _align_ground_truth(self, snapshot: MapSnapshot) -> None:
         """Sim3-align the estimate to the ground truth seen so far (kept until the next call)."""

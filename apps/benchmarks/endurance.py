@@ -25,7 +25,7 @@ SAMPLE_SECONDS = 0.5
 def _sampled_run(frames: int, out: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """Run SLAM on ``frames`` synthetic frames; return sample times (s), RSS (MB) and stats.json."""
     command = [sys.executable, "-m", "apps.cli", "run", f"synthetic:room:frames={frames}", "--out", str(out), "--viewer", "none",
-               "--set", f"frontend.pixels={PIXELS}", "--set", "fusion.mesh=false"]
+               "--set", f"frontend.pixels={PIXELS}"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     watched = psutil.Process(process.pid)
     times, rss = [], []
@@ -60,9 +60,9 @@ def suite(args: argparse.Namespace) -> str:
             f"| {stats['frames_processed']} | {stats['keyframes']} | {early:.0f} | {at(0.5):.0f} | {at(0.9):.0f} | "
             f"{late:.0f} | {growth:.1f} | {stats['peak_memory_mb']:.0f} |"]
     return ("### Memory over a long run\n\n"
-            f"`v2d run synthetic:room:frames={frames} --set frontend.pixels={PIXELS} --set fusion.mesh=false` "
+            f"`v2d run synthetic:room:frames={frames} --set frontend.pixels={PIXELS}` "
             f"({PIXELS} processing pixels to keep the run affordable), resident memory sampled every {SAMPLE_SECONDS} s. "
-            "Keyframes that leave the optimization window drop their network features and keep image (uint8), depth "
-            "and confidence (float16) for fusion and export; freed memory is handed back to the system every 50 "
-            "frames. Speed is not reported here (the run is long and the machine may be shared): see the SLAM "
-            "table.\n\n" + "\n".join(rows))
+            "Keyframes that leave the optimization window are final: they are fused into the point cloud (voxel "
+            "sums) and the TSDF volume as they come, and their pixels released a few keyframes later, so that only "
+            "their poses stay (slam/archive.py); freed memory is handed back to the system every 50 frames. Speed "
+            "is not reported here (the run is long and the machine may be shared): see the SLAM table.\n\n" + "\n".join(rows))

@@ -72,6 +72,8 @@ class Source(ABC):
 
     #: short name of the source kind ("tum", "kitti", "video", ...), for logs and stats.json
     kind: str = "source"
+    #: whether frames come from a live device (read as they arrive, never read ahead)
+    live: bool = False
 
     def __init__(self, options: SourceOptions | None = None):
         self.options = options or SourceOptions()

@@ -46,6 +46,7 @@ class WebcamSource(Source):
     seconds or the device fails."""
 
     kind = "webcam"
+    live = True
 
     def __init__(self, device: int = 0, calib: str | Path | None = None, options: SourceOptions | None = None,
                  capture_factory: Callable[[int], CaptureDevice] | None = None, frame_timeout: float = 5.0):

@@ -1,0 +1,86 @@
+"""Final keyframes leave the map's memory (slam.archive): fused as they become final, depth maps
+written, pixels released after serving as witnesses, poses kept; and a SLAM run's memory for
+keyframes stays bounded however long it runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from slam.archive import KeyframeArchive
+from slam.config import FusionConfig, SystemConfig
+from slam.configuration import override
+from slam.fusion import FusionKeyframe, fuse_point_cloud
+from slam.lie import SE3
+from slam.map import FrameRecord, Keyframe, MapState
+from slam.sources.synthetic import SyntheticSource
+from slam.streaming import NUM_NEIGHBOURS, StreamingFusion
+from slam.synthetic import SyntheticSequence
+from slam.system import SlamSystem
+
+
+@pytest.fixture(scope="module")
+def room() -> SyntheticSequence:
+    return SyntheticSequence("room", seed=0, num_frames=60)
+
+
+def add_room_keyframe(state: MapState, room: SyntheticSequence, index: int) -> Keyframe:
+    """Frame ``index`` of the room as a keyframe with exact depth, and its frame record."""
+    image, depth = room.render(index)
+    world_to_camera = SE3.from_matrix(torch.from_numpy(np.linalg.inv(room.poses[index])).float())
+    keyframe = Keyframe(state.new_keyframe_id(), index, float(room.timestamps[index]),
+                        torch.from_numpy(image).permute(2, 0, 1).float() / 255.0, world_to_camera,
+                        torch.from_numpy(depth).float(), torch.ones(depth.shape))
+    state.add_keyframe(keyframe)
+    state.add_frame(FrameRecord(index, float(room.timestamps[index]), keyframe.id, SE3.identity(), "keyframe"))
+    return keyframe
+
+
+def test_final_keyframes_are_fused_written_and_released(room, tmp_path):
+    state = MapState()
+    intrinsics = np.array([room.camera.fx, room.camera.fy, room.camera.cx, room.camera.cy])
+    fusion = StreamingFusion(FusionConfig(voxel_size=0.02, mesh=False))
+    archive = KeyframeArchive(state, fusion, intrinsics, active=4, witnesses=2, depth_folder=tmp_path / "depth")
+    indices = list(range(0, 60, 4))
+    for count, index in enumerate(indices, start=1):
+        add_room_keyframe(state, room, index)
+        fused = archive.update()
+        assert fused == (1 if count > 4 else 0)
+        assert len(fusion) == max(0, count - 4)
+        holding = [kf for kf in state.keyframe_list() if not kf.released]
+        assert len(holding) == min(count, 4 + 2)  # the active ones and the witnesses
+    assert archive.update() == 0  # nothing new is final
+    before = state.snapshot(with_images=False)
+    assert archive.update(final=True) == 4 and len(fusion) == len(indices)
+
+    snapshot = state.snapshot()
+    assert len(snapshot.keyframes) == len(indices)
+    assert sum(view.has_pixels for view in snapshot.keyframes) == 2
+    np.testing.assert_allclose(snapshot.frame_poses, before.frame_poses)  # released keyframes keep their poses
+    np.testing.assert_allclose(snapshot.frame_poses, room.poses[indices], atol=1e-4)
+    written = sorted(path.name for path in (tmp_path / "depth").glob("*.npy"))
+    assert written == [f"{index:06d}.npy" for index in indices]
+    np.testing.assert_allclose(np.load(tmp_path / "depth" / "000008.npy"), room.render(8)[1], rtol=1e-6)
+
+    # each keyframe was checked against the keyframes held with it, not all: close to the batch cloud
+    everything = [FusionKeyframe(*room.render(index), None, room.poses[index], intrinsics, 0.0, index)
+                  for index in indices]
+    batch = fuse_point_cloud(everything, min_confidence=0.3, consistency_views=1, voxel_size=0.02)
+    assert 0.95 * len(batch) < len(fusion.cloud()) < 1.05 * len(batch)
+
+
+@pytest.mark.slow
+def test_a_long_run_holds_the_pixels_of_a_bounded_number_of_keyframes():
+    config = override(SystemConfig(), "backend.mode=inline", "backend.window=3", "fusion.mesh=false")
+    source = SyntheticSource("room", num_frames=200, height=128, width=160)
+    system = SlamSystem(config, source.output_camera)
+    holding = []
+    for frame in source:
+        system.process(frame)
+        holding.append(sum(not kf.released for kf in system.map.keyframe_list()))
+    system.finish()
+    keyframes = len(system.map.keyframe_list())
+    assert keyframes > 15
+    assert max(holding) <= config.backend.window + 1 + NUM_NEIGHBOURS  # active ones and witnesses
+    assert len(system.fusion) == keyframes and len(system.fusion.cloud()) > 1000
