@@ -25,16 +25,17 @@ class BundleAdjuster:
 
     ``prior``: weight of the depth prior (squared pixels per squared relative depth change);
     ``pool``: coarsening of the motion module's grid; ``iterations``: solver steps per flow
-    computation."""
+    computation; ``huber``: robust data term (pixels of the coarse grid, None: least squares)."""
 
     def __init__(self, motion_module: MotionModule, intrinsics: torch.Tensor, image_size: tuple[int, int],
-                 prior: float, pool: int, iterations: int):
+                 prior: float, pool: int, iterations: int, huber: float | None = None):
         self.motion_module = motion_module
         self.intrinsics = intrinsics      # (4,) at the processing resolution
         self.image_size = image_size      # (H, W)
         self.prior = prior
         self.pool = pool
         self.iterations = iterations
+        self.huber = huber
 
     def refine(self, features: torch.Tensor, depths: torch.Tensor, poses: SE3, ii: torch.Tensor, jj: torch.Tensor,
                num_fixed: int, flow_steps: int) -> tuple[SE3, torch.Tensor]:
@@ -54,7 +55,7 @@ class BundleAdjuster:
                 targets, weights, intrinsics = pool_correspondences(flow.targets, flow.weights, flow.intrinsics, self.pool)
                 for _ in range(self.iterations):
                     poses, estimate = bundle_adjustment_step(poses, estimate, intrinsics, ii, jj, targets, weights, start,
-                                                             self.prior, num_fixed=num_fixed)
+                                                             self.prior, num_fixed=num_fixed, huber=self.huber)
                 current = feature_depths * F.interpolate(estimate / start, size=feature_size, mode="bilinear",
                                                          align_corners=False)
             ratio = F.interpolate(estimate / start, size=tuple(depths.shape[-2:]), mode="bilinear", align_corners=False)

@@ -32,6 +32,9 @@ class FrontendConfig:
     - ``tracking_steps``: Gauss-Newton steps per frame (the flow is recomputed before each).
     - ``keyframe_flow``: mean flow (processing pixels) induced by the motion since the keyframe
       above which the frame becomes a keyframe.
+    - ``keyframe_parallax``: mean flow induced by the translation alone (the flow less that of
+      the rotation) above which the frame becomes a keyframe: a new view with a baseline for
+      depth, where a turn on the spot only moves the image.
     - ``keyframe_quality``: tracking quality (mean flow confidence over the keyframe's pixels)
       below which the frame becomes a keyframe even with little motion (the view has changed).
     - ``min_quality``: tracking quality below which the frame is lost.
@@ -48,7 +51,8 @@ class FrontendConfig:
 
     pixels: int = 76800
     tracking_steps: int = 2
-    keyframe_flow: float = 16.0
+    keyframe_flow: float = 32.0
+    keyframe_parallax: float = 16.0
     keyframe_quality: float = 0.3
     min_quality: float = 0.15
     max_lost: int = 5
@@ -78,6 +82,9 @@ class BackendConfig:
       computations per pass).
     - ``depth_updates``: how many of the newest window keyframes get their depth recomputed
       by the depth module with the refined poses after each optimisation (0 = none).
+    - ``huber``: the bundle adjustment's data term is robust (Huber): a correspondence whose
+      residual is longer than this many pixels of its grid counts less, as 1 / length (null:
+      plain least squares). The motion module's confidences miss some wrong correspondences.
     """
 
     mode: str = "thread"
@@ -88,6 +95,7 @@ class BackendConfig:
     bundle_pool: int = 2
     bundle_iterations: int = 2
     depth_updates: int = 0
+    huber: float | None = 1.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,8 @@ class FusionConfig:
       keyframes that must confirm a point (see slam.fusion).
     - ``voxel_size``: the point cloud's voxel (one point per voxel, the mean of those inside) in
       the map's units; None: the median keyframe depth / ``point_resolution``.
+    - ``max_points``: the most points the cloud holds; beyond, its voxel doubles (memory stays
+      bounded however long the run).
     - ``mesh_resolution``: TSDF voxels per median keyframe depth (memory grows with its cube:
       100 took 4 GB more than 50 on the 150-frame HoloLens scene).
     - ``mesh_depth_limit``: depths beyond this many median keyframe depths are left out of the
@@ -109,6 +119,7 @@ class FusionConfig:
     consistency_views: int = 1
     voxel_size: float | None = None
     point_resolution: float = 200.0
+    max_points: int = 1_000_000
     mesh: bool = True
     mesh_resolution: float = 50.0
     mesh_depth_limit: float = 3.0
@@ -131,13 +142,15 @@ class SystemConfig:
         if self.frontend.refine_keyframes < 0 or self.backend.bundle_iterations < 1 or self.backend.depth_prior <= 0:
             raise ConfigError("need frontend.refine_keyframes >= 0, backend.bundle_iterations >= 1 and "
                               "backend.depth_prior > 0")
+        if self.backend.huber is not None and self.backend.huber <= 0:
+            raise ConfigError(f"backend.huber must be > 0 or none, got {self.backend.huber}")
         if self.backend.bundle_pool not in (1, 2, 4, 8):
             raise ConfigError(f"backend.bundle_pool must be 1, 2, 4 or 8, got {self.backend.bundle_pool}")
         fusion = self.fusion
-        if fusion.point_resolution <= 0 or fusion.mesh_resolution <= 0 or fusion.mesh_depth_limit <= 0 or (
+        if min(fusion.point_resolution, fusion.mesh_resolution, fusion.mesh_depth_limit, fusion.max_points) <= 0 or (
                 fusion.voxel_size is not None and fusion.voxel_size <= 0):
-            raise ConfigError("fusion.point_resolution, fusion.mesh_resolution, fusion.mesh_depth_limit and "
-                              "fusion.voxel_size (when set) must be > 0")
+            raise ConfigError("fusion.point_resolution, fusion.mesh_resolution, fusion.mesh_depth_limit, "
+                              "fusion.max_points and fusion.voxel_size (when set) must be > 0")
         low, high = self.frontend.depth_range
         if not 0 < low < self.frontend.init_depth < high:
             raise ConfigError(f"need 0 < depth_range min < init_depth < depth_range max, got {low}, "

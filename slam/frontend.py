@@ -60,6 +60,23 @@ def fill_invalid(depth: torch.Tensor, fallback: float) -> torch.Tensor:
     return torch.where(valid, depth, value)
 
 
+def induced_flow(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor) -> tuple[float, float]:
+    """Mean flow that the motion ``T_ji`` (SE3 (), camera i to camera j) induces on camera i's
+    pixels with (h, w) ``depth`` (> 0 where known; (4,) intrinsics at that size), in its pixels,
+    and the parallax: the mean of the part of it that the translation causes (the flow less
+    that of the rotation alone), which a turn on the spot leaves at zero. (0, 0) when no pixel
+    with depth stays in front of camera j."""
+    rotation = SE3(torch.cat([torch.zeros_like(T_ji.data[:3]), T_ji.data[3:]]))
+    coords, valid, _, _ = reproject(depth[None].expand(2, -1, -1), SE3.stack([T_ji, rotation]),
+                                    intrinsics[None].expand(2, -1))
+    valid = valid[0]
+    if not valid.any():
+        return 0.0, 0.0
+    grid = pixel_grid(*depth.shape, dtype=depth.dtype, device=depth.device)
+    return (float((coords[0] - grid).norm(dim=-1)[valid].mean()),
+            float((coords[0] - coords[1]).norm(dim=-1)[valid].mean()))
+
+
 @dataclass
 class _Recent:
     """A tracked frame kept as a candidate neighbour for the next keyframe's depth."""
@@ -155,10 +172,12 @@ class Frontend:
             self._keyframe_small_depth = (depth, resize_depth(depth[None, None], size)[0, 0])
         return self._keyframe_small_depth[1]
 
-    def track(self, features: torch.Tensor, start: SE3) -> tuple[SE3, float, float]:
+    def track(self, features: torch.Tensor, start: SE3) -> tuple[SE3, float, float, float]:
         """Pose of a frame with motion ``features`` (C, h, w) against the current keyframe, from
-        the world-to-camera ``start``. Returns (pose, quality, mean induced flow in processing
-        pixels). Quality is the mean flow confidence over the keyframe's pixels with depth."""
+        the world-to-camera ``start``. Returns (pose, quality, mean induced flow, mean parallax),
+        flows in processing pixels: the parallax is the part of the flow that the translation
+        induces (the flow less that of the rotation alone). Quality is the mean flow confidence
+        over the keyframe's pixels with depth."""
         keyframe = self.keyframe
         depth = self._small_keyframe_depth()
         depths = torch.stack([depth, torch.zeros_like(depth)])[None]
@@ -171,25 +190,23 @@ class Frontend:
                 poses = gauss_newton_step(poses, depths, flow.intrinsics, self._ii, self._jj, flow.targets, flow.weights)
         has_depth = depth > 0
         quality = float(flow.weights[0, 0, ..., 0][has_depth].mean()) if has_depth.any() else 0.0
-        relative = poses[0, 1] * keyframe.pose.inv()
-        coords, valid, _, _ = reproject(depth[None], relative.view(1), flow.intrinsics)
-        grid = pixel_grid(*depth.shape, dtype=depth.dtype, device=depth.device)
-        shift = (coords[0] - grid).norm(dim=-1)[valid[0]]
-        induced = float(shift.mean()) * self.image_size[1] / depth.shape[1] if valid.any() else 0.0
-        return poses[0, 1], quality, induced
+        induced, parallax = induced_flow(depth, poses[0, 1] * keyframe.pose.inv(), flow.intrinsics[0])
+        scale = self.image_size[1] / depth.shape[1]
+        return poses[0, 1], quality, induced * scale, parallax * scale
 
     def _track_and_record(self, frame: Frame, image: torch.Tensor) -> None:
         features = self.motion_module.encode(image[None, None])[0, 0]
         last_pose, velocity = self._last
         start = velocity * last_pose if velocity is not None else last_pose
-        pose, quality, induced = self.track(features, start)
+        pose, quality, induced, parallax = self.track(features, start)
         if quality < self.config.min_quality or not torch.isfinite(pose.data).all():
             self._record_lost(frame, f"quality {quality:.3f}")
             return
         self._lost = 0
         self._last = (pose, pose * last_pose.inv())
         self.counts["tracked"] += 1
-        if induced > self.config.keyframe_flow or quality < self.config.keyframe_quality:
+        if (parallax > self.config.keyframe_parallax or induced > self.config.keyframe_flow
+                or quality < self.config.keyframe_quality):
             self._new_keyframe(frame, image, pose, features)
             return
         record = FrameRecord(frame.index, frame.timestamp, self.keyframe.id, pose * self.keyframe.pose.inv())

@@ -98,9 +98,20 @@ class VoxelSums:
             raise ValueError(f"voxel_size {voxel_size} is too small for a cloud reaching "
                              f"{np.abs(cloud.points).max():.3g} from the origin")
         offsets = (cloud.points - cells * voxel_size).astype(np.float32)
-        cells += 1 << (_KEY_BITS - 1)
-        keys = (cells[:, 0] << (2 * _KEY_BITS)) | (cells[:, 1] << _KEY_BITS) | cells[:, 2]
-        return cls._grouped(voxel_size, keys, np.ones(len(keys), np.int32), offsets, cloud.colours, cloud.normals)
+        return cls._grouped(voxel_size, _pack(cells), np.ones(len(cells), np.int32), offsets, cloud.colours,
+                            cloud.normals)
+
+    def coarsened(self, factor: int) -> VoxelSums:
+        """The sums of the same points on the grid ``factor`` times coarser (exactly what
+        :meth:`of` gives at ``factor * voxel_size``, up to float32 rounding)."""
+        if factor < 1:
+            raise ValueError(f"factor must be >= 1, got {factor}")
+        cells = _unpack(self.keys)
+        coarse = np.floor_divide(cells, factor)
+        shift = (cells - coarse * factor) * self.voxel_size     # each fine corner from its coarse corner
+        offsets = (self.offsets + self.counts[:, None] * shift).astype(np.float32)
+        return VoxelSums._grouped(self.voxel_size * factor, _pack(coarse), self.counts, offsets, self.colours,
+                                  self.normals)
 
     @classmethod
     def merge(cls, parts: Sequence[VoxelSums]) -> VoxelSums:
@@ -130,16 +141,25 @@ class VoxelSums:
     def means(self) -> PointCloud:
         """One point per voxel, ordered by key: the mean position, the rounded mean colour and
         the renormalised mean normal (zero when they cancel) of the points inside."""
-        shift = 1 << (_KEY_BITS - 1)
-        mask = (1 << _KEY_BITS) - 1
-        cells = np.stack([self.keys >> (2 * _KEY_BITS), (self.keys >> _KEY_BITS) & mask, self.keys & mask], 1) - shift
         counts = self.counts[:, None].astype(np.float64)
-        points = cells * self.voxel_size + self.offsets / counts
+        points = _unpack(self.keys) * self.voxel_size + self.offsets / counts
         normals = None
         if self.normals is not None:
             length = np.linalg.norm(self.normals, axis=1, keepdims=True)
             normals = np.divide(self.normals, length, out=np.zeros_like(self.normals), where=length > 0)
         return PointCloud(points, np.round(self.colours / counts), normals)
+
+
+def _pack(cells: np.ndarray) -> np.ndarray:
+    """(V,) int64 keys of (V, 3) int64 voxel cells (each axis within +-2^20)."""
+    cells = cells + (1 << (_KEY_BITS - 1))
+    return (cells[:, 0] << (2 * _KEY_BITS)) | (cells[:, 1] << _KEY_BITS) | cells[:, 2]
+
+
+def _unpack(keys: np.ndarray) -> np.ndarray:
+    """(V, 3) int64 voxel cells of (V,) keys (the inverse of :func:`_pack`)."""
+    mask = (1 << _KEY_BITS) - 1
+    return np.stack([keys >> (2 * _KEY_BITS), (keys >> _KEY_BITS) & mask, keys & mask], 1) - (1 << (_KEY_BITS - 1))
 
 
 def voxel_downsample(cloud: PointCloud, voxel_size: float) -> PointCloud:

@@ -39,12 +39,15 @@ def all_pairs_edges(num_frames: int, device: torch.device | str | None = None) -
 
 
 def _edge_systems(poses: SE3, depths: torch.Tensor, intrinsics: torch.Tensor, ii: torch.Tensor, jj: torch.Tensor,
-                  targets: torch.Tensor, weights: torch.Tensor, with_depth: bool = False
+                  targets: torch.Tensor, weights: torch.Tensor, with_depth: bool = False, huber: float | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]:
     """Per-edge normal equations in the stacked variables ``[xi_i, xi_j]``:
     H (B, E, 12, 12) and g (B, E, 12); with ``with_depth`` also the terms of frame i's per-pixel
     inverse depth ``z = 1 / d_i``: the pose-depth blocks (B, E, 12, P) and the depth diagonal and
     gradient (B, E, P) each, P = h w (otherwise None).
+
+    ``huber``: residuals longer than this many pixels are down-weighted by ``huber / |r|`` (one
+    step of iteratively reweighted least squares on the Huber cost); None: plain least squares.
 
     Only frame j's 6x6 block is summed over pixels: ``G_i <- exp(xi) G_i`` moves ``T_ji`` by
     ``T_ji exp(-xi) = exp(-Adj(T_ji) xi) T_ji``, so ``J_i = -J_j A`` with ``A = Adj(T_ji)``, and
@@ -60,6 +63,9 @@ def _edge_systems(poses: SE3, depths: torch.Tensor, intrinsics: torch.Tensor, ii
     J_j = J_j.reshape(batch * edges, rows, 6)
     w = (weights.reshape(batch * edges, height * width, 2) * valid.reshape(batch * edges, -1, 1)).reshape(-1, rows, 1)
     residual = targets.reshape(batch * edges, rows, 1) - coords.reshape(batch * edges, rows, 1)
+    if huber is not None:  # iteratively reweighted: a pixel's weight falls as 1 / |residual| beyond huber pixels
+        norm = residual.view(batch * edges, height * width, 1, 2).norm(dim=-1, keepdim=True)
+        w = w * (huber / norm.clamp(min=huber)).expand(-1, -1, 2, 1).reshape(batch * edges, rows, 1)
     wJ_t = (w * J_j).transpose(1, 2)                                           # (BE, 6, 2P)
     H_jj = wJ_t @ J_j                                                          # (BE, 6, 6)
     g_j = wJ_t @ residual                                                      # (BE, 6, 1)
@@ -153,8 +159,8 @@ def gauss_newton_step(poses: SE3, depths: torch.Tensor, intrinsics: torch.Tensor
 
 def bundle_adjustment_step(poses: SE3, depths: torch.Tensor, intrinsics: torch.Tensor, ii: torch.Tensor,
                            jj: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, prior_depths: torch.Tensor,
-                           prior_weight: float, num_fixed: int = 1, damping: float = 1e-4, epsilon: float = 1e-4
-                           ) -> tuple[SE3, torch.Tensor]:
+                           prior_weight: float, num_fixed: int = 1, damping: float = 1e-4, epsilon: float = 1e-4,
+                           huber: float | None = None) -> tuple[SE3, torch.Tensor]:
     """One weighted Gauss-Newton step on the free poses *and* every frame's per-pixel inverse
     depth (DROID-SLAM's dense bundle adjustment, here on the motion module's targets).
 
@@ -165,14 +171,14 @@ def bundle_adjustment_step(poses: SE3, depths: torch.Tensor, intrinsics: torch.T
     complement on the 6N x 6N pose system), then recovered from the pose step.
 
     Args are :func:`gauss_newton_step`'s, and ``prior_depths`` (B, N, h, w) > 0. ``depths`` must be
-    > 0 everywhere. Returns (SE3 (B, N) world-to-camera, (B, N, h, w) depths); each inverse depth
+    > 0 everywhere. ``huber``: a robust data term, see :func:`_edge_systems`. Returns (SE3 (B, N) world-to-camera, (B, N, h, w) depths); each inverse depth
     moves at most by a factor of 2 per step.
     """
     batch, num_frames = poses.shape
     _check_num_fixed(num_fixed, num_frames)
     pixels = depths.shape[-2] * depths.shape[-1]
     H_edge, g_edge, (E_edge, C_edge, gz_edge) = _edge_systems(poses, depths, intrinsics, ii, jj, targets, weights,
-                                                              with_depth=True)
+                                                              with_depth=True, huber=huber)
     H, g = _pose_system(H_edge, g_edge, ii, jj, num_frames)
     z = 1.0 / depths.reshape(batch, num_frames, pixels)
     z0 = 1.0 / prior_depths.reshape(batch, num_frames, pixels)

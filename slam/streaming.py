@@ -15,9 +15,11 @@ Every method is thread-safe: the backend adds keyframes while an export or the v
 
 from __future__ import annotations
 
+import importlib
+import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,16 +31,17 @@ from slam.point_cloud import PointCloud, VoxelSums, subsample
 if TYPE_CHECKING:
     import open3d
 
+log = logging.getLogger(__name__)
+
 #: keyframes each keyframe's points are checked against (the nearest viewpoints among those given)
 NUM_NEIGHBOURS = 6
-#: most points in an exported cloud (a fixed pseudo-random subset beyond)
-MAX_POINTS = 2_000_000
 
 
 @dataclass(frozen=True)
 class FusionScale:
     """Sizes fixed by the first keyframes fused, in the map's units: the scene scale (median
-    keyframe depth), the point cloud's voxel, and the TSDF's voxel, truncation and depth limit."""
+    keyframe depth), the point cloud's voxel (which doubles when the cloud outgrows its budget),
+    and the TSDF's voxel, truncation and depth limit."""
 
     scene: float
     point_voxel: float
@@ -60,12 +63,17 @@ class StreamingFusion:
 
     Points: each keyframe's confident pixels that at least ``config.consistency_views`` of its
     :data:`NUM_NEIGHBOURS` nearest witnesses confirm (see :func:`slam.fusion.keyframe_points`),
-    averaged per voxel of ``point_voxel``. Mesh: each keyframe's confident depth integrated into
-    the TSDF volume (when ``config.mesh``). Memory: 36 bytes per occupied point voxel (and, while
-    merging, up to as much again), plus the TSDF's blocks.
+    averaged per voxel of ``point_voxel``; when the cloud outgrows ``config.max_points`` voxels,
+    the voxel doubles (the sums are re-binned exactly), so that a long run's noise and drift
+    cannot grow it without bound. Mesh: each keyframe's confident depth integrated into the TSDF
+    volume (when ``config.mesh``). Memory: 36 bytes per point voxel, at most ``2 *
+    config.max_points`` of them (the newest are merged into the rest once they outweigh it), plus
+    the TSDF's blocks (bounded by the volume mapped).
     """
 
     def __init__(self, config: FusionConfig):
+        if config.mesh:  # Open3D takes seconds to import: now, rather than in the middle of a run
+            importlib.import_module("open3d")
         self.config = config
         self.scale: FusionScale | None = None
         self._lock = threading.Lock()
@@ -102,6 +110,11 @@ class StreamingFusion:
             # merging costs what is held: merge when the new part outweighs the old (amortised O(1) a point)
             self._merged = VoxelSums.merge(([] if self._merged is None else [self._merged]) + self._pending)
             self._pending = []
+            while len(self._merged.keys) > self.config.max_points:  # over budget: a twice coarser grid
+                self._merged = self._merged.coarsened(2)
+                self.scale = replace(self.scale, point_voxel=self._merged.voxel_size)
+                log.info("the point cloud outgrew %d points: voxel now %.4g", self.config.max_points,
+                         self.scale.point_voxel)
         if self._volume is not None:
             self._volume.integrate(keyframe, keyframe.masked_depth(self.config.min_confidence))
         self._fused_ids.add(keyframe.id)
@@ -114,10 +127,11 @@ class StreamingFusion:
         """Those of ``keyframes`` not fused yet (the caller holds the lock)."""
         return [kf for kf in keyframes if kf.id not in self._fused_ids]
 
-    def cloud(self, keyframes: Sequence[FusionKeyframe] = (), max_points: int | None = MAX_POINTS) -> PointCloud:
+    def cloud(self, keyframes: Sequence[FusionKeyframe] = (), max_points: int | None = None) -> PointCloud:
         """The fused cloud (world frame, one point per voxel) plus the points of ``keyframes``
         not fused yet, each checked against all of ``keyframes`` (pass the map's keyframes that
-        still hold their pixels); at most ``max_points`` points. The stored state is unchanged."""
+        still hold their pixels); at most ``max_points`` points (None: ``config.max_points``; a
+        fixed pseudo-random subset beyond). The stored state is unchanged."""
         with self._lock:
             live = self._live(keyframes)
             scale = self.scale or (FusionScale.of(live, self.config) if live else None)
@@ -125,8 +139,7 @@ class StreamingFusion:
                 return PointCloud.empty()
             parts = ([] if self._merged is None else [self._merged]) + self._pending
             parts += [VoxelSums.of(self._points(kf, keyframes), scale.point_voxel) for kf in live]
-        cloud = VoxelSums.merge(parts).means()
-        return cloud if max_points is None else subsample(cloud, max_points)
+        return subsample(VoxelSums.merge(parts).means(), max_points or self.config.max_points)
 
     def mesh(self, keyframes: Sequence[FusionKeyframe] = ()) -> open3d.geometry.TriangleMesh:
         """The TSDF mesh of the fused keyframes plus ``keyframes`` not fused yet (see

@@ -68,7 +68,7 @@ class SlamSystem:
         self.map = MapState()
         backend = config.backend
         bundle = BundleAdjuster(self.motion_module, intrinsics, self.image_size, backend.depth_prior, backend.bundle_pool,
-                                backend.bundle_iterations)
+                                backend.bundle_iterations, backend.huber)
         self.backend = Backend(self.depth_module, self.motion_module, self.map, backend, intrinsics, self.image_size,
                                bundle)
         self.fusion = StreamingFusion(config.fusion)

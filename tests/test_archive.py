@@ -72,7 +72,8 @@ def test_final_keyframes_are_fused_written_and_released(room, tmp_path):
 
 @pytest.mark.slow
 def test_a_long_run_holds_the_pixels_of_a_bounded_number_of_keyframes():
-    config = override(SystemConfig(), "backend.mode=inline", "backend.window=3", "fusion.mesh=false")
+    config = override(SystemConfig(), "backend.mode=inline", "backend.window=3", "fusion.mesh=false",
+                      "frontend.keyframe_flow=16", "frontend.keyframe_parallax=8")  # keyframes come often
     source = SyntheticSource("room", num_frames=200, height=128, width=160)
     system = SlamSystem(config, source.output_camera)
     holding = []

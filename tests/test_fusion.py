@@ -206,6 +206,9 @@ def test_voxel_sums_of_parts_merge_into_the_whole(keyframes):
     np.testing.assert_allclose(merged.normals, whole.normals, atol=1e-5)
     with pytest.raises(ValueError, match="too small"):
         VoxelSums.of(cloud, 1e-6)
+    coarse = VoxelSums.of(cloud, 0.01).coarsened(4).means()  # re-binned sums: the cloud at 4x the voxel
+    np.testing.assert_allclose(coarse.points, whole.points, atol=1e-5)
+    assert np.abs(coarse.colours.astype(int) - whole.colours).max() <= 1
     nothing = VoxelSums.of(PointCloud.empty(), 0.04)  # a keyframe with no confident pixel
     assert len(nothing.keys) == 0 and len(VoxelSums.merge([nothing, parts[0]]).means()) == len(parts[0].keys)
 
@@ -465,3 +468,13 @@ def test_streaming_sizes_follow_the_scene_scale(keyframes):
     large.add(rescaled(keyframes[0], 10.0), [rescaled(kf, 10.0) for kf in keyframes[:4]])
     for name in ("scene", "point_voxel", "tsdf_voxel", "tsdf_truncation", "depth_max"):
         assert getattr(large.scale, name) == pytest.approx(10.0 * getattr(small.scale, name)), name
+
+
+def test_streaming_cloud_keeps_to_its_budget_by_coarsening(keyframes, surface):
+    fusion = StreamingFusion(FusionConfig(max_points=5000, mesh=False))
+    for keyframe in keyframes:
+        fusion.add(keyframe, keyframes)
+    cloud = fusion.cloud()
+    assert 5000 / 8 < len(cloud) <= 5000
+    assert fusion.scale.point_voxel >= 2 * fusion.scale.scene / FusionConfig().point_resolution
+    assert np.median(surface_distance(surface, cloud.points)) < fusion.scale.point_voxel
