@@ -55,7 +55,7 @@ def test_run_on_synthetic_room_writes_the_contract_and_tracks(tmp_path):
 def test_bundle_adjustment_corrects_the_keyframe_depths_tracking_relies_on(tmp_path, without):
     """100 synthetic frames: with dense bundle adjustment (new keyframes in the frontend, the
     window in the backend) the ATE is a fraction of the pose-only system's (measured 1.6% of the
-    path, 4.9% with the frontend's alone, 8.1% with neither)."""
+    path, 6.8% with the frontend's alone, 8.8% with neither)."""
     ates = {}
     for name, extra in (("with", []), ("without", without)):
         out = tmp_path / name

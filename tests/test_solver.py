@@ -36,6 +36,13 @@ def exact_targets(poses: SE3, depths: torch.Tensor, ii: torch.Tensor, jj: torch.
     return coords.unsqueeze(0)
 
 
+def with_outliers(targets: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``targets`` with a fifth of them (pseudo-random) moved by 5 pixels along u and v, and the
+    (1, E, H, W) bool mask of those outliers."""
+    outliers = torch.rand(targets.shape[:-1], generator=torch.Generator().manual_seed(seed)) < 0.2
+    return targets + 5.0 * outliers.unsqueeze(-1), outliers
+
+
 def pose_error(a: SE3, b: SE3) -> torch.Tensor:
     return (a * b.inv()).log().norm(dim=-1)
 
@@ -101,8 +108,7 @@ def test_weights_downweight_outliers():
     truth, depths = true_poses(num_frames, seed=4), scene_depths(num_frames)
     ii, jj = keyframe_edges(num_frames)
     targets = exact_targets(truth, depths, ii, jj)
-    outliers = torch.rand(targets.shape[:-1], generator=torch.Generator().manual_seed(0)) < 0.2
-    corrupted = targets + 5.0 * outliers.unsqueeze(-1)
+    corrupted, outliers = with_outliers(targets, seed=0)
     weights = (~outliers).unsqueeze(-1).double().expand_as(targets)
     start = truth.retr(torch.tensor([[[0.0] * 6, [0.02, -0.01, 0.01, 0.01, 0.0, -0.01]]], dtype=torch.float64))
     robust = gauss_newton_step(gauss_newton_step(start, depths, INTRINSICS, ii, jj, corrupted, weights),
@@ -219,8 +225,7 @@ def test_huber_data_term_resists_outliers_the_confidences_missed():
     truth, depths = true_poses(count, seed=5), scene_depths(count)
     ii, jj = all_pairs_edges(count)
     targets = exact_targets(truth, depths, ii, jj)
-    outliers = torch.rand(targets.shape[:-1], generator=torch.Generator().manual_seed(3)) < 0.2
-    corrupted = targets + 5.0 * outliers.unsqueeze(-1)
+    corrupted, _ = with_outliers(targets, seed=3)
     weights = torch.ones_like(targets)
     start = SE3(torch.cat([truth.data[:, :1], (SE3.exp(0.01 * torch.ones(1, count - 1, 6, dtype=torch.float64))
                                                * truth[:, 1:]).data], dim=1))
