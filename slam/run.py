@@ -199,7 +199,10 @@ def _run(source: Source, config: SystemConfig, out: Path, realtime: bool, save_d
         stopped_by = stopped_by or err
     if exporter is not None:
         exporter.join()
-    stats = write_outputs(system, record, source, out, time.perf_counter() - start, save_depth)
+    try:
+        stats = write_outputs(system, record, source, out, time.perf_counter() - start, save_depth)
+    finally:
+        system.fusion.close()
     if stopped_by is not None:
         raise stopped_by
     return stats

@@ -123,6 +123,13 @@ class StreamingFusion:
         config = self.config
         return keyframe_points(keyframe, witnesses, config.min_confidence, config.consistency_views, NUM_NEIGHBOURS)
 
+    def close(self) -> None:
+        """Free the TSDF volume (the mesh of what was fused is empty afterwards). Call it when
+        the run's outputs are written: Open3D counts memory still held when the interpreter
+        exits as a leak, and makes the process exit with status 1."""
+        with self._lock:
+            self._volume = None
+
     def _live(self, keyframes: Sequence[FusionKeyframe]) -> list[FusionKeyframe]:
         """Those of ``keyframes`` not fused yet (the caller holds the lock)."""
         return [kf for kf in keyframes if kf.id not in self._fused_ids]

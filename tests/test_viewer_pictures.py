@@ -79,7 +79,7 @@ def check_snapshots(folder: Path, every: int, frames: int, final: Path) -> None:
     assert len({count // every for count in counts}) == len(counts), counts
     first, last = picture(folder / f"frame_{counts[0]:06d}.png"), picture(final)
     # early on: a few centimetres of path, two keyframes' points
-    check_picture(first, f"after {counts[0]} frames", trajectory_pixels=5, cloud=0.01)
+    check_picture(first, f"after {counts[0]} frames", trajectory_pixels=2, cloud=0.01)  # 10 frames: a short path
     check_picture(last, "at the end")
     # the viewer kept drawing: the frame panel and the 3D view changed between the two
     assert np.abs(frame_panel(first) - frame_panel(last)).mean() > 3, "the frame panel did not change"
@@ -98,12 +98,15 @@ def check_outputs(out: Path, frames: int) -> None:
 @pytest.mark.parametrize("viewer", ["qt", "open3d"])
 def test_viewer_draws_the_run_live_and_exits_when_done(tmp_path, viewer):
     """The Qt window, and the Open3D window under a display: snapshots while running and a
-    screenshot at the end, each showing the run as it grew."""
+    screenshot at the end, each showing the run as it grew. With the mesh: Open3D's memory must
+    be freed before the process exits, or Open3D reports a leak and the exit status is 1."""
     out, shot = tmp_path / "out", tmp_path / f"{viewer}.png"
     result = v2d_run("synthetic", "--viewer", viewer, "--max-frames", "30", "--out", str(out), "--exit-when-done",
-                     "--screenshot", str(shot), "--snapshot-every", "10", "--snapshot-dir", str(tmp_path / "snaps"), *FAST)
+                     "--screenshot", str(shot), "--snapshot-every", "10", "--snapshot-dir", str(tmp_path / "snaps"))
     assert result.returncode == 0, result.stderr
+    assert "Open3D WARNING" not in result.stderr + result.stdout
     check_outputs(out, 30)
+    assert (out / "mesh.ply").stat().st_size > 1000
     check_snapshots(tmp_path / "snaps", 10, 30, shot)
 
 
