@@ -13,7 +13,7 @@ import apps.bench
 from apps.bench import NO_WEIGHTS
 from apps.benchmarks import depth, motion
 from apps.benchmarks.clips import REAL_SEQUENCES, ClipSet, real_clips, synthetic_clips, validation_set
-from apps.benchmarks.common import SHARED_DATA
+from apps.benchmarks.common import SHARED_DATA, failed_run
 from apps.cli import main
 from networks.factory import build_motion_module, load_checkpoint, save_checkpoint
 from training.clips import collate
@@ -140,3 +140,9 @@ def test_motion_table_has_a_row_per_set_module_and_mode(monkeypatch, fresh_weigh
     assert "| real | all | all | not here |" in table
     without = motion._accuracy_table(True, None)
     assert all(row[3] == NO_WEIGHTS for row in _rows(without, "lite")) and len(_rows(without, "lite")) == 4
+
+
+def test_a_failed_run_reports_its_status_and_last_lines():
+    error = failed_run(1, "Traceback\n  File x\nV2DError: no frames\nQStandardPaths: XDG_RUNTIME_DIR not set\n")
+    assert "status 1" in str(error) and "V2DError: no frames" in str(error)
+    assert str(failed_run(-9, "")) == "v2d run exited with status -9"

@@ -1,5 +1,5 @@
 """What the benchmark suites share: where the real data is, the camera size of speed
-measurements, and a timer."""
+measurements, a timer, and the error of a failed `v2d run`."""
 
 from __future__ import annotations
 
@@ -24,3 +24,10 @@ def milliseconds(function: Callable[[], object], repeats: int) -> float:
         function()
         times.append(time.perf_counter() - start)
     return 1000.0 * float(np.median(times))
+
+
+def failed_run(returncode: int, stderr: str) -> RuntimeError:
+    """The error for a `v2d run` that exited with ``returncode``: its status and the last lines of
+    its ``stderr`` (the last line alone may be a library's warning that hides the cause)."""
+    tail = " | ".join(line.strip() for line in stderr.strip().splitlines()[-3:])
+    return RuntimeError(f"v2d run exited with status {returncode}" + (f": {tail}" if tail else ""))

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from apps.benchmarks.common import failed_run
+
 FRAMES, QUICK_FRAMES = 10_000, 1_000
 #: low resolution keeps the long run affordable on 2 cores; memory per keyframe scales with it
 PIXELS = 19_200
@@ -40,7 +42,7 @@ def _sampled_run(frames: int, out: Path) -> tuple[np.ndarray, np.ndarray, dict]:
         time.sleep(SAMPLE_SECONDS)
     error = process.stderr.read()
     if process.returncode != 0:
-        raise RuntimeError(error.strip().splitlines()[-1] if error.strip() else "v2d run failed")
+        raise failed_run(process.returncode, error)
     return np.array(times), np.array(rss), json.loads((out / "stats.json").read_text())
 
 

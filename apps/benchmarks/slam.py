@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from apps.benchmarks.common import SHARED_DATA
+from apps.benchmarks.common import SHARED_DATA, failed_run
 from slam.evaluation import evaluate_trajectory, read_trajectory
 
 #: (name, source, frames in a full run, frames in a quick run, target ATE as text, target check)
@@ -31,7 +31,7 @@ def _run(source: str, frames: int, out: Path, extra: list[str]) -> dict:
                *extra]
     result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
-        raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed")
+        raise failed_run(result.returncode, result.stderr)
     return json.loads((out / "stats.json").read_text())
 
 

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from apps.benchmarks.common import SHARED_DATA
+from apps.benchmarks.common import SHARED_DATA, failed_run
 from viewer import has_display
 
 SEQUENCE = "tum_fr1_rpy"
@@ -26,7 +26,7 @@ def _run(source: Path, frames: int, extra: list[str]) -> dict:
         command = [sys.executable, "-m", "apps.cli", "run", str(source), "--out", tmp, "--max-frames", str(frames), *extra]
         result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
         if result.returncode != 0:
-            raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed")
+            raise failed_run(result.returncode, result.stderr)
         return json.loads((Path(tmp) / "stats.json").read_text())
 
 
