@@ -60,17 +60,14 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_source: str | Non
 def build_config(args: argparse.Namespace):
     """The configuration from defaults, --config, --set, --device and --weights."""
     from slam.config import SystemConfig
-    from slam.configuration import load, override
+    from slam.configuration import configure
 
-    config = SystemConfig()
-    if args.config:
-        config = load(config, args.config)
     assignments = list(args.set)
     if args.device:
         assignments.append(f"modules.device={args.device}")
     if args.weights:
         assignments.append(f"modules.weights={args.weights}")
-    return override(config, *assignments)
+    return configure(SystemConfig(), args.config, assignments)
 
 
 def viewer_options(args: argparse.Namespace):

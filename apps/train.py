@@ -28,13 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_config(args: argparse.Namespace):
-    from slam.configuration import load, override
+    """The training configuration from defaults, --config and --set."""
+    from slam.configuration import configure
     from training.config import TrainConfig
 
-    config = TrainConfig()
-    if args.config:
-        config = load(config, args.config)
-    return override(config, *args.set)
+    return configure(TrainConfig(), args.config, args.set)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -68,7 +68,7 @@ class Backend:
         poses = SE3.stack([kf.pose for kf in window])
         features = torch.stack([kf.motion_features for kf in window])
         depths = torch.stack([kf.depth for kf in window])
-        ii, jj = all_pairs_edges(count, device=features.device)
+        ii, jj = all_pairs_edges(count, device=features.device, max_span=self.config.edge_span)
         new_depths = new_confidences = None
         if self.config.bundle_adjustment:
             poses, new_depths = self.bundle.refine(features, depths, poses, ii, jj, num_fixed=1,

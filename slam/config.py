@@ -85,6 +85,9 @@ class BackendConfig:
     - ``huber``: the bundle adjustment's data term is robust (Huber): a correspondence whose
       residual is longer than this many pixels of its grid counts less, as 1 / length (null:
       plain least squares). The motion module's confidences miss some wrong correspondences.
+    - ``edge_span``: the window's edges join keyframes at most this many apart (null: every
+      pair). 2 keeps 14 of a 5-keyframe window's 20 edges: each pass is cheaper, so more passes
+      run, and the benchmarks gained (BENCHMARKS.md).
     """
 
     mode: str = "thread"
@@ -96,6 +99,7 @@ class BackendConfig:
     bundle_iterations: int = 2
     depth_updates: int = 0
     huber: float | None = 1.0
+    edge_span: int | None = 2
 
 
 @dataclass(frozen=True)
@@ -142,8 +146,10 @@ class SystemConfig:
         if self.frontend.refine_keyframes < 0 or self.backend.bundle_iterations < 1 or self.backend.depth_prior <= 0:
             raise ConfigError("need frontend.refine_keyframes >= 0, backend.bundle_iterations >= 1 and "
                               "backend.depth_prior > 0")
+        if self.backend.edge_span is not None and self.backend.edge_span < 1:
+            raise ConfigError(f"backend.edge_span must be >= 1 or null, got {self.backend.edge_span}")
         if self.backend.huber is not None and self.backend.huber <= 0:
-            raise ConfigError(f"backend.huber must be > 0 or none, got {self.backend.huber}")
+            raise ConfigError(f"backend.huber must be > 0 or null, got {self.backend.huber}")
         if self.backend.bundle_pool not in (1, 2, 4, 8):
             raise ConfigError(f"backend.bundle_pool must be 1, 2, 4 or 8, got {self.backend.bundle_pool}")
         fusion = self.fusion

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -126,6 +127,14 @@ def override(config: T, *assignments: str) -> T:
                 raise ConfigError(f"override {assignment!r}: {part} is set as a value and as a section")
         node[parts[-1]] = value
     return _merge(config, data, "override")
+
+
+def configure(config: T, path: str | Path | None, assignments: Sequence[str]) -> T:
+    """What a command line asks for: ``config`` (the defaults) updated with the YAML file at
+    ``path`` when one is given (``--config``), then with the ``assignments`` (``--set``)."""
+    if path:
+        config = load(config, path)
+    return override(config, *assignments)
 
 
 def _is_text_field(config: Any, parts: list[str]) -> bool:

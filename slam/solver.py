@@ -31,10 +31,14 @@ def keyframe_edges(num_frames: int, device: torch.device | str | None = None) ->
     return torch.zeros_like(jj), jj
 
 
-def all_pairs_edges(num_frames: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every ordered pair ``i -> j``, i != j (global mode): ``(ii, jj)`` of shape (N(N-1),)."""
+def all_pairs_edges(num_frames: int, device: torch.device | str | None = None, max_span: int | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every ordered pair ``i -> j``, i != j (global mode): ``(ii, jj)`` of shape (N(N-1),); with
+    ``max_span``, only the pairs at most that many frames apart."""
     ii, jj = torch.meshgrid(torch.arange(num_frames, device=device), torch.arange(num_frames, device=device), indexing="ij")
     keep = ii != jj
+    if max_span is not None:
+        keep &= (ii - jj).abs() <= max_span
     return ii[keep], jj[keep]
 
 

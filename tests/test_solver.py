@@ -239,3 +239,9 @@ def test_huber_data_term_resists_outliers_the_confidences_missed():
 
     robust, plain = solve(0.5), solve(None)
     assert robust < 0.05 * plain and robust < 0.03, (robust, plain)
+
+
+def test_window_edges_can_be_limited_to_near_keyframes():
+    ii, jj = all_pairs_edges(5, max_span=2)
+    assert len(ii) == 14 and bool(((ii - jj).abs() <= 2).all()) and bool((ii != jj).all())
+    assert len(all_pairs_edges(5)[0]) == 20 and len(all_pairs_edges(5, max_span=4)[0]) == 20
