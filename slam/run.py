@@ -235,12 +235,12 @@ def _track(frames: Iterable[Frame], system: SlamSystem, record: RunRecord, start
             control.observe(frame, system)
 
 
-def write_keyframe_depths(snapshot: MapSnapshot, out: Path) -> None:
-    """``depth/NNNNNN.npy`` for each keyframe still holding its depth (see
-    :func:`slam.export.write_depth_npy`; the keyframes fused before were written as they were
-    fused) and ``keyframes.txt`` (TUM format: every keyframe's camera-to-world pose)."""
+def write_keyframe_depths(system: SlamSystem, snapshot: MapSnapshot, out: Path) -> None:
+    """``depth/NNNNNN.npy`` for each of the snapshot's keyframes not fused yet (see
+    :func:`slam.export.write_depth_npy`; the system wrote the others as it fused them) and
+    ``keyframes.txt`` (TUM format: every keyframe's camera-to-world pose)."""
     for keyframe in snapshot.keyframes:
-        if keyframe.has_pixels:
+        if keyframe.has_pixels and not system.fusion.fused(keyframe.id):
             write_depth_npy(out / DEPTH_FOLDER, keyframe.frame_index, keyframe.depth)
     if snapshot.keyframes:
         write_tum(out / "keyframes.txt", Trajectory(np.array([kf.timestamp for kf in snapshot.keyframes]),
@@ -254,7 +254,7 @@ def write_outputs(system: SlamSystem, record: RunRecord, source: Source, out: Pa
     from one snapshot of the map, and return the stats."""
     snapshot = system.snapshot()
     if save_depth:
-        write_keyframe_depths(snapshot, out)
+        write_keyframe_depths(system, snapshot, out)
     indices, timestamps = np.array(record.indices, dtype=int), np.array(record.timestamps, dtype=np.float64)
     trajectory, tracked = full_trajectory(snapshot, indices, timestamps)
     write_tum(out / "trajectory.txt", trajectory,

@@ -116,8 +116,11 @@ class StreamingFusion:
                 log.info("the point cloud outgrew %d points: voxel now %.4g", self.config.max_points,
                          self.scale.point_voxel)
         if self._volume is not None:
-            self._volume.integrate(keyframe, keyframe.masked_depth(self.config.min_confidence))
+            self._integrate(self._volume, keyframe)
         self._fused_ids.add(keyframe.id)
+
+    def _integrate(self, volume: TsdfVolume, keyframe: FusionKeyframe) -> None:
+        volume.integrate(keyframe, keyframe.masked_depth(self.config.min_confidence))
 
     def _points(self, keyframe: FusionKeyframe, witnesses: Sequence[FusionKeyframe]) -> PointCloud:
         config = self.config
@@ -134,6 +137,11 @@ class StreamingFusion:
         """Those of ``keyframes`` not fused yet (the caller holds the lock)."""
         return [kf for kf in keyframes if kf.id not in self._fused_ids]
 
+    def _sizes(self, live: Sequence[FusionKeyframe]) -> FusionScale | None:
+        """The sizes fixed so far, or those the ``live`` keyframes would fix when nothing is
+        fused yet; None when there is neither (the caller holds the lock)."""
+        return self.scale or (FusionScale.of(live, self.config) if live else None)
+
     def cloud(self, keyframes: Sequence[FusionKeyframe] = (), max_points: int | None = None) -> PointCloud:
         """The fused cloud (world frame, one point per voxel) plus the points of ``keyframes``
         not fused yet, each checked against all of ``keyframes`` (pass the map's keyframes that
@@ -141,7 +149,7 @@ class StreamingFusion:
         fixed pseudo-random subset beyond). The stored state is unchanged."""
         with self._lock:
             live = self._live(keyframes)
-            scale = self.scale or (FusionScale.of(live, self.config) if live else None)
+            scale = self._sizes(live)
             if scale is None:
                 return PointCloud.empty()
             parts = ([] if self._merged is None else [self._merged]) + self._pending
@@ -160,10 +168,10 @@ class StreamingFusion:
             if volume is None:
                 if not live or not self.config.mesh:
                     return o3d.geometry.TriangleMesh()
-                scale = self.scale or FusionScale.of(live, self.config)
+                scale = self._sizes(live)
                 volume = TsdfVolume(scale.tsdf_voxel, scale.tsdf_truncation, scale.depth_max)
             elif live:
                 volume = volume.copy()
             for keyframe in live:
-                volume.integrate(keyframe, keyframe.masked_depth(self.config.min_confidence))
+                self._integrate(volume, keyframe)
             return volume.mesh()

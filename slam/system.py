@@ -16,6 +16,7 @@ import torch
 
 import weights
 from networks.factory import build_depth_module, build_motion_module, load_checkpoint
+from slam.archive import KeyframeArchive
 from slam.backend import Backend, BackendThread
 from slam.bundle import BundleAdjuster
 from slam.camera import Camera
@@ -24,7 +25,6 @@ from slam.configuration import override
 from slam.errors import V2DError
 from slam.frame import Frame
 from slam.frontend import Frontend
-from slam.archive import KeyframeArchive
 from slam.fusion import FusionKeyframe
 from slam.map import Keyframe, MapSnapshot, MapState
 from slam.streaming import StreamingFusion
