@@ -68,9 +68,9 @@ def test_run_control_pauses_exports_and_stops_with_the_outputs_saved(tmp_path):
     control.pause()
     result = {}
     source = SyntheticSource("room", 0, 60, None, None)
-    config = override(SystemConfig(), *FAST)
-    thread = threading.Thread(target=lambda: result.update(stats=run_slam(source, config, tmp_path, control=control)),
-                              daemon=True)
+    config = SystemConfig()  # with the mesh: an export meshes a copy of the volume and the live keyframes
+    thread = threading.Thread(target=lambda: result.update(stats=run_slam(source, config, tmp_path, save_depth=True,
+                                                                          control=control)), daemon=True)
     thread.start()
     wait_for(lambda: control.record is not None)
     time.sleep(1.0)
@@ -80,8 +80,12 @@ def test_run_control_pauses_exports_and_stops_with_the_outputs_saved(tmp_path):
     assert control.status in ("tracked", "keyframe") and control.frame.index in control.record.indices
     control.request_export()
     wait_for(lambda: control.exports == 1)
-    exported = json.loads((tmp_path / "stats.json").read_text())["frames_processed"]
+    exported_stats = json.loads((tmp_path / "stats.json").read_text())
+    exported = exported_stats["frames_processed"]
     assert 12 <= exported < 60
+    assert exported_stats["mesh_triangles"] > 0 and (tmp_path / "mesh.ply").stat().st_size > 0
+    # the fused keyframes' depth maps were written as they were fused, the live ones by the export
+    assert len(list((tmp_path / "depth").glob("*.npy"))) >= exported_stats["keyframes"]
     control.request_stop()
     thread.join(60)
     assert control.done.is_set()
@@ -89,6 +93,7 @@ def test_run_control_pauses_exports_and_stops_with_the_outputs_saved(tmp_path):
     assert exported <= stats["frames_processed"] < 60
     assert len(read_trajectory(tmp_path / "trajectory.txt")) == stats["frames_processed"]
     assert (tmp_path / "points.ply").stat().st_size > 0
+    assert len(list((tmp_path / "depth").glob("*.npy"))) == stats["keyframes"]
 
 
 @pytest.fixture(scope="module")
