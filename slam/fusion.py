@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from slam.point_cloud import PointCloud, VoxelSums, subsample
+from slam.point_cloud import PointCloud, VoxelSums, pack_cells, subsample
 
 if TYPE_CHECKING:
     import open3d
@@ -442,22 +442,33 @@ class TsdfVolume:
     that keyframes are integrated into one at a time and a mesh extracted from at any time.
 
     ``voxel_length`` and ``sdf_trunc`` in the map's units; depths at or beyond ``depth_max``
-    are ignored. Each keyframe adds weight 1 to the voxels it sees."""
+    are ignored. Each keyframe adds weight 1 to the voxels it sees; the mesh keeps the surfaces
+    seen by at least ``min_weight`` keyframes. Memory: the voxel blocks (8^3 voxels, 10 KB each)
+    that some keyframe touched, less those :meth:`prune` erased."""
 
-    def __init__(self, voxel_length: float, sdf_trunc: float, depth_max: float):
+    def __init__(self, voxel_length: float, sdf_trunc: float, depth_max: float, min_weight: float = 3.0):
         import open3d as o3d
         import open3d.core as o3c
 
-        if voxel_length <= 0 or sdf_trunc <= 0 or depth_max <= 0:
-            raise ValueError(f"voxel_length, sdf_trunc and depth_max must be > 0, got {voxel_length}, {sdf_trunc} "
-                             f"and {depth_max}")
+        if voxel_length <= 0 or sdf_trunc <= 0 or depth_max <= 0 or min_weight <= 0:
+            raise ValueError(f"voxel_length, sdf_trunc, depth_max and min_weight must be > 0, got {voxel_length}, "
+                             f"{sdf_trunc}, {depth_max} and {min_weight}")
         self.voxel_length, self.sdf_trunc, self.depth_max = float(voxel_length), float(sdf_trunc), float(depth_max)
+        self.min_weight = float(min_weight)
         #: keyframes integrated so far
         self.integrated = 0
+        #: for each block touched (its packed coordinates), the value of ``integrated`` after the
+        #: last integration that touched it
+        self._last_touched: dict[int, int] = {}
         self._grid = o3d.t.geometry.VoxelBlockGrid(
             attr_names=["tsdf", "weight", "color"], attr_dtypes=[o3c.float32, o3c.float32, o3c.float32],
             attr_channels=[[1], [1], [3]], voxel_size=self.voxel_length, block_resolution=_BLOCK_RESOLUTION,
             block_count=1000, device=o3c.Device("CPU:0"))
+
+    @property
+    def blocks(self) -> int:
+        """Voxel blocks held."""
+        return int(self._grid.hashmap().size())
 
     def integrate(self, keyframe: FusionKeyframe, depth: np.ndarray) -> bool:
         """Integrate ``depth`` ((H, W) float32, 0 = invalid; the keyframe's own or a masked copy)
@@ -484,7 +495,31 @@ class TsdfVolume:
             return False
         self._grid.integrate(blocks, depth_image, colour_image, intrinsic, extrinsic, 1.0, self.depth_max, trunc_voxels)
         self.integrated += 1
+        self._last_touched.update(dict.fromkeys(pack_cells(blocks.numpy().astype(np.int64)).tolist(), self.integrated))
         return True
+
+    def prune(self, stale_after: int) -> int:
+        """Erase the blocks that can never reach the mesh unless seen again: every voxel lighter
+        than ``min_weight``, and no integration touched them in the last ``stale_after`` (stray
+        depths, surfaces glimpsed once or twice). The mesh is unchanged (Open3D treats voxels
+        below the weight threshold as empty); a block seen again later starts from nothing.
+        Returns the number of blocks erased."""
+        import open3d.core as o3c
+
+        hashmap = self._grid.hashmap()
+        if hashmap.size() == 0:
+            return 0
+        active = hashmap.active_buf_indices().numpy().astype(np.int64)
+        coordinates = hashmap.key_tensor().numpy()[active].astype(np.int64)
+        heaviest = self._grid.attribute("weight").numpy()[active].reshape(len(active), -1).max(axis=1)
+        keys = pack_cells(coordinates)
+        last = np.array([self._last_touched.get(key, 0) for key in keys.tolist()], dtype=np.int64)
+        stale = (heaviest < self.min_weight) & (last <= self.integrated - stale_after)
+        if stale.any():
+            hashmap.erase(o3c.Tensor(np.ascontiguousarray(coordinates[stale], dtype=np.int32)))
+            for key in keys[stale].tolist():
+                del self._last_touched[key]
+        return int(stale.sum())
 
     def copy(self) -> TsdfVolume:
         """An independent copy (integrating into it leaves this volume as it is). Made through
@@ -493,14 +528,15 @@ class TsdfVolume:
 
         clone = object.__new__(TsdfVolume)
         clone.voxel_length, clone.sdf_trunc, clone.depth_max = self.voxel_length, self.sdf_trunc, self.depth_max
-        clone.integrated = self.integrated
+        clone.min_weight, clone.integrated = self.min_weight, self.integrated
+        clone._last_touched = dict(self._last_touched)
         with tempfile.TemporaryDirectory(prefix="v2d-tsdf-") as folder:
             path = str(Path(folder) / "volume.npz")
             self._grid.save(path)
             clone._grid = o3d.t.geometry.VoxelBlockGrid.load(path)
         return clone
 
-    def mesh(self, min_weight: float = 3.0) -> open3d.geometry.TriangleMesh:
+    def mesh(self) -> open3d.geometry.TriangleMesh:
         """The surface as a coloured triangle mesh (vertex colours in [0, 1], vertex normals).
         Surfaces seen by fewer than ``min_weight`` keyframes are dropped (capped at the number
         integrated, so that one keyframe still gives a mesh; Open3D keeps voxels whose weight is
@@ -510,7 +546,7 @@ class TsdfVolume:
 
         if self._grid.hashmap().size() == 0:  # extraction fails on an empty grid
             return o3d.geometry.TriangleMesh()
-        weight_threshold = min(min_weight, float(self.integrated)) - 0.5
+        weight_threshold = min(self.min_weight, float(self.integrated)) - 0.5
         return self._grid.extract_triangle_mesh(weight_threshold=weight_threshold).to_legacy()
 
 
@@ -552,7 +588,8 @@ def fuse_mesh(keyframes: Sequence[FusionKeyframe], voxel_length: float | None = 
         voxel_length = float(np.median(valid)) / voxels_per_median_depth
     if sdf_trunc is None:
         sdf_trunc = AUTO_TRUNCATION_VOXELS * voxel_length
-    volume = TsdfVolume(voxel_length, sdf_trunc, float(valid.max()) * 1.001 if depth_max is None else depth_max)
+    volume = TsdfVolume(voxel_length, sdf_trunc, float(valid.max()) * 1.001 if depth_max is None else depth_max,
+                        min_weight)
     for keyframe, depth in zip(keyframes, depths):
         volume.integrate(keyframe, depth)
-    return volume.mesh(min_weight)
+    return volume.mesh()

@@ -98,7 +98,7 @@ class VoxelSums:
             raise ValueError(f"voxel_size {voxel_size} is too small for a cloud reaching "
                              f"{np.abs(cloud.points).max():.3g} from the origin")
         offsets = (cloud.points - cells * voxel_size).astype(np.float32)
-        return cls._grouped(voxel_size, _pack(cells), np.ones(len(cells), np.int32), offsets, cloud.colours,
+        return cls._grouped(voxel_size, pack_cells(cells), np.ones(len(cells), np.int32), offsets, cloud.colours,
                             cloud.normals)
 
     def coarsened(self, factor: int) -> VoxelSums:
@@ -110,7 +110,7 @@ class VoxelSums:
         coarse = np.floor_divide(cells, factor)
         shift = (cells - coarse * factor) * self.voxel_size     # each fine corner from its coarse corner
         offsets = (self.offsets + self.counts[:, None] * shift).astype(np.float32)
-        return VoxelSums._grouped(self.voxel_size * factor, _pack(coarse), self.counts, offsets, self.colours,
+        return VoxelSums._grouped(self.voxel_size * factor, pack_cells(coarse), self.counts, offsets, self.colours,
                                   self.normals)
 
     @classmethod
@@ -123,6 +123,32 @@ class VoxelSums:
                             np.concatenate([p.counts for p in parts]), np.concatenate([p.offsets for p in parts]),
                             np.concatenate([p.colours for p in parts]),
                             np.concatenate([p.normals for p in parts]) if with_normals else None)
+
+    def plus(self, other: VoxelSums) -> VoxelSums:
+        """The sums of the union of the two clouds (one voxel size), as :meth:`merge` gives them,
+        at the cost of copying this one's arrays once: ``other``'s voxels are added to or
+        inserted among this one's sorted keys (the way to add a small part to a large cloud).
+        Neither is changed."""
+        if other.voxel_size != self.voxel_size:
+            raise ValueError("voxel sums can only be merged on one grid")
+        if (self.normals is None) != (other.normals is None):
+            return VoxelSums.merge([self, other])
+        position = np.searchsorted(self.keys, other.keys)
+        found = position < len(self.keys)
+        found[found] = self.keys[position[found]] == other.keys[found]
+        new = ~found
+        # where other's new voxels land among the result's rows; then where the found ones do
+        keys = np.insert(self.keys, position[new], other.keys[new])
+        shifted = position[found] + np.searchsorted(position[new], position[found], side="right")
+
+        def combined(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
+            result = np.insert(mine, position[new], theirs[new], axis=0)
+            result[shifted] += theirs[found]
+            return result
+
+        return VoxelSums(self.voxel_size, keys, combined(self.counts, other.counts),
+                         combined(self.offsets, other.offsets), combined(self.colours, other.colours),
+                         None if self.normals is None else combined(self.normals, other.normals))
 
     @classmethod
     def _grouped(cls, voxel_size: float, keys: np.ndarray, counts: np.ndarray, offsets: np.ndarray,
@@ -150,14 +176,14 @@ class VoxelSums:
         return PointCloud(points, np.round(self.colours / counts), normals)
 
 
-def _pack(cells: np.ndarray) -> np.ndarray:
+def pack_cells(cells: np.ndarray) -> np.ndarray:
     """(V,) int64 keys of (V, 3) int64 voxel cells (each axis within +-2^20)."""
     cells = cells + (1 << (_KEY_BITS - 1))
     return (cells[:, 0] << (2 * _KEY_BITS)) | (cells[:, 1] << _KEY_BITS) | cells[:, 2]
 
 
 def _unpack(keys: np.ndarray) -> np.ndarray:
-    """(V, 3) int64 voxel cells of (V,) keys (the inverse of :func:`_pack`)."""
+    """(V, 3) int64 voxel cells of (V,) keys (the inverse of :func:`pack_cells`)."""
     mask = (1 << _KEY_BITS) - 1
     return np.stack([keys >> (2 * _KEY_BITS), (keys >> _KEY_BITS) & mask, keys & mask], 1) - (1 << (_KEY_BITS - 1))
 

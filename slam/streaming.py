@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 
 #: keyframes each keyframe's points are checked against (the nearest viewpoints among those given)
 NUM_NEIGHBOURS = 6
+#: the newest keyframes' voxel sums are added to the rest once they pass this share of the
+#: cloud's budget (each addition copies the rest once)
+PENDING_SHARE = 16
+#: keyframes between two prunings of the TSDF volume, and the keyframes a block must have gone
+#: unseen for to be pruned (see TsdfVolume.prune)
+PRUNE_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -66,9 +72,11 @@ class StreamingFusion:
     averaged per voxel of ``point_voxel``; when the cloud outgrows ``config.max_points`` voxels,
     the voxel doubles (the sums are re-binned exactly), so that a long run's noise and drift
     cannot grow it without bound. Mesh: each keyframe's confident depth integrated into the TSDF
-    volume (when ``config.mesh``). Memory: 36 bytes per point voxel, at most ``2 *
-    config.max_points`` of them (the newest are merged into the rest once they outweigh it), plus
-    the TSDF's blocks (bounded by the volume mapped).
+    volume (when ``config.mesh``), whose blocks that stay too light to reach the mesh are pruned
+    once out of sight (see :meth:`TsdfVolume.prune`). Memory: 36 bytes per point voxel, at most
+    ``config.max_points`` of them plus the newest keyframes' (added to the rest once they pass
+    1/:data:`PENDING_SHARE` of the budget), and the TSDF's blocks (10 KB each; they grow with the
+    surface seen by several keyframes).
     """
 
     def __init__(self, config: FusionConfig):
@@ -79,7 +87,7 @@ class StreamingFusion:
         self._lock = threading.Lock()
         self._fused_ids: set[int] = set()
         self._merged: VoxelSums | None = None     # sums of most of the fused points
-        self._pending: list[VoxelSums] = []        # sums of the newest, merged once they outweigh _merged
+        self._pending: list[VoxelSums] = []        # sums of the newest keyframes, not yet in _merged
         self._volume: TsdfVolume | None = None
 
     def __len__(self) -> int:
@@ -106,21 +114,27 @@ class StreamingFusion:
             if self.config.mesh:
                 self._volume = TsdfVolume(self.scale.tsdf_voxel, self.scale.tsdf_truncation, self.scale.depth_max)
         self._pending.append(VoxelSums.of(self._points(keyframe, witnesses), self.scale.point_voxel))
-        if self._merged is None or sum(len(p.keys) for p in self._pending) > len(self._merged.keys):
-            # merging costs what is held: merge when the new part outweighs the old (amortised O(1) a point)
-            self._merged = VoxelSums.merge(([] if self._merged is None else [self._merged]) + self._pending)
-            self._pending = []
-            while len(self._merged.keys) > self.config.max_points:  # over budget: a twice coarser grid
-                self._merged = self._merged.coarsened(2)
-                self.scale = replace(self.scale, point_voxel=self._merged.voxel_size)
-                log.info("the point cloud outgrew %d points: voxel now %.4g", self.config.max_points,
-                         self.scale.point_voxel)
+        if sum(len(p.keys) for p in self._pending) > self.config.max_points // PENDING_SHARE:
+            self._merge_pending()
         if self._volume is not None:
-            self._integrate(self._volume, keyframe)
+            if self._integrate(self._volume, keyframe) and self._volume.integrated % PRUNE_EVERY == 0:
+                pruned = self._volume.prune(stale_after=PRUNE_EVERY)
+                log.debug("TSDF: %d blocks pruned, %d held", pruned, self._volume.blocks)
         self._fused_ids.add(keyframe.id)
 
-    def _integrate(self, volume: TsdfVolume, keyframe: FusionKeyframe) -> None:
-        volume.integrate(keyframe, keyframe.masked_depth(self.config.min_confidence))
+    def _merge_pending(self) -> None:
+        """Add the newest keyframes' sums to the rest; beyond the budget, a twice coarser grid
+        (the caller holds the lock)."""
+        pending = VoxelSums.merge(self._pending)
+        self._merged = pending if self._merged is None else self._merged.plus(pending)
+        self._pending = []
+        while len(self._merged.keys) > self.config.max_points:  # over budget: a twice coarser grid
+            self._merged = self._merged.coarsened(2)
+            self.scale = replace(self.scale, point_voxel=self._merged.voxel_size)
+            log.info("the point cloud outgrew %d points: voxel now %.4g", self.config.max_points, self.scale.point_voxel)
+
+    def _integrate(self, volume: TsdfVolume, keyframe: FusionKeyframe) -> bool:
+        return volume.integrate(keyframe, keyframe.masked_depth(self.config.min_confidence))
 
     def _points(self, keyframe: FusionKeyframe, witnesses: Sequence[FusionKeyframe]) -> PointCloud:
         config = self.config

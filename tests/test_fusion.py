@@ -15,7 +15,7 @@ from slam.config import FusionConfig
 from slam.errors import ExportError
 from slam.evaluation import read_depth
 from slam.export import write_depth_png, write_mesh_ply, write_point_cloud_ply
-from slam.fusion import (AUTO_VOXELS_PER_MEDIAN_DEPTH, FusionKeyframe, PointCloudFuser, consistency_masks,
+from slam.fusion import (AUTO_VOXELS_PER_MEDIAN_DEPTH, FusionKeyframe, PointCloudFuser, TsdfVolume, consistency_masks,
                          fuse_mesh, fuse_point_cloud, nearest_neighbours)
 from slam.point_cloud import PointCloud, VoxelSums, subsample, voxel_downsample
 from slam.streaming import StreamingFusion
@@ -206,6 +206,12 @@ def test_voxel_sums_of_parts_merge_into_the_whole(keyframes):
     np.testing.assert_allclose(merged.normals, whole.normals, atol=1e-5)
     with pytest.raises(ValueError, match="too small"):
         VoxelSums.of(cloud, 1e-6)
+    added = parts[1].plus(parts[0]).plus(parts[2])  # each added to a larger one: the same sums
+    np.testing.assert_array_equal(added.keys, VoxelSums.merge(parts).keys)
+    np.testing.assert_allclose(added.means().points, whole.points, atol=1e-6)
+    np.testing.assert_allclose(added.means().normals, whole.normals, atol=1e-5)
+    assert np.abs(added.means().colours.astype(int) - whole.colours).max() <= 1
+    assert parts[0].plus(VoxelSums.of(PointCloud.empty(), 0.04)).keys.tolist() == parts[0].keys.tolist()
     coarse = VoxelSums.of(cloud, 0.01).coarsened(4).means()  # re-binned sums: the cloud at 4x the voxel
     np.testing.assert_allclose(coarse.points, whole.points, atol=1e-5)
     assert np.abs(coarse.colours.astype(int) - whole.colours).max() <= 1
@@ -341,6 +347,30 @@ def test_mesh_leaves_out_a_keyframe_that_touches_no_block(keyframes):
     with_lone = fuse_mesh([keyframes[0], replace(keyframes[1], confidence=lone)])
     alone = len(fuse_mesh(keyframes[:1]).triangles)
     assert alone > 1000 and abs(len(with_lone.triangles) - alone) < 0.01 * alone  # the voxel size moves a hair
+
+
+def test_tsdf_prune_erases_only_unseen_light_blocks_and_keeps_the_mesh(keyframes):
+    """A phantom surface seen once (a keyframe's depth 60% too far) stays in the volume as light
+    blocks; once out of sight for ``stale_after`` integrations, pruning erases them and the mesh
+    is the same triangle for triangle."""
+    voxel = keyframes[0].median_depth / 50
+    volume = TsdfVolume(voxel, 4 * voxel, 10.0)
+    for keyframe in keyframes[:10]:
+        volume.integrate(keyframe, keyframe.depth)
+    assert volume.prune(stale_after=1) > 0  # glimpses of the first keyframes, not seen again
+    phantom = replace(keyframes[10], depth=keyframes[10].depth * np.float32(1.6), id=99)
+    volume.integrate(phantom, phantom.depth)
+    assert volume.prune(stale_after=2) == 0  # the phantom was just seen: it may yet be confirmed
+    for keyframe in keyframes[11:]:
+        volume.integrate(keyframe, keyframe.depth)
+    blocks, mesh = volume.blocks, volume.mesh()
+    assert volume.prune(stale_after=len(keyframes)) == 0  # nothing has gone unseen that long
+    pruned = volume.prune(stale_after=3)
+    assert pruned > 0.1 * blocks and volume.blocks == blocks - pruned
+    after = volume.mesh()
+    assert len(after.triangles) == len(mesh.triangles) > 5000
+    np.testing.assert_array_equal(np.sort(np.asarray(after.vertices), axis=0), np.sort(np.asarray(mesh.vertices), axis=0))
+    assert volume.prune(stale_after=3) == 0
 
 
 def test_mesh_consistency_option_drops_outliers(keyframes, surface):
