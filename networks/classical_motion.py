@@ -20,6 +20,7 @@ and back). The loop over edges is the one over DIS calls; everything else is bat
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -73,6 +74,7 @@ class ClassicalMotionModule(torch.nn.Module):
         super().__init__()
         self.config = config or ClassicalMotionConfig()
         self.stride = self.config.stride
+        self._per_thread = threading.local()  # a DIS instance per thread (one is not thread-safe)
 
     @property
     def feature_size(self) -> tuple[int, int]:
@@ -121,8 +123,10 @@ class ClassicalMotionModule(torch.nn.Module):
     def _dis_flows(self, grey_i: torch.Tensor, warped_j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """DIS flows I_i -> W_j and W_j -> I_i for (P, 1, h, w) grey pairs in [0, 1]:
         two (P, h, w, 2) CPU float32 tensors in pixels."""
-        dis = cv2.DISOpticalFlow_create(DIS_PRESETS[self.config.preset])
-        dis.setFinestScale(self.config.finest_scale)
+        dis = getattr(self._per_thread, "dis", None)
+        if dis is None:  # made once per thread: its buffers are reused from call to call
+            dis = self._per_thread.dis = cv2.DISOpticalFlow_create(DIS_PRESETS[self.config.preset])
+            dis.setFinestScale(self.config.finest_scale)
         first, second = (_to_uint8(x) for x in (grey_i, warped_j))
         forward = np.stack([dis.calc(a, b, None) for a, b in zip(first, second)])
         backward = np.stack([dis.calc(b, a, None) for a, b in zip(first, second)])

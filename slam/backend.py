@@ -65,7 +65,7 @@ class Backend:
             return False
         start = time.perf_counter()
         count = len(window)
-        poses = SE3.stack([kf.pose for kf in window])
+        poses = started_from = SE3.stack([kf.pose for kf in window])
         features = torch.stack([kf.motion_features for kf in window])
         depths = torch.stack([kf.depth for kf in window])
         ii, jj = all_pairs_edges(count, device=features.device, max_span=self.config.edge_span)
@@ -78,7 +78,7 @@ class Backend:
         if self.config.depth_updates > 0:
             with torch.no_grad():
                 new_depths, new_confidences = self._update_depths(window, poses, new_depths)
-        self.map.update_keyframes([kf.id for kf in window], poses, new_depths, new_confidences)
+        self.map.update_keyframes([kf.id for kf in window], poses, new_depths, new_confidences, started_from)
         self.passes += 1
         self.seconds += time.perf_counter() - start
         return True
@@ -119,18 +119,36 @@ class Backend:
 class BackendThread(threading.Thread):
     """Runs ``work`` (a backend pass: :meth:`Backend.optimise` and what follows it) whenever a
     new keyframe arrives, until stopped; errors are kept in ``error`` for the main thread to
-    report."""
+    report. Keyframes that arrive during a pass are taken together by the next one."""
 
     def __init__(self, work: Callable[[], object]):
         super().__init__(name="v2d-backend", daemon=True)
         self.work = work
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._progress = threading.Condition()
+        self._notified = 0   # keyframes notified so far
+        self._covered = 0    # of those, the ones notified before the last finished pass began
         self.error: BaseException | None = None
 
     def notify(self) -> None:
         """A new keyframe is in the map."""
+        with self._progress:
+            self._notified += 1
         self._wake.set()
+
+    @property
+    def lag(self) -> int:
+        """Keyframes notified that no finished pass has seen yet."""
+        with self._progress:
+            return self._notified - self._covered
+
+    def wait_for_lag(self, max_lag: int) -> None:
+        """Block until at most ``max_lag`` keyframes are left that no finished pass has seen
+        (at once when the thread has stopped or failed)."""
+        with self._progress:
+            while self._notified - self._covered > max_lag and self.is_alive() and self.error is None:
+                self._progress.wait(timeout=0.1)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -147,7 +165,15 @@ class BackendThread(threading.Thread):
                     continue
                 self._wake.clear()
                 if not self._stopping.is_set():
+                    with self._progress:
+                        seen = self._notified
                     self.work()
+                    with self._progress:
+                        self._covered = seen
+                        self._progress.notify_all()
         except BaseException as err:  # reported by the main thread; the frontend's work is kept
             self.error = err
             log.exception("backend failed")
+        finally:
+            with self._progress:
+                self._progress.notify_all()

@@ -88,6 +88,10 @@ class BackendConfig:
     - ``edge_span``: the window's edges join keyframes at most this many apart (null: every
       pair). 2 keeps 14 of a 5-keyframe window's 20 edges: each pass is cheaper, so more passes
       run, and the benchmarks gained (BENCHMARKS.md).
+    - ``max_lag`` (thread mode): when a new keyframe leaves the backend this many keyframes or
+      more behind the map (keyframes added since its last pass began), tracking waits for the
+      pass under way, so that every keyframe is optimised while in the window (null: never
+      waits; the backend then skips keyframes on a scene that makes many, and accuracy suffers).
     """
 
     mode: str = "thread"
@@ -100,6 +104,7 @@ class BackendConfig:
     depth_updates: int = 0
     huber: float | None = 1.0
     edge_span: int | None = 2
+    max_lag: int | None = 2
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,8 @@ class SystemConfig:
                               "backend.depth_prior > 0")
         if self.backend.edge_span is not None and self.backend.edge_span < 1:
             raise ConfigError(f"backend.edge_span must be >= 1 or null, got {self.backend.edge_span}")
+        if self.backend.max_lag is not None and self.backend.max_lag < 1:
+            raise ConfigError(f"backend.max_lag must be >= 1 or null, got {self.backend.max_lag}")
         if self.backend.huber is not None and self.backend.huber <= 0:
             raise ConfigError(f"backend.huber must be > 0 or null, got {self.backend.huber}")
         if self.backend.bundle_pool not in (1, 2, 4, 8):

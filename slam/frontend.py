@@ -174,14 +174,16 @@ class Frontend:
 
     def track(self, features: torch.Tensor, start: SE3) -> tuple[SE3, float, float, float]:
         """Pose of a frame with motion ``features`` (C, h, w) against the current keyframe, from
-        the world-to-camera ``start``. Returns (pose, quality, mean induced flow, mean parallax),
-        flows in processing pixels: the parallax is the part of the flow that the translation
-        induces (the flow less that of the rotation alone). Quality is the mean flow confidence
-        over the keyframe's pixels with depth."""
+        the world-to-camera ``start``. Returns (pose relative to the keyframe, ``T = G_frame
+        G_keyframe^-1``; quality; mean induced flow; mean parallax), flows in processing pixels:
+        the parallax is the part of the flow that the translation induces (the flow less that of
+        the rotation alone). Quality is the mean flow confidence over the keyframe's pixels with
+        depth. The pose is relative because the backend may move the keyframe meanwhile: the
+        caller anchors it to the keyframe's pose as it is then."""
         keyframe = self.keyframe
         depth = self._small_keyframe_depth()
         depths = torch.stack([depth, torch.zeros_like(depth)])[None]
-        poses = SE3.stack([keyframe.pose, start]).view(1, 2)
+        poses = SE3.stack([keyframe.pose, start]).view(1, 2)  # the keyframe's pose, read once
         stacked = torch.stack([keyframe.motion_features, features])[None]
         with torch.no_grad():
             for _ in range(self.config.tracking_steps):
@@ -190,26 +192,28 @@ class Frontend:
                 poses = gauss_newton_step(poses, depths, flow.intrinsics, self._ii, self._jj, flow.targets, flow.weights)
         has_depth = depth > 0
         quality = float(flow.weights[0, 0, ..., 0][has_depth].mean()) if has_depth.any() else 0.0
-        induced, parallax = induced_flow(depth, poses[0, 1] * keyframe.pose.inv(), flow.intrinsics[0])
+        relative = poses[0, 1] * poses[0, 0].inv()
+        induced, parallax = induced_flow(depth, relative, flow.intrinsics[0])
         scale = self.image_size[1] / depth.shape[1]
-        return poses[0, 1], quality, induced * scale, parallax * scale
+        return relative, quality, induced * scale, parallax * scale
 
     def _track_and_record(self, frame: Frame, image: torch.Tensor) -> None:
         features = self.motion_module.encode(image[None, None])[0, 0]
         last_pose, velocity = self._last
         start = velocity * last_pose if velocity is not None else last_pose
-        pose, quality, induced, parallax = self.track(features, start)
-        if quality < self.config.min_quality or not torch.isfinite(pose.data).all():
+        relative, quality, induced, parallax = self.track(features, start)
+        if quality < self.config.min_quality or not torch.isfinite(relative.data).all():
             self._record_lost(frame, f"quality {quality:.3f}")
             return
+        pose = relative * self.keyframe.pose
         self._lost = 0
         self._last = (pose, pose * last_pose.inv())
         self.counts["tracked"] += 1
         if (parallax > self.config.keyframe_parallax or induced > self.config.keyframe_flow
                 or quality < self.config.keyframe_quality):
-            self._new_keyframe(frame, image, pose, features)
+            self._new_keyframe(frame, image, relative, features)
             return
-        record = FrameRecord(frame.index, frame.timestamp, self.keyframe.id, pose * self.keyframe.pose.inv())
+        record = FrameRecord(frame.index, frame.timestamp, self.keyframe.id, relative)
         self.map.add_frame(record)
         self._recent.append(_Recent(record, image))
 
@@ -265,13 +269,16 @@ class Frontend:
         poses, depths = self.bundle.refine(features, depths, poses, ii, jj, num_fixed=count - 1, flow_steps=1)
         return poses[-1], depths[-1]
 
-    def _new_keyframe(self, frame: Frame, image: torch.Tensor, pose: SE3, motion_features: torch.Tensor) -> None:
-        """Make the frame a keyframe: depth from the depth module with the previous keyframe and
+    def _new_keyframe(self, frame: Frame, image: torch.Tensor, relative: SE3, motion_features: torch.Tensor) -> None:
+        """Make the frame (its pose ``relative`` to the current keyframe, ``G_frame
+        G_keyframe^-1``) a keyframe: depth from the depth module with the previous keyframe and
         recent frames as neighbours, falling back to the previous keyframe's depth carried over
         (forward-splatted) where the new estimate is not confident; then pose and depth refined
         against the newest keyframes (:meth:`_refine`)."""
         previous = self.keyframe
-        neighbours = [(previous.image, previous.pose)]
+        previous_pose = previous.pose  # read once: the backend may move it meanwhile
+        pose = relative * previous_pose
+        neighbours = [(previous.image, previous_pose)]
         recent = list(self._recent)[::-1]
         step = max(1, len(recent) // max(self.config.neighbours - 1, 1))
         for item in recent[::step][: self.config.neighbours - 1]:
@@ -283,13 +290,14 @@ class Frontend:
             encoded = self.depth_module.encode(images)
             features = torch.cat([encoded[:, :1], previous.depth_features[None, None], encoded[:, 1:]], dim=1)
             estimate = self.depth_module.depth(features, poses, self.intrinsics[None], self.image_size)
-        carried = propagate_depth(previous.depth, pose * previous.pose.inv(), self.intrinsics)
+        carried = propagate_depth(previous.depth, relative, self.intrinsics)
         confident = (estimate.confidence[0] > CONFIDENT_DEPTH) & (estimate.depth[0] > 0)
         depth = torch.where(confident | (carried <= 0), estimate.depth[0], carried)
         depth = fill_invalid(depth, self.config.init_depth)
         confidence = torch.where(confident, estimate.confidence[0], torch.zeros_like(depth))
         if self.config.refine_keyframes > 0:
             pose, depth = self._refine(pose, depth, motion_features)
+        pose = pose * previous_pose.inv() * previous.pose  # anchored to the previous keyframe as it is now
         keyframe = self._add_keyframe(frame, image, pose, depth, confidence, motion_features, encoded[0, 0])
         self.map.add_frame(FrameRecord(frame.index, frame.timestamp, keyframe.id, SE3.identity(device=self.device),
                                        "keyframe"))

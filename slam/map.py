@@ -154,11 +154,19 @@ class MapState:
             self.version += 1
 
     def update_keyframes(self, ids: list[int], poses: SE3 | None = None, depths: torch.Tensor | None = None,
-                         confidences: torch.Tensor | None = None) -> None:
-        """Write back backend results for keyframes ``ids``: poses SE3 (K,) world-to-camera,
-        depths and confidences (K, H, W). Each keyframe gets its own copy (a view would keep the
-        whole batch alive for as long as the keyframe lives)."""
+                         confidences: torch.Tensor | None = None, started_from: SE3 | None = None) -> None:
+        """Write back backend results for keyframes ``ids`` (oldest first): poses SE3 (K,)
+        world-to-camera, depths and confidences (K, H, W). Each keyframe gets its own copy (a view
+        would keep the whole batch alive for as long as the keyframe lives).
+
+        ``started_from``: SE3 (K,), the poses the backend started from. Keyframes newer than
+        ``ids[-1]`` were added meanwhile, anchored to its pose then: they move with it, keeping
+        their pose relative to it (``G_k <- G_k G_old^-1 G_new``), all in one step under the lock."""
         with self.lock:
+            if poses is not None and started_from is not None:
+                correction = started_from[-1].inv() * SE3(poses.data[-1])
+                for kf_id in (k for k in self.keyframes if k > ids[-1]):
+                    self.keyframes[kf_id].pose = self.keyframes[kf_id].pose * correction
             for k, kf_id in enumerate(ids):
                 keyframe = self.keyframes[kf_id]
                 if poses is not None:

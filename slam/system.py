@@ -85,6 +85,8 @@ class SlamSystem:
     def _on_keyframe(self, keyframe: Keyframe) -> None:
         if self._thread is not None:
             self._thread.notify()
+            if self.config.backend.max_lag is not None:  # tracking waits for a backend fallen behind
+                self._thread.wait_for_lag(self.config.backend.max_lag)
         else:
             self._backend_pass()
 

@@ -38,6 +38,25 @@ def test_frames_follow_their_keyframe_when_the_backend_moves_it():
     assert np.allclose(after.keyframes[0].pose_c2w, after.frame_poses[0], atol=1e-6)
 
 
+def test_keyframes_added_during_a_backend_pass_move_with_the_newest_it_optimised():
+    """The frontend anchors a new keyframe to the newest one's pose as it was; when the backend
+    writes back a pass begun before, the newer keyframes keep their pose relative to it."""
+    state = MapState()
+    window = [make_keyframe(state, k, [0.0, 0.0, 0.1 * k, 0.0, 0.0, 0.0]) for k in range(3)]
+    started_from = SE3.stack([kf.pose for kf in window])
+    newer = [make_keyframe(state, 3, [0.0, 0.0, 0.3, 0.0, 0.1, 0.0]), make_keyframe(state, 4, [0.1, 0.0, 0.4, 0.0, 0.2, 0.0])]
+    relative = [(kf.pose * window[-1].pose.inv()).matrix() for kf in newer]
+    optimised = SE3.exp(torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.02, 0.1, 0.0, 0.0, 0.01],
+                                      [0.01, 0.03, 0.25, 0.02, 0.0, 0.03]]))
+    state.update_keyframes([kf.id for kf in window], optimised, started_from=started_from)
+    assert torch.allclose(window[-1].pose.data, optimised.data[-1])
+    for kf, before in zip(newer, relative):
+        assert torch.allclose((kf.pose * window[-1].pose.inv()).matrix(), before, atol=1e-5)
+    untouched = newer[0].pose.data.clone()
+    state.update_keyframes([kf.id for kf in window], optimised)  # no start given: nothing newer moves
+    assert torch.equal(newer[0].pose.data, untouched)
+
+
 def test_snapshot_copies_images_and_depth():
     state = MapState()
     kf = make_keyframe(state, 0, [0.0] * 6)

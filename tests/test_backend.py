@@ -1,0 +1,82 @@
+"""The backend thread's hand-over with tracking: keyframes that arrive during a pass are taken
+together by the next, and tracking waits when the backend falls too far behind."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from slam.backend import BackendThread
+from slam.config import SystemConfig
+from slam.configuration import ConfigError, override
+
+
+class _GatedWork:
+    """A backend pass that blocks until the test lets it through, one pass per release."""
+
+    def __init__(self, fail: bool = False):
+        self.entered = threading.Semaphore(0)
+        self.gate = threading.Semaphore(0)
+        self.passes = 0
+        self.fail = fail
+
+    def __call__(self) -> None:
+        self.entered.release()
+        assert self.gate.acquire(timeout=10)
+        self.passes += 1
+        if self.fail:
+            raise RuntimeError("pass failed")
+
+
+def _waiter(thread: BackendThread, max_lag: int) -> threading.Event:
+    """Run ``thread.wait_for_lag(max_lag)`` in a helper thread; the event is set when it returns."""
+    done = threading.Event()
+    threading.Thread(target=lambda: (thread.wait_for_lag(max_lag), done.set()), daemon=True).start()
+    return done
+
+
+def test_tracking_waits_while_the_backend_is_more_than_max_lag_keyframes_behind():
+    work = _GatedWork()
+    thread = BackendThread(work)
+    thread.start()
+    try:
+        thread.notify()
+        assert work.entered.acquire(timeout=10)  # the first pass has taken keyframe 1
+        thread.notify()
+        thread.notify()
+        assert thread.lag == 3
+        done = _waiter(thread, max_lag=1)
+        assert not done.wait(0.3)
+        work.gate.release()  # the first pass ends: keyframes 2 and 3 are still unseen
+        assert work.entered.acquire(timeout=10)  # the next pass takes both
+        assert thread.lag == 2 and not done.wait(0.3)
+        work.gate.release()
+        assert done.wait(10) and thread.lag == 0 and work.passes == 2
+        assert _waiter(thread, max_lag=1).wait(1)  # nothing behind: no wait
+    finally:
+        thread.stop()
+        work.gate.release()
+        thread.join(10)
+
+
+def test_a_failed_backend_never_holds_tracking_back():
+    work = _GatedWork(fail=True)
+    thread = BackendThread(work)
+    thread.start()
+    thread.notify()
+    assert work.entered.acquire(timeout=10)
+    thread.notify()
+    thread.notify()
+    done = _waiter(thread, max_lag=1)
+    work.gate.release()
+    assert done.wait(10)
+    thread.join(10)
+    assert isinstance(thread.error, RuntimeError) and thread.lag == 3  # the failed pass covers nothing
+
+
+@pytest.mark.parametrize("max_lag", [0, -1])
+def test_max_lag_must_be_positive_or_null(max_lag):
+    with pytest.raises(ConfigError, match="max_lag"):
+        override(SystemConfig(), f"backend.max_lag={max_lag}")
+    assert override(SystemConfig(), "backend.max_lag=null").backend.max_lag is None
