@@ -88,9 +88,9 @@ class BackendConfig:
     - ``edge_span``: the window's edges join keyframes at most this many apart (null: every
       pair). 2 keeps 14 of a 5-keyframe window's 20 edges: each pass is cheaper, so more passes
       run, and the benchmarks gained (BENCHMARKS.md).
-    - ``max_lag`` (thread mode): when a new keyframe leaves the backend this many keyframes or
-      more behind the map (keyframes added since its last pass began), tracking waits for the
-      pass under way, so that every keyframe is optimised while in the window (null: never
+    - ``max_lag`` (thread mode): when a new keyframe leaves the backend more than this many
+      keyframes behind the map (keyframes that no finished pass has seen), tracking waits for
+      the pass under way, so that every keyframe is optimised while in the window (null: never
       waits; the backend then skips keyframes on a scene that makes many, and accuracy suffers).
     """
 

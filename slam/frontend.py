@@ -250,24 +250,26 @@ class Frontend:
             self.on_keyframe(keyframe)
         return keyframe
 
-    def _refine(self, pose: SE3, depth: torch.Tensor, motion_features: torch.Tensor) -> tuple[SE3, torch.Tensor]:
-        """A new keyframe's world-to-camera pose and (H, W) depth, refined by a dense bundle
-        adjustment against the newest ``config.refine_keyframes`` keyframes (held fixed): their
-        correspondences correct the depth where the depth module is wrong, before any frame is
-        tracked on it."""
-        # (pose, features, depth) read once each: the backend may compact or update a keyframe meanwhile
-        newest = self.map.keyframe_list()[-self.config.refine_keyframes:]
-        previous = [item for item in ((kf.pose, kf.motion_features, kf.depth) for kf in newest) if item[1] is not None]
+    def _refine(self, relative: SE3, depth: torch.Tensor, motion_features: torch.Tensor) -> tuple[SE3, torch.Tensor]:
+        """A new keyframe's pose relative to the current keyframe (``G_new G_keyframe^-1``, in
+        and out) and its (H, W) depth, refined by a dense bundle adjustment against the newest
+        ``config.refine_keyframes`` keyframes (held fixed): their correspondences correct the
+        depth where the depth module is wrong, before any frame is tracked on it."""
+        with self.map.lock:  # one consistent read: the backend writes a pass's poses under this lock
+            anchor = self.keyframe.pose
+            newest = [(kf.pose, kf.motion_features, kf.depth)
+                      for kf in self.map.keyframe_list()[-self.config.refine_keyframes:]]
+        previous = [item for item in newest if item[1] is not None]
         if not previous:
-            return pose, depth
+            return relative, depth
         count = len(previous) + 1
-        poses = SE3.stack([item[0] for item in previous] + [pose])
+        poses = SE3.stack([item[0] for item in previous] + [relative * anchor])
         features = torch.stack([item[1] for item in previous] + [motion_features])
         depths = torch.stack([item[2].float() for item in previous] + [depth])
         ii = torch.full((count - 1,), count - 1, dtype=torch.long, device=self.device)
         jj = torch.arange(count - 1, device=self.device)
         poses, depths = self.bundle.refine(features, depths, poses, ii, jj, num_fixed=count - 1, flow_steps=1)
-        return poses[-1], depths[-1]
+        return poses[-1] * anchor.inv(), depths[-1]
 
     def _new_keyframe(self, frame: Frame, image: torch.Tensor, relative: SE3, motion_features: torch.Tensor) -> None:
         """Make the frame (its pose ``relative`` to the current keyframe, ``G_frame
@@ -296,8 +298,8 @@ class Frontend:
         depth = fill_invalid(depth, self.config.init_depth)
         confidence = torch.where(confident, estimate.confidence[0], torch.zeros_like(depth))
         if self.config.refine_keyframes > 0:
-            pose, depth = self._refine(pose, depth, motion_features)
-        pose = pose * previous_pose.inv() * previous.pose  # anchored to the previous keyframe as it is now
+            relative, depth = self._refine(relative, depth, motion_features)
+        pose = relative * previous.pose  # anchored to the previous keyframe as it is now
         keyframe = self._add_keyframe(frame, image, pose, depth, confidence, motion_features, encoded[0, 0])
         self.map.add_frame(FrameRecord(frame.index, frame.timestamp, keyframe.id, SE3.identity(device=self.device),
                                        "keyframe"))
