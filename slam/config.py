@@ -29,7 +29,17 @@ class FrontendConfig:
 
     - ``pixels``: processing image area (H x W); the source's aspect ratio is kept and both
       sides are rounded to multiples of 16.
-    - ``tracking_steps``: Gauss-Newton steps per frame (the flow is recomputed before each).
+    - ``tracking_steps``: the most Gauss-Newton steps per frame (the flow is recomputed before
+      each).
+    - ``tracking_confident``: tracking stops after a step whose flow had at least this quality
+      (see ``keyframe_quality``): its correspondences were reliable and the step solved the pose
+      (a further step moves it by about 0.1 pixel on TUM). 1 (the default): always
+      ``tracking_steps`` steps. 0.3 makes TUM about 15% faster (13.6 against 11.6 frames/s) at
+      the same accuracy there and in the backend's inline mode, but costs the synthetic room
+      about 10% of ATE in thread mode (1.0-1.1% of the path against 0.9%; BENCHMARKS.md).
+    - ``tracking_pool``: the tracking solve runs on a grid this many times coarser than the
+      motion module's (block means of its correspondences, as the bundle adjustment's
+      ``bundle_pool``; 1 = its own grid).
     - ``keyframe_flow``: mean flow (processing pixels) induced by the motion since the keyframe
       above which the frame becomes a keyframe.
     - ``keyframe_parallax``: mean flow induced by the translation alone (the flow less that of
@@ -51,6 +61,8 @@ class FrontendConfig:
 
     pixels: int = 76800
     tracking_steps: int = 2
+    tracking_confident: float = 1.0
+    tracking_pool: int = 2
     keyframe_flow: float = 32.0
     keyframe_parallax: float = 16.0
     keyframe_quality: float = 0.3
@@ -157,8 +169,10 @@ class SystemConfig:
             raise ConfigError(f"backend.max_lag must be >= 1 or null, got {self.backend.max_lag}")
         if self.backend.huber is not None and self.backend.huber <= 0:
             raise ConfigError(f"backend.huber must be > 0 or null, got {self.backend.huber}")
-        if self.backend.bundle_pool not in (1, 2, 4, 8):
-            raise ConfigError(f"backend.bundle_pool must be 1, 2, 4 or 8, got {self.backend.bundle_pool}")
+        for name, pool in (("backend.bundle_pool", self.backend.bundle_pool),
+                           ("frontend.tracking_pool", self.frontend.tracking_pool)):
+            if pool not in (1, 2, 4, 8):
+                raise ConfigError(f"{name} must be 1, 2, 4 or 8, got {pool}")
         fusion = self.fusion
         if min(fusion.point_resolution, fusion.mesh_resolution, fusion.mesh_depth_limit, fusion.max_points) <= 0 or (
                 fusion.voxel_size is not None and fusion.voxel_size <= 0):

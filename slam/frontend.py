@@ -23,7 +23,7 @@ from slam.frame import Frame
 from slam.geometry import MIN_DEPTH, backproject, pixel_grid, project, reproject
 from slam.lie import SE3
 from slam.map import FrameRecord, Keyframe, MapState
-from slam.solver import gauss_newton_step
+from slam.solver import gauss_newton_step, pool_correspondences
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +102,11 @@ class Frontend:
         self.device = device
         self.on_keyframe = on_keyframe
         self.keyframe: Keyframe | None = None
-        self._keyframe_small_depth: tuple[torch.Tensor, torch.Tensor] | None = None  # (source depth, resized)
+        self._keyframe_small_depth: tuple[torch.Tensor, ...] | None = None  # (source depth, resized, pooled)
         self._pending: list[tuple[Frame, torch.Tensor]] = []   # frames awaiting initialisation
         self._recent: deque[_Recent] = deque(maxlen=4 * config.neighbours)
-        self._last: tuple[SE3, SE3 | None] | None = None   # (last good pose, velocity) world-to-camera
+        # (last good pose relative to the current keyframe, G_last G_keyframe^-1; velocity G_last G_before^-1)
+        self._last: tuple[SE3, SE3 | None] | None = None
         self._anchor = SE3.identity(device=device)           # world pose of the next initialisation
         self._lost = 0
         self.counts = {"tracked": 0, "lost": 0, "keyframes": 0, "initialisations": 0}
@@ -153,7 +154,7 @@ class Frontend:
                                        "keyframe"))
         self.counts["initialisations"] += 1
         self.counts["tracked"] += 1
-        self._last = (self._anchor, None)
+        self._last = (SE3.identity(device=self.device), None)
         self._lost = 0
         log.info("initialised at frame %d from %d frames", first.index, len(frames))
         for k in range(1, len(frames)):
@@ -163,51 +164,59 @@ class Frontend:
             self._track_and_record(*frames[k])
 
     # ------------------------------------------------------------------ tracking
-    def _small_keyframe_depth(self) -> torch.Tensor:
-        """The keyframe's depth at the motion module's feature resolution (recomputed when the
-        backend replaces it)."""
+    def _small_keyframe_depth(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keyframe's depth at the motion module's feature resolution and at the tracking
+        solve's ``config.tracking_pool`` times coarser grid (both recomputed when the backend
+        replaces the keyframe's depth)."""
         depth = self.keyframe.depth
         if self._keyframe_small_depth is None or self._keyframe_small_depth[0] is not depth:
-            size = tuple(self.keyframe.motion_features.shape[-2:])
-            self._keyframe_small_depth = (depth, resize_depth(depth[None, None], size)[0, 0])
-        return self._keyframe_small_depth[1]
+            height, width = self.keyframe.motion_features.shape[-2:]
+            pool = self.config.tracking_pool
+            small = resize_depth(depth[None, None], (height, width))[0, 0]
+            self._keyframe_small_depth = (depth, small, resize_depth(small, (height // pool, width // pool)))
+        return self._keyframe_small_depth[1:]
 
     def track(self, features: torch.Tensor, start: SE3) -> tuple[SE3, float, float, float]:
         """Pose of a frame with motion ``features`` (C, h, w) against the current keyframe, from
-        the world-to-camera ``start``. Returns (pose relative to the keyframe, ``T = G_frame
-        G_keyframe^-1``; quality; mean induced flow; mean parallax), flows in processing pixels:
-        the parallax is the part of the flow that the translation induces (the flow less that of
-        the rotation alone). Quality is the mean flow confidence over the keyframe's pixels with
-        depth. The pose is relative because the backend may move the keyframe meanwhile: the
-        caller anchors it to the keyframe's pose as it is then."""
+        ``start``; both relative to the keyframe (``T = G_frame G_keyframe^-1``, world-to-camera
+        ``G``), because the backend may move the keyframe at any time. Returns (pose; quality;
+        mean induced flow; mean parallax), flows in processing pixels: the parallax is the part
+        of the flow that the translation induces (the flow less that of the rotation alone).
+        Quality is the mean flow confidence over the keyframe's pixels with depth."""
         keyframe = self.keyframe
-        depth = self._small_keyframe_depth()
+        depth, pooled_depth = self._small_keyframe_depth()
         depths = torch.stack([depth, torch.zeros_like(depth)])[None]
-        poses = SE3.stack([keyframe.pose, start]).view(1, 2)  # the keyframe's pose, read once
+        pooled_depths = torch.stack([pooled_depth, torch.zeros_like(pooled_depth)])[None]
+        keyframe_pose = keyframe.pose  # read once
+        poses = SE3.stack([keyframe_pose, start * keyframe_pose]).view(1, 2)
         stacked = torch.stack([keyframe.motion_features, features])[None]
+        scale = self.image_size[1] / depth.shape[1]  # processing pixels per feature pixel
+        has_depth = depth > 0
+        any_depth = bool(has_depth.any())
         with torch.no_grad():
             for _ in range(self.config.tracking_steps):
                 flow = self.motion_module.flow(stacked, depths, poses, self.intrinsics[None], self._ii, self._jj,
                                                self.image_size)
-                poses = gauss_newton_step(poses, depths, flow.intrinsics, self._ii, self._jj, flow.targets, flow.weights)
-        has_depth = depth > 0
-        quality = float(flow.weights[0, 0, ..., 0][has_depth].mean()) if has_depth.any() else 0.0
+                targets, weights, intrinsics = pool_correspondences(flow.targets, flow.weights, flow.intrinsics,
+                                                                    self.config.tracking_pool)
+                poses = gauss_newton_step(poses, pooled_depths, intrinsics, self._ii, self._jj, targets, weights)
+                quality = float(flow.weights[0, 0, ..., 0][has_depth].mean()) if any_depth else 0.0
+                if quality >= self.config.tracking_confident:
+                    break  # reliable correspondences: the step has solved the pose
         relative = poses[0, 1] * poses[0, 0].inv()
         induced, parallax = induced_flow(depth, relative, flow.intrinsics[0])
-        scale = self.image_size[1] / depth.shape[1]
         return relative, quality, induced * scale, parallax * scale
 
     def _track_and_record(self, frame: Frame, image: torch.Tensor) -> None:
         features = self.motion_module.encode(image[None, None])[0, 0]
-        last_pose, velocity = self._last
-        start = velocity * last_pose if velocity is not None else last_pose
+        last, velocity = self._last
+        start = velocity * last if velocity is not None else last
         relative, quality, induced, parallax = self.track(features, start)
         if quality < self.config.min_quality or not torch.isfinite(relative.data).all():
             self._record_lost(frame, f"quality {quality:.3f}")
             return
-        pose = relative * self.keyframe.pose
         self._lost = 0
-        self._last = (pose, pose * last_pose.inv())
+        self._last = (relative, relative * last.inv())  # both relative to the same keyframe
         self.counts["tracked"] += 1
         if (parallax > self.config.keyframe_parallax or induced > self.config.keyframe_flow
                 or quality < self.config.keyframe_quality):
@@ -226,7 +235,7 @@ class Frontend:
         if self.keyframe is not None and self._lost > self.config.max_lost:
             log.warning("tracking lost for %d frames at frame %d: re-initialising from the last good pose",
                         self._lost, frame.index)
-            self._anchor = self._last[0]
+            self._anchor = self._last[0] * self.keyframe.pose
             self.keyframe = None
             self._recent.clear()
 
@@ -283,8 +292,8 @@ class Frontend:
         neighbours = [(previous.image, previous_pose)]
         recent = list(self._recent)[::-1]
         step = max(1, len(recent) // max(self.config.neighbours - 1, 1))
-        for item in recent[::step][: self.config.neighbours - 1]:
-            neighbours.append((item.image, self.map.frame_pose(item.record)))
+        for item in recent[::step][: self.config.neighbours - 1]:  # tracked against ``previous``, all of them
+            neighbours.append((item.image, item.record.relative * previous_pose))
         # the previous keyframe's features are in the map already; the others are computed once
         images = torch.stack([image] + [n[0] for n in neighbours[1:]])[None]
         poses = SE3.stack([pose] + [n[1] for n in neighbours]).view(1, -1)
@@ -304,3 +313,4 @@ class Frontend:
         self.map.add_frame(FrameRecord(frame.index, frame.timestamp, keyframe.id, SE3.identity(device=self.device),
                                        "keyframe"))
         self._recent.clear()
+        self._last = (SE3.identity(device=self.device), self._last[1])  # the frame is the keyframe now

@@ -182,13 +182,6 @@ class MapState:
         with self.lock:
             return [self.keyframes[k] for k in sorted(self.keyframes)]
 
-    def frame_pose(self, record: FrameRecord) -> SE3 | None:
-        """World-to-camera pose of a frame record (None when it was not tracked)."""
-        if record.relative is None:
-            return None
-        with self.lock:
-            return record.relative * self.keyframes[record.keyframe_id].pose
-
     def keyframe_views(self, keyframes: list[Keyframe], with_images: bool = True) -> list[KeyframeView]:
         """Consistent copies of some of the map's ``keyframes`` (see :meth:`Keyframe.view`)."""
         with self.lock:
