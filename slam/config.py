@@ -34,9 +34,9 @@ class FrontendConfig:
     - ``tracking_confident``: tracking stops after a step whose flow had at least this quality
       (see ``keyframe_quality``): its correspondences were reliable and the step solved the pose
       (a further step moves it by about 0.1 pixel on TUM). 1 (the default): always
-      ``tracking_steps`` steps. 0.3 makes TUM about 15% faster (13.6 against 11.6 frames/s) at
-      the same accuracy there and in the backend's inline mode, but costs the synthetic room
-      about 10% of ATE in thread mode (1.0-1.1% of the path against 0.9%; BENCHMARKS.md).
+      ``tracking_steps`` steps. 0.3 makes TUM about 20% faster (13.7 against 11.3 frames/s) at
+      the same accuracy there, but costs the synthetic room 10-20% of its ATE in thread mode
+      (1.0-1.1% of the path against 0.9%; not in inline mode; BENCHMARKS.md, README).
     - ``tracking_pool``: the tracking solve runs on a grid this many times coarser than the
       motion module's (block means of its correspondences, as the bundle adjustment's
       ``bundle_pool``; 1 = its own grid).
