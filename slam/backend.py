@@ -72,7 +72,7 @@ class Backend:
         new_depths = new_confidences = None
         if self.config.bundle_adjustment:
             poses, new_depths = self.bundle.refine(features, depths, poses, ii, jj, num_fixed=1,
-                                                   flow_steps=self.config.pose_steps)
+                                                   flow_steps=self.config.pose_steps, ids=[kf.id for kf in window])
         else:
             poses = self._optimise_poses(features, depths, poses, ii, jj)
         if self.config.depth_updates > 0:

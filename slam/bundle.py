@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from networks.deepv2d import resize_depth
 from networks.interfaces import MotionModule
+from slam.flow_cache import FlowCache
 from slam.geometry import MIN_DEPTH
 from slam.lie import SE3
 from slam.solver import bundle_adjustment_step, pool_correspondences
@@ -25,11 +26,15 @@ class BundleAdjuster:
 
     ``prior``: weight of the depth prior (squared pixels per squared relative depth change);
     ``pool``: coarsening of the motion module's grid; ``iterations``: solver steps per flow
-    computation; ``huber``: robust data term (pixels of the coarse grid, None: least squares)."""
+    computation; ``huber``: robust data term (pixels of the coarse grid, None: least squares);
+    ``flow_cache``: where calls that name their keyframes get their correspondences (see
+    :meth:`refine`; None: always from the motion module)."""
 
     def __init__(self, motion_module: MotionModule, intrinsics: torch.Tensor, image_size: tuple[int, int],
-                 prior: float, pool: int, iterations: int, huber: float | None = None):
+                 prior: float, pool: int, iterations: int, huber: float | None = None,
+                 flow_cache: FlowCache | None = None):
         self.motion_module = motion_module
+        self.flow_cache = flow_cache
         self.intrinsics = intrinsics      # (4,) at the processing resolution
         self.image_size = image_size      # (H, W)
         self.prior = prior
@@ -38,11 +43,12 @@ class BundleAdjuster:
         self.huber = huber
 
     def refine(self, features: torch.Tensor, depths: torch.Tensor, poses: SE3, ii: torch.Tensor, jj: torch.Tensor,
-               num_fixed: int, flow_steps: int) -> tuple[SE3, torch.Tensor]:
+               num_fixed: int, flow_steps: int, ids: list[int] | None = None) -> tuple[SE3, torch.Tensor]:
         """Refine N keyframes with motion ``features`` (N, C, h, w), (N, H, W) ``depths`` at the
         processing resolution (> 0 where known) and world-to-camera ``poses`` SE3 (N,), on the
         edges ``ii -> jj`` (E,), the first ``num_fixed`` poses held. The correspondences are
-        recomputed ``flow_steps`` times. Returns (SE3 (N,) world-to-camera, (N, H, W) depths);
+        recomputed ``flow_steps`` times, through the flow cache when ``ids`` (N,) names the
+        keyframes (keyframe ids) and there is one. Returns (SE3 (N,) world-to-camera, (N, H, W) depths);
         only frames that some edge leaves get new depths."""
         feature_size = tuple(features.shape[-2:])
         feature_depths = resize_depth(depths[None], feature_size).clamp(min=MIN_DEPTH)
@@ -50,8 +56,12 @@ class BundleAdjuster:
         estimate, current, poses = start, feature_depths, poses[None]
         with torch.no_grad():
             for _ in range(flow_steps):
-                flow = self.motion_module.flow(features[None], current, poses, self.intrinsics[None], ii, jj,
-                                               self.image_size)
+                if self.flow_cache is not None and ids is not None:
+                    flow = self.flow_cache.flow(ids, features[None], current, poses, self.intrinsics[None], ii, jj,
+                                                self.image_size)
+                else:
+                    flow = self.motion_module.flow(features[None], current, poses, self.intrinsics[None], ii, jj,
+                                                   self.image_size)
                 targets, weights, intrinsics = pool_correspondences(flow.targets, flow.weights, flow.intrinsics, self.pool)
                 for _ in range(self.iterations):
                     poses, estimate = bundle_adjustment_step(poses, estimate, intrinsics, ii, jj, targets, weights, start,

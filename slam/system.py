@@ -21,6 +21,7 @@ from slam.backend import Backend, BackendThread
 from slam.bundle import BundleAdjuster
 from slam.camera import Camera
 from slam.config import SystemConfig
+from slam.flow_cache import FlowCache
 from slam.configuration import override
 from slam.errors import V2DError
 from slam.frame import Frame
@@ -67,8 +68,9 @@ class SlamSystem:
         intrinsics = torch.from_numpy(self.processing_camera.intrinsics).to(self.device)
         self.map = MapState()
         backend = config.backend
+        flow_cache = FlowCache(self.motion_module, backend.flow_reuse) if backend.flow_reuse is not None else None
         bundle = BundleAdjuster(self.motion_module, intrinsics, self.image_size, backend.depth_prior, backend.bundle_pool,
-                                backend.bundle_iterations, backend.huber)
+                                backend.bundle_iterations, backend.huber, flow_cache)
         self.backend = Backend(self.depth_module, self.motion_module, self.map, backend, intrinsics, self.image_size,
                                bundle)
         self.fusion = StreamingFusion(config.fusion)
