@@ -33,7 +33,7 @@ class FrontendConfig:
       each).
     - ``tracking_confident``: tracking stops after a step whose flow had at least this quality
       (see ``keyframe_quality``): its correspondences were reliable and the step solved the pose
-      (a further step moves it by about 0.1 pixel on TUM). 1 (the default): always
+      (a further step moves it by about 0.1 pixel on TUM). Null (the default): always
       ``tracking_steps`` steps. 0.3 makes TUM about 20% faster (13.7 against 11.3 frames/s) at
       the same accuracy there, but costs the synthetic room 10-20% of its ATE in thread mode
       (1.0-1.1% of the path against 0.9%; not in inline mode; BENCHMARKS.md, README).
@@ -61,7 +61,7 @@ class FrontendConfig:
 
     pixels: int = 76800
     tracking_steps: int = 2
-    tracking_confident: float = 1.0
+    tracking_confident: float | None = None
     tracking_pool: int = 2
     keyframe_flow: float = 32.0
     keyframe_parallax: float = 16.0

@@ -11,11 +11,22 @@ current reprojection.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from networks.flow_geometry import edge_reprojection, feature_intrinsics
 from networks.interfaces import FlowEstimate, MotionModule
 from slam.lie import SE3
+
+
+class _Pair(NamedTuple):
+    """A keyframe pair's correspondences, each (h, w, ...) on keyframe i's grid."""
+
+    targets: torch.Tensor   # (h, w, 2) pixels in keyframe j
+    weights: torch.Tensor   # (h, w, 2)
+    coords: torch.Tensor    # (h, w, 2) the reprojection they were computed at
+    valid: torch.Tensor     # (h, w) bool, where that reprojection was valid
 
 
 class FlowCache:
@@ -28,7 +39,7 @@ class FlowCache:
     def __init__(self, motion_module: MotionModule, tolerance: float):
         self.motion_module = motion_module
         self.tolerance = tolerance
-        self._entries: dict[tuple[int, int], tuple[torch.Tensor, ...]] = {}
+        self._entries: dict[tuple[int, int], _Pair] = {}
         self.reused = 0
         self.computed = 0
 
@@ -46,15 +57,16 @@ class FlowCache:
         if stale:
             chosen = torch.tensor(stale, device=ii.device)
             estimate = module.flow(features, depths, poses, intrinsics, ii[chosen], jj[chosen], image_size)
-            for k, e in enumerate(stale):
-                self._entries[keys[e]] = (estimate.targets[0, k], estimate.weights[0, k], coords[0, e], valid[0, e])
+            for k, e in enumerate(stale):  # copies: a view would keep the whole batch alive
+                self._entries[keys[e]] = _Pair(estimate.targets[0, k].clone(), estimate.weights[0, k].clone(),
+                                               coords[0, e].clone(), valid[0, e].clone())
         self.computed += len(stale)
         self.reused += len(keys) - len(stale)
         live = set(ids)
         for key in [key for key in self._entries if key[0] not in live or key[1] not in live]:
             del self._entries[key]
-        targets = torch.stack([self._entries[key][0] for key in keys])[None]
-        weights = torch.stack([self._entries[key][1] for key in keys])[None]
+        targets = torch.stack([self._entries[key].targets for key in keys])[None]
+        weights = torch.stack([self._entries[key].weights for key in keys])[None]
         return FlowEstimate(targets=targets, weights=weights, residual=targets - coords, intrinsics=K)
 
     def _still_valid(self, key: tuple[int, int], coords: torch.Tensor, valid: torch.Tensor) -> bool:
@@ -63,5 +75,5 @@ class FlowCache:
         entry = self._entries.get(key)
         if entry is None:
             return False
-        both = valid & entry[3]
-        return bool(both.any()) and float((coords - entry[2])[both].norm(dim=-1).mean()) < self.tolerance
+        both = valid & entry.valid
+        return bool(both.any()) and float((coords - entry.coords)[both].norm(dim=-1).mean()) < self.tolerance

@@ -201,7 +201,7 @@ class Frontend:
                                                                     self.config.tracking_pool)
                 poses = gauss_newton_step(poses, pooled_depths, intrinsics, self._ii, self._jj, targets, weights)
                 quality = float(flow.weights[0, 0, ..., 0][has_depth].mean()) if any_depth else 0.0
-                if quality >= self.config.tracking_confident:
+                if self.config.tracking_confident is not None and quality >= self.config.tracking_confident:
                     break  # reliable correspondences: the step has solved the pose
         relative = poses[0, 1] * poses[0, 0].inv()
         induced, parallax = induced_flow(depth, relative, flow.intrinsics[0])

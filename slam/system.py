@@ -21,9 +21,9 @@ from slam.backend import Backend, BackendThread
 from slam.bundle import BundleAdjuster
 from slam.camera import Camera
 from slam.config import SystemConfig
-from slam.flow_cache import FlowCache
 from slam.configuration import override
 from slam.errors import V2DError
+from slam.flow_cache import FlowCache
 from slam.frame import Frame
 from slam.frontend import Frontend
 from slam.fusion import FusionKeyframe

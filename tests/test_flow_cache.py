@@ -77,9 +77,10 @@ def test_pairs_are_reused_until_their_reprojection_moves_and_dropped_with_their_
 
 
 @pytest.mark.slow
-def test_a_run_reusing_the_backend_flows_tracks_as_well(tmp_path):
+def test_a_run_reusing_the_backend_flows_with_one_step_tracking_tracks_as_well(tmp_path):
+    """The two speed options together, end to end (``v2d run``)."""
     out = tmp_path / "run"
     assert main(["run", "synthetic", "--out", str(out), "--max-frames", "60", "--set", "backend.mode=inline",
-                 "--set", "backend.flow_reuse=0.5"]) == 0
+                 "--set", "backend.flow_reuse=0.5", "--set", "frontend.tracking_confident=0.3"]) == 0
     ate, path = ate_and_path(out)
     assert ate < 0.03 * path, (ate, path)

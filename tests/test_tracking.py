@@ -46,7 +46,7 @@ def test_a_confident_flow_stops_tracking_after_one_step_and_a_doubtful_one_takes
     one, every = [], []
     relative, quality, _, _ = _track(frontend, frame, one, monkeypatch, tracking_steps=3, tracking_confident=0.3)
     assert quality >= 0.3 and len(one) == 1
-    relative_every, _, _, _ = _track(frontend, frame, every, monkeypatch, tracking_steps=3, tracking_confident=1.0)
+    relative_every, _, _, _ = _track(frontend, frame, every, monkeypatch, tracking_steps=3, tracking_confident=None)
     assert len(every) == 3
     # the further steps move the pose by a fraction of a pixel: the first had solved it
     depth, _ = frontend._small_keyframe_depth()
@@ -57,8 +57,8 @@ def test_a_confident_flow_stops_tracking_after_one_step_and_a_doubtful_one_takes
 def test_the_pooled_tracking_solve_agrees_with_the_full_grid(initialised, monkeypatch):
     system, frame = initialised
     frontend = system.frontend
-    full, _, full_flow, _ = _track(frontend, frame, [], monkeypatch, tracking_pool=1, tracking_confident=1.0)
-    pooled, _, pooled_flow, _ = _track(frontend, frame, [], monkeypatch, tracking_pool=2, tracking_confident=1.0)
+    full, _, full_flow, _ = _track(frontend, frame, [], monkeypatch, tracking_pool=1, tracking_confident=None)
+    pooled, _, pooled_flow, _ = _track(frontend, frame, [], monkeypatch, tracking_pool=2, tracking_confident=None)
     assert full_flow > 2.0  # the frame has moved: the test is not on a still camera
     depth, _ = frontend._small_keyframe_depth()
     change, _ = induced_flow(depth, pooled * full.inv(), _feature_intrinsics(frontend))
