@@ -33,10 +33,10 @@ class FrontendConfig:
       each).
     - ``tracking_confident``: tracking stops after a step whose flow had at least this quality
       (see ``keyframe_quality``): its correspondences were reliable and the step solved the pose
-      (a further step moves it by about 0.1 pixel on TUM). Null (the default): always
-      ``tracking_steps`` steps. 0.3 makes TUM about 20% faster (13.7 against 11.3 frames/s) at
-      the same accuracy there, but costs the synthetic room 10-20% of its ATE in thread mode
-      (1.0-1.1% of the path against 0.9%; not in inline mode; BENCHMARKS.md, README).
+      (a further step moves it by about 0.1 pixel on TUM). Null: always ``tracking_steps``
+      steps. 0.3 (the default, with ``backend.flow_reuse``) took TUM from 11.8 to 14.2
+      frames/s at the same accuracy; alone, without the flow reuse, it cost the synthetic room
+      its accuracy in thread mode (1.1% of the path against 0.9%; BENCHMARKS.md, README).
     - ``tracking_pool``: the tracking solve runs on a grid this many times coarser than the
       motion module's (block means of its correspondences, as the bundle adjustment's
       ``bundle_pool``; 1 = its own grid).
@@ -61,7 +61,7 @@ class FrontendConfig:
 
     pixels: int = 76800
     tracking_steps: int = 2
-    tracking_confident: float | None = None
+    tracking_confident: float | None = 0.3
     tracking_pool: int = 2
     keyframe_flow: float = 32.0
     keyframe_parallax: float = 16.0
@@ -103,7 +103,9 @@ class BackendConfig:
     - ``flow_reuse``: the bundle adjustment reuses a keyframe pair's correspondences from an
       earlier pass while the pair's reprojection has moved less than this many pixels (of the
       motion module's grid, on average) since they were computed (see slam.flow_cache); null:
-      recomputed every pass. 0.5 reused two thirds of the pairs on TUM, with the same accuracy.
+      recomputed every pass. 0.5 (the default) reused two thirds of the pairs on TUM with the
+      same accuracy; the lighter backend keeps up with one-step tracking
+      (``frontend.tracking_confident``), which the synthetic room needs in thread mode.
     - ``max_lag`` (thread mode): when a new keyframe leaves the backend more than this many
       keyframes behind the map (keyframes that no finished pass has seen), tracking waits for
       the pass under way, so that every keyframe is optimised while in the window (null: never
@@ -121,7 +123,7 @@ class BackendConfig:
     huber: float | None = 1.0
     edge_span: int | None = 2
     max_lag: int | None = 2
-    flow_reuse: float | None = None
+    flow_reuse: float | None = 0.5
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 ATE (Sim3-aligned, all frames, through evo), share of frames tracked, frontend and end-to-end
 frames per second, peak memory. Each run is a separate `v2d run` process (so that peak memory is
 the run's own), with the default configuration (the backend in its own thread), for the classical
-modules and, given learned weights, the learned pair, the two hybrids and the default with
-one-step tracking on a confident flow (``frontend.tracking_confident``)."""
+modules and, given learned weights, the learned pair, the two hybrids and the default without
+its speed options (two tracking steps every frame and no reuse of the backend's correspondences:
+``frontend.tracking_confident`` and ``backend.flow_reuse`` off)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def _run(source: str, frames: int, out: Path, extra: list[str]) -> dict:
 
 def configurations_for(weights: Path | None) -> dict[str, list[str]]:
     """Configuration name -> extra `v2d run` arguments: the classical modules, and with learned
-    ``weights`` the learned lite pair, both hybrids and the default with one-step tracking."""
+    ``weights`` the learned lite pair, both hybrids and the default without its speed options."""
     def modules(depth: str, motion: str) -> list[str]:
         return ["--set", f"modules.depth={depth}", "--set", f"modules.motion={motion}"]
 
@@ -49,8 +50,9 @@ def configurations_for(weights: Path | None) -> dict[str, list[str]]:
             "lite (learned depth and motion)": [*learned, *modules("lite", "lite")],
             "hybrid: learned depth, classical motion (the default)": [*learned, *modules("lite", "classical")],
             "hybrid: classical depth, learned motion": [*learned, *modules("classical", "lite")],
-            "the default, one tracking step on a confident flow": [
-                *learned, *modules("lite", "classical"), "--set", "frontend.tracking_confident=0.3"],
+            "the default without its speed options (two tracking steps, no flow reuse)": [
+                *learned, *modules("lite", "classical"), "--set", "frontend.tracking_confident=null",
+                "--set", "backend.flow_reuse=null"],
         })
     return configurations
 
