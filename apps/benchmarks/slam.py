@@ -3,8 +3,9 @@ ATE (Sim3-aligned, all frames, through evo), share of frames tracked, frontend a
 frames per second, peak memory. Each run is a separate `v2d run` process (so that peak memory is
 the run's own), with the default configuration (the backend in its own thread), for the classical
 modules and, given learned weights, the learned pair, the two hybrids and the default without
-its speed options (two tracking steps every frame and no reuse of the backend's correspondences:
-``frontend.tracking_confident`` and ``backend.flow_reuse`` off)."""
+its speed options (two tracking steps every frame, no reuse of the backend's correspondences and
+keyframes at 32 pixels of flow: ``frontend.tracking_confident``, ``backend.flow_reuse`` and
+``frontend.keyframe_flow`` as they were before)."""
 
 from __future__ import annotations
 
@@ -50,9 +51,9 @@ def configurations_for(weights: Path | None) -> dict[str, list[str]]:
             "lite (learned depth and motion)": [*learned, *modules("lite", "lite")],
             "hybrid: learned depth, classical motion (the default)": [*learned, *modules("lite", "classical")],
             "hybrid: classical depth, learned motion": [*learned, *modules("classical", "lite")],
-            "the default without its speed options (two tracking steps, no flow reuse)": [
+            "the default without its speed options (two tracking steps, no flow reuse, keyframe flow 32)": [
                 *learned, *modules("lite", "classical"), "--set", "frontend.tracking_confident=null",
-                "--set", "backend.flow_reuse=null"],
+                "--set", "backend.flow_reuse=null", "--set", "frontend.keyframe_flow=32"],
         })
     return configurations
 
