@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
+from networks.flow_geometry import feature_intrinsics
 from slam.config import SystemConfig
 from slam.configuration import override
-from networks.flow_geometry import feature_intrinsics
 from slam.frontend import Frontend, image_tensor, induced_flow
 from slam.sources.synthetic import SyntheticSource
 from slam.system import SlamSystem
