@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from networks.factory import load_checkpoint
-    from slam.system_info import machine_summary
+    from slam.system.machine import machine_summary
 
     torch.set_num_threads(args.threads)
     if args.weights is None and SHIPPED_WEIGHTS.is_file():

@@ -25,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from slam.calibration import Board, calibrate
     from slam.errors import CalibrationError
+    from slam.io.chessboard import Board, calibrate
 
     board = Board.parse(args.board, args.square)
     live = str(args.path).startswith("webcam:")

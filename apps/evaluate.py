@@ -45,8 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from slam.evaluation import (detect_format, evaluate_depth_folders, evaluate_trajectory, plot_trajectories,
-                                 read_trajectory)
+    from slam.evaluation.depth import evaluate_depth_folders
+    from slam.evaluation.trajectory import evaluate_trajectory, plot_trajectories
+    from slam.io.trajectory import detect_format, read_trajectory
 
     wants_trajectory = args.gt is not None or args.est is not None
     wants_depth = args.depth_pred is not None or args.depth_gt is not None

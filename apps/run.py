@@ -47,7 +47,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_source: str | Non
     parser.add_argument("--start", type=int, default=0, help="skip the first N frames")
     parser.add_argument("--kind", help="source kind, overriding detection (video, image_folder, tum, kitti, euroc, "
                                        "webcam, synthetic)")
-    parser.add_argument("--config", help="YAML file with configuration sections (see slam/config.py)")
+    parser.add_argument("--config", help="YAML file with configuration sections (see slam/config/schema.py)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override one configuration value (repeatable), e.g. --set backend.window=6")
     parser.add_argument("--realtime", action="store_true",
@@ -59,8 +59,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_source: str | Non
 
 def build_config(args: argparse.Namespace):
     """The configuration from defaults, --config, --set, --device and --weights."""
-    from slam.config import SystemConfig
-    from slam.configuration import configure
+    from slam.config.loader import configure
+    from slam.config.schema import SystemConfig
 
     assignments = list(args.set)
     if args.device:
@@ -73,7 +73,7 @@ def build_config(args: argparse.Namespace):
 def viewer_options(args: argparse.Namespace):
     """The chosen viewer (``--viewer``, else the default) and its options; a clear error for
     viewer options without a viewer."""
-    from viewer.session import ViewerOptions
+    from viewer.worker import ViewerOptions
 
     viewer = args.viewer or default_viewer()
     if viewer == "none" and (args.screenshot or args.snapshot_every or args.exit_when_done):
@@ -89,9 +89,9 @@ def viewer_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from slam.run import run_slam
-    from slam.sources.base import SourceOptions
-    from slam.sources.detect import open_source
+    from slam.io.sources.base import SourceOptions
+    from slam.io.sources.detect import open_source
+    from slam.system.run import run_slam
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="v2d: %(message)s")
     config = build_config(args)

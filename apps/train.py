@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def build_config(args: argparse.Namespace):
     """The training configuration from defaults, --config and --set."""
-    from slam.configuration import configure
+    from slam.config.loader import configure
     from training.config import TrainConfig
 
     return configure(TrainConfig(), args.config, args.set)

@@ -1,7 +1,7 @@
 """Calibration files shipped with the project (format and sources: calib/README.md).
 
 Each file holds one line ``fx fy cx cy [k1 k2 p1 p2 [k3]]`` for the images as stored; read one
-with :meth:`slam.camera.Camera.from_file` on :func:`path_for`'s result.
+with :meth:`slam.geometry.camera.Camera.from_file` on :func:`path_for`'s result.
 """
 
 from __future__ import annotations

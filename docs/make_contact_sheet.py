@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from slam.synthetic import SyntheticSequence
-from slam.visualization import colorize_depth
+from viewer.depth_colors import colorize_depth
 
 OUTPUT = Path(__file__).resolve().parent / "synthetic_contact_sheet.png"
 #: (kind, seed, frames shown side by side in one row)

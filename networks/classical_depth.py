@@ -39,11 +39,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from networks.cost_volume import BIN_SPACINGS, depth_bins, neighbour_transforms, plane_sweep
+from networks.cost_volume import (
+    BIN_SPACINGS,
+    depth_bins,
+    neighbour_transforms,
+    plane_sweep,
+)
 from networks.flow_geometry import feature_intrinsics, grey_images
 from networks.interfaces import DepthEstimate
 from slam.errors import V2DError
-from slam.lie import SE3
+from slam.geometry.lie import SE3
 
 #: Variance floor of the ZNCC (grey levels in [0, 1]): a patch flatter than this matches nothing.
 _VARIANCE_FLOOR = 1e-4

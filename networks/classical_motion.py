@@ -28,10 +28,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from networks.flow_geometry import edge_reprojection, feature_intrinsics, grey_images, inside_image
+from networks.flow_geometry import (
+    edge_reprojection,
+    feature_intrinsics,
+    grey_images,
+    inside_image,
+)
 from networks.interfaces import FlowEstimate
-from slam.geometry import pixel_grid, sample
-from slam.lie import SE3
+from slam.geometry.lie import SE3
+from slam.geometry.projection import pixel_grid, sample
 
 #: OpenCV DIS presets by name
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,

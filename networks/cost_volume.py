@@ -16,8 +16,8 @@ import math
 import torch
 
 from networks.flow_geometry import inside_image
-from slam.geometry import MIN_DEPTH, backproject, project, sample
-from slam.lie import SE3
+from slam.geometry.lie import SE3
+from slam.geometry.projection import MIN_DEPTH, backproject, project, sample
 
 #: How depth hypotheses are spaced between the nearest and farthest depth.
 BIN_SPACINGS = ("linear", "inverse", "log")
@@ -60,11 +60,11 @@ def plane_sweep(neighbour_features: torch.Tensor, transforms: SE3, intrinsics: t
     keyframe pixel (u, v) at depth ``bins[d]`` (zero where outside the neighbour's image); valid
     (B, M, D, h, w) bool, True where the point is in front of the neighbour and inside its image.
 
-    The reprojection is that of :func:`slam.geometry.reproject` with a constant depth map per
+    The reprojection is that of :func:`slam.geometry.projection.reproject` with a constant depth map per
     bin, computed as a plane sweep: with ``X1 = T (K^-1 [u, v, 1])`` the keyframe ray moved into
     the neighbour at unit depth, the point at depth d is ``t + d (X1 - t)``; so the rigid
     transform runs once per neighbour pixel instead of once per bin (D times fewer small matrix
-    products), then :func:`slam.geometry.project` maps all bins at once. All bins and
+    products), then :func:`slam.geometry.projection.project` maps all bins at once. All bins and
     neighbours are sampled in one ``grid_sample`` call.
     """
     batch, neighbours, channels, height, width = neighbour_features.shape

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from networks.interfaces import DepthEstimate, DepthModule, MotionModule
-from slam.lie import SE3
-from slam.solver import all_pairs_edges, gauss_newton_step, keyframe_edges
+from slam.geometry.lie import SE3
+from slam.geometry.resize import resize_depth
+from slam.geometry.solver import all_pairs_edges, gauss_newton_step, keyframe_edges
 
 
 @dataclass(frozen=True)
@@ -61,21 +61,6 @@ def _rotate_to_front(tensor: torch.Tensor, index: int) -> torch.Tensor:
     """Reorder dim 1 so that ``index`` comes first (the keyframe slot), others in order."""
     order = [index] + [k for k in range(tensor.shape[1]) if k != index]
     return tensor[:, order]
-
-
-def resize_depth(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize (..., H, W) depth maps to ``size`` (h, w), averaging valid (> 0) depths only (area
-    filter when shrinking, bilinear when enlarging); a pixel covered less than half by valid
-    depth is invalid (0)."""
-    shape = depth.shape
-    flat = depth.reshape(-1, 1, *shape[-2:])
-    valid = (flat > 0).to(flat.dtype)
-    shrinking = size[0] <= shape[-2] and size[1] <= shape[-1]
-    options = {"mode": "area"} if shrinking else {"mode": "bilinear", "align_corners": False}
-    sums = F.interpolate(torch.cat([flat * valid, valid], dim=1), size=size, **options)
-    coverage = sums[:, 1:]
-    out = torch.where(coverage > 0.5, sums[:, :1] / coverage.clamp(min=1e-6), torch.zeros_like(coverage))
-    return out.reshape(*shape[:-2], *size)
 
 
 class DeepV2D:

@@ -33,13 +33,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from networks.cost_volume import (BIN_SPACINGS, depth_bins, entropy_confidence, expected_depth, neighbour_transforms,
-                                  plane_sweep)
+from networks.cost_volume import (
+    BIN_SPACINGS,
+    depth_bins,
+    entropy_confidence,
+    expected_depth,
+    neighbour_transforms,
+    plane_sweep,
+)
 from networks.flow_geometry import feature_intrinsics, resize_images
 from networks.interfaces import DepthEstimate
-from networks.layers import Conv3d, FeatureEncoder, Hourglass3d, ResidualBlock3d, group_norm
+from networks.layers import (
+    Conv3d,
+    FeatureEncoder,
+    Hourglass3d,
+    ResidualBlock3d,
+    group_norm,
+)
 from slam.errors import V2DError
-from slam.lie import SE3
+from slam.geometry.lie import SE3
 
 
 @dataclass

@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from networks.interfaces import scale_intrinsics
-from slam.geometry import reproject
-from slam.lie import SE3
+from slam.geometry.lie import SE3
+from slam.geometry.projection import reproject
+from slam.geometry.resize import scale_intrinsics
 
 
 def resize_intrinsics(intrinsics: torch.Tensor, image_size: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:

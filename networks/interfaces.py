@@ -6,7 +6,7 @@ the second stage (``depth`` or ``flow``) works on features only.
 
 Shared conventions:
 - images: (B, N, 3, H, W) float32 RGB in [0, 1]. Frame 0 is the keyframe where it matters.
-- poses: ``slam.lie.SE3`` of shape (B, N), world-to-camera (``G``; the relative transform from
+- poses: ``slam.geometry.lie.SE3`` of shape (B, N), world-to-camera (``G``; the relative transform from
   frame i to frame j is ``G_j * G_i.inv()``).
 - intrinsics: (B, 4) ``[fx, fy, cx, cy]`` of the full-resolution images; a module rescales them
   to its feature resolution with :func:`scale_intrinsics`.
@@ -20,14 +20,7 @@ from typing import Protocol
 
 import torch
 
-from slam.lie import SE3
-
-
-def scale_intrinsics(intrinsics: torch.Tensor, stride: int) -> torch.Tensor:
-    """Intrinsics of an image downsampled by ``stride`` (pixel-centre convention:
-    u' = (u + 0.5) / stride - 0.5). (..., 4) -> (..., 4)."""
-    fx, fy, cx, cy = intrinsics.unbind(-1)
-    return torch.stack([fx / stride, fy / stride, (cx + 0.5) / stride - 0.5, (cy + 0.5) / stride - 0.5], dim=-1)
+from slam.geometry.lie import SE3
 
 
 @dataclass

@@ -24,8 +24,8 @@ from torch import nn
 from networks.flow_geometry import edge_reprojection, feature_intrinsics, resize_images
 from networks.interfaces import FlowEstimate
 from networks.layers import FeatureEncoder, Hourglass2d, ResidualBlock2d
-from slam.geometry import sample
-from slam.lie import SE3
+from slam.geometry.lie import SE3
+from slam.geometry.projection import sample
 
 
 @dataclass

@@ -5,12 +5,20 @@ class V2DError(Exception):
     """Base class of every error caused by the user's input (files, calibration, devices)."""
 
 
+class ConfigError(V2DError):
+    """A configuration file or override names an unknown field or gives a value of the wrong type."""
+
+
 class SourceError(V2DError):
     """A camera source cannot be opened or read: missing folder, index file, image, device."""
 
 
 class CalibrationError(V2DError):
     """A calibration file is malformed or does not fit the images it is used with."""
+
+
+class DepthMapError(V2DError):
+    """A depth map file cannot be read: missing, corrupt, or not a 16-bit PNG or an HxW array."""
 
 
 class TrajectoryError(V2DError):

@@ -1,4 +1,4 @@
-"""Final keyframes leave the map's memory (slam.archive): fused as they become final, depth maps
+"""Final keyframes leave the map's memory (slam.system.archive): fused as they become final, depth maps
 written, pixels released after serving as witnesses, poses kept; and a SLAM run's memory for
 keyframes stays bounded however long it runs."""
 
@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from slam.archive import KeyframeArchive
-from slam.config import FusionConfig, SystemConfig
-from slam.configuration import override
-from slam.fusion import FusionKeyframe, fuse_point_cloud
-from slam.lie import SE3
-from slam.map import FrameRecord, Keyframe, MapState
-from slam.sources.synthetic import SyntheticSource
-from slam.streaming import NUM_NEIGHBOURS, StreamingFusion
+from slam.config.loader import override
+from slam.config.schema import FusionConfig, SystemConfig
+from slam.geometry.lie import SE3
+from slam.io.sources.synthetic import SyntheticSource
+from slam.mapping.fusion import FusionKeyframe, fuse_point_cloud
+from slam.mapping.streaming import NUM_NEIGHBOURS, StreamingFusion
 from slam.synthetic import SyntheticSequence
-from slam.system import SlamSystem
+from slam.system.archive import KeyframeArchive
+from slam.system.map import FrameRecord, Keyframe, MapState
+from slam.system.slam_system import SlamSystem
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def test_final_keyframes_are_fused_written_and_released(room, tmp_path):
     snapshot = state.snapshot()
     assert len(snapshot.keyframes) == len(indices)
     assert sum(view.has_pixels for view in snapshot.keyframes) == 2
-    np.testing.assert_allclose(snapshot.frame_poses, before.frame_poses)  # released keyframes keep their poses
-    np.testing.assert_allclose(snapshot.frame_poses, room.poses[indices], atol=1e-4)
+    np.testing.assert_allclose(snapshot.frame_poses_c2w, before.frame_poses_c2w)  # released keyframes keep their poses
+    np.testing.assert_allclose(snapshot.frame_poses_c2w, room.poses[indices], atol=1e-4)
     written = sorted(path.name for path in (tmp_path / "depth").glob("*.npy"))
     assert written == [f"{index:06d}.npy" for index in indices]
     np.testing.assert_allclose(np.load(tmp_path / "depth" / "000008.npy"), room.render(8)[1], rtol=1e-6)

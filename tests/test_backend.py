@@ -7,9 +7,10 @@ import threading
 
 import pytest
 
-from slam.backend import BackendThread
-from slam.config import SystemConfig
-from slam.configuration import ConfigError, override
+from slam.config.loader import override
+from slam.config.schema import SystemConfig
+from slam.errors import ConfigError
+from slam.system.backend import BackendThread
 
 
 class _GatedWork:

@@ -12,7 +12,13 @@ import torch
 import apps.bench
 from apps.bench import NO_WEIGHTS
 from apps.benchmarks import depth, motion
-from apps.benchmarks.clips import REAL_SEQUENCES, ClipSet, real_clips, synthetic_clips, validation_set
+from apps.benchmarks.clips import (
+    REAL_SEQUENCES,
+    ClipSet,
+    real_clips,
+    synthetic_clips,
+    validation_set,
+)
 from apps.benchmarks.common import SHARED_DATA, failed_run
 from apps.cli import main
 from networks.factory import build_motion_module, load_checkpoint, save_checkpoint

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import calib
-from slam.camera import Camera
 from slam.errors import CalibrationError
+from slam.geometry.camera import Camera
 
 #: name -> (image width, height) each shipped file is documented for.
 SHIPPED = {

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from apps.cli import main
-from slam.calibration import Board, calibrate, find_corners
-from slam.camera import Camera
 from slam.errors import CalibrationError, SourceError
+from slam.geometry.camera import Camera
+from slam.io.chessboard import Board, calibrate, find_corners
 
 #: OpenCV's calibration of the sample chessboard images (chessboard/left_intrinsics.yml).
 OPENCV_FX = OPENCV_FY = 535.9

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from slam.camera import Camera, Undistorter
 from slam.errors import CalibrationError
+from slam.geometry.camera import Camera, Undistorter
 
 
 def project(camera: Camera, point: np.ndarray) -> np.ndarray:

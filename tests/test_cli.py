@@ -9,7 +9,7 @@ from pathlib import Path
 
 from apps.bench import update_section
 from apps.cli import main
-from slam.evaluation import read_trajectory
+from slam.io.trajectory import read_trajectory
 
 
 def test_demo_runs_slam_on_the_synthetic_scene(tmp_path, capsys):

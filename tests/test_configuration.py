@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from slam.config import SystemConfig
-from slam.configuration import ConfigError, from_dict, load, override, to_dict
+from slam.config.loader import from_dict, load, override, to_dict
+from slam.config.schema import SystemConfig
+from slam.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,17 @@ import torch
 from apps.benchmarks.clips import synthetic_clips
 from networks.classical_depth import ClassicalDepthModule
 from networks.classical_motion import ClassicalMotionModule
-from networks.deepv2d import AlternationConfig, DeepV2D, resize_depth
+from networks.deepv2d import AlternationConfig, DeepV2D
 from networks.depth import DepthNetConfig, LearnedDepthModule
-from networks.factory import WeightsError, build_depth_module, build_motion_module, load_checkpoint, save_checkpoint
+from networks.factory import (
+    WeightsError,
+    build_depth_module,
+    build_motion_module,
+    load_checkpoint,
+    save_checkpoint,
+)
 from networks.motion import LearnedMotionModule, MotionNetConfig
+from slam.geometry.resize import resize_depth
 
 
 def relative_errors(estimate, truth):

@@ -10,14 +10,25 @@ import numpy as np
 import pytest
 import torch
 
-from networks.classical_depth import ClassicalDepthConfig, ClassicalDepthModule, aggregate_neighbours, semi_global
-from networks.cost_volume import depth_bins, entropy_confidence, expected_depth, neighbour_transforms, plane_sweep
+from networks.classical_depth import (
+    ClassicalDepthConfig,
+    ClassicalDepthModule,
+    aggregate_neighbours,
+    semi_global,
+)
+from networks.cost_volume import (
+    depth_bins,
+    entropy_confidence,
+    expected_depth,
+    neighbour_transforms,
+    plane_sweep,
+)
 from networks.depth import DepthNetConfig, LearnedDepthModule
 from networks.layers import Conv3d, FeatureEncoder, Hourglass2d, Hourglass3d
 from slam.errors import V2DError
-from slam.evaluation import depth_metrics
-from slam.geometry import backproject, warp
-from slam.lie import SE3
+from slam.evaluation.depth import depth_metrics
+from slam.geometry.lie import SE3
+from slam.geometry.projection import backproject, warp
 from slam.synthetic import SyntheticSequence
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

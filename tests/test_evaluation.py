@@ -11,9 +11,19 @@ from scipy.spatial.transform import Rotation
 
 from apps.cli import main
 from slam.errors import EvaluationError, TrajectoryError
-from slam.evaluation import (average_depth_metrics, depth_metrics, evaluate_depth_folders, evaluate_trajectory,
-                             read_trajectory)
-from slam.trajectory import Trajectory, read_tum, write_kitti, write_tum
+from slam.evaluation.depth import (
+    average_depth_metrics,
+    depth_metrics,
+    evaluate_depth_folders,
+)
+from slam.evaluation.trajectory import evaluate_trajectory
+from slam.io.trajectory import (
+    Trajectory,
+    read_trajectory,
+    read_tum,
+    write_kitti,
+    write_tum,
+)
 
 
 # ---------------------------------------------------------------------------------- helpers

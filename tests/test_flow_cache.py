@@ -8,10 +8,10 @@ import torch
 
 from apps.cli import main
 from networks.classical_motion import ClassicalMotionConfig, ClassicalMotionModule
-from slam.flow_cache import FlowCache
-from slam.lie import SE3
-from slam.solver import all_pairs_edges
-from slam.sources.synthetic import SyntheticSource
+from slam.geometry.lie import SE3
+from slam.geometry.solver import all_pairs_edges
+from slam.io.sources.synthetic import SyntheticSource
+from slam.system.flow_cache import FlowCache
 from tests.test_slam import ate_and_path
 
 

@@ -11,14 +11,22 @@ import open3d as o3d
 import pytest
 from scipy.spatial import cKDTree
 
-from slam.config import FusionConfig
+from slam.config.schema import FusionConfig
 from slam.errors import ExportError
-from slam.evaluation import read_depth
-from slam.export import write_depth_png, write_mesh_ply, write_point_cloud_ply
-from slam.fusion import (AUTO_VOXELS_PER_MEDIAN_DEPTH, FusionKeyframe, PointCloudFuser, TsdfVolume, consistency_masks,
-                         fuse_mesh, fuse_point_cloud, nearest_neighbours)
-from slam.point_cloud import PointCloud, VoxelSums, subsample, voxel_downsample
-from slam.streaming import StreamingFusion
+from slam.io.depth_maps import read_depth, write_depth_png
+from slam.mapping.export import write_mesh_ply, write_point_cloud_ply
+from slam.mapping.fusion import (
+    AUTO_VOXELS_PER_MEDIAN_DEPTH,
+    FusionKeyframe,
+    PointCloudFuser,
+    TsdfVolume,
+    consistency_masks,
+    fuse_mesh,
+    fuse_point_cloud,
+    nearest_neighbours,
+)
+from slam.mapping.point_cloud import PointCloud, VoxelSums, subsample, voxel_downsample
+from slam.mapping.streaming import StreamingFusion
 from slam.synthetic import SyntheticSequence
 
 #: Frames of the 60-frame room sequence used as keyframes.
@@ -59,9 +67,9 @@ def surface_distance(surface: cKDTree, points: np.ndarray, bound: float = 0.15) 
 def rescaled(keyframe: FusionKeyframe, scale: float) -> FusionKeyframe:
     """The keyframe in a world ``scale`` times larger (depth and camera position scaled), as a
     monocular system may see it."""
-    pose = keyframe.pose.copy()
+    pose = keyframe.pose_c2w.copy()
     pose[:3, 3] *= scale
-    return replace(keyframe, depth=keyframe.depth * scale, pose=pose)
+    return replace(keyframe, depth=keyframe.depth * scale, pose_c2w=pose)
 
 
 def rigid_motion(angle: float, translation: tuple[float, float, float]) -> np.ndarray:
@@ -99,7 +107,7 @@ def test_keyframe_rejects_mismatched_arrays(keyframes):
     with pytest.raises(ValueError, match="confidence"):
         replace(kf, confidence=np.ones((3, 3), np.float32))
     with pytest.raises(ValueError, match="pose"):
-        replace(kf, pose=np.eye(3))
+        replace(kf, pose_c2w=np.eye(3))
     with pytest.raises(ValueError, match="intrinsics"):
         replace(kf, intrinsics=np.array([0.0, 1.0, 2.0, 3.0]))
 
@@ -280,7 +288,7 @@ def test_moving_poses_moves_the_points(keyframes):
     fuser.sync(keyframes)
     before = fuser.cloud()
     motion = rigid_motion(0.3, (1.0, -2.0, 0.5))  # e.g. the backend re-anchoring the map
-    fuser.sync([replace(kf, pose=motion @ kf.pose) for kf in keyframes])
+    fuser.sync([replace(kf, pose_c2w=motion @ kf.pose_c2w) for kf in keyframes])
     after = fuser.cloud()
     assert fuser.recomputed == len(keyframes)
     expected = before.points @ motion[:3, :3].T + motion[:3, 3]
@@ -291,7 +299,7 @@ def test_moving_poses_moves_the_points(keyframes):
     lone = PointCloudFuser(consistency_views=0)
     lone.add(keyframes[2])
     start = lone.cloud().points
-    lone.add(replace(keyframes[2], pose=rigid_motion(0.0, (0.5, 0.0, 0.0)) @ keyframes[2].pose))
+    lone.add(replace(keyframes[2], pose_c2w=rigid_motion(0.0, (0.5, 0.0, 0.0)) @ keyframes[2].pose_c2w))
     np.testing.assert_allclose(lone.cloud().points - start, np.tile([0.5, 0.0, 0.0], (len(start), 1)), atol=1e-5)
 
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slam.geometry import _projected_pose_jacobian, backproject, project, reproject, sample, warp
-from slam.lie import SE3
+from slam.geometry.lie import SE3
+from slam.geometry.projection import (
+    _projected_pose_jacobian,
+    backproject,
+    project,
+    reproject,
+    sample,
+    warp,
+)
 
 INTRINSICS = torch.tensor([[60.0, 58.0, 31.5, 23.5]])
 
@@ -116,7 +123,7 @@ def test_gradcheck_reprojection_wrt_depth_and_pose():
 
 
 def test_a_turn_on_the_spot_moves_the_image_without_parallax():
-    from slam.frontend import induced_flow
+    from slam.system.frontend import induced_flow
 
     depth = smooth_depth(1, 24, 32, torch.float32)[0]
     intrinsics = INTRINSICS[0]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from slam.lie import SE3, skew
-from slam.trajectory import poses_to_tum
+from slam.geometry.lie import SE3, skew
+from slam.io.trajectory import poses_to_tum
 
 
 def random_se3(n: int, dtype: torch.dtype, scale: float = 1.0, seed: int = 0) -> SE3:

@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import torch
 
-from slam.lie import SE3
-from slam.map import FrameRecord, Keyframe, MapState
+from slam.geometry.lie import SE3
+from slam.system.map import FrameRecord, Keyframe, MapState
 
 
 def make_keyframe(state: MapState, frame_index: int, xi: list[float]) -> Keyframe:
@@ -28,14 +28,14 @@ def test_frames_follow_their_keyframe_when_the_backend_moves_it():
     before = state.snapshot()
     assert before.frame_indices.tolist() == [0, 1]
     # world-to-camera translation +0.1 in x means the camera centre is at -0.1 in x
-    assert np.allclose(before.frame_poses[1][:3, 3], [-0.1, 0.0, 0.0], atol=1e-6)
+    assert np.allclose(before.frame_poses_c2w[1][:3, 3], [-0.1, 0.0, 0.0], atol=1e-6)
     moved = SE3.exp(torch.tensor([[0.0, 0.0, -1.0, 0.0, 0.0, 0.0]]))
     state.update_keyframes([kf.id], poses=moved)
     after = state.snapshot()
     assert after.version > before.version
-    assert np.allclose(after.frame_poses[0][:3, 3], [0.0, 0.0, 1.0], atol=1e-6)
-    assert np.allclose(after.frame_poses[1][:3, 3], [-0.1, 0.0, 1.0], atol=1e-6)
-    assert np.allclose(after.keyframes[0].pose_c2w, after.frame_poses[0], atol=1e-6)
+    assert np.allclose(after.frame_poses_c2w[0][:3, 3], [0.0, 0.0, 1.0], atol=1e-6)
+    assert np.allclose(after.frame_poses_c2w[1][:3, 3], [-0.1, 0.0, 1.0], atol=1e-6)
+    assert np.allclose(after.keyframes[0].pose_c2w, after.frame_poses_c2w[0], atol=1e-6)
 
 
 def test_keyframes_added_during_a_backend_pass_move_with_the_newest_it_optimised():
@@ -43,18 +43,18 @@ def test_keyframes_added_during_a_backend_pass_move_with_the_newest_it_optimised
     writes back a pass begun before, the newer keyframes keep their pose relative to it."""
     state = MapState()
     window = [make_keyframe(state, k, [0.0, 0.0, 0.1 * k, 0.0, 0.0, 0.0]) for k in range(3)]
-    started_from = SE3.stack([kf.pose for kf in window])
+    started_from = SE3.stack([kf.pose_w2c for kf in window])
     newer = [make_keyframe(state, 3, [0.0, 0.0, 0.3, 0.0, 0.1, 0.0]), make_keyframe(state, 4, [0.1, 0.0, 0.4, 0.0, 0.2, 0.0])]
-    relative = [(kf.pose * window[-1].pose.inv()).matrix() for kf in newer]
+    relative = [(kf.pose_w2c * window[-1].pose_w2c.inv()).matrix() for kf in newer]
     optimised = SE3.exp(torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.02, 0.1, 0.0, 0.0, 0.01],
                                       [0.01, 0.03, 0.25, 0.02, 0.0, 0.03]]))
     state.update_keyframes([kf.id for kf in window], optimised, started_from=started_from)
-    assert torch.allclose(window[-1].pose.data, optimised.data[-1])
+    assert torch.allclose(window[-1].pose_w2c.data, optimised.data[-1])
     for kf, before in zip(newer, relative):
-        assert torch.allclose((kf.pose * window[-1].pose.inv()).matrix(), before, atol=1e-5)
-    untouched = newer[0].pose.data.clone()
+        assert torch.allclose((kf.pose_w2c * window[-1].pose_w2c.inv()).matrix(), before, atol=1e-5)
+    untouched = newer[0].pose_w2c.data.clone()
     state.update_keyframes([kf.id for kf in window], optimised)  # no start given: nothing newer moves
-    assert torch.equal(newer[0].pose.data, untouched)
+    assert torch.equal(newer[0].pose_w2c.data, untouched)
 
 
 def test_snapshot_copies_images_and_depth():
@@ -116,7 +116,7 @@ def test_backend_results_are_stored_as_copies_not_views():
     state.update_keyframes(ids, SE3.identity(3), depths, depths.clone())
     for keyframe in state.keyframe_list():
         assert keyframe.depth.untyped_storage().nbytes() == keyframe.depth.nbytes  # not the whole batch
-        assert keyframe.pose.data.untyped_storage().nbytes() == keyframe.pose.data.nbytes
+        assert keyframe.pose_w2c.data.untyped_storage().nbytes() == keyframe.pose_w2c.data.nbytes
 
 
 def test_released_keyframes_keep_their_pose_and_frames_only():
@@ -129,4 +129,4 @@ def test_released_keyframes_keep_their_pose_and_frames_only():
     after = state.snapshot()
     assert not after.keyframes[0].has_pixels and after.keyframes[0].depth is None
     np.testing.assert_allclose(after.keyframes[0].pose_c2w, before.keyframes[0].pose_c2w)
-    np.testing.assert_allclose(after.frame_poses, before.frame_poses)
+    np.testing.assert_allclose(after.frame_poses_c2w, before.frame_poses_c2w)

@@ -12,11 +12,15 @@ import torch
 import torch.nn.functional as F
 
 from networks.classical_motion import ClassicalMotionConfig, ClassicalMotionModule
-from networks.flow_geometry import edge_reprojection, feature_intrinsics, resize_intrinsics
-from networks.interfaces import scale_intrinsics
+from networks.flow_geometry import (
+    edge_reprojection,
+    feature_intrinsics,
+    resize_intrinsics,
+)
 from networks.motion import LearnedMotionModule, MotionNetConfig
-from slam.geometry import pixel_grid
-from slam.lie import SE3
+from slam.geometry.lie import SE3
+from slam.geometry.projection import pixel_grid
+from slam.geometry.resize import scale_intrinsics
 from slam.synthetic import SyntheticSequence
 
 IMAGE_SIZE = (240, 320)
@@ -232,7 +236,7 @@ def test_classical_module_accepts_cuda_tensors(room_pair):
 
 
 def test_classical_flow_and_gauss_newton_recover_a_perturbed_pose(room_pair):
-    from slam.solver import gauss_newton_step
+    from slam.geometry.solver import gauss_newton_step
 
     images, depth, poses, intrinsics = room_pair
     module = ClassicalMotionModule()

@@ -1,4 +1,4 @@
-"""Reading ahead (slam.sources.prefetch): same frames, same order, errors where they happened,
+"""Reading ahead (slam.io.sources.prefetch): same frames, same order, errors where they happened,
 and an early stop leaves no reading thread behind."""
 
 import threading
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from slam.sources.prefetch import Prefetcher
+from slam.io.sources.prefetch import Prefetcher
 
 
 def _reader_threads() -> list[threading.Thread]:

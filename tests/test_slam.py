@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from apps.cli import main
-from slam.config import SystemConfig
-from slam.configuration import override
-from slam.evaluation import evaluate_trajectory, read_trajectory
-from slam.run import run_slam
-from slam.sources.synthetic import SyntheticSource
+from slam.config.loader import override
+from slam.config.schema import SystemConfig
+from slam.evaluation.trajectory import evaluate_trajectory
+from slam.io.sources.synthetic import SyntheticSource
+from slam.io.trajectory import read_trajectory
+from slam.system.run import run_slam
 
 INLINE = ["--set", "backend.mode=inline"]
 
@@ -155,8 +156,8 @@ def test_default_modules_follow_the_benchmarks_and_fall_back_to_classical(tmp_pa
 
 
 def test_full_trajectory_fills_untracked_frames_with_the_last_pose():
-    from slam.map import MapSnapshot
-    from slam.system import full_trajectory
+    from slam.system.map import MapSnapshot
+    from slam.system.slam_system import full_trajectory
 
     poses = np.tile(np.eye(4), (2, 1, 1))
     poses[1, 0, 3] = 1.0

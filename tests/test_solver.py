@@ -7,9 +7,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slam.geometry import project, reproject
-from slam.lie import SE3
-from slam.solver import all_pairs_edges, bundle_adjustment_step, gauss_newton_step, keyframe_edges, pool_correspondences
+from slam.geometry.lie import SE3
+from slam.geometry.projection import project, reproject
+from slam.geometry.solver import (
+    all_pairs_edges,
+    bundle_adjustment_step,
+    gauss_newton_step,
+    keyframe_edges,
+    pool_correspondences,
+)
 
 HEIGHT, WIDTH = 12, 16
 INTRINSICS = torch.tensor([[14.0, 14.0, 7.5, 5.5]], dtype=torch.float64)

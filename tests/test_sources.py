@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from slam.camera import Camera
 from slam.errors import CalibrationError, SourceError
-from slam.sources.base import SourceOptions
-from slam.sources.detect import SOURCE_KINDS, detect_kind, open_source
-from slam.sources.tum import associate
-from slam.sources.video import VideoSource
-from slam.trajectory import read_kitti, read_tum
+from slam.geometry.camera import Camera
+from slam.io.sources.base import SourceOptions
+from slam.io.sources.detect import SOURCE_KINDS, detect_kind, open_source
+from slam.io.sources.tum import associate
+from slam.io.sources.video import VideoSource
+from slam.io.trajectory import read_kitti, read_tum
 
 
 def write_frames(folder: Path, names: list[str], width: int = 64, height: int = 48) -> list[np.ndarray]:
@@ -225,7 +225,7 @@ def test_kitti_without_calib_uses_shipped_file_for_the_sequence(tmp_path):
 def test_kitti_sequence_choice(tmp_path):
     P0 = np.array([[50.0, 0.0, -10.0, 0.0], [0.0, 50.0, -10.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
     make_kitti(tmp_path, "03", "image_0", P0)
-    from slam.sources.kitti import KittiSource
+    from slam.io.sources.kitti import KittiSource
 
     with pytest.raises(SourceError, match="sequence 04 not found .*available: 03"):
         KittiSource(tmp_path, sequence=4)
@@ -329,7 +329,7 @@ def test_image_folder_timestamps_and_calibration_files(tmp_path):
     assert open_source(tmp_path / "a").camera.fx == 60
     stamps = tmp_path / "stamps.txt"
     stamps.write_text("1\n2\n3\n")
-    from slam.sources.image_folder import ImageFolderSource
+    from slam.io.sources.image_folder import ImageFolderSource
 
     source = ImageFolderSource(tmp_path / "a", timestamps=stamps)
     assert [f.timestamp for f in source] == [1, 2, 3]
@@ -455,7 +455,7 @@ def test_kind_overrides_detection(tmp_path):
 
 
 def test_synthetic_spec_opens_the_synthetic_scene():
-    pytest.importorskip("slam.sources.synthetic")
+    pytest.importorskip("slam.io.sources.synthetic")
     source = open_source("synthetic", options=SourceOptions(max_frames=2))
     assert source.kind == "synthetic" and len(list(source)) == 2
 

@@ -7,11 +7,17 @@ import cv2
 import numpy as np
 import pytest
 
-from slam.camera import Camera
 from slam.errors import SourceError
-from slam.sources.base import SourceOptions
-from slam.sources.synthetic import SyntheticSource
-from slam.synthetic import Photometric, SyntheticSequence, build_room, default_camera, render
+from slam.geometry.camera import Camera
+from slam.io.sources.base import SourceOptions
+from slam.io.sources.synthetic import SyntheticSource
+from slam.synthetic import (
+    Photometric,
+    SyntheticSequence,
+    build_room,
+    default_camera,
+    render,
+)
 from slam.synthetic.paths import DRIVING_CAMERA_HEIGHT, DrivingPath, HandheldPath
 from slam.synthetic.textures import get_texture, texture_names
 

@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 
 from networks.flow_geometry import feature_intrinsics
-from slam.config import SystemConfig
-from slam.configuration import override
-from slam.frontend import Frontend, image_tensor, induced_flow
-from slam.sources.synthetic import SyntheticSource
-from slam.system import SlamSystem
+from slam.config.loader import override
+from slam.config.schema import SystemConfig
+from slam.io.sources.synthetic import SyntheticSource
+from slam.system.frontend import Frontend, image_tensor, induced_flow
+from slam.system.slam_system import SlamSystem
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import replace
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -18,11 +18,11 @@ import torch
 from apps.cli import main
 from networks.depth import LearnedDepthModule
 from networks.factory import build_depth_module, load_checkpoint, save_checkpoint
-from slam.configuration import ConfigError, override
-from slam.errors import V2DError
-from slam.lie import SE3
+from slam.config.loader import override
+from slam.errors import ConfigError, V2DError
+from slam.geometry.lie import SE3
+from slam.io.trajectory import Trajectory, write_tum
 from slam.synthetic.sequence import SyntheticSequence
-from slam.trajectory import Trajectory, write_tum
 from training.clips import clip_indices, collate
 from training.config import TrainConfig
 from training.datasets import DatasetClips, TrainingDataError, refuse_evaluation_data

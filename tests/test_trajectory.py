@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from slam.errors import TrajectoryError
-from slam.trajectory import Trajectory, read_kitti, read_tum, write_kitti, write_tum
+from slam.io.trajectory import Trajectory, read_kitti, read_tum, write_kitti, write_tum
 
 
 def random_trajectory(n: int, seed: int = 0) -> Trajectory:

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from apps.cli import main
-from slam.config import SystemConfig
-from slam.configuration import override
-from slam.evaluation import read_trajectory
-from slam.point_cloud import PointCloud
-from slam.run import RunControl, run_slam
-from slam.sources.synthetic import SyntheticSource
+from slam.config.loader import override
+from slam.config.schema import SystemConfig
+from slam.io.sources.synthetic import SyntheticSource
+from slam.io.trajectory import read_trajectory
+from slam.mapping.point_cloud import PointCloud
+from slam.system.run import RunControl, run_slam
 from viewer import default_viewer, panels
 from viewer.geometry import frustum_segments, grid_segments, to_display
 from viewer.scene import LiveScene, SceneState
@@ -110,8 +110,8 @@ def test_live_scene_reads_the_run(finished_scene):
     state = finished_scene.update(force=True)
     control = finished_scene.control
     assert state.stats.done and state.stats.frames == 24 and state.stats.keyframes >= 2
-    assert len(state.trajectory) == 24 and np.allclose(state.current_pose[:3, 3], state.trajectory[-1])
-    assert len(state.keyframe_poses) == state.stats.keyframes
+    assert len(state.trajectory) == 24 and np.allclose(state.current_pose_c2w[:3, 3], state.trajectory[-1])
+    assert len(state.keyframe_poses_c2w) == state.stats.keyframes
     assert len(state.cloud) > 10_000 and state.stats.points == len(state.cloud)
     assert state.frame is control.frame.image and state.status in ("tracked", "keyframe")
     assert state.depth.shape == (*control.frame.image.shape[:2], 3) and state.depth.std() > 10
@@ -147,7 +147,7 @@ def _hand_made_state() -> SceneState:
     poses = np.tile(np.eye(4), (20, 1, 1))
     poses[:, :3, 3] = trajectory
     state = SceneState.empty("tracked")
-    state.trajectory, state.current_pose, state.keyframe_poses = trajectory, poses[-1], poses[::5]
+    state.trajectory, state.current_pose_c2w, state.keyframe_poses_c2w = trajectory, poses[-1], poses[::5]
     state.cloud = PointCloud(wall, np.tile([220, 140, 40], (len(wall), 1)))
     state.intrinsics, state.image_size, state.scale = np.array([100.0, 100.0, 63.5, 47.5]), (128, 96), 3.0
     return state

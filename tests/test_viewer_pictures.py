@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from slam.evaluation import read_trajectory
+from slam.io.trajectory import read_trajectory
 from viewer import panels
 
 REPO = Path(__file__).resolve().parents[1]

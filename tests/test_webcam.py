@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from slam.errors import CalibrationError, SourceError
-from slam.sources.base import SourceOptions
-from slam.sources.detect import open_source
-from slam.sources.webcam import WebcamSource
+from slam.io.sources.base import SourceOptions
+from slam.io.sources.detect import open_source
+from slam.io.sources.webcam import WebcamSource
 
 
 class FakeCamera:

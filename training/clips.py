@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from slam.lie import SE3
+from slam.geometry.lie import SE3
 
 
 @dataclass

@@ -1,12 +1,12 @@
 """The training configuration: one dataclass tree with defaults, loadable from YAML and
-overridable with ``section.field=value`` (through :mod:`slam.configuration`), recorded in every
+overridable with ``section.field=value`` (through :mod:`slam.config.loader`), recorded in every
 checkpoint and in the log folder."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from slam.configuration import ConfigError
+from slam.errors import ConfigError
 
 DATA_KINDS = ("synthetic", "tum", "scannet", "kitti")
 MODEL_SIZES = ("lite", "paper")

@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 
 from slam.errors import SourceError, V2DError
-from slam.evaluation import read_depth
-from slam.sources.base import IndexedSource, SourceOptions, read_image
-from slam.sources.kitti import KittiSource
-from slam.sources.tum import TumSource
+from slam.io.depth_maps import read_depth
+from slam.io.sources.base import IndexedSource, SourceOptions, read_image
+from slam.io.sources.kitti import KittiSource
+from slam.io.sources.tum import TumSource
 from training.augment import augment_images
 from training.clips import Clip, clip_indices
 from training.config import AugmentConfig, DataConfig

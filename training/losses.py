@@ -14,7 +14,7 @@ import torch
 from networks.cost_volume import neighbour_transforms
 from networks.flow_geometry import edge_reprojection
 from networks.interfaces import DepthEstimate, FlowEstimate
-from slam.lie import SE3
+from slam.geometry.lie import SE3
 from training.config import LossConfig
 
 

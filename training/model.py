@@ -15,11 +15,11 @@ import math
 import torch
 from torch import nn
 
-from networks.deepv2d import resize_depth
 from networks.depth import DepthNetConfig, LearnedDepthModule
 from networks.motion import LearnedMotionModule, MotionNetConfig
-from slam.lie import SE3
-from slam.solver import gauss_newton_step, keyframe_edges
+from slam.geometry.lie import SE3
+from slam.geometry.resize import resize_depth
+from slam.geometry.solver import gauss_newton_step, keyframe_edges
 from training.clips import Batch
 from training.config import TrainConfig
 from training.losses import depth_loss, flow_terms, induced_flow_error, pose_errors

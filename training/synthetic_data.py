@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from slam.camera import Camera
+from slam.geometry.camera import Camera
 from slam.synthetic.photometric import Photometric
 from slam.synthetic.sequence import SyntheticSequence
 from training.augment import augment_images

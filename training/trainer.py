@@ -27,7 +27,7 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 
 from networks.factory import load_checkpoint, save_checkpoint
-from slam.configuration import to_dict
+from slam.config.loader import to_dict
 from slam.errors import V2DError
 from training import distributed
 from training.config import TrainConfig
@@ -165,7 +165,7 @@ class Trainer:
         os.replace(temporary, self.out / "last.pt")
 
     def _summary(self, metrics: dict[str, float]) -> dict:
-        from slam.system_info import machine_summary
+        from slam.system.machine import machine_summary
 
         data = self.config.data
         return {"model_size": self.config.model.size, "command": self.command, "seed": self.config.run.seed,

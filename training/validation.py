@@ -2,7 +2,7 @@
 
 Any pair of depth and motion modules (learned or classical) is scored the same way on the same
 clips: keyframe depth from the true poses (abs rel, sq rel, RMSE, delta < 1.25, as
-:func:`slam.evaluation.depth_metrics`), and the poses the motion module reaches from a perturbed
+:func:`slam.evaluation.trajectory.depth_metrics`), and the poses the motion module reaches from a perturbed
 start on true depth (rotation and translation-direction errors in degrees, and the end-point
 error of the induced flow in pixels at the module's feature resolution).
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from networks.deepv2d import resize_depth
 from networks.interfaces import DepthModule, MotionModule
-from slam.evaluation import average_depth_metrics, depth_metrics
-from slam.solver import gauss_newton_step, keyframe_edges
+from slam.evaluation.depth import average_depth_metrics, depth_metrics
+from slam.geometry.resize import resize_depth
+from slam.geometry.solver import gauss_newton_step, keyframe_edges
 from training.clips import Clip, collate
 from training.config import TrainConfig
 from training.losses import induced_flow_error, pose_errors

@@ -1,6 +1,6 @@
 """Live display of a SLAM run: the Qt window (pyqtgraph's OpenGL view and side panels), the
 Open3D window, and offscreen snapshots. Every viewer draws the same :class:`viewer.scene.SceneState`,
-read from the running loop through a :class:`slam.run.RunControl` without blocking it.
+read from the running loop through a :class:`slam.system.run.RunControl` without blocking it.
 
 Light on imports: Qt and Open3D load only when their viewer starts."""
 

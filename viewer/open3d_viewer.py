@@ -25,10 +25,16 @@ import numpy as np
 
 from slam.errors import V2DError
 from viewer import has_display, panels
-from viewer.geometry import axes_segments, frustum_segments, grid_segments, nice_spacing, polyline_segments
+from viewer.geometry import (
+    axes_segments,
+    frustum_segments,
+    grid_segments,
+    nice_spacing,
+    polyline_segments,
+)
 from viewer.scene import LiveScene, SceneState
-from viewer.session import SlamWorker, SnapshotSchedule, ViewerOptions
 from viewer.software_render import FIELD_OF_VIEW, default_view, look_at, render
+from viewer.worker import SlamWorker, SnapshotSchedule, ViewerOptions
 
 log = logging.getLogger(__name__)
 
@@ -190,10 +196,10 @@ def _scene_lines(state: SceneState) -> list[tuple[np.ndarray, tuple[int, int, in
     parts += [(axis[None], colour) for axis, colour in zip(axes_segments(spacing), panels.AXES)]
     if state.intrinsics is not None:
         keyframe_depth, camera_depth = state.frustum_depths()
-        parts.append((frustum_segments(state.keyframe_poses, state.intrinsics, state.image_size, keyframe_depth),
+        parts.append((frustum_segments(state.keyframe_poses_c2w, state.intrinsics, state.image_size, keyframe_depth),
                       panels.KEYFRAMES))
-        if state.current_pose is not None:
-            parts.append((frustum_segments(state.current_pose, state.intrinsics, state.image_size, camera_depth),
+        if state.current_pose_c2w is not None:
+            parts.append((frustum_segments(state.current_pose_c2w, state.intrinsics, state.image_size, camera_depth),
                           panels.CAMERA))
     if state.ground_truth is not None:
         parts.append((polyline_segments(state.ground_truth), panels.GROUND_TRUTH))

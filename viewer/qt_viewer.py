@@ -23,9 +23,15 @@ from OpenGL import GL
 from PyQt5 import QtCore, QtGui, QtWidgets
 
 from viewer import panels
-from viewer.geometry import axes_segments, frustum_segments, grid_segments, nice_spacing, to_display
+from viewer.geometry import (
+    axes_segments,
+    frustum_segments,
+    grid_segments,
+    nice_spacing,
+    to_display,
+)
 from viewer.scene import LiveScene, SceneState
-from viewer.session import SlamWorker, SnapshotSchedule, ViewerOptions
+from viewer.worker import SlamWorker, SnapshotSchedule, ViewerOptions
 
 #: milliseconds between polls of the run
 POLL_MS = 250
@@ -270,17 +276,17 @@ class ViewerWindow(QtWidgets.QMainWindow):
         if state.intrinsics is not None:
             keyframe_depth, camera_depth = state.frustum_depths()
             items["keyframes"].setData(pos=_segments_to_lines(
-                frustum_segments(state.keyframe_poses, state.intrinsics, state.image_size, keyframe_depth)))
-            current = np.zeros((0, 2, 3)) if state.current_pose is None else \
-                frustum_segments(state.current_pose, state.intrinsics, state.image_size, camera_depth)
+                frustum_segments(state.keyframe_poses_c2w, state.intrinsics, state.image_size, keyframe_depth)))
+            current = np.zeros((0, 2, 3)) if state.current_pose_c2w is None else \
+                frustum_segments(state.current_pose_c2w, state.intrinsics, state.image_size, camera_depth)
             items["camera"].setData(pos=_segments_to_lines(current))
         spacing = nice_spacing(state.extent())
         items["grid"].setData(pos=_segments_to_lines(grid_segments(state.centre(), state.ground_level(), spacing)))
         axes = axes_segments(spacing)
         axes_colours = np.repeat(np.array([_rgba(c) for c in panels.AXES], np.float32), 2, axis=0)
         items["axes"].setData(pos=_segments_to_lines(axes), color=axes_colours)
-        if self.follow_box.isChecked() and state.current_pose is not None:
-            self.view.opts["center"] = QtGui.QVector3D(*map(float, to_display(state.current_pose[:3, 3])))
+        if self.follow_box.isChecked() and state.current_pose_c2w is not None:
+            self.view.opts["center"] = QtGui.QVector3D(*map(float, to_display(state.current_pose_c2w[:3, 3])))
             self.view.update()
         elif self._auto_frame:
             self._frame(state)

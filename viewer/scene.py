@@ -1,6 +1,6 @@
 """What every viewer draws, read from a running SLAM loop without blocking it.
 
-:class:`LiveScene` polls a :class:`slam.run.RunControl` (typically 4 times a second, from the
+:class:`LiveScene` polls a :class:`slam.system.run.RunControl` (typically 4 times a second, from the
 viewer's thread) and returns a :class:`SceneState`: the trajectory, the current camera and the
 keyframe poses, the fused coloured point cloud, the ground truth aligned to the estimate, the
 newest frame with its tracking status, the newest keyframe's depth and the run's numbers.
@@ -8,8 +8,8 @@ newest frame with its tracking status, the newest keyframe's depth and the run's
 Cost on the tracking thread: each poll takes one trajectory-only map snapshot
 (``with_images=False``: poses only) under the map's lock, and copies the arrays of keyframes that
 are new or whose depth the backend replaced (usually none or one). The cloud is what the run has
-fused (final keyframes, see slam.streaming) and the newest keyframes, fused on the viewer's side
-by an incremental :class:`slam.fusion.PointCloudFuser` at half resolution (every second pixel, a
+fused (final keyframes, see slam.mapping.streaming) and the newest keyframes, fused on the viewer's side
+by an incremental :class:`slam.mapping.fusion.PointCloudFuser` at half resolution (every second pixel, a
 quarter of the points and of the cost); it is refreshed at most every ``cloud_interval`` seconds
 and capped at ``max_points`` for drawing.
 """
@@ -22,13 +22,13 @@ import time
 import numpy as np
 
 from slam.errors import TrajectoryError
-from slam.evaluation import associate_and_align
-from slam.fusion import FusionKeyframe, PointCloudFuser
-from slam.map import MapSnapshot, MapState
-from slam.point_cloud import PointCloud, subsample
-from slam.run import RunControl
-from slam.trajectory import Trajectory
-from slam.visualization import colorize_depth
+from slam.evaluation.trajectory import associate_and_align
+from slam.io.trajectory import Trajectory
+from slam.mapping.fusion import FusionKeyframe, PointCloudFuser
+from slam.mapping.point_cloud import PointCloud, subsample
+from slam.system.map import MapSnapshot, MapState
+from slam.system.run import RunControl
+from viewer.depth_colors import colorize_depth
 
 #: pixel step of the keyframes fused for display (2: every second row and column)
 DISPLAY_PIXEL_STEP = 2
@@ -70,8 +70,8 @@ class SceneState:
     keyframe's camera frame, arbitrary monocular scale), poses camera-to-world.
 
     - ``trajectory``: (N, 3) camera centres of the tracked frames, in frame order.
-    - ``current_pose``: (4, 4) the newest tracked frame's pose, or None.
-    - ``keyframe_poses``: (K, 4, 4).
+    - ``current_pose_c2w``: (4, 4) the newest tracked frame's pose, or None.
+    - ``keyframe_poses_c2w``: (K, 4, 4).
     - ``cloud``: the fused cloud (at most ``max_points`` points).
     - ``ground_truth``: (M, 3) ground-truth camera centres mapped into the map's frame by the
       Sim3 alignment of the estimate to the ground truth, or None (no ground truth, or too few
@@ -85,8 +85,8 @@ class SceneState:
     """
 
     trajectory: np.ndarray
-    current_pose: np.ndarray | None
-    keyframe_poses: np.ndarray
+    current_pose_c2w: np.ndarray | None
+    keyframe_poses_c2w: np.ndarray
     cloud: PointCloud
     ground_truth: np.ndarray | None
     frame: np.ndarray | None
@@ -232,15 +232,15 @@ class LiveScene:
             cloud = self._fuse(system, snapshot)
             self._align_ground_truth(snapshot)
             self._cloud_time, self._cloud_stale = now, False
-        poses = snapshot.frame_poses
+        poses = snapshot.frame_poses_c2w
         newest = self._cache.newest_depth
         if newest is not None and self._depth_picture[0] is not newest:
             valid = newest[newest > 0]
             self._depth_picture = (newest, colorize_depth(newest), float(np.median(valid)) if valid.size else None)
         _, depth_picture, scale = self._depth_picture
         self.state = SceneState(
-            trajectory=poses[:, :3, 3].copy(), current_pose=poses[-1] if len(poses) else None,
-            keyframe_poses=np.stack([kf.pose_c2w for kf in snapshot.keyframes]) if snapshot.keyframes else np.zeros((0, 4, 4)),
+            trajectory=poses[:, :3, 3].copy(), current_pose_c2w=poses[-1] if len(poses) else None,
+            keyframe_poses_c2w=np.stack([kf.pose_c2w for kf in snapshot.keyframes]) if snapshot.keyframes else np.zeros((0, 4, 4)),
             cloud=cloud, ground_truth=self._ground_truth_in_map(), frame=None if frame is None else frame.image,
             status=control.status, depth=depth_picture, intrinsics=system.processing_camera.intrinsics,
             image_size=system.processing_camera.size, scale=scale or system.config.frontend.init_depth, stats=self._stats(len(snapshot.keyframes), len(cloud), done))
@@ -271,12 +271,12 @@ class LiveScene:
         record = self.control.record
         count = min(len(record.timestamps), len(record.poses_gt)) if record is not None else 0
         with_gt = [k for k in range(count) if record.poses_gt[k] is not None]
-        if len(with_gt) < 3 or len(snapshot.frame_poses) < 3:
+        if len(with_gt) < 3 or len(snapshot.frame_poses_c2w) < 3:
             self._gt_alignment = None
             return
         gt = Trajectory(np.array([record.timestamps[k] for k in with_gt]), np.stack([record.poses_gt[k] for k in with_gt]))
         try:
-            aligned = associate_and_align(gt, Trajectory(snapshot.frame_timestamps, snapshot.frame_poses), "sim3")
+            aligned = associate_and_align(gt, Trajectory(snapshot.frame_timestamps, snapshot.frame_poses_c2w), "sim3")
         except TrajectoryError:
             self._gt_alignment = None
             return

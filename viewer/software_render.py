@@ -10,7 +10,13 @@ import cv2
 import numpy as np
 
 from viewer import panels
-from viewer.geometry import axes_segments, frustum_segments, grid_segments, nice_spacing, polyline_segments
+from viewer.geometry import (
+    axes_segments,
+    frustum_segments,
+    grid_segments,
+    nice_spacing,
+    polyline_segments,
+)
 from viewer.scene import SceneState
 
 #: vertical field of view of the virtual camera, degrees
@@ -87,10 +93,10 @@ def render(state: SceneState, width: int = 960, height: int = 720, point_size: i
         lines(axis[None], colour, 2)
     keyframe_depth, camera_depth = state.frustum_depths()
     if state.intrinsics is not None:
-        lines(frustum_segments(state.keyframe_poses, state.intrinsics, state.image_size, keyframe_depth), panels.KEYFRAMES, 1)
+        lines(frustum_segments(state.keyframe_poses_c2w, state.intrinsics, state.image_size, keyframe_depth), panels.KEYFRAMES, 1)
     if state.ground_truth is not None:
         lines(polyline_segments(state.ground_truth), panels.GROUND_TRUTH, 2)
     lines(polyline_segments(state.trajectory), panels.TRAJECTORY, 3)
-    if state.current_pose is not None and state.intrinsics is not None:
-        lines(frustum_segments(state.current_pose, state.intrinsics, state.image_size, camera_depth), panels.CAMERA, 2)
+    if state.current_pose_c2w is not None and state.intrinsics is not None:
+        lines(frustum_segments(state.current_pose_c2w, state.intrinsics, state.image_size, camera_depth), panels.CAMERA, 2)
     return image

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from apps.benchmarks.common import SHARED_DATA
-from slam.frame import Frame
-from slam.lie import SE3
-from slam.sources.base import SourceOptions
-from slam.sources.tum import TumSource
+from slam.geometry.lie import SE3
+from slam.io.frame import Frame
+from slam.io.sources.base import SourceOptions
+from slam.io.sources.tum import TumSource
 from slam.synthetic import SyntheticSequence
 from training.config import TrainConfig
 from training.validation import validation_clips

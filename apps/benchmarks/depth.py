@@ -17,8 +17,8 @@ from networks.classical_depth import ClassicalDepthConfig, ClassicalDepthModule
 from networks.depth import DepthNetConfig, LearnedDepthModule
 from networks.factory import build_depth_module
 from networks.interfaces import DepthModule
-from slam.evaluation import depth_metrics, valid_depth_mask
-from slam.lie import SE3
+from slam.evaluation.depth import depth_metrics, valid_depth_mask
+from slam.geometry.lie import SE3
 from training.config import TrainConfig
 
 #: depth update budget (ms) of the lite size: keyframe + neighbours, features included
@@ -80,7 +80,7 @@ def speed_table(quick: bool) -> str:
 def _evaluate(module: DepthModule, clips: list[Clip]) -> dict[str, float]:
     """Mean metrics over ``clips`` of the keyframe depth from the true poses against ground
     truth, over the pixels with ground truth inside :data:`DEPTH_RANGE`: the metrics of
-    :func:`slam.evaluation.depth_metrics` without median scaling, ``median_abs_rel`` and
+    :func:`slam.evaluation.trajectory.depth_metrics` without median scaling, ``median_abs_rel`` and
     ``median_scale`` with it, ``coverage`` (share of those pixels with a prediction) and
     ``confident_abs_rel`` (abs rel of the more confident half of them)."""
     low, high = DEPTH_RANGE

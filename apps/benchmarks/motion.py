@@ -19,12 +19,12 @@ from apps.benchmarks.clips import Clip, benchmark_sets
 from apps.benchmarks.common import CAMERA_SIZE, milliseconds
 from networks.classical_motion import ClassicalMotionConfig, ClassicalMotionModule
 from networks.cost_volume import neighbour_transforms
-from networks.deepv2d import resize_depth
 from networks.factory import build_motion_module
 from networks.interfaces import MotionModule
 from networks.motion import LearnedMotionModule, MotionNetConfig
-from slam.lie import SE3
-from slam.solver import all_pairs_edges, gauss_newton_step, keyframe_edges
+from slam.geometry.lie import SE3
+from slam.geometry.resize import resize_depth
+from slam.geometry.solver import all_pairs_edges, gauss_newton_step, keyframe_edges
 from training.losses import relative_pose_errors
 
 #: tracking step budget (ms) of the lite size

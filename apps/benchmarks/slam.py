@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 
 from apps.benchmarks.common import SHARED_DATA, failed_run
-from slam.evaluation import evaluate_trajectory, read_trajectory
+from slam.evaluation.trajectory import evaluate_trajectory
+from slam.io.trajectory import read_trajectory
 
 #: (name, source, frames in a full run, frames in a quick run, target ATE as text, target check)
 SEQUENCES = [

@@ -29,7 +29,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from slam.camera import Camera
+from slam.geometry.camera import Camera
 from slam.synthetic.scene import Scene
 
 #: Coordinates given to cv2.fillConvexPoly carry this many fractional bits.

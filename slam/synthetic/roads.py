@@ -16,8 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from slam.synthetic.scene import Lighting, Scene, SceneBuilder, Sky
-from slam.synthetic.textures import (ROAD_HALF_WIDTH, ROAD_LANE_WIDTH, ROAD_PARKING_WIDTH, ROAD_TEXTURE_PERIOD,
-                                     get_texture)
+from slam.synthetic.textures import (
+    ROAD_HALF_WIDTH,
+    ROAD_LANE_WIDTH,
+    ROAD_PARKING_WIDTH,
+    ROAD_TEXTURE_PERIOD,
+    get_texture,
+)
 
 #: Lateral position of the right lane's centre, metres to the right of the centre line.
 LANE_CENTRE = ROAD_LANE_WIDTH / 2

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from slam.camera import Camera
+from slam.geometry.camera import Camera
 from slam.synthetic.paths import DrivingPath, HandheldPath
 from slam.synthetic.photometric import Photometric
-from slam.synthetic.render import RenderResult, Renderer
+from slam.synthetic.render import Renderer, RenderResult
 from slam.synthetic.roads import build_road
 from slam.synthetic.rooms import build_room
 

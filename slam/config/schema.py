@@ -1,0 +1,190 @@
+"""The SLAM system's configuration schema: one dataclass tree with the defaults (YAML files and
+``section.field=value`` overrides are applied by :mod:`slam.config.loader`; the tree is recorded
+in stats.json)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from slam.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModulesConfig:
+    """Which depth and motion modules run.
+
+    - ``depth``, ``motion``: "classical" (no weights), "lite" or "paper" (learned).
+    - ``weights``: checkpoint of the learned modules; None: the shipped ``weights/lite.pt``.
+    - ``device``: torch device the modules run on.
+    - ``threads``: torch threads (2: this project's CPU budget).
+    """
+
+    depth: str = "lite"
+    motion: str = "classical"
+    weights: str | None = None
+    device: str = "cpu"
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """Tracking and keyframes. Flows and parallax are in processing pixels; depths in map units.
+
+    - ``pixels``: processing image area (H x W); the source's aspect ratio is kept, both sides
+      rounded to multiples of 16.
+    - ``tracking_steps``: the most Gauss-Newton steps per frame (the flow recomputed before each).
+    - ``tracking_confident``: tracking stops after a step whose flow quality (see
+      ``keyframe_quality``) reached this; None: always ``tracking_steps`` steps.
+    - ``tracking_pool``: the tracking solve runs on a grid this many times coarser than the
+      motion module's (block means of its correspondences; 1: its own grid).
+    - ``keyframe_flow``: mean flow induced by the motion since the keyframe above which the
+      frame becomes a keyframe.
+    - ``keyframe_parallax``: mean flow induced by the translation alone (the flow less that of
+      the rotation) above which the frame becomes a keyframe: a turn on the spot makes none.
+    - ``keyframe_quality``: tracking quality (mean flow confidence over the keyframe's pixels with
+      depth, 0-1) below which the frame becomes a keyframe.
+    - ``min_quality``: tracking quality below which the frame is lost.
+    - ``max_lost``: consecutive lost frames after which the system re-initialises.
+    - ``init_frames``: frames gathered before the cold start.
+    - ``init_rounds``: motion-depth rounds of the cold start's alternation.
+    - ``init_depth``: the constant depth the cold start begins from (sets the map's scale).
+    - ``depth_range``: (min, max) depth hypotheses.
+    - ``neighbours``: frames used with a new keyframe to compute its depth.
+    - ``refine_keyframes``: a new keyframe's pose and depth are refined by dense bundle
+      adjustment against this many of the newest keyframes (0: off; solver settings from the
+      backend's ``depth_prior``, ``bundle_pool`` and ``bundle_iterations``).
+
+    docs/tuning.md says how the defaults were chosen.
+    """
+
+    pixels: int = 76800
+    tracking_steps: int = 2
+    tracking_confident: float | None = 0.3
+    tracking_pool: int = 2
+    keyframe_flow: float = 40.0
+    keyframe_parallax: float = 12.0
+    keyframe_quality: float = 0.3
+    min_quality: float = 0.15
+    max_lost: int = 5
+    init_frames: int = 8
+    init_rounds: int = 4
+    init_depth: float = 2.0
+    depth_range: tuple[float, float] = (0.2, 10.0)
+    neighbours: int = 4
+    refine_keyframes: int = 4
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Sliding-window optimisation of keyframe poses and depths.
+
+    - ``mode``: "thread" (beside tracking: the live setting), "inline" (after each new keyframe,
+      in the tracking thread: deterministic, for tests) or "disabled".
+    - ``window``: keyframes optimised together (the oldest held fixed).
+    - ``pose_steps``: flow computations per pass (each followed by the solver's steps).
+    - ``bundle_adjustment``: each step also refines every window keyframe's per-pixel depth
+      (dense bundle adjustment, :mod:`slam.system.bundle`); False: poses only.
+    - ``depth_prior``: weight of the prior that holds depth near where the pass began (squared
+      pixels per squared relative depth change).
+    - ``bundle_pool``: the bundle adjustment's grid is this many times coarser than the motion
+      module's (block means of its targets; 1: its own grid).
+    - ``bundle_iterations``: bundle adjustment steps per flow computation.
+    - ``depth_updates``: newest window keyframes whose depth the depth module recomputes with
+      the refined poses after each pass (0: none; the paper's scheme uses 2).
+    - ``huber``: residual length (pixels of the solver's grid) beyond which a correspondence
+      counts as 1 / length (robust Huber term); None: plain least squares.
+    - ``edge_span``: edges join window keyframes at most this many apart; None: every pair.
+    - ``flow_reuse``: a keyframe pair's correspondences are reused while its reprojection has
+      moved less than this many pixels (motion module's grid, on average) since they were
+      computed (:mod:`slam.system.flow_cache`); None: recomputed every pass.
+    - ``max_lag`` (thread mode): tracking waits for the pass under way when more than this many
+      keyframes have not been seen by a finished pass; None: never waits.
+
+    docs/tuning.md says how the defaults were chosen.
+    """
+
+    mode: str = "thread"
+    window: int = 5
+    pose_steps: int = 1
+    bundle_adjustment: bool = True
+    depth_prior: float = 0.5
+    bundle_pool: int = 2
+    bundle_iterations: int = 2
+    depth_updates: int = 0
+    huber: float | None = 1.0
+    edge_span: int | None = 2
+    max_lag: int | None = 2
+    flow_reuse: float | None = 0.5
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """Point cloud and mesh from keyframe depths, fused as keyframes become final
+    (:mod:`slam.mapping.streaming`, :mod:`slam.mapping.fusion`). Sizes in map units.
+
+    - ``min_confidence``: depths less confident (0-1) are left out.
+    - ``consistency_views``: nearby keyframes that must confirm a point.
+    - ``voxel_size``: the point cloud's voxel (one point per voxel, the mean of those inside);
+      None: the median keyframe depth / ``point_resolution``.
+    - ``point_resolution``: voxels per median keyframe depth when ``voxel_size`` is None.
+    - ``max_points``: the most points the cloud holds; beyond, its voxel doubles.
+    - ``mesh``: build the TSDF mesh (needs Open3D).
+    - ``mesh_resolution``: TSDF voxels per median keyframe depth (memory grows with its cube).
+    - ``mesh_depth_limit``: depths beyond this many median keyframe depths stay out of the mesh.
+    """
+
+    min_confidence: float = 0.3
+    consistency_views: int = 1
+    voxel_size: float | None = None
+    point_resolution: float = 200.0
+    max_points: int = 1_000_000
+    mesh: bool = True
+    mesh_resolution: float = 50.0
+    mesh_depth_limit: float = 3.0
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """The whole configuration of ``v2d run``; checks the fields against each other."""
+
+    modules: ModulesConfig = field(default_factory=ModulesConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+
+    def __post_init__(self) -> None:
+        if self.backend.mode not in ("thread", "inline", "disabled"):
+            raise ConfigError(f"backend.mode must be thread, inline or disabled, got {self.backend.mode!r}")
+        if self.backend.window < 2 or self.frontend.init_frames < 2 or self.frontend.neighbours < 1:
+            raise ConfigError("backend.window and frontend.init_frames must be at least 2, frontend.neighbours at least 1")
+        if self.frontend.refine_keyframes < 0 or self.backend.bundle_iterations < 1 or self.backend.depth_prior <= 0:
+            raise ConfigError("need frontend.refine_keyframes >= 0, backend.bundle_iterations >= 1 and "
+                              "backend.depth_prior > 0")
+        if self.backend.edge_span is not None and self.backend.edge_span < 1:
+            raise ConfigError(f"backend.edge_span must be >= 1 or null, got {self.backend.edge_span}")
+        if self.backend.max_lag is not None and self.backend.max_lag < 1:
+            raise ConfigError(f"backend.max_lag must be >= 1 or null, got {self.backend.max_lag}")
+        if self.backend.flow_reuse is not None and self.backend.flow_reuse <= 0:
+            raise ConfigError(f"backend.flow_reuse must be > 0 or null, got {self.backend.flow_reuse}")
+        if self.backend.huber is not None and self.backend.huber <= 0:
+            raise ConfigError(f"backend.huber must be > 0 or null, got {self.backend.huber}")
+        for name, pool in (("backend.bundle_pool", self.backend.bundle_pool),
+                           ("frontend.tracking_pool", self.frontend.tracking_pool)):
+            if pool not in (1, 2, 4, 8):
+                raise ConfigError(f"{name} must be 1, 2, 4 or 8, got {pool}")
+        fusion = self.fusion
+        if min(fusion.point_resolution, fusion.mesh_resolution, fusion.mesh_depth_limit, fusion.max_points) <= 0 or (
+                fusion.voxel_size is not None and fusion.voxel_size <= 0):
+            raise ConfigError("fusion.point_resolution, fusion.mesh_resolution, fusion.mesh_depth_limit, "
+                              "fusion.max_points and fusion.voxel_size (when set) must be > 0")
+        low, high = self.frontend.depth_range
+        if not 0 < low < self.frontend.init_depth < high:
+            raise ConfigError(f"need 0 < depth_range min < init_depth < depth_range max, got {low}, "
+                              f"{self.frontend.init_depth}, {high}")
+
+
+def processing_size(width: int, height: int, pixels: int) -> tuple[int, int]:
+    """(W, H) of the processing images: the source's aspect ratio, about ``pixels`` in area,
+    sides multiples of 16."""
+    scale = (pixels / (width * height)) ** 0.5
+    return max(16, int(round(width * scale / 16)) * 16), max(16, int(round(height * scale / 16)) * 16)

@@ -1,0 +1,179 @@
+"""Trajectories: timestamped camera-to-world poses, their TUM and KITTI files, and interpolation
+to other timestamps (linear in translation, spherical in rotation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
+
+from slam.errors import TrajectoryError
+
+
+@dataclass
+class Trajectory:
+    """``timestamps``: (N,) float64 seconds, increasing. ``poses``: (N, 4, 4) float64,
+    camera-to-world."""
+
+    timestamps: np.ndarray
+    poses: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.timestamps = np.asarray(self.timestamps, dtype=np.float64).reshape(-1)
+        self.poses = np.asarray(self.poses, dtype=np.float64).reshape(-1, 4, 4)
+        if len(self.timestamps) != len(self.poses):
+            raise TrajectoryError(f"{len(self.timestamps)} timestamps but {len(self.poses)} poses")
+
+    def __len__(self) -> int:
+        return len(self.timestamps)
+
+    @property
+    def positions(self) -> np.ndarray:
+        """(N, 3) camera centres in world coordinates."""
+        return self.poses[:, :3, 3]
+
+    def path_length(self) -> float:
+        """Sum of the distances between consecutive camera centres."""
+        return float(np.linalg.norm(np.diff(self.positions, axis=0), axis=1).sum()) if len(self) > 1 else 0.0
+
+    def interpolate(self, timestamps: np.ndarray, max_gap: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Poses at ``timestamps`` (linear translation, slerp rotation between the two nearest
+        samples). Returns ``(poses (M, 4, 4), valid (M,) bool)``: a timestamp is invalid when it
+        lies outside the trajectory's time span or, with ``max_gap``, between two samples more
+        than ``max_gap`` seconds apart. Invalid poses are filled with identity."""
+        timestamps = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+        out = np.tile(np.eye(4), (len(timestamps), 1, 1))
+        if len(self) == 0:
+            return out, np.zeros(len(timestamps), dtype=bool)
+        order = np.argsort(self.timestamps, kind="stable")
+        t, poses = self.timestamps[order], self.poses[order]
+        valid = (timestamps >= t[0]) & (timestamps <= t[-1])
+        if len(self) == 1:
+            out[valid] = poses[0]
+            return out, valid
+        right = np.clip(np.searchsorted(t, timestamps, side="left"), 1, len(t) - 1)
+        left = right - 1
+        if max_gap is not None:
+            exact = np.isclose(t[right], timestamps) | np.isclose(t[left], timestamps)
+            valid &= (t[right] - t[left] <= max_gap) | exact
+        if not valid.any():
+            return out, valid
+        slerp = Slerp(t, Rotation.from_matrix(poses[:, :3, :3]))
+        ts = timestamps[valid]
+        alpha = ((ts - t[left[valid]]) / np.maximum(t[right[valid]] - t[left[valid]], 1e-12))[:, None]
+        out[valid, :3, :3] = slerp(ts).as_matrix()
+        out[valid, :3, 3] = (1 - alpha) * poses[left[valid], :3, 3] + alpha * poses[right[valid], :3, 3]
+        return out, valid
+
+
+def poses_to_tum(poses: np.ndarray) -> np.ndarray:
+    """(N, 4, 4) camera-to-world -> (N, 7) ``tx ty tz qx qy qz qw`` (qw >= 0)."""
+    poses = np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4)
+    quat = Rotation.from_matrix(poses[:, :3, :3]).as_quat()  # x y z w
+    quat *= np.where(quat[:, 3:] < 0, -1.0, 1.0)
+    return np.concatenate([poses[:, :3, 3], quat], axis=1)
+
+
+def tum_to_poses(values: np.ndarray) -> np.ndarray:
+    """(N, 7) ``tx ty tz qx qy qz qw`` -> (N, 4, 4) (quaternions are normalised)."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1, 7)
+    poses = np.tile(np.eye(4), (len(values), 1, 1))
+    poses[:, :3, :3] = Rotation.from_quat(values[:, 3:]).as_matrix()
+    poses[:, :3, 3] = values[:, :3]
+    return poses
+
+
+def _read_table(path: Path, columns: int, what: str) -> np.ndarray:
+    if not path.is_file():
+        raise TrajectoryError(f"{what} file not found: {path}")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = line.replace(",", " ").split()
+        if len(fields) != columns:
+            raise TrajectoryError(f"{path}:{number}: expected {columns} numbers in a {what} line, found {len(fields)}")
+        try:
+            rows.append([float(f) for f in fields])
+        except ValueError:
+            raise TrajectoryError(f"{path}:{number}: not a number in {line!r}") from None
+    return np.array(rows, dtype=np.float64).reshape(-1, columns)
+
+
+def read_tum(path: str | Path) -> Trajectory:
+    """Read a TUM trajectory (``timestamp tx ty tz qx qy qz qw`` a line, ``#`` comments),
+    sorted by timestamp."""
+    table = _read_table(Path(path), 8, "TUM trajectory")
+    order = np.argsort(table[:, 0], kind="stable")
+    return Trajectory(table[order, 0], tum_to_poses(table[order, 1:]))
+
+
+def write_tum(path: str | Path, trajectory: Trajectory, header: str | None = None) -> None:
+    """Write a TUM trajectory file (full float precision; optional ``#`` header)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    values = poses_to_tum(trajectory.poses)
+    lines = [f"# {ln}" for ln in (header or "timestamp tx ty tz qx qy qz qw").splitlines()]
+    lines += [f"{t:.6f} " + " ".join(f"{v:.9f}" for v in row) for t, row in zip(trajectory.timestamps, values)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def read_kitti(path: str | Path, timestamps: np.ndarray | None = None) -> Trajectory:
+    """Read a KITTI pose file (12 numbers a line: the top 3x4 of the camera-to-world matrix).
+    Timestamps default to the line number."""
+    table = _read_table(Path(path), 12, "KITTI pose")
+    poses = np.tile(np.eye(4), (len(table), 1, 1))
+    poses[:, :3, :] = table.reshape(-1, 3, 4)
+    if timestamps is None:
+        timestamps = np.arange(len(table), dtype=np.float64)
+    elif len(timestamps) < len(table):
+        raise TrajectoryError(f"{path}: {len(table)} poses but only {len(timestamps)} timestamps")
+    return Trajectory(np.asarray(timestamps, dtype=np.float64)[: len(table)], poses)
+
+
+def write_kitti(path: str | Path, trajectory: Trajectory) -> None:
+    """Write a KITTI pose file (the top 3x4 of each camera-to-world pose, row-major)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = trajectory.poses[:, :3, :].reshape(-1, 12)
+    path.write_text("".join(" ".join(f"{v:.9e}" for v in row) + "\n" for row in rows))
+
+
+TRAJECTORY_FORMATS = ("auto", "tum", "kitti")
+
+
+def read_trajectory(path: str | Path, fmt: str = "auto") -> Trajectory:
+    """Read a trajectory file of camera-to-world poses: ``tum`` (``timestamp tx ty tz qx qy qz
+    qw``), ``kitti`` (12 numbers a line, timestamps = line index 0, 1, ...) or ``auto`` (by the
+    number of values on the first data line). Raises TrajectoryError naming the file."""
+    if fmt not in TRAJECTORY_FORMATS:
+        raise TrajectoryError(f"unknown trajectory format {fmt!r}; use one of {', '.join(TRAJECTORY_FORMATS)}")
+    path = Path(path)
+    if fmt == "auto":
+        fmt = detect_format(path)
+    trajectory = read_tum(path) if fmt == "tum" else read_kitti(path)
+    if len(trajectory) == 0:
+        raise TrajectoryError(f"{path}: no poses in the file")
+    return trajectory
+
+
+def detect_format(path: str | Path) -> str:
+    """``"tum"`` or ``"kitti"`` by the number of values on the first data line of a trajectory
+    file (8 or 12); raises TrajectoryError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrajectoryError(f"trajectory file not found: {path}")
+    for line in path.read_text(errors="replace").splitlines():
+        fields = line.replace(",", " ").split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) == 8:
+            return "tum"
+        if len(fields) == 12:
+            return "kitti"
+        raise TrajectoryError(f"{path}: {len(fields)} values on a line; expected 8 (TUM: timestamp tx ty tz "
+                              "qx qy qz qw) or 12 (KITTI: a 3x4 pose matrix)")
+    raise TrajectoryError(f"{path}: no poses in the file")

@@ -1,0 +1,595 @@
+"""Fusion of keyframe depth maps into world geometry: a coloured point cloud kept by multi-view
+depth consistency (batch and incremental), and a coloured TSDF mesh through Open3D.
+
+Keyframes arrive as :class:`FusionKeyframe` (what the map hands over): RGB image, depth in
+metres (0 = invalid), optional confidence, camera-to-world pose and pinhole intrinsics.
+
+**Geometric consistency** (as in MVS depth-map fusion, e.g. COLMAP's and MVSNet's): a pixel of
+keyframe i with depth d is back-projected to the 3D point X. X is projected into each of i's
+``num_neighbours`` nearest keyframes j (see :func:`viewpoint_distances`); keyframe j *agrees* when
+X lands inside its image, in front of it, and the depth of X in camera j is within
+``max_reprojection_depth_error`` (relative) of j's own depth there (bilinearly interpolated in
+inverse depth, which is exact on planes; all four pixels around the sample must be valid). The
+pixel is kept when at least ``consistency_views`` neighbours agree. When the map holds fewer
+than ``consistency_views`` other keyframes, a pixel needs the agreement of all of them (a lone
+keyframe is kept unfiltered), so that short runs still give a cloud. Pixels whose confidence is
+below ``min_confidence`` are invalid, both as points and as witnesses for other keyframes.
+
+Depth from a monocular system has an arbitrary scale: the consistency test is relative, the
+neighbour ranking is scale-free, and the TSDF voxel size defaults to a fraction of the median
+depth, so every default works at any scale.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from slam.mapping.point_cloud import PointCloud, VoxelSums, pack_cells, subsample
+
+if TYPE_CHECKING:
+    import open3d
+
+log = logging.getLogger(__name__)
+
+#: TSDF voxel length as a fraction of the median keyframe depth when none is given.
+AUTO_VOXELS_PER_MEDIAN_DEPTH = 100.0
+#: TSDF truncation distance in voxels when none is given.
+AUTO_TRUNCATION_VOXELS = 4.0
+#: Voxels along each edge of one Open3D voxel block.
+_BLOCK_RESOLUTION = 8
+
+
+@dataclass(frozen=True, eq=False)
+class FusionKeyframe:
+    """One keyframe as fusion sees it. Treat it as immutable once handed over (hand over a new
+    one, e.g. to :meth:`PointCloudFuser.add`, when the pose or depth changes).
+
+    - ``image``: (H, W, 3) uint8 RGB.
+    - ``depth``: (H, W) float32 metres along the camera's z axis, 0 (or not finite) = invalid.
+    - ``confidence``: (H, W) float32 in [0, 1], or None (every valid depth is trusted).
+    - ``pose_c2w``: (4, 4) float64 camera-to-world (OpenCV camera frame: x right, y down, z forward).
+    - ``intrinsics``: (4,) ``[fx, fy, cx, cy]`` in pixels of this image size.
+    - ``timestamp``: seconds; ``id``: the keyframe's id, unique within a map.
+    """
+
+    image: np.ndarray
+    depth: np.ndarray
+    confidence: np.ndarray | None
+    pose_c2w: np.ndarray
+    intrinsics: np.ndarray
+    timestamp: float
+    id: int
+
+    def __post_init__(self) -> None:
+        depth = np.asarray(self.depth, dtype=np.float32)
+        if depth.ndim != 2 or min(depth.shape) < 2:
+            raise ValueError(f"keyframe {self.id}: depth must be (H, W) with H, W >= 2, got shape {depth.shape}")
+        image = np.asarray(self.image)
+        if image.shape != (*depth.shape, 3) or image.dtype != np.uint8:
+            raise ValueError(f"keyframe {self.id}: image must be {(*depth.shape, 3)} uint8 RGB to match its depth, "
+                             f"got {image.shape} {image.dtype}")
+        confidence = None
+        if self.confidence is not None:
+            confidence = np.asarray(self.confidence, dtype=np.float32)
+            if confidence.shape != depth.shape:
+                raise ValueError(f"keyframe {self.id}: confidence shape {confidence.shape} differs from depth "
+                                 f"shape {depth.shape}")
+        pose = np.asarray(self.pose_c2w, dtype=np.float64)
+        if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
+            raise ValueError(f"keyframe {self.id}: pose must be a finite (4, 4) camera-to-world matrix")
+        intrinsics = np.asarray(self.intrinsics, dtype=np.float64).reshape(-1)
+        if intrinsics.shape != (4,) or intrinsics[0] <= 0 or intrinsics[1] <= 0:
+            raise ValueError(f"keyframe {self.id}: intrinsics must be [fx, fy, cx, cy] with fx, fy > 0, "
+                             f"got {self.intrinsics}")
+        for name, value in (("image", image), ("depth", depth), ("confidence", confidence), ("pose_c2w", pose),
+                            ("intrinsics", intrinsics), ("timestamp", float(self.timestamp)), ("id", int(self.id))):
+            object.__setattr__(self, name, value)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of the image and depth."""
+        return self.depth.shape
+
+    @cached_property
+    def median_depth(self) -> float:
+        """Median of the valid depths (the keyframe's scene scale), 1.0 when none is valid."""
+        valid = self.depth[np.isfinite(self.depth) & (self.depth > 0)]
+        return float(np.median(valid)) if valid.size else 1.0
+
+    def masked_depth(self, min_confidence: float) -> np.ndarray:
+        """(H, W) float32 depth with 0 wherever it is invalid (<= 0, not finite) or its
+        confidence is below ``min_confidence``."""
+        valid = np.isfinite(self.depth) & (self.depth > 0)
+        if self.confidence is not None:
+            valid &= self.confidence >= min_confidence
+        return np.where(valid, self.depth, np.float32(0.0))
+
+    def same_as(self, other: FusionKeyframe) -> bool:
+        """True when ``other`` holds the same id, timestamp, pose, intrinsics and pixels."""
+        def same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+            return a is b or (a is not None and b is not None and np.array_equal(a, b))
+        return (self.id == other.id and self.timestamp == other.timestamp and same(self.pose_c2w, other.pose_c2w)
+                and same(self.intrinsics, other.intrinsics) and same(self.depth, other.depth)
+                and same(self.confidence, other.confidence) and same(self.image, other.image))
+
+
+def viewpoint_distances(keyframes: Sequence[FusionKeyframe]) -> np.ndarray:
+    """(N, N) dissimilarity of the keyframes' viewpoints, row i seen from keyframe i:
+    ``|c_i - c_j| / median_depth_i + angle(z_i, z_j)`` (camera centres c, optical axes z, angle
+    in radians), so a baseline of one scene depth counts like one radian of turn, at any scale.
+    The diagonal is infinite."""
+    poses = np.stack([kf.pose_c2w for kf in keyframes]) if keyframes else np.zeros((0, 4, 4))
+    centres, axes = poses[:, :3, 3], poses[:, :3, 2]
+    scales = np.array([kf.median_depth for kf in keyframes])
+    baselines = np.linalg.norm(centres[:, None] - centres[None], axis=-1) / scales[:, None]
+    angles = np.arccos(np.clip(axes @ axes.T, -1.0, 1.0))
+    distances = baselines + angles
+    np.fill_diagonal(distances, np.inf)
+    return distances
+
+
+def nearest_neighbours(keyframes: Sequence[FusionKeyframe], count: int) -> list[list[int]]:
+    """For each keyframe, the indices (into ``keyframes``) of its ``count`` nearest others by
+    :func:`viewpoint_distances`, nearest first, ties broken by position (at most N - 1)."""
+    count = min(count, len(keyframes) - 1)
+    if count <= 0:
+        return [[] for _ in keyframes]
+    order = np.argsort(viewpoint_distances(keyframes), axis=1, kind="stable")
+    return [row[:count].tolist() for row in order]
+
+
+class _Witness:
+    """A keyframe as a witness of other keyframes' points, at one confidence threshold: its
+    inverse depth (0 = invalid) and world-to-camera transform."""
+
+    def __init__(self, keyframe: FusionKeyframe, min_confidence: float):
+        self.keyframe = keyframe
+        depth = keyframe.masked_depth(min_confidence)
+        self.inverse_depth = np.divide(1.0, depth, out=np.zeros_like(depth), where=depth > 0)
+        self.height, self.width = depth.shape
+        rotation, translation = keyframe.pose_c2w[:3, :3], keyframe.pose_c2w[:3, 3]
+        self.rotation_w2c = rotation.T.astype(np.float32)
+        self.translation_w2c = (-rotation.T @ translation).astype(np.float32)
+
+    def agreement(self, world_points: np.ndarray, max_relative_error: float) -> np.ndarray:
+        """(P,) bool: whether this keyframe's depth confirms each of the (P, 3) world points."""
+        camera = world_points @ self.rotation_w2c.T + self.translation_w2c
+        z = camera[:, 2]
+        in_front = z > 0
+        z_safe = np.where(in_front, z, np.float32(1.0))
+        fx, fy, cx, cy = self.keyframe.intrinsics.astype(np.float32)
+        u = fx * camera[:, 0] / z_safe + cx
+        v = fy * camera[:, 1] / z_safe + cy
+        inside = in_front & (u >= 0) & (u <= self.width - 1) & (v >= 0) & (v <= self.height - 1)
+        u0 = np.clip(np.floor(u), 0, self.width - 2)
+        v0 = np.clip(np.floor(v), 0, self.height - 2)
+        du, dv = np.clip(u - u0, 0, 1), np.clip(v - v0, 0, 1)
+        flat = self.inverse_depth.reshape(-1)
+        index = v0.astype(np.int64) * self.width + u0.astype(np.int64)
+        a, b, c, d = flat[index], flat[index + 1], flat[index + self.width], flat[index + self.width + 1]
+        all_valid = np.minimum(np.minimum(a, b), np.minimum(c, d)) > 0
+        inverse = (a * (1 - du) + b * du) * (1 - dv) + (c * (1 - du) + d * du) * dv
+        expected = 1.0 / np.where(all_valid, inverse, np.float32(1.0))
+        return inside & all_valid & (np.abs(z - expected) <= max_relative_error * expected)
+
+
+class _Source:
+    """A keyframe's own points, at one confidence threshold: its masked depth, the flat indices
+    (P,) of its valid pixels and their (P, 3) float32 world points. Made only while the
+    keyframe's points are being computed (they take about 3 MB at 240 x 320)."""
+
+    def __init__(self, keyframe: FusionKeyframe, min_confidence: float):
+        self.keyframe = keyframe
+        self.depth = keyframe.masked_depth(min_confidence)
+        self.pixel_index = np.flatnonzero(self.depth)
+        fx, fy, cx, cy = keyframe.intrinsics
+        v, u = np.divmod(self.pixel_index, self.depth.shape[1])
+        z = self.depth.reshape(-1)[self.pixel_index]
+        camera_points = np.stack([(u - cx) / fx * z, (v - cy) / fy * z, z], axis=-1)
+        self.world_points = (camera_points @ keyframe.pose_c2w[:3, :3].T + keyframe.pose_c2w[:3, 3]).astype(np.float32)
+
+    def consistent(self, witnesses: Sequence[_Witness], required_views: int, max_relative_error: float
+                   ) -> np.ndarray:
+        """(P,) bool over the valid pixels: at least ``required_views`` of ``witnesses`` agree
+        with the pixel's depth. The one consistency test behind every fusion here."""
+        if required_views <= 0:
+            return np.ones(len(self.pixel_index), bool)
+        votes = np.zeros(len(self.pixel_index), np.int32)
+        for witness in witnesses:
+            votes += witness.agreement(self.world_points, max_relative_error)
+        return votes >= required_views
+
+    def normals(self) -> np.ndarray:
+        """(P, 3) float32 world unit normals of the valid pixels, from the depth map's gradients
+        (cross product of the back-projected neighbours), facing the camera. Unreliable at depth
+        edges; zero where the gradient is degenerate."""
+        fx, fy, cx, cy = self.keyframe.intrinsics
+        v, u = np.mgrid[0:self.depth.shape[0], 0:self.depth.shape[1]]
+        camera = np.stack([(u - cx) / fx * self.depth, (v - cy) / fy * self.depth, self.depth], -1).astype(np.float32)
+        along_v, along_u = np.gradient(camera, axis=(0, 1))
+        normals = np.cross(along_v, along_u).reshape(-1, 3)[self.pixel_index]
+        world = normals @ self.keyframe.pose_c2w[:3, :3].T.astype(np.float32)
+        length = np.linalg.norm(world, axis=1, keepdims=True)
+        return np.divide(world, length, out=np.zeros_like(world), where=length > 0)
+
+
+def _required_views(consistency_views: int, num_keyframes: int) -> int:
+    """Agreeing views a pixel needs: ``consistency_views``, or every other keyframe when fewer."""
+    return min(consistency_views, num_keyframes - 1)
+
+
+def _check_consistency_settings(consistency_views: int, num_neighbours: int, max_reprojection_depth_error: float
+                                ) -> None:
+    if consistency_views < 0:
+        raise ValueError(f"consistency_views must be >= 0, got {consistency_views}")
+    if num_neighbours < consistency_views:
+        raise ValueError(f"num_neighbours ({num_neighbours}) must be at least consistency_views ({consistency_views})")
+    if max_reprojection_depth_error <= 0:
+        raise ValueError(f"max_reprojection_depth_error must be > 0, got {max_reprojection_depth_error}")
+
+
+def consistency_masks(keyframes: Sequence[FusionKeyframe], min_confidence: float = 0.5, consistency_views: int = 2,
+                      num_neighbours: int = 6, max_reprojection_depth_error: float = 0.05) -> list[np.ndarray]:
+    """For each keyframe, the (H, W) bool mask of pixels that are valid, confident and
+    geometrically consistent with its nearest keyframes (see the module's docstring)."""
+    _check_consistency_settings(consistency_views, num_neighbours, max_reprojection_depth_error)
+    witnesses = [_Witness(kf, min_confidence) for kf in keyframes]
+    required = _required_views(consistency_views, len(keyframes))
+    masks = []
+    for keyframe, neighbours in zip(keyframes, nearest_neighbours(keyframes, num_neighbours)):
+        source = _Source(keyframe, min_confidence)
+        keep = source.consistent([witnesses[j] for j in neighbours], required, max_reprojection_depth_error)
+        mask = np.zeros(keyframe.shape, bool)
+        mask.reshape(-1)[source.pixel_index[keep]] = True
+        masks.append(mask)
+    return masks
+
+
+class _Entry:
+    """A keyframe in the fuser: its data, a version bumped on every change, and the points it
+    gave (their voxel sums when the fuser downsamples) with the dependencies they came from."""
+
+    def __init__(self, keyframe: FusionKeyframe, version: int):
+        self.keyframe = keyframe
+        self.version = version
+        self.witness: _Witness | None = None
+        self.dependencies: tuple | None = None
+        self.points: PointCloud | VoxelSums | None = None
+
+
+class PointCloudFuser:
+    """Incremental coloured point cloud fusion, for a live viewer and for the final export.
+
+    Keyframes are added or replaced by id (:meth:`add`, :meth:`sync`) as the backend moves poses
+    and refines depths; :meth:`cloud` returns the fused cloud of the current keyframes, exactly
+    what :func:`fuse_point_cloud` gives for them (same settings, same result).
+
+    Cost model. Each keyframe caches its kept points with what they depend on: its own version,
+    the number of views required, and its neighbours' ids and versions. :meth:`cloud` ranks the
+    viewpoints (O(N^2) on poses, negligible for hundreds of keyframes), then recomputes only
+    keyframes whose dependencies changed: a changed keyframe, and every keyframe that has it
+    (or a newly added keyframe) among its ``num_neighbours`` nearest, typically about
+    ``num_neighbours`` + 1 of them, each costing ``num_neighbours`` projections of its valid
+    pixels (about 15-25 ms at 240 x 320 with 6 neighbours); with a ``voxel_size``, each
+    recomputed keyframe's points are also reduced to per-voxel sums. Then it concatenates the
+    keyframes' points, or merges their voxel sums into voxel means (exactly the means over all
+    points), O(points or voxel sums held), about 0.2-0.3 s per million; this part is skipped,
+    and the previous cloud returned, when nothing changed. :meth:`add` with a keyframe equal to
+    the stored one (same arrays) changes nothing, so a viewer can push every snapshot. On the
+    synthetic room (100 keyframes, 240 x 320, 2 cm voxels), moving one keyframe or adding one
+    costs about 0.4 s, a full recomputation about 2.5 s.
+
+    Memory per keyframe: its arrays (held by reference), its inverse depth as a witness (4 bytes
+    a pixel), and its kept points (15 bytes each, 27 with normals) or, with a ``voxel_size``,
+    their voxel sums (36 bytes a voxel, 48 with normals).
+
+    Single-threaded numpy throughout. Not thread-safe: use it from one thread (the map hands
+    over consistent snapshots). The returned cloud is shared until the next change: do not
+    modify it.
+    """
+
+    def __init__(self, min_confidence: float = 0.5, consistency_views: int = 2, num_neighbours: int = 6,
+                 max_reprojection_depth_error: float = 0.05, voxel_size: float | None = None,
+                 max_points: int | None = 2_000_000, estimate_normals: bool = False):
+        """``min_confidence``: pixels below it are dropped. ``consistency_views``: agreeing
+        neighbours a pixel needs (0 = no consistency filter). ``num_neighbours``: keyframes each
+        keyframe is tested against. ``max_reprojection_depth_error``: relative depth tolerance.
+        ``voxel_size``: in the map's units (metres when the scale is known), None = keep every
+        point. ``max_points``: cap on the cloud's size
+        (fixed pseudo-random subset), None = no cap. ``estimate_normals``: per-point normals from
+        the depth maps' gradients."""
+        _check_consistency_settings(consistency_views, num_neighbours, max_reprojection_depth_error)
+        if voxel_size is not None and voxel_size <= 0:
+            raise ValueError(f"voxel_size must be > 0 or None, got {voxel_size}")
+        if max_points is not None and max_points < 1:
+            raise ValueError(f"max_points must be >= 1 or None, got {max_points}")
+        self.min_confidence = float(min_confidence)
+        self.consistency_views = int(consistency_views)
+        self.num_neighbours = int(num_neighbours)
+        self.max_reprojection_depth_error = float(max_reprojection_depth_error)
+        self.voxel_size = voxel_size
+        self.max_points = max_points
+        self.estimate_normals = estimate_normals
+        #: How many keyframes the last :meth:`cloud` call recomputed (a measure of its cost).
+        self.recomputed = 0
+        self._entries: dict[int, _Entry] = {}
+        self._next_version = 0
+        self._cloud: PointCloud | None = None
+        self._cloud_key: tuple | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def ids(self) -> list[int]:
+        """Ids of the keyframes held, ascending."""
+        return sorted(self._entries)
+
+    def add(self, keyframe: FusionKeyframe) -> None:
+        """Add ``keyframe``, or replace the one with its id (a no-op when the data are equal)."""
+        entry = self._entries.get(keyframe.id)
+        if entry is not None and (entry.keyframe is keyframe or entry.keyframe.same_as(keyframe)):
+            return
+        self._next_version += 1
+        self._entries[keyframe.id] = _Entry(keyframe, self._next_version)
+
+    def remove(self, keyframe_id: int) -> None:
+        """Forget keyframe ``keyframe_id`` (KeyError when it is not held)."""
+        del self._entries[keyframe_id]
+
+    def sync(self, keyframes: Iterable[FusionKeyframe]) -> None:
+        """Make the held keyframes exactly ``keyframes``: add new ones, replace changed ones,
+        remove those absent."""
+        keyframes = list(keyframes)
+        for keyframe_id in set(self._entries) - {kf.id for kf in keyframes}:
+            self.remove(keyframe_id)
+        for keyframe in keyframes:
+            self.add(keyframe)
+
+    def cloud(self) -> PointCloud:
+        """The fused cloud of the held keyframes (world frame; see the class's cost model)."""
+        entries = [self._entries[i] for i in self.ids]
+        required = _required_views(self.consistency_views, len(entries))
+        neighbourhoods = nearest_neighbours([e.keyframe for e in entries], self.num_neighbours)
+        self.recomputed = 0
+        for entry, neighbours in zip(entries, neighbourhoods):
+            neighbour_entries = [entries[j] for j in neighbours]
+            dependencies = (entry.version, required, tuple((e.keyframe.id, e.version) for e in neighbour_entries))
+            if dependencies != entry.dependencies:
+                entry.points = self._keyframe_points(entry, neighbour_entries, required)
+                entry.dependencies = dependencies
+                self.recomputed += 1
+        key = tuple((e.keyframe.id, e.dependencies) for e in entries)
+        if key != self._cloud_key:
+            if not entries:
+                cloud = PointCloud.empty(self.estimate_normals)
+            elif self.voxel_size is None:
+                cloud = PointCloud.concatenate([e.points for e in entries])
+            else:
+                cloud = VoxelSums.merge([e.points for e in entries]).means()
+            if self.max_points is not None:
+                cloud = subsample(cloud, self.max_points)
+            self._cloud, self._cloud_key = cloud, key
+        return self._cloud
+
+    def _witness(self, entry: _Entry) -> _Witness:
+        if entry.witness is None:
+            entry.witness = _Witness(entry.keyframe, self.min_confidence)
+        return entry.witness
+
+    def _keyframe_points(self, entry: _Entry, neighbours: Sequence[_Entry], required: int
+                         ) -> PointCloud | VoxelSums:
+        """The world points, colours (and normals) of ``entry``'s consistent pixels, as voxel
+        sums when the fuser downsamples."""
+        points = _consistent_points(entry.keyframe, [self._witness(n) for n in neighbours], required,
+                                    self.min_confidence, self.max_reprojection_depth_error, self.estimate_normals)
+        return points if self.voxel_size is None else VoxelSums.of(points, self.voxel_size)
+
+
+def _consistent_points(keyframe: FusionKeyframe, witnesses: Sequence[_Witness], required: int, min_confidence: float,
+                       max_relative_error: float, estimate_normals: bool) -> PointCloud:
+    """The world points, colours (and normals) of ``keyframe``'s pixels that are valid, confident
+    and confirmed by at least ``required`` of ``witnesses``."""
+    source = _Source(keyframe, min_confidence)
+    keep = source.consistent(witnesses, required, max_relative_error)
+    colours = keyframe.image.reshape(-1, 3)[source.pixel_index[keep]]
+    normals = source.normals()[keep] if estimate_normals else None
+    return PointCloud(source.world_points[keep], colours, normals)
+
+
+def keyframe_points(keyframe: FusionKeyframe, candidates: Sequence[FusionKeyframe], min_confidence: float = 0.5,
+                    consistency_views: int = 2, num_neighbours: int = 6, max_reprojection_depth_error: float = 0.05
+                    ) -> PointCloud:
+    """The world-frame cloud of one keyframe's confident pixels that its ``num_neighbours``
+    nearest ``candidates`` (other keyframes, by :func:`viewpoint_distances`) confirm: at least
+    ``consistency_views`` of them, or all of them when there are fewer candidates (the
+    module's consistency test, for a keyframe fused on its own)."""
+    _check_consistency_settings(consistency_views, num_neighbours, max_reprojection_depth_error)
+    others = [kf for kf in candidates if kf.id != keyframe.id]
+    nearest = nearest_neighbours([keyframe, *others], num_neighbours)[0]
+    witnesses = [_Witness(others[j - 1], min_confidence) for j in nearest]
+    required = _required_views(consistency_views, len(others) + 1)
+    return _consistent_points(keyframe, witnesses, required, min_confidence, max_reprojection_depth_error, False)
+
+
+def fuse_point_cloud(keyframes: Sequence[FusionKeyframe], min_confidence: float = 0.5, consistency_views: int = 2,
+                     num_neighbours: int = 6, max_reprojection_depth_error: float = 0.05,
+                     voxel_size: float | None = None, max_points: int | None = 2_000_000,
+                     estimate_normals: bool = False) -> PointCloud:
+    """The coloured world-frame cloud of the keyframes' confident, geometrically consistent
+    pixels (see the module's docstring and :class:`PointCloudFuser` for the settings). Empty
+    input gives an empty cloud."""
+    ids = [kf.id for kf in keyframes]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"keyframe ids must be unique, got {ids}")
+    fuser = PointCloudFuser(min_confidence, consistency_views, num_neighbours, max_reprojection_depth_error,
+                            voxel_size, max_points, estimate_normals)
+    for keyframe in keyframes:
+        fuser.add(keyframe)
+    return fuser.cloud()
+
+
+class TsdfVolume:
+    """A coloured TSDF volume (Open3D ``t.geometry.VoxelBlockGrid`` on the CPU, world frame)
+    that keyframes are integrated into one at a time and a mesh extracted from at any time.
+
+    ``voxel_length`` and ``sdf_trunc`` in the map's units; depths at or beyond ``depth_max``
+    are ignored. Each keyframe adds weight 1 to the voxels it sees; the mesh keeps the surfaces
+    seen by at least ``min_weight`` keyframes. Memory: the voxel blocks (8^3 voxels, 10 KB each)
+    that some keyframe touched, less those :meth:`prune` erased."""
+
+    def __init__(self, voxel_length: float, sdf_trunc: float, depth_max: float, min_weight: float = 3.0):
+        import open3d as o3d
+        import open3d.core as o3c
+
+        if voxel_length <= 0 or sdf_trunc <= 0 or depth_max <= 0 or min_weight <= 0:
+            raise ValueError(f"voxel_length, sdf_trunc, depth_max and min_weight must be > 0, got {voxel_length}, "
+                             f"{sdf_trunc}, {depth_max} and {min_weight}")
+        self.voxel_length, self.sdf_trunc, self.depth_max = float(voxel_length), float(sdf_trunc), float(depth_max)
+        self.min_weight = float(min_weight)
+        #: keyframes integrated so far
+        self.integrated = 0
+        #: for each block touched (its packed coordinates), the value of ``integrated`` after the
+        #: last integration that touched it
+        self._last_touched: dict[int, int] = {}
+        self._grid = o3d.t.geometry.VoxelBlockGrid(
+            attr_names=["tsdf", "weight", "color"], attr_dtypes=[o3c.float32, o3c.float32, o3c.float32],
+            attr_channels=[[1], [1], [3]], voxel_size=self.voxel_length, block_resolution=_BLOCK_RESOLUTION,
+            block_count=1000, device=o3c.Device("CPU:0"))
+
+    @property
+    def blocks(self) -> int:
+        """Voxel blocks held."""
+        return int(self._grid.hashmap().size())
+
+    def integrate(self, keyframe: FusionKeyframe, depth: np.ndarray) -> bool:
+        """Integrate ``depth`` ((H, W) float32, 0 = invalid; the keyframe's own or a masked copy)
+        seen from ``keyframe``'s pose with its colours. Returns False, integrating nothing, when
+        no valid depth is nearer than ``depth_max`` or it touches no voxel block (Open3D refuses
+        such a view, e.g. a few scattered depths)."""
+        import open3d as o3d
+        import open3d.core as o3c
+
+        if not np.any((depth > 0) & (depth < self.depth_max)):
+            return False
+        fx, fy, cx, cy = keyframe.intrinsics
+        intrinsic = o3c.Tensor(np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]]), o3c.float64)
+        extrinsic = o3c.Tensor(np.linalg.inv(keyframe.pose_c2w), o3c.float64)  # world-to-camera
+        depth_image = o3d.t.geometry.Image(o3c.Tensor(np.ascontiguousarray(depth, dtype=np.float32)))
+        # Open3D accepts (float32 depth, float32 colour) or (uint16, uint8); colour in [0, 1]
+        colour_image = o3d.t.geometry.Image(o3c.Tensor(keyframe.image.astype(np.float32) / 255.0))
+        trunc_voxels = self.sdf_trunc / self.voxel_length
+        try:
+            blocks = self._grid.compute_unique_block_coordinates(depth_image, intrinsic, extrinsic, 1.0, self.depth_max,
+                                                                 trunc_voxels)
+        except RuntimeError:
+            log.debug("keyframe %s left out of the mesh: its depth touches no TSDF block", keyframe.id)
+            return False
+        self._grid.integrate(blocks, depth_image, colour_image, intrinsic, extrinsic, 1.0, self.depth_max, trunc_voxels)
+        self.integrated += 1
+        self._last_touched.update(dict.fromkeys(pack_cells(blocks.numpy().astype(np.int64)).tolist(), self.integrated))
+        return True
+
+    def prune(self, stale_after: int) -> int:
+        """Erase the blocks that can never reach the mesh unless seen again: every voxel lighter
+        than ``min_weight``, and no integration touched them in the last ``stale_after`` (stray
+        depths, surfaces glimpsed once or twice). The mesh is unchanged (Open3D treats voxels
+        below the weight threshold as empty); a block seen again later starts from nothing.
+        Returns the number of blocks erased."""
+        import open3d.core as o3c
+
+        hashmap = self._grid.hashmap()
+        if hashmap.size() == 0:
+            return 0
+        active = hashmap.active_buf_indices().numpy().astype(np.int64)
+        coordinates = hashmap.key_tensor().numpy()[active].astype(np.int64)
+        heaviest = self._grid.attribute("weight").numpy()[active].reshape(len(active), -1).max(axis=1)
+        keys = pack_cells(coordinates)
+        last = np.array([self._last_touched.get(key, 0) for key in keys.tolist()], dtype=np.int64)
+        stale = (heaviest < self.min_weight) & (last <= self.integrated - stale_after)
+        if stale.any():
+            hashmap.erase(o3c.Tensor(np.ascontiguousarray(coordinates[stale], dtype=np.int32)))
+            for key in keys[stale].tolist():
+                del self._last_touched[key]
+        return int(stale.sum())
+
+    def copy(self) -> TsdfVolume:
+        """An independent copy (integrating into it leaves this volume as it is). Made through
+        a temporary file: Open3D's ``to(copy=True)`` shares the voxel blocks on one device."""
+        import open3d as o3d
+
+        clone = object.__new__(TsdfVolume)
+        clone.voxel_length, clone.sdf_trunc, clone.depth_max = self.voxel_length, self.sdf_trunc, self.depth_max
+        clone.min_weight, clone.integrated = self.min_weight, self.integrated
+        clone._last_touched = dict(self._last_touched)
+        with tempfile.TemporaryDirectory(prefix="v2d-tsdf-") as folder:
+            path = str(Path(folder) / "volume.npz")
+            self._grid.save(path)
+            clone._grid = o3d.t.geometry.VoxelBlockGrid.load(path)
+        return clone
+
+    def mesh(self) -> open3d.geometry.TriangleMesh:
+        """The surface as a coloured triangle mesh (vertex colours in [0, 1], vertex normals).
+        Surfaces seen by fewer than ``min_weight`` keyframes are dropped (capped at the number
+        integrated, so that one keyframe still gives a mesh; Open3D keeps voxels whose weight is
+        strictly above its threshold, so the threshold passed is ``min_weight - 0.5``). Empty
+        when nothing was integrated."""
+        import open3d as o3d
+
+        if self._grid.hashmap().size() == 0:  # extraction fails on an empty grid
+            return o3d.geometry.TriangleMesh()
+        weight_threshold = min(self.min_weight, float(self.integrated)) - 0.5
+        return self._grid.extract_triangle_mesh(weight_threshold=weight_threshold).to_legacy()
+
+
+def fuse_mesh(keyframes: Sequence[FusionKeyframe], voxel_length: float | None = None, sdf_trunc: float | None = None,
+              voxels_per_median_depth: float = AUTO_VOXELS_PER_MEDIAN_DEPTH,
+              depth_max: float | None = None, min_confidence: float = 0.5, min_weight: float = 3.0,
+              consistency_views: int = 0, num_neighbours: int = 6, max_reprojection_depth_error: float = 0.05
+              ) -> open3d.geometry.TriangleMesh:
+    """A coloured triangle mesh (world frame, vertex colours in [0, 1], vertex normals) from
+    TSDF fusion of the keyframes' depths in an Open3D ``t.geometry.VoxelBlockGrid``.
+
+    - ``voxel_length``: metres; None = median valid depth / ``voxels_per_median_depth``,
+      so that a monocular map of any scale gets the same relative detail.
+    - ``sdf_trunc``: truncation distance in metres; None = :data:`AUTO_TRUNCATION_VOXELS` voxels.
+    - ``depth_max``: depths beyond it are ignored; None = no limit (the largest valid depth).
+    - Pixels with confidence below ``min_confidence`` are masked out before integration; with
+      ``consistency_views`` > 0, so are pixels failing the point cloud's consistency test.
+    - ``min_weight``: surfaces seen by fewer keyframes are dropped (capped at the number of
+      keyframes integrated, so that one keyframe still gives a mesh; a keyframe whose depth
+      touches no voxel block is left out, as Open3D refuses it). Each keyframe adds weight 1 to the
+      voxels it sees, and Open3D keeps voxels whose weight is strictly above its threshold, so
+      the threshold passed is ``min_weight - 0.5``.
+
+    Runs headless on the CPU. No valid depth gives an empty mesh.
+    """
+    import open3d as o3d
+
+    if consistency_views > 0:
+        masks = consistency_masks(keyframes, min_confidence, consistency_views, num_neighbours,
+                                  max_reprojection_depth_error)
+        depths = [np.where(mask, kf.depth, np.float32(0.0)) for kf, mask in zip(keyframes, masks)]
+    else:
+        depths = [kf.masked_depth(min_confidence) for kf in keyframes]
+    valid = np.concatenate([d[d > 0] for d in depths]) if depths else np.zeros(0, np.float32)
+    if valid.size == 0:
+        log.debug("no valid depth to fuse into a mesh")
+        return o3d.geometry.TriangleMesh()
+    if voxel_length is None:
+        voxel_length = float(np.median(valid)) / voxels_per_median_depth
+    if sdf_trunc is None:
+        sdf_trunc = AUTO_TRUNCATION_VOXELS * voxel_length
+    volume = TsdfVolume(voxel_length, sdf_trunc, float(valid.max()) * 1.001 if depth_max is None else depth_max,
+                        min_weight)
+    for keyframe, depth in zip(keyframes, depths):
+        volume.integrate(keyframe, depth)
+    return volume.mesh()

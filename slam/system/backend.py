@@ -1,0 +1,179 @@
+"""The backend: on a sliding window of the newest keyframes, global pose optimization (the motion
+module on every keyframe pair, one joint Gauss-Newton solve with the oldest keyframe fixed) and
+depth updates, written back to the map. Depth is updated by a dense bundle adjustment in the same
+solve (each keyframe's per-pixel depth moves with the poses to fit the motion module's
+correspondences, on a coarser grid; the change is applied to the full-resolution depth as a
+ratio), and/or by the depth module with the other window keyframes as neighbours. Runs in its own
+thread, or inline after each keyframe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import torch
+
+from networks.interfaces import DepthModule, MotionModule
+from slam.config.schema import BackendConfig
+from slam.geometry.lie import SE3
+from slam.geometry.resize import resize_depth
+from slam.geometry.solver import all_pairs_edges, gauss_newton_step
+from slam.system.bundle import BundleAdjuster
+from slam.system.map import Keyframe, MapState
+
+log = logging.getLogger(__name__)
+
+#: depth confidence above which a refined depth replaces the keyframe's current one
+CONFIDENT_DEPTH = 0.3
+
+#: scheduling niceness of the backend thread (and of the threads it starts): tracking comes first
+#: on a machine with few cores, the backend takes the time left over
+BACKEND_NICENESS = 10
+
+
+class Backend:
+    """Window optimisation over the map's newest keyframes (see the module docstring)."""
+
+    def __init__(self, depth_module: DepthModule, motion_module: MotionModule, map_state: MapState,
+                 config: BackendConfig, intrinsics: torch.Tensor, image_size: tuple[int, int], bundle: BundleAdjuster):
+        self.depth_module = depth_module
+        self.bundle = bundle
+        self.motion_module = motion_module
+        self.map = map_state
+        self.config = config
+        self.intrinsics = intrinsics          # (4,) at the processing resolution
+        self.image_size = image_size          # (H, W)
+        self.passes = 0
+        self.seconds = 0.0
+
+    def window(self) -> list[Keyframe]:
+        """The newest ``config.window`` keyframes; older ones are compacted (bounded memory)."""
+        keyframes = self.map.keyframe_list()
+        with self.map.lock:  # readers copy keyframes under the lock: never half compacted
+            for old in keyframes[: -self.config.window - 1]:
+                old.compact()
+        return keyframes[-self.config.window:]
+
+    def optimise(self) -> bool:
+        """One pass on the current window; returns False when it holds fewer than 3 keyframes."""
+        window = self.window()
+        if len(window) < 3 or any(kf.motion_features is None for kf in window):
+            return False
+        start = time.perf_counter()
+        count = len(window)
+        poses = started_from = SE3.stack([kf.pose_w2c for kf in window])
+        features = torch.stack([kf.motion_features for kf in window])
+        depths = torch.stack([kf.depth for kf in window])
+        ii, jj = all_pairs_edges(count, device=features.device, max_span=self.config.edge_span)
+        new_depths = new_confidences = None
+        if self.config.bundle_adjustment:
+            poses, new_depths = self.bundle.refine(features, depths, poses, ii, jj, num_fixed=1,
+                                                   flow_steps=self.config.pose_steps, ids=[kf.id for kf in window])
+        else:
+            poses = self._optimise_poses(features, depths, poses, ii, jj)
+        if self.config.depth_updates > 0:
+            with torch.no_grad():
+                new_depths, new_confidences = self._update_depths(window, poses, new_depths)
+        self.map.update_keyframes([kf.id for kf in window], poses, new_depths, new_confidences, started_from)
+        self.passes += 1
+        self.seconds += time.perf_counter() - start
+        return True
+
+    def _optimise_poses(self, features: torch.Tensor, depths: torch.Tensor, poses: SE3, ii: torch.Tensor,
+                        jj: torch.Tensor) -> SE3:
+        """Pose-only global optimization of the window (depths held): SE3 (N,) world-to-camera
+        from (N, C, h, w) motion features, (N, H, W) depths and SE3 (N,) poses."""
+        small = resize_depth(depths[None], tuple(features.shape[-2:]))
+        poses = poses[None]
+        with torch.no_grad():
+            for _ in range(self.config.pose_steps):
+                flow = self.motion_module.flow(features[None], small, poses, self.intrinsics[None], ii, jj,
+                                               self.image_size)
+                poses = gauss_newton_step(poses, small, flow.intrinsics, ii, jj, flow.targets, flow.weights)
+        return poses[0]
+
+    def _update_depths(self, window: list[Keyframe], poses: SE3, current: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The newest ``config.depth_updates`` window keyframes' depths with the other window
+        keyframes as neighbours; where the new estimate is not confident the ``current`` (K, H, W)
+        depth stays (None: the keyframes' own), and the older keyframes keep theirs."""
+        features = torch.stack([kf.depth_features for kf in window])
+        depths = list(current) if current is not None else [kf.depth for kf in window]
+        confidences = [kf.confidence for kf in window]
+        for k in range(max(0, len(window) - self.config.depth_updates), len(window)):
+            keyframe = window[k]
+            order = [k] + [m for m in range(len(window)) if m != k]
+            estimate = self.depth_module.depth(features[order][None], SE3(poses.data[order][None]), self.intrinsics[None],
+                                               self.image_size)
+            confident = (estimate.confidence[0] > CONFIDENT_DEPTH) & (estimate.depth[0] > 0)
+            depths[k] = torch.where(confident, estimate.depth[0], depths[k])
+            confidences[k] = torch.maximum(torch.where(confident, estimate.confidence[0], torch.zeros_like(keyframe.depth)),
+                                           keyframe.confidence)
+        return torch.stack(depths), torch.stack(confidences)
+
+
+class BackendThread(threading.Thread):
+    """Runs ``work`` (a backend pass: :meth:`Backend.optimise` and what follows it) whenever a
+    new keyframe arrives, until stopped; errors are kept in ``error`` for the main thread to
+    report. Keyframes that arrive during a pass are taken together by the next one."""
+
+    def __init__(self, work: Callable[[], object]):
+        super().__init__(name="v2d-backend", daemon=True)
+        self.work = work
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._progress = threading.Condition()
+        self._notified = 0   # keyframes notified so far
+        self._covered = 0    # of those, the ones notified before the last finished pass began
+        self.error: BaseException | None = None
+
+    def notify(self) -> None:
+        """A new keyframe is in the map."""
+        with self._progress:
+            self._notified += 1
+        self._wake.set()
+
+    @property
+    def lag(self) -> int:
+        """Keyframes notified that no finished pass has seen yet."""
+        with self._progress:
+            return self._notified - self._covered
+
+    def wait_for_lag(self, max_lag: int) -> None:
+        """Block until at most ``max_lag`` keyframes are left that no finished pass has seen
+        (at once when the thread has stopped or failed)."""
+        with self._progress:
+            while self._notified - self._covered > max_lag and self.is_alive() and self.error is None:
+                self._progress.wait(timeout=0.1)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKEND_NICENESS)
+        except (AttributeError, OSError):  # no per-thread priorities here (e.g. Windows): run as is
+            log.debug("could not lower the backend thread's priority")
+        try:
+            while not self._stopping.is_set():
+                if not self._wake.wait(timeout=0.1):
+                    continue
+                self._wake.clear()
+                if not self._stopping.is_set():
+                    with self._progress:
+                        seen = self._notified
+                    self.work()
+                    with self._progress:
+                        self._covered = seen
+                        self._progress.notify_all()
+        except BaseException as err:  # reported by the main thread; the frontend's work is kept
+            self.error = err
+            log.exception("backend failed")
+        finally:
+            with self._progress:
+                self._progress.notify_all()

@@ -1,0 +1,72 @@
+"""Dense bundle adjustment of keyframe poses and depths on the motion module's correspondences,
+shared by the backend (its window) and the frontend (each new keyframe against the newest ones).
+
+The solve runs on a grid ``pool`` times coarser than the motion module's features (block means
+of its targets, :func:`slam.geometry.solver.pool_correspondences`), with a prior that holds every depth
+near the one the refinement started from (:func:`slam.geometry.solver.bundle_adjustment_step`). The depth
+change is handed back as a ratio, upsampled onto the full-resolution depth maps, so their detail
+stays and only their geometry is corrected.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from networks.interfaces import MotionModule
+from slam.geometry.lie import SE3
+from slam.geometry.projection import MIN_DEPTH
+from slam.geometry.resize import resize_depth
+from slam.geometry.solver import bundle_adjustment_step, pool_correspondences
+from slam.system.flow_cache import FlowCache
+
+
+class BundleAdjuster:
+    """Refines poses and depths of a set of keyframes together (see the module docstring).
+
+    ``prior``: weight of the depth prior (squared pixels per squared relative depth change);
+    ``pool``: coarsening of the motion module's grid; ``iterations``: solver steps per flow
+    computation; ``huber``: robust data term (pixels of the coarse grid, None: least squares);
+    ``flow_cache``: where calls that name their keyframes get their correspondences (see
+    :meth:`refine`; None: always from the motion module)."""
+
+    def __init__(self, motion_module: MotionModule, intrinsics: torch.Tensor, image_size: tuple[int, int],
+                 prior: float, pool: int, iterations: int, huber: float | None = None,
+                 flow_cache: FlowCache | None = None):
+        self.motion_module = motion_module
+        self.flow_cache = flow_cache
+        self.intrinsics = intrinsics      # (4,) at the processing resolution
+        self.image_size = image_size      # (H, W)
+        self.prior = prior
+        self.pool = pool
+        self.iterations = iterations
+        self.huber = huber
+
+    def refine(self, features: torch.Tensor, depths: torch.Tensor, poses: SE3, ii: torch.Tensor, jj: torch.Tensor,
+               num_fixed: int, flow_steps: int, ids: list[int] | None = None) -> tuple[SE3, torch.Tensor]:
+        """Refine N keyframes with motion ``features`` (N, C, h, w), (N, H, W) ``depths`` at the
+        processing resolution (> 0 where known) and world-to-camera ``poses`` SE3 (N,), on the
+        edges ``ii -> jj`` (E,), the first ``num_fixed`` poses held. The correspondences are
+        recomputed ``flow_steps`` times, through the flow cache when ``ids`` (N,) names the
+        keyframes (keyframe ids) and there is one. Returns (SE3 (N,) world-to-camera, (N, H, W) depths);
+        only frames that some edge leaves get new depths."""
+        feature_size = tuple(features.shape[-2:])
+        feature_depths = resize_depth(depths[None], feature_size).clamp(min=MIN_DEPTH)
+        start = resize_depth(feature_depths, (feature_size[0] // self.pool, feature_size[1] // self.pool))
+        estimate, current, poses = start, feature_depths, poses[None]
+        with torch.no_grad():
+            for _ in range(flow_steps):
+                if self.flow_cache is not None and ids is not None:
+                    flow = self.flow_cache.flow(ids, features[None], current, poses, self.intrinsics[None], ii, jj,
+                                                self.image_size)
+                else:
+                    flow = self.motion_module.flow(features[None], current, poses, self.intrinsics[None], ii, jj,
+                                                   self.image_size)
+                targets, weights, intrinsics = pool_correspondences(flow.targets, flow.weights, flow.intrinsics, self.pool)
+                for _ in range(self.iterations):
+                    poses, estimate = bundle_adjustment_step(poses, estimate, intrinsics, ii, jj, targets, weights, start,
+                                                             self.prior, num_fixed=num_fixed, huber=self.huber)
+                current = feature_depths * F.interpolate(estimate / start, size=feature_size, mode="bilinear",
+                                                         align_corners=False)
+            ratio = F.interpolate(estimate / start, size=tuple(depths.shape[-2:]), mode="bilinear", align_corners=False)
+        return poses[0], depths * ratio[0]

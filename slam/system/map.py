@@ -1,0 +1,219 @@
+"""The shared map state: keyframes and the record of every tracked frame, behind one lock with a
+version counter. The frontend appends keyframes and frame records, the backend rewrites keyframe
+poses and depths, and readers (viewer, exporters) take consistent snapshots.
+
+Poses: each keyframe stores ``pose_w2c``, an SE3 world-to-camera (``G``, what the solver works
+with); :attr:`Keyframe.pose_c2w` gives camera-to-world. A non-keyframe stores its pose relative
+to its reference keyframe (``frame_from_keyframe = G_frame G_keyframe^-1``), so its world pose
+follows when the backend moves the keyframe.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from slam.geometry.lie import SE3
+
+
+@dataclass
+class Keyframe:
+    """One keyframe. Tensors are at the processing resolution (H, W) and on the system's device.
+
+    - ``image``: (3, H, W) float32 RGB in [0, 1].
+    - ``pose_w2c``: SE3 () world-to-camera.
+    - ``depth``: (H, W) metres; ``confidence``: (H, W) in [0, 1].
+    - ``depth_features`` / ``motion_features``: (C, h, w) module features.
+
+    When the keyframe leaves the optimization window, :meth:`compact` drops the features and
+    keeps the image as uint8 in [0, 255] and depth and confidence as float16: what fusion and
+    export need, in a quarter to half of the memory. Once it is fused (see slam.system.archive),
+    :meth:`release` drops those too: ``image``, ``depth`` and ``confidence`` become None and
+    only the pose and times stay.
+    """
+
+    id: int
+    frame_index: int
+    timestamp: float
+    image: torch.Tensor | None
+    pose_w2c: SE3
+    depth: torch.Tensor | None
+    confidence: torch.Tensor | None
+    depth_features: torch.Tensor | None = None
+    motion_features: torch.Tensor | None = None
+
+    @property
+    def pose_c2w(self) -> np.ndarray:
+        """(4, 4) float64 camera-to-world."""
+        return np.linalg.inv(self.pose_w2c.matrix().detach().double().cpu().numpy())
+
+    @property
+    def compacted(self) -> bool:
+        return self.released or self.image.dtype == torch.uint8
+
+    @property
+    def released(self) -> bool:
+        return self.image is None
+
+    def compact(self) -> None:
+        """Drop the features and store image, depth and confidence compactly (see the class
+        docstring); the keyframe can no longer take part in optimization."""
+        self.depth_features = self.motion_features = None
+        if not self.compacted:
+            self.image = _rgb8(self.image)
+            self.depth = self.depth.half()
+            self.confidence = self.confidence.half()
+
+    def release(self) -> None:
+        """Drop the pixels too (see the class docstring): for a keyframe already fused."""
+        self.compact()
+        self.image = self.depth = self.confidence = None
+
+    def view(self, pose_c2w: np.ndarray, with_images: bool = True) -> KeyframeView:
+        """What a reader sees of the keyframe (numpy copies), with its camera-to-world pose
+        ``pose_c2w`` (computed by the caller, batched); no arrays when released or not
+        ``with_images``."""
+        image = depth = confidence = None
+        if with_images and not self.released:
+            image = (self.image if self.compacted else _rgb8(self.image)).permute(1, 2, 0).cpu().numpy().copy()
+            depth = self.depth.float().cpu().numpy().copy()  # later writes must not show
+            confidence = self.confidence.float().cpu().numpy().copy()
+        return KeyframeView(self.id, self.frame_index, self.timestamp, image, depth, confidence, pose_c2w)
+
+
+@dataclass
+class FrameRecord:
+    """A tracked input frame: its pose relative to keyframe ``keyframe_id``
+    (``frame_from_keyframe = G_frame G_keyframe^-1``, SE3 (): keyframe camera to frame camera), or None when it was not tracked."""
+
+    index: int
+    timestamp: float
+    keyframe_id: int
+    frame_from_keyframe: SE3 | None
+    status: str = "tracked"
+
+
+@dataclass
+class KeyframeView:
+    """What a reader sees of a keyframe: numpy copies, camera-to-world pose. The arrays are None
+    when the keyframe's pixels were released (it is fused) or the snapshot skipped them."""
+
+    id: int
+    frame_index: int
+    timestamp: float
+    image: np.ndarray | None          # (H, W, 3) uint8 RGB
+    depth: np.ndarray | None          # (H, W) float32 metres
+    confidence: np.ndarray | None     # (H, W) float32
+    pose_c2w: np.ndarray              # (4, 4) float64
+
+    @property
+    def has_pixels(self) -> bool:
+        return self.depth is not None
+
+
+@dataclass
+class MapSnapshot:
+    """A consistent copy of the map at ``version``: keyframes, and every frame's timestamp and
+    camera-to-world pose (frames not tracked are absent from ``frame_poses_c2w``)."""
+
+    version: int
+    keyframes: list[KeyframeView]
+    frame_indices: np.ndarray       # (M,) int
+    frame_timestamps: np.ndarray    # (M,) float64
+    frame_poses_c2w: np.ndarray         # (M, 4, 4) float64 camera-to-world
+    frame_status: list[str] = field(default_factory=list)
+
+
+class MapState:
+    """Keyframes and frame records, guarded by one re-entrant lock; ``version`` grows with every
+    change, so readers can skip work when nothing changed."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.version = 0
+        self.keyframes: dict[int, Keyframe] = {}
+        self.frames: list[FrameRecord] = []
+        self._next_id = 0
+
+    def new_keyframe_id(self) -> int:
+        with self.lock:
+            self._next_id += 1
+            return self._next_id - 1
+
+    def add_keyframe(self, keyframe: Keyframe) -> None:
+        with self.lock:
+            self.keyframes[keyframe.id] = keyframe
+            self.version += 1
+
+    def add_frame(self, record: FrameRecord) -> None:
+        with self.lock:
+            self.frames.append(record)
+            self.version += 1
+
+    def update_keyframes(self, ids: list[int], poses: SE3 | None = None, depths: torch.Tensor | None = None,
+                         confidences: torch.Tensor | None = None, started_from: SE3 | None = None) -> None:
+        """Write back backend results for keyframes ``ids`` (oldest first): poses SE3 (K,)
+        world-to-camera, depths and confidences (K, H, W). Each keyframe gets its own copy (a view
+        would keep the whole batch alive for as long as the keyframe lives).
+
+        ``started_from``: SE3 (K,), the poses the backend started from. Keyframes newer than
+        ``ids[-1]`` were added meanwhile, anchored to its pose then: they move with it, keeping
+        their pose relative to it (``G_k <- G_k G_old^-1 G_new``), all in one step under the lock."""
+        with self.lock:
+            if poses is not None and started_from is not None:
+                correction = started_from[-1].inv() * SE3(poses.data[-1])
+                for kf_id in (k for k in self.keyframes if k > ids[-1]):
+                    self.keyframes[kf_id].pose_w2c = self.keyframes[kf_id].pose_w2c * correction
+            for k, kf_id in enumerate(ids):
+                keyframe = self.keyframes[kf_id]
+                if poses is not None:
+                    keyframe.pose_w2c = SE3(poses.data[k].detach().clone())
+                if depths is not None:
+                    keyframe.depth = depths[k].detach().clone()
+                if confidences is not None:
+                    keyframe.confidence = confidences[k].detach().clone()
+            self.version += 1
+
+    def keyframe_list(self) -> list[Keyframe]:
+        """Keyframes in creation order (a shallow copy of the list)."""
+        with self.lock:
+            return [self.keyframes[k] for k in sorted(self.keyframes)]
+
+    def keyframe_views(self, keyframes: list[Keyframe], with_images: bool = True) -> list[KeyframeView]:
+        """Consistent copies of some of the map's ``keyframes`` (see :meth:`Keyframe.view`)."""
+        with self.lock:
+            keyframes_c2w = _camera_to_world([kf.pose_w2c for kf in keyframes])  # one batched conversion
+            return [kf.view(pose_c2w, with_images) for kf, pose_c2w in zip(keyframes, keyframes_c2w)]
+
+    def snapshot(self, with_images: bool = True) -> MapSnapshot:
+        """A consistent copy of the map (numpy, camera-to-world). ``with_images`` False skips
+        the keyframe images, depths and confidences (cheap trajectory-only snapshots)."""
+        with self.lock:
+            views = self.keyframe_views(self.keyframe_list(), with_images)
+            tracked = [r for r in self.frames if r.frame_from_keyframe is not None]
+            if tracked:
+                relative = SE3.stack([r.frame_from_keyframe for r in tracked])
+                keyframe_poses = SE3.stack([self.keyframes[r.keyframe_id].pose_w2c for r in tracked])
+                poses = _camera_to_world([relative * keyframe_poses])
+            else:
+                poses = np.zeros((0, 4, 4))
+            return MapSnapshot(self.version, views, np.array([r.index for r in tracked], dtype=int),
+                               np.array([r.timestamp for r in tracked], dtype=np.float64), poses,
+                               [r.status for r in tracked])
+
+
+def _camera_to_world(world_to_camera: list[SE3]) -> np.ndarray:
+    """(M, 4, 4) float64 camera-to-world matrices of SE3 world-to-camera poses (each of shape ()
+    or (K,)), converted in one batch."""
+    if not world_to_camera:
+        return np.zeros((0, 4, 4))
+    stacked = torch.cat([pose.data.reshape(-1, pose.data.shape[-1]) for pose in world_to_camera])
+    return np.linalg.inv(SE3(stacked.detach()).matrix().double().cpu().numpy())
+
+
+def _rgb8(image: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) float RGB in [0, 1] -> uint8 in [0, 255]."""
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8)

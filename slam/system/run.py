@@ -1,0 +1,311 @@
+"""One SLAM run from a source to the output folder: trajectory.txt (TUM, camera-to-world, every
+input frame), trajectory_kitti.txt for KITTI sources, groundtruth.txt where the source has
+ground truth, points.ply, mesh.ply, stats.json and tracking.csv (each frame's status).
+
+Whatever was computed is written even when the run stops early (Ctrl-C, a camera unplugged, a
+corrupt file): the error is re-raised after the outputs are saved.
+
+A viewer steers a run from another thread through a :class:`RunControl`: pause and resume, stop
+(the run ends as if the source had ended, outputs saved) and export now (outputs written from a
+snapshot while the run goes on). It also reads the run's live state there (the newest frame and
+its tracking status) without ever blocking the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from slam import __version__
+from slam.config.loader import to_dict
+from slam.config.schema import SystemConfig, processing_size
+from slam.io.depth_maps import write_depth_npy
+from slam.io.frame import Frame
+from slam.io.sources.base import Source
+from slam.io.sources.prefetch import Prefetcher
+from slam.io.trajectory import Trajectory, write_kitti, write_tum
+from slam.mapping.export import write_mesh_ply, write_point_cloud_ply
+from slam.system.machine import machine_summary, peak_memory_mb
+from slam.system.map import MapSnapshot
+from slam.system.slam_system import SlamSystem, full_trajectory
+
+log = logging.getLogger(__name__)
+
+#: the folder of the output folder that --save-depth writes keyframe depth maps to
+DEPTH_FOLDER = "depth"
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """What the loop saw of every input frame: index, timestamp, ground truth (camera-to-world)."""
+
+    indices: list[int] = dataclasses.field(default_factory=list)
+    timestamps: list[float] = dataclasses.field(default_factory=list)
+    poses_gt: list[np.ndarray | None] = dataclasses.field(default_factory=list)
+    dropped: int = 0
+
+    def copy(self) -> RunRecord:
+        """A copy whose lists the loop no longer appends to."""
+        return RunRecord(list(self.indices), list(self.timestamps), list(self.poses_gt), self.dropped)
+
+
+class RunControl:
+    """Steering and live state of one :func:`run_slam` loop, shared with another thread (a viewer).
+
+    Requests (from any thread): :meth:`pause` / :meth:`resume` (the loop waits between frames),
+    :meth:`request_stop` (the loop ends before its next frame as if the source had ended: the
+    system finishes and every output is written, with no error), :meth:`request_export` (the
+    outputs are written now to the output folder, from a snapshot, in a background thread while
+    tracking goes on; a request while an export is running is ignored).
+
+    Live state (written by the loop, one reference assignment per frame, so reading never blocks
+    it): ``system`` and ``record`` (set when the loop starts), ``frame`` (the newest processed
+    :class:`Frame`, at the processing resolution) and ``status`` (its tracking status:
+    ``tracked``, ``keyframe``, ``lost``, or ``initialising`` while the cold start gathers frames),
+    ``started`` (``time.perf_counter()`` at the start), ``exports`` (exports written so far) and
+    ``done`` (set when the loop has ended and the outputs are written, or the run failed).
+    """
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self._paused = False
+        self._stop = False
+        self._export = False
+        self.system: SlamSystem | None = None
+        self.record: RunRecord | None = None
+        self.frame: Frame | None = None
+        self.status = "starting"
+        self.started: float | None = None
+        self.exports = 0
+        self.done = threading.Event()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        with self._condition:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._condition:
+            self._paused = False
+            self._condition.notify_all()
+
+    def request_stop(self) -> None:
+        with self._condition:
+            self._stop = True
+            self._condition.notify_all()
+
+    def request_export(self) -> None:
+        with self._condition:
+            self._export = True
+            self._condition.notify_all()
+
+    def next_step(self) -> tuple[bool, bool]:
+        """For the loop, between frames: waits while paused (until a resume, stop or export
+        request), then returns (go on with the next frame, export now), clearing the export
+        request."""
+        with self._condition:
+            while self._paused and not self._stop and not self._export:
+                self._condition.wait()
+            export, self._export = self._export, False
+            return not self._stop, export
+
+    def observe(self, frame: Frame, system: SlamSystem) -> None:
+        """For the loop, after ``frame`` was processed: publish it and its tracking status."""
+        frames = system.map.frames
+        last = frames[-1] if frames else None
+        self.status = last.status if last is not None and last.index == frame.index else "initialising"
+        self.frame = frame
+
+
+class _Exporter:
+    """Export-now requests of a run: one background writer at a time."""
+
+    def __init__(self, system: SlamSystem, source: Source, out: Path, start: float, save_depth: bool,
+                 control: RunControl):
+        self._system, self._source, self._out = system, source, out
+        self._start, self._save_depth, self._control = start, save_depth, control
+        self._thread: threading.Thread | None = None
+
+    def start(self, record: RunRecord) -> None:
+        """Write the outputs of the frames in ``record`` so far, in a background thread."""
+        if self._thread is not None and self._thread.is_alive():
+            log.info("an export is already being written; request ignored")
+            return
+        snapshot_record, wall = record.copy(), time.perf_counter() - self._start
+        self._thread = threading.Thread(target=self._write, args=(snapshot_record, wall), name="v2d-export", daemon=True)
+        self._thread.start()
+
+    def _write(self, record: RunRecord, wall: float) -> None:
+        try:
+            write_outputs(self._system, record, self._source, self._out, wall, self._save_depth)
+            self._control.exports += 1
+            log.info("exported the outputs of %d frames to %s", len(record.indices), self._out)
+        except Exception as err:  # an export failing must not stop tracking
+            log.error("export failed: %s", err)
+
+    def join(self) -> None:
+        """Wait for a running export (the final outputs must not be overwritten by it)."""
+        if self._thread is not None:
+            self._thread.join()
+
+
+def run_slam(source: Source, config: SystemConfig, out_dir: str | Path, realtime: bool = False,
+             save_depth: bool = False, control: RunControl | None = None) -> dict:
+    """Run the system on ``source`` and write the outputs to ``out_dir``. The source's resize
+    option is replaced by the processing resolution. ``realtime`` drops frames whose timestamp
+    the processing has fallen behind. ``control`` lets another thread pause, stop and export
+    the run, and watch it (see :class:`RunControl`). Returns the stats written to stats.json."""
+    out = Path(out_dir)
+    try:
+        return _run(source, config, out, realtime, save_depth, control)
+    finally:
+        if control is not None:
+            control.done.set()
+
+
+def _run(source: Source, config: SystemConfig, out: Path, realtime: bool, save_depth: bool,
+         control: RunControl | None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    size = processing_size(source.camera.width, source.camera.height, config.frontend.pixels)
+    source.options = dataclasses.replace(source.options, resize=size, depth=False)  # frames' depth unused
+    system = SlamSystem(config, source.output_camera, depth_folder=out / DEPTH_FOLDER if save_depth else None)
+    record = RunRecord()
+    start = time.perf_counter()
+    exporter = None
+    if control is not None:
+        control.system, control.record, control.started = system, record, start
+        exporter = _Exporter(system, source, out, start, save_depth, control)
+    stopped_by: BaseException | None = None
+    try:
+        with contextlib.nullcontext(source) if source.live else Prefetcher(source) as frames:
+            _track(frames, system, record, start, realtime, control, exporter)
+    except (KeyboardInterrupt, Exception) as err:  # saved below, then re-raised
+        stopped_by = err
+        log.warning("run stopped early (%s); saving what was computed", err.__class__.__name__)
+    try:
+        system.finish()
+    except Exception as err:  # the frontend's results are still saved
+        log.error("finishing the run failed: %s", err)
+        stopped_by = stopped_by or err
+    if exporter is not None:
+        exporter.join()
+    try:
+        stats = write_outputs(system, record, source, out, time.perf_counter() - start, save_depth)
+    finally:
+        system.fusion.close()
+    if stopped_by is not None:
+        raise stopped_by
+    return stats
+
+
+def _track(frames: Iterable[Frame], system: SlamSystem, record: RunRecord, start: float, realtime: bool,
+           control: RunControl | None, exporter: _Exporter | None) -> None:
+    """Feed ``frames`` to ``system`` until they end or ``control`` asks to stop, recording each
+    frame in ``record`` (see :func:`run_slam` for ``realtime``)."""
+    first_timestamp = None
+    for frame in frames:
+        if control is not None:
+            go_on, export = control.next_step()
+            while export:  # then wait again if paused
+                exporter.start(record)
+                go_on, export = control.next_step()
+            if not go_on:
+                log.info("run stopped on request after %d frames", len(record.indices))
+                return
+        if realtime:
+            first_timestamp = frame.timestamp if first_timestamp is None else first_timestamp
+            if frame.timestamp - first_timestamp < time.perf_counter() - start - 0.1 and record.indices:
+                record.dropped += 1
+                continue
+        record.indices.append(frame.index)
+        record.timestamps.append(frame.timestamp)
+        record.poses_gt.append(frame.pose_gt)
+        system.process(frame)
+        if control is not None:
+            control.observe(frame, system)
+
+
+def write_keyframe_depths(system: SlamSystem, snapshot: MapSnapshot, out: Path) -> None:
+    """``depth/NNNNNN.npy`` for each of the snapshot's keyframes not fused yet (see
+    :func:`slam.mapping.export.write_depth_npy`; the system wrote the others as it fused them) and
+    ``keyframes.txt`` (TUM format: every keyframe's camera-to-world pose)."""
+    for keyframe in snapshot.keyframes:
+        if keyframe.has_pixels and not system.fusion.fused(keyframe.id):
+            write_depth_npy(out / DEPTH_FOLDER, keyframe.frame_index, keyframe.depth)
+    if snapshot.keyframes:
+        write_tum(out / "keyframes.txt", Trajectory(np.array([kf.timestamp for kf in snapshot.keyframes]),
+                                                    np.stack([kf.pose_c2w for kf in snapshot.keyframes])),
+                  header="keyframes (depth maps in depth/), camera-to-world\ntimestamp tx ty tz qx qy qz qw")
+
+
+def write_outputs(system: SlamSystem, record: RunRecord, source: Source, out: Path, wall_seconds: float,
+                  save_depth: bool = False) -> dict:
+    """Write every output file of the contract (and the keyframe depths with ``save_depth``), all
+    from one snapshot of the map, and return the stats."""
+    snapshot = system.snapshot()
+    if save_depth:
+        write_keyframe_depths(system, snapshot, out)
+    indices, timestamps = np.array(record.indices, dtype=int), np.array(record.timestamps, dtype=np.float64)
+    trajectory, tracked = full_trajectory(snapshot, indices, timestamps)
+    write_tum(out / "trajectory.txt", trajectory,
+              header="v2d estimate, camera-to-world, arbitrary scale (monocular)\ntimestamp tx ty tz qx qy qz qw")
+    if source.kind == "kitti":
+        write_kitti(out / "trajectory_kitti.txt", trajectory)
+    with_gt = [k for k, pose in enumerate(record.poses_gt) if pose is not None]
+    if with_gt:
+        write_tum(out / "groundtruth.txt", Trajectory(timestamps[with_gt], np.stack([record.poses_gt[k] for k in with_gt])),
+                  header="ground truth at the frame times, camera-to-world\ntimestamp tx ty tz qx qy qz qw")
+    statuses = dict(zip(snapshot.frame_indices.tolist(), snapshot.frame_status))
+    (out / "tracking.csv").write_text("index,timestamp,status\n" + "".join(
+        f"{i},{t:.6f},{statuses.get(i, 'lost')}\n" for i, t in zip(indices.tolist(), timestamps.tolist())))
+
+    fusion_start = time.perf_counter()
+    held = system.held_keyframes(snapshot)
+    cloud = system.fusion.cloud(held)
+    write_point_cloud_ply(out / "points.ply", cloud)
+    mesh_triangles = 0
+    if system.config.fusion.mesh:
+        mesh = system.fusion.mesh(held)
+        write_mesh_ply(out / "mesh.ply", mesh)
+        mesh_triangles = len(mesh.triangles)
+    fusion_seconds = time.perf_counter() - fusion_start
+
+    frames = len(indices)
+    counts = system.frontend.counts
+    stats = {
+        "software_version": __version__,
+        "source": source.describe(),
+        "frames_read": frames + record.dropped,
+        "frames_processed": frames,
+        "frames_dropped_realtime": record.dropped,
+        "frames_tracked": int(tracked.sum()),
+        "frames_lost": int(frames - tracked.sum()),
+        "keyframes": len(snapshot.keyframes),
+        "initialisations": counts["initialisations"],
+        "backend_passes": system.backend.passes,
+        "frontend_fps": round(frames / system.frontend_seconds, 2) if system.frontend_seconds > 0 else None,
+        # reading, tracking and the backend; the final fusion is timed on its own
+        "end_to_end_fps": round(frames / wall_seconds, 2) if wall_seconds > 0 else None,
+        "wall_time_s": round(wall_seconds, 3),
+        "fusion_time_s": round(fusion_seconds, 3),
+        "points": len(cloud),
+        "mesh_triangles": mesh_triangles,
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "device": str(system.device),
+        "processing_size": list(system.processing_camera.size),
+        "machine": machine_summary(),
+        "config": to_dict(system.config),
+    }
+    (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    return stats

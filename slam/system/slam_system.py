@@ -1,0 +1,164 @@
+"""The SLAM system: modules, map, frontend and backend wired together, fed frame by frame.
+
+Frames arrive at the processing resolution, that of the camera the system is built with (see
+:func:`slam.config.schema.processing_size`; :func:`slam.system.run.run_slam` opens sources at it). The map's scale is arbitrary (monocular): it is set by the constant
+depth the cold start begins from.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import weights
+from networks.factory import build_depth_module, build_motion_module, load_checkpoint
+from slam.config.loader import override
+from slam.config.schema import SystemConfig
+from slam.errors import V2DError
+from slam.geometry.camera import Camera
+from slam.io.frame import Frame
+from slam.io.trajectory import Trajectory
+from slam.mapping.fusion import FusionKeyframe
+from slam.mapping.streaming import StreamingFusion
+from slam.system.archive import KeyframeArchive
+from slam.system.backend import Backend, BackendThread
+from slam.system.bundle import BundleAdjuster
+from slam.system.flow_cache import FlowCache
+from slam.system.frontend import Frontend
+from slam.system.machine import release_free_memory
+from slam.system.map import Keyframe, MapSnapshot, MapState
+
+log = logging.getLogger(__name__)
+
+#: frames between hand-backs of freed memory to the system (see release_free_memory)
+TRIM_EVERY = 50
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu`` or ``cuda`` (``cuda:N``); a clear error when CUDA is asked for and absent."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise V2DError(f"--device {name}: no CUDA device is available here (use --device cpu)")
+    if not (name == "cpu" or name.startswith("cuda")):
+        raise V2DError(f"unknown device {name!r}: use cpu or cuda")
+    return torch.device(name)
+
+
+class SlamSystem:
+    """Feed frames with :meth:`process`, then call :meth:`finish`; read results with
+    :meth:`snapshot` and :meth:`trajectory` at any time (from any thread)."""
+
+    def __init__(self, config: SystemConfig, camera: Camera, depth_folder: Path | None = None):
+        """``camera``: intrinsics and size of the frames to come (sides multiples of 16).
+        ``depth_folder``: where each keyframe's final depth map is written (None: nowhere)."""
+        if camera.size is None or camera.width % 16 or camera.height % 16:
+            raise V2DError(f"the SLAM system needs frames whose sides are multiples of 16, got {camera.size}")
+        config = self.config = _with_available_modules(config)
+        torch.set_num_threads(config.modules.threads)
+        self.device = resolve_device(config.modules.device)
+        self.processing_camera = camera
+        self.image_size = (camera.height, camera.width)
+        checkpoint = load_checkpoint(config.modules.weights or weights.LITE) if _learned(config) else None
+        self.depth_module = build_depth_module(config.modules.depth, self.image_size, config.frontend.depth_range,
+                                               checkpoint, self.device)
+        self.motion_module = build_motion_module(config.modules.motion, self.image_size, checkpoint, self.device)
+        intrinsics = torch.from_numpy(self.processing_camera.intrinsics).to(self.device)
+        self.map = MapState()
+        backend = config.backend
+        flow_cache = FlowCache(self.motion_module, backend.flow_reuse) if backend.flow_reuse is not None else None
+        bundle = BundleAdjuster(self.motion_module, intrinsics, self.image_size, backend.depth_prior, backend.bundle_pool,
+                                backend.bundle_iterations, backend.huber, flow_cache)
+        self.backend = Backend(self.depth_module, self.motion_module, self.map, backend, intrinsics, self.image_size,
+                               bundle)
+        self.fusion = StreamingFusion(config.fusion)
+        self.archive = KeyframeArchive(self.map, self.fusion, camera.intrinsics, active=backend.window + 1,
+                                       depth_folder=depth_folder)
+        self._thread = BackendThread(self._backend_pass) if config.backend.mode == "thread" else None
+        self.frontend = Frontend(self.depth_module, self.motion_module, self.map, config.frontend, intrinsics,
+                                 self.image_size, self.device, bundle, on_keyframe=self._on_keyframe)
+        self.frontend_seconds = 0.0
+        self.frames_processed = 0
+        if self._thread is not None:
+            self._thread.start()
+
+    def _on_keyframe(self, keyframe: Keyframe) -> None:
+        if self._thread is not None:
+            self._thread.notify()
+            if self.config.backend.max_lag is not None:  # tracking waits for a backend fallen behind
+                self._thread.wait_for_lag(self.config.backend.max_lag)
+        else:
+            self._backend_pass()
+
+    def _backend_pass(self) -> None:
+        """The backend's work after a new keyframe: the window optimisation (unless disabled),
+        then the keyframes it made final leave the map (fused, see slam.system.archive)."""
+        if self.config.backend.mode != "disabled":
+            self.backend.optimise()
+        self.archive.update()
+
+    def process(self, frame: Frame) -> None:
+        """Track one frame (at the processing resolution)."""
+        if (frame.width, frame.height) != self.processing_camera.size:
+            raise V2DError(f"frame {frame.index} is {frame.width}x{frame.height}, expected the processing size "
+                           f"{self.processing_camera.width}x{self.processing_camera.height}")
+        if self._thread is not None and self._thread.error is not None:
+            raise V2DError(f"the backend stopped: {self._thread.error}")
+        start = time.perf_counter()
+        self.frontend.process(frame)
+        self.frontend_seconds += time.perf_counter() - start
+        self.frames_processed += 1
+        if self.frames_processed % TRIM_EVERY == 0:
+            release_free_memory()
+
+    def finish(self) -> None:
+        """Flush the frontend, stop the backend thread, run a last backend pass and fuse every
+        keyframe (all are final now)."""
+        self.frontend.finish()
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread.join()
+        if self.config.backend.mode != "disabled":
+            self.backend.optimise()
+        self.archive.update(final=True)
+
+    def snapshot(self, with_images: bool = True) -> MapSnapshot:
+        return self.map.snapshot(with_images)
+
+    def held_keyframes(self, snapshot: MapSnapshot) -> list[FusionKeyframe]:
+        """The snapshot's keyframes that still hold their pixels, as fusion input: pass them to
+        ``self.fusion.cloud`` and ``self.fusion.mesh`` for the whole map's geometry."""
+        return [self.archive.fusion_keyframe(view) for view in snapshot.keyframes if view.has_pixels]
+
+
+def _learned(config: SystemConfig) -> bool:
+    """Whether either module is a learned one (and so needs weights)."""
+    return config.modules.depth != "classical" or config.modules.motion != "classical"
+
+
+def _with_available_modules(config: SystemConfig) -> SystemConfig:
+    """``config``, or the classical modules in place of learned ones when no weights are named
+    and the shipped ones are absent (a checkout without them): the classical modules are the
+    fallback, with a warning."""
+    if not _learned(config) or config.modules.weights or weights.LITE.is_file():
+        return config
+    log.warning("no learned weights at %s: using the classical depth and motion modules", weights.LITE)
+    return override(config, "modules.depth=classical", "modules.motion=classical")
+
+
+def full_trajectory(snapshot: MapSnapshot, indices: np.ndarray, timestamps: np.ndarray) -> tuple[Trajectory, np.ndarray]:
+    """A camera-to-world pose for every input frame (``indices``, ``timestamps``): tracked
+    frames get theirs; a frame without one (lost, or before initialisation) gets the nearest
+    earlier tracked pose (the nearest later one at the start). Returns the trajectory and a
+    bool mask of the frames that were really tracked."""
+    tracked = dict(zip(snapshot.frame_indices.tolist(), snapshot.frame_poses_c2w))
+    mask = np.array([i in tracked for i in indices.tolist()], dtype=bool)
+    poses = np.tile(np.eye(4), (len(indices), 1, 1))
+    if mask.any():
+        last = tracked[indices[np.argmax(mask)]]
+        for k, index in enumerate(indices.tolist()):
+            last = tracked.get(index, last)
+            poses[k] = last
+    return Trajectory(timestamps, poses), mask
