@@ -11,7 +11,7 @@ DEBIAN_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-xinerama0 lib
 XVFB := xvfb-run -a -s "-screen 0 1280x1024x24"
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench system-deps venv clean
+.PHONY: demo test test-fast lint bench system-deps venv clean
 
 venv: $(STAMP)
 
@@ -45,6 +45,17 @@ test: $(STAMP) system-deps
 		$(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	fi; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+# The quick tests for the edit loop: neither the slow ones nor those that need an X server.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not gui" $(PYTEST_ARGS)
+
+# Style and import order (ruff), annotations (mypy) and the layers' import contract (import-linter).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP) system-deps
 	$(VENV)/bin/v2d bench

@@ -17,7 +17,7 @@ class CalibrationError(V2DError):
     """A calibration file is malformed or does not fit the images it is used with."""
 
 
-class DepthMapError(V2DError):
+class DepthMapError(SourceError):
     """A depth map file cannot be read: missing, corrupt, or not a 16-bit PNG or an HxW array."""
 
 

@@ -7,12 +7,23 @@ from pathlib import Path
 
 import pytest
 
+from slam.io.shared_data import SHARED_DATA
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 # `v2d run` opens the Qt viewer by default when a display is present (make test runs under
 # Xvfb): tests that want a viewer ask for one with --viewer
 os.environ["V2D_VIEWER"] = "none"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gui`` need an X server: without ``$DISPLAY`` they skip, saying how to run them."""
+    if os.environ.get("DISPLAY"):
+        return
+    skip = pytest.mark.skip(reason="needs an X display ($DISPLAY unset): run under xvfb-run, as `make test` does")
+    for item in items:
+        if "gui" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

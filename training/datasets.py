@@ -12,6 +12,7 @@ import numpy as np
 
 from slam.errors import SourceError, V2DError
 from slam.io.depth_maps import read_depth
+from slam.io.shared_data import SHARED_DATA
 from slam.io.sources.base import IndexedSource, SourceOptions, read_image
 from slam.io.sources.kitti import KittiSource
 from slam.io.sources.tum import TumSource
@@ -20,14 +21,13 @@ from training.clips import Clip, clip_indices
 from training.config import AugmentConfig, DataConfig
 
 #: the evaluation data of the project: never trained on
-EVALUATION_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 class TrainingDataError(V2DError):
     """A training dataset is missing, empty, malformed, or is the evaluation data."""
 
 
-def refuse_evaluation_data(path: Path, evaluation: Path = EVALUATION_DATA) -> None:
+def refuse_evaluation_data(path: Path, evaluation: Path = SHARED_DATA) -> None:
     """Raise TrainingDataError when ``path`` is, holds or lies inside the evaluation data."""
     resolved, evaluation = path.resolve(), evaluation.resolve()
     if resolved == evaluation or evaluation in resolved.parents or resolved in evaluation.parents:
@@ -83,7 +83,7 @@ class ScanNetScene:
         self.valid = list(range(len(self.names)))
 
     def _depth(self, name: str) -> np.ndarray:
-        """Depth map of frame ``name`` in metres (H, W); EvaluationError naming a bad file."""
+        """Depth map of frame ``name`` in metres (H, W); DepthMapError naming a bad file."""
         return read_depth(self.folder / "depth" / f"{name}.png", depth_scale=1000.0)
 
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:

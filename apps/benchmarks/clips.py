@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from apps.benchmarks.common import SHARED_DATA
 from slam.geometry.lie import SE3
 from slam.io.frame import Frame
+from slam.io.shared_data import SHARED_DATA
 from slam.io.sources.base import SourceOptions
 from slam.io.sources.tum import TumSource
 from slam.synthetic import SyntheticSequence

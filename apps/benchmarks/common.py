@@ -1,16 +1,13 @@
-"""What the benchmark suites share: where the real data is, the camera size of speed
+"""What the benchmark suites share: the camera size of speed
 measurements, a timer, and the error of a failed `v2d run`."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-#: ../shared/data beside the repository (absent on a user's machine: suites then say so)
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 #: camera resolution (H, W) of the speed measurements (TUM's / a webcam's)
 CAMERA_SIZE = (480, 640)
 

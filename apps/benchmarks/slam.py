@@ -16,8 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from apps.benchmarks.common import SHARED_DATA, failed_run
+from apps.benchmarks.common import failed_run
 from slam.evaluation.trajectory import evaluate_trajectory
+from slam.io.shared_data import SHARED_DATA
 from slam.io.trajectory import read_trajectory
 
 #: (name, source, frames in a full run, frames in a quick run, target ATE as text, target check)

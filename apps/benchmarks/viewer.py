@@ -12,7 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from apps.benchmarks.common import SHARED_DATA, failed_run
+from apps.benchmarks.common import failed_run
+from slam.io.shared_data import SHARED_DATA
 from viewer import has_display
 
 SEQUENCE = "tum_fr1_rpy"

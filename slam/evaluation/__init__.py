@@ -1,0 +1,1 @@
+"""Scoring against ground truth: trajectories (ATE, RPE through evo) and depth maps."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -75,7 +75,7 @@ def texture_names() -> tuple[str, ...]:
     return tuple(PHOTOS) + tuple(PROCEDURAL)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _build_texture(name: str) -> Texture:
     if name in PHOTOS:
         image = _read_photo(PHOTOS[name])

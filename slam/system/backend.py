@@ -23,12 +23,10 @@ from slam.geometry.lie import SE3
 from slam.geometry.resize import resize_depth
 from slam.geometry.solver import all_pairs_edges, gauss_newton_step
 from slam.system.bundle import BundleAdjuster
+from slam.system.keyframe_depth import CONFIDENT_DEPTH
 from slam.system.map import Keyframe, MapState
 
 log = logging.getLogger(__name__)
-
-#: depth confidence above which a refined depth replaces the keyframe's current one
-CONFIDENT_DEPTH = 0.3
 
 #: scheduling niceness of the backend thread (and of the threads it starts): tracking comes first
 #: on a machine with few cores, the backend takes the time left over

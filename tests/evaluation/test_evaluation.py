@@ -10,7 +10,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from apps.cli import main
-from slam.errors import EvaluationError, TrajectoryError
+from slam.errors import DepthMapError, EvaluationError, TrajectoryError
 from slam.evaluation.depth import (
     average_depth_metrics,
     depth_metrics,
@@ -380,5 +380,5 @@ def test_depth_folder_errors(tmp_path):
     with pytest.raises(EvaluationError, match="folder not found"):
         evaluate_depth_folders(tmp_path / "a", tmp_path / "missing")
     cv2.imwrite(str(tmp_path / "b" / "x.png"), np.ones((4, 4), np.uint8))
-    with pytest.raises(EvaluationError, match="16-bit"):
+    with pytest.raises(DepthMapError, match="16-bit"):
         evaluate_depth_folders(tmp_path / "a", tmp_path / "b")

@@ -12,7 +12,7 @@ from slam.geometry.lie import SE3
 from slam.geometry.solver import all_pairs_edges
 from slam.io.sources.synthetic import SyntheticSource
 from slam.system.flow_cache import FlowCache
-from tests.test_slam import ate_and_path
+from tests.system.test_slam import ate_and_path
 
 
 class _Counting(ClassicalMotionModule):

@@ -18,11 +18,9 @@ import numpy as np
 import pytest
 
 from slam.io.trajectory import read_trajectory
+from tests.conftest import REPO_ROOT
 from viewer import panels
 
-REPO = Path(__file__).resolve().parents[1]
-needs_display = pytest.mark.skipif(not os.environ.get("DISPLAY"),
-                                   reason="needs an X display ($DISPLAY unset): run under xvfb-run, as `make test` does")
 FAST = ["--set", "fusion.mesh=false"]
 
 
@@ -31,7 +29,7 @@ def v2d_run(*args: str, display: bool = True, timeout: float = 240) -> subproces
     if not display:
         env.pop("DISPLAY", None)
         env.pop("WAYLAND_DISPLAY", None)
-    return subprocess.run([sys.executable, "-m", "apps.cli", "run", *args], cwd=REPO, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "apps.cli", "run", *args], cwd=REPO_ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -96,7 +94,7 @@ def check_outputs(out: Path, frames: int) -> None:
     assert len(read_trajectory(out / "trajectory.txt")) == frames and (out / "points.ply").is_file()
 
 
-@needs_display
+@pytest.mark.gui
 @pytest.mark.slow
 @pytest.mark.parametrize("viewer", ["qt", "open3d"])
 def test_viewer_draws_the_run_live_and_exits_when_done(tmp_path, viewer):
@@ -113,14 +111,14 @@ def test_viewer_draws_the_run_live_and_exits_when_done(tmp_path, viewer):
     check_snapshots(tmp_path / "snaps", 10, 30, shot)
 
 
-@needs_display
+@pytest.mark.gui
 @pytest.mark.slow
 def test_qt_viewer_ctrl_c_stops_the_run_and_saves_its_outputs(tmp_path):
     out, snaps = tmp_path / "out", tmp_path / "snaps"
     env = dict(os.environ)
     process = subprocess.Popen([sys.executable, "-m", "apps.cli", "run", "synthetic", "--viewer", "qt", "--max-frames",
                                 "200", "--out", str(out), "--snapshot-every", "10", "--snapshot-dir", str(snaps), *FAST],
-                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not list(snaps.glob("frame_*.png")):  # the window draws the run: 10 frames are done

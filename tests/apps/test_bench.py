@@ -19,9 +19,10 @@ from apps.benchmarks.clips import (
     synthetic_clips,
     validation_set,
 )
-from apps.benchmarks.common import SHARED_DATA, failed_run
+from apps.benchmarks.common import failed_run
 from apps.cli import main
 from networks.factory import build_motion_module, load_checkpoint, save_checkpoint
+from slam.io.shared_data import SHARED_DATA
 from training.clips import collate
 from training.config import TrainConfig
 from training.model import build_networks

@@ -23,6 +23,7 @@ from slam.errors import ConfigError, V2DError
 from slam.geometry.lie import SE3
 from slam.io.trajectory import Trajectory, write_tum
 from slam.synthetic.sequence import SyntheticSequence
+from tests.conftest import REPO_ROOT
 from training.clips import clip_indices, collate
 from training.config import TrainConfig
 from training.datasets import DatasetClips, TrainingDataError, refuse_evaluation_data
@@ -31,7 +32,6 @@ from training.model import DeepV2DTraining, build_networks, perturb
 from training.synthetic_data import SyntheticClips
 from training.trainer import _load_networks, learning_rate_factor
 
-REPO = Path(__file__).resolve().parents[1]
 QUICK = ["schedule.motion_steps=2", "schedule.joint_steps=2", "schedule.warmup=1", "run.validation_clips=1",
          "run.validate_every=100", "run.log_every=1", "run.checkpoint_every=1", "data.workers=0"]
 
@@ -264,7 +264,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
                "-m", "apps.cli", "train", "--out", str(out), "--no-progress",
                *[a for s in QUICK for a in ("--set", s)], "--set", "schedule.batch_size=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("weights agree across 2 processes") == 2, result.stderr[-3000:]
     checkpoint = load_checkpoint(out / "last.pt")

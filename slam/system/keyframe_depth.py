@@ -1,0 +1,103 @@
+"""A new keyframe's depth: the depth module's estimate with the previous keyframe and recent frames
+as neighbours, the previous keyframe's depth carried over where the estimate is not confident,
+then pose and depth refined by a dense bundle adjustment against the newest keyframes.
+
+Poses are world-to-camera SE3 (``G``); depths are in the map's units."""
+
+from __future__ import annotations
+
+import torch
+
+from networks.interfaces import DepthModule
+from slam.config.schema import FrontendConfig
+from slam.geometry.lie import SE3
+from slam.geometry.projection import MIN_DEPTH, backproject, project
+from slam.system.bundle import BundleAdjuster
+from slam.system.map import Keyframe, MapState
+
+#: depth confidence above which the depth module's new estimate replaces the depth a keyframe has
+CONFIDENT_DEPTH = 0.3
+
+
+def propagate_depth(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor) -> torch.Tensor:
+    """Forward-splat (H, W) depth of camera i into camera j (``T_ji``: SE3 (), i to j; both with
+    (4,) intrinsics at this resolution): (H, W) depth of j, the nearest surface per pixel, 0 where
+    nothing lands."""
+    height, width = depth.shape
+    points = T_ji.view(1, 1, 1).act(backproject(depth[None], intrinsics[None]))[0]
+    coords = project(points, intrinsics, extra_dims=2)
+    z = points[..., 2]
+    valid = (z > MIN_DEPTH) & (depth > 0)
+    u, v = coords[..., 0].round().long(), coords[..., 1].round().long()
+    keep = valid & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    flat = torch.full((height * width,), float("inf"), dtype=depth.dtype, device=depth.device)
+    flat.scatter_reduce_(0, (v[keep] * width + u[keep]), z[keep], reduce="amin")
+    out = flat.view(height, width)
+    return torch.where(torch.isfinite(out), out, torch.zeros_like(out))
+
+
+def fill_invalid(depth: torch.Tensor, fallback: float) -> torch.Tensor:
+    """Replace invalid (<= 0) depths by the median of the valid ones (``fallback`` if none)."""
+    valid = depth > 0
+    value = depth[valid].median() if valid.any() else depth.new_tensor(fallback)
+    return torch.where(valid, depth, value)
+
+
+class KeyframeDepth:
+    """Depth of new keyframes (see the module docstring)."""
+
+    def __init__(self, depth_module: DepthModule, map_state: MapState, bundle: BundleAdjuster, config: FrontendConfig,
+                 intrinsics: torch.Tensor, image_size: tuple[int, int], device: torch.device):
+        """``intrinsics``: (4,) at the processing resolution ``image_size`` (H, W)."""
+        self.depth_module = depth_module
+        self.map = map_state
+        self.bundle = bundle
+        self.config = config
+        self.intrinsics = intrinsics.to(device)
+        self.image_size = image_size
+        self.device = device
+
+    def estimate(self, image: torch.Tensor, previous: Keyframe, previous_w2c: SE3, frame_from_previous: SE3,
+                 neighbours: list[tuple[torch.Tensor, SE3]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Depth and confidence (H, W) of the new keyframe ``image`` (3, H, W), at
+        ``frame_from_previous`` from the ``previous`` keyframe (whose pose was ``previous_w2c``
+        when it was read), with that keyframe and ``neighbours`` (image (3, H, W), pose_w2c) as
+        the depth module's neighbours; and the new keyframe's depth features (C, h, w). Where the
+        estimate is not confident, the previous keyframe's depth carried over (forward-splatted)
+        stays; the confidence there is 0."""
+        pose_w2c = frame_from_previous * previous_w2c
+        # the previous keyframe's features are in the map already; the others are computed once
+        images = torch.stack([image] + [n[0] for n in neighbours])[None]
+        poses = SE3.stack([pose_w2c, previous_w2c] + [n[1] for n in neighbours]).view(1, -1)
+        with torch.no_grad():
+            encoded = self.depth_module.encode(images)
+            features = torch.cat([encoded[:, :1], previous.depth_features[None, None], encoded[:, 1:]], dim=1)
+            estimate = self.depth_module.depth(features, poses, self.intrinsics[None], self.image_size)
+        carried = propagate_depth(previous.depth, frame_from_previous, self.intrinsics)
+        confident = (estimate.confidence[0] > CONFIDENT_DEPTH) & (estimate.depth[0] > 0)
+        depth = torch.where(confident | (carried <= 0), estimate.depth[0], carried)
+        depth = fill_invalid(depth, self.config.init_depth)
+        confidence = torch.where(confident, estimate.confidence[0], torch.zeros_like(depth))
+        return depth, confidence, encoded[0, 0]
+
+    def refine(self, anchor: Keyframe, frame_from_anchor: SE3, depth: torch.Tensor, motion_features: torch.Tensor
+               ) -> tuple[SE3, torch.Tensor]:
+        """A new keyframe's pose relative to the ``anchor`` keyframe (``G_new G_anchor^-1``, in
+        and out) and its (H, W) depth, refined by a dense bundle adjustment against the newest
+        ``config.refine_keyframes`` keyframes (held fixed): their correspondences correct the
+        depth where the depth module is wrong, before any frame is tracked on it."""
+        with self.map.lock:  # one consistent read: the backend writes a pass's poses under this lock
+            anchor_w2c = anchor.pose_w2c
+            newest = [(kf.pose_w2c, kf.motion_features, kf.depth)
+                      for kf in self.map.keyframe_list()[-self.config.refine_keyframes:]]
+        previous = [item for item in newest if item[1] is not None]
+        if not previous:
+            return frame_from_anchor, depth
+        count = len(previous) + 1
+        poses = SE3.stack([item[0] for item in previous] + [frame_from_anchor * anchor_w2c])
+        features = torch.stack([item[1] for item in previous] + [motion_features])
+        depths = torch.stack([item[2].float() for item in previous] + [depth])
+        ii = torch.full((count - 1,), count - 1, dtype=torch.long, device=self.device)
+        jj = torch.arange(count - 1, device=self.device)
+        poses, depths = self.bundle.refine(features, depths, poses, ii, jj, num_fixed=count - 1, flow_steps=1)
+        return poses[-1] * anchor_w2c.inv(), depths[-1]

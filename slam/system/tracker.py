@@ -1,0 +1,113 @@
+"""Tracking: the pose of a frame against a keyframe (the motion module in keyframe mode and the
+Gauss-Newton layer on a pooled grid), with the flow the motion induces.
+
+Poses are relative to the keyframe (``frame_from_keyframe = G_frame G_keyframe^-1``, world-to-camera
+``G``), because the backend may move the keyframe at any time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from networks.interfaces import MotionModule
+from slam.config.schema import FrontendConfig
+from slam.geometry.lie import SE3
+from slam.geometry.projection import pixel_grid, reproject
+from slam.geometry.resize import resize_depth
+from slam.geometry.solver import gauss_newton_step, pool_correspondences
+from slam.system.map import Keyframe
+
+
+@dataclass(frozen=True)
+class TrackingResult:
+    """A frame tracked against a keyframe.
+
+    - ``frame_from_keyframe``: SE3 (), ``G_frame G_keyframe^-1`` (keyframe camera to frame camera).
+    - ``quality``: mean flow confidence over the keyframe's pixels with depth, in [0, 1].
+    - ``flow``: mean flow the motion induces on the keyframe's pixels, processing pixels.
+    - ``parallax``: the part of ``flow`` the translation induces (the flow less that of the
+      rotation alone), processing pixels: zero for a turn on the spot.
+    """
+
+    frame_from_keyframe: SE3
+    quality: float
+    flow: float
+    parallax: float
+
+    @property
+    def finite(self) -> bool:
+        """Whether the pose is finite (a degenerate solve gives NaN)."""
+        return bool(torch.isfinite(self.frame_from_keyframe.data).all())
+
+
+def induced_flow(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor) -> tuple[float, float]:
+    """Mean flow that the motion ``T_ji`` (SE3 (), camera i to camera j) induces on camera i's
+    pixels with (h, w) ``depth`` (> 0 where known; (4,) intrinsics at that size), in its pixels,
+    and the parallax: the mean of the part of it that the translation causes (the flow less that
+    of the rotation alone), which a turn on the spot leaves at zero. (0, 0) when no pixel with
+    depth stays in front of camera j."""
+    rotation = SE3(torch.cat([torch.zeros_like(T_ji.data[:3]), T_ji.data[3:]]))
+    coords, valid, _, _ = reproject(depth[None].expand(2, -1, -1), SE3.stack([T_ji, rotation]),
+                                    intrinsics[None].expand(2, -1))
+    valid = valid[0]
+    if not valid.any():
+        return 0.0, 0.0
+    grid = pixel_grid(*depth.shape, dtype=depth.dtype, device=depth.device)
+    return (float((coords[0] - grid).norm(dim=-1)[valid].mean()),
+            float((coords[0] - coords[1]).norm(dim=-1)[valid].mean()))
+
+
+class Tracker:
+    """Tracks frames against a keyframe with ``motion_module`` (see the module docstring)."""
+
+    def __init__(self, motion_module: MotionModule, config: FrontendConfig, intrinsics: torch.Tensor,
+                 image_size: tuple[int, int], device: torch.device):
+        """``intrinsics``: (4,) at the processing resolution ``image_size`` (H, W)."""
+        self.motion_module = motion_module
+        self.config = config
+        self.intrinsics = intrinsics.to(device)
+        self.image_size = image_size
+        self._ii = torch.zeros(1, dtype=torch.long, device=device)
+        self._jj = torch.ones(1, dtype=torch.long, device=device)
+        self._small_depth: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (source, resized, pooled)
+
+    def small_depth(self, keyframe: Keyframe) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keyframe's depth at the motion module's feature resolution (h, w) and on the
+        tracking solve's ``config.tracking_pool`` times coarser grid; computed again when the
+        keyframe's depth tensor changes (a new keyframe, or the backend's update)."""
+        depth = keyframe.depth
+        if self._small_depth is None or self._small_depth[0] is not depth:
+            height, width = keyframe.motion_features.shape[-2:]
+            pool = self.config.tracking_pool
+            small = resize_depth(depth[None, None], (height, width))[0, 0]
+            self._small_depth = (depth, small, resize_depth(small, (height // pool, width // pool)))
+        return self._small_depth[1], self._small_depth[2]
+
+    def track(self, keyframe: Keyframe, features: torch.Tensor, start: SE3) -> TrackingResult:
+        """Track a frame with motion ``features`` (C, h, w) against ``keyframe`` from ``start``
+        (``G_frame G_keyframe^-1``): at most ``config.tracking_steps`` Gauss-Newton steps, the
+        flow computed again before each, stopping after a step whose flow quality reached
+        ``config.tracking_confident``."""
+        depth, pooled_depth = self.small_depth(keyframe)
+        depths = torch.stack([depth, torch.zeros_like(depth)])[None]
+        pooled_depths = torch.stack([pooled_depth, torch.zeros_like(pooled_depth)])[None]
+        keyframe_w2c = keyframe.pose_w2c  # read once: the backend may move it meanwhile
+        poses = SE3.stack([keyframe_w2c, start * keyframe_w2c]).view(1, 2)
+        stacked = torch.stack([keyframe.motion_features, features])[None]
+        scale = self.image_size[1] / depth.shape[1]  # processing pixels per feature pixel
+        has_depth = depth > 0
+        any_depth = bool(has_depth.any())
+        with torch.no_grad():
+            for _ in range(self.config.tracking_steps):
+                flow = self.motion_module.flow(stacked, depths, poses, self.intrinsics[None], self._ii, self._jj,
+                                               self.image_size)
+                targets, weights, intrinsics = pool_correspondences(flow.targets, flow.weights, flow.intrinsics,
+                                                                    self.config.tracking_pool)
+                poses = gauss_newton_step(poses, pooled_depths, intrinsics, self._ii, self._jj, targets, weights)
+                quality = float(flow.weights[0, 0, ..., 0][has_depth].mean()) if any_depth else 0.0
+                if self.config.tracking_confident is not None and quality >= self.config.tracking_confident:
+                    break  # reliable correspondences: the step has solved the pose
+        frame_from_keyframe = poses[0, 1] * poses[0, 0].inv()
+        induced, parallax = induced_flow(depth, frame_from_keyframe, flow.intrinsics[0])
+        return TrackingResult(frame_from_keyframe, quality, induced * scale, parallax * scale)
