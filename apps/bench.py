@@ -41,18 +41,29 @@ def weights_description(args: argparse.Namespace) -> str:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="run the benchmark suite and update BENCHMARKS.md",
-                                   description="Measure on this machine and rewrite the suites' sections of BENCHMARKS.md.")
-    parser.add_argument("--suite", action="append", choices=sorted(SUITES),
-                        help="suite to run (repeatable; default: all): " +
-                             "; ".join(f"{name}: {what}" for name, (what, _) in SUITES.items()))
+    parser = subparsers.add_parser(
+        "bench",
+        help="run the benchmark suite and update BENCHMARKS.md",
+        description="Measure on this machine and rewrite the suites' sections of BENCHMARKS.md.",
+    )
+    parser.add_argument(
+        "--suite",
+        action="append",
+        choices=sorted(SUITES),
+        help="suite to run (repeatable; default: all): "
+        + "; ".join(f"{name}: {what}" for name, (what, _) in SUITES.items()),
+    )
     parser.add_argument("--output", default="BENCHMARKS.md", help="markdown file to update (default: BENCHMARKS.md)")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (for smoke tests; numbers are noisier)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2, this project's CPU budget)")
-    parser.add_argument("--weights", type=Path, default=None,
-                        help="learned (lite) checkpoint scored beside the classical modules (default: "
-                             "weights/lite.pt of the repository when it exists; without weights the learned rows "
-                             "say so)")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="learned (lite) checkpoint scored beside the classical modules (default: "
+        "weights/lite.pt of the repository when it exists; without weights the learned rows "
+        "say so)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -73,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
     command = "v2d " + shlex.join(args.argv)
     for name in args.suite or list(SUITES):
         body = importlib.import_module(f"apps.benchmarks.{SUITES[name][1]}").suite(args)
-        stamp = (f"Command: `{command}`; machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} "
-                 f"with {machine['torch_threads']} threads; v2d {machine['v2d']}; date: {datetime.date.today().isoformat()}.")
+        stamp = (
+            f"Command: `{command}`; machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} "
+            f"with {machine['torch_threads']} threads; v2d {machine['v2d']}; date: {datetime.date.today().isoformat()}."
+        )
         update_section(output, name, f"{body}\n\n{stamp}")
         print(f"{name}:\n{body}\n")
     print(f"updated {output}")

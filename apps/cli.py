@@ -19,7 +19,9 @@ SUBCOMMANDS = ("run", "demo", "calibrate", "evaluate", "bench", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="v2d", description="DeepV2D SLAM: monocular SLAM with learned depth and motion.")
+    parser = argparse.ArgumentParser(
+        prog="v2d", description="DeepV2D SLAM: monocular SLAM with learned depth and motion."
+    )
     parser.add_argument("--version", action="version", version=f"v2d {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:

@@ -15,29 +15,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval",
         help="score a trajectory (ATE, RPE) or depth maps against ground truth",
         description="Trajectory: ATE and RPE with evo after Sim(3) (default), SE(3) or no alignment. "
-                    "Depth: standard metrics over depth maps matched by file name.",
+        "Depth: standard metrics over depth maps matched by file name.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     traj = parser.add_argument_group("trajectory (camera-to-world poses)")
     traj.add_argument("--gt", metavar="FILE", help="ground-truth trajectory")
     traj.add_argument("--est", metavar="FILE", help="estimated trajectory")
-    traj.add_argument("--format", choices=("auto", "tum", "kitti"), default="auto",
-                      help="file format of both trajectories (auto: by the number of values a line); "
-                           "KITTI files get their line numbers as timestamps")
-    traj.add_argument("--align", choices=("sim3", "se3", "none"), default="sim3",
-                      help="alignment of the estimate before scoring (sim3 for monocular runs)")
-    traj.add_argument("--max-diff", type=float, default=0.02, metavar="SECONDS",
-                      help="largest timestamp difference of an associated pair")
-    traj.add_argument("--rpe-delta", type=int, default=1, metavar="FRAMES",
-                      help="frames between the two poses of a relative pose error")
+    traj.add_argument(
+        "--format",
+        choices=("auto", "tum", "kitti"),
+        default="auto",
+        help="file format of both trajectories (auto: by the number of values a line); "
+        "KITTI files get their line numbers as timestamps",
+    )
+    traj.add_argument(
+        "--align",
+        choices=("sim3", "se3", "none"),
+        default="sim3",
+        help="alignment of the estimate before scoring (sim3 for monocular runs)",
+    )
+    traj.add_argument(
+        "--max-diff",
+        type=float,
+        default=0.02,
+        metavar="SECONDS",
+        help="largest timestamp difference of an associated pair",
+    )
+    traj.add_argument(
+        "--rpe-delta",
+        type=int,
+        default=1,
+        metavar="FRAMES",
+        help="frames between the two poses of a relative pose error",
+    )
     traj.add_argument("--plot", metavar="PNG", help="write a plot of the aligned estimate and the ground truth")
     depth = parser.add_argument_group("depth maps (.npy in metres, or 16-bit .png)")
     depth.add_argument("--depth-pred", metavar="DIR", help="folder of predicted depth maps")
     depth.add_argument("--depth-gt", metavar="DIR", help="folder of ground-truth depth maps (same file stems)")
-    depth.add_argument("--median-scaling", action="store_true",
-                       help="scale each prediction by median(gt) / median(pred) (for scale-free predictions)")
-    depth.add_argument("--depth-scale", type=float, default=5000.0,
-                       help="PNG depth units per metre (TUM: 5000)")
+    depth.add_argument(
+        "--median-scaling",
+        action="store_true",
+        help="scale each prediction by median(gt) / median(pred) (for scale-free predictions)",
+    )
+    depth.add_argument("--depth-scale", type=float, default=5000.0, help="PNG depth units per metre (TUM: 5000)")
     depth.add_argument("--min-depth", type=float, default=1e-3, help="ignore ground truth closer than this (m)")
     depth.add_argument("--max-depth", type=float, default=80.0, help="ignore ground truth farther than this (m)")
     parser.add_argument("--json", metavar="FILE", help="write the numbers as JSON")
@@ -68,14 +88,18 @@ def run(args: argparse.Namespace) -> int:
         print(metrics.summary())
         if args.plot:
             kitti = (args.format if args.format != "auto" else detect_format(args.est)) == "kitti"
-            plot_trajectories(metrics.aligned, args.plot,
-                              title=f"{Path(args.est).name}: ATE RMSE {metrics.ate_rmse:.3f} m ({args.align})",
-                              time_label="frame" if kitti else "time (s)")
+            plot_trajectories(
+                metrics.aligned,
+                args.plot,
+                title=f"{Path(args.est).name}: ATE RMSE {metrics.ate_rmse:.3f} m ({args.align})",
+                time_label="frame" if kitti else "time (s)",
+            )
             print(f"wrote {args.plot}")
         results["trajectory"] = metrics.to_dict()
     if wants_depth:
-        evaluation = evaluate_depth_folders(args.depth_pred, args.depth_gt, args.median_scaling, args.depth_scale,
-                                            args.min_depth, args.max_depth)
+        evaluation = evaluate_depth_folders(
+            args.depth_pred, args.depth_gt, args.median_scaling, args.depth_scale, args.min_depth, args.max_depth
+        )
         print(evaluation.summary())
         results["depth"] = evaluation.to_dict()
     if args.json:

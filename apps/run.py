@@ -12,9 +12,11 @@ from viewer import DEFAULT_VIEWER_VARIABLE, VIEWERS, default_viewer
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "run", help="run SLAM on a video, image folder, TUM/KITTI/EuRoC sequence, webcam:N or synthetic",
+        "run",
+        help="run SLAM on a video, image folder, TUM/KITTI/EuRoC sequence, webcam:N or synthetic",
         description="Track the camera, estimate keyframe depth, fuse a point cloud and a mesh, and write them "
-                    "with the trajectory and stats.json to --out.")
+        "with the trajectory and stats.json to --out.",
+    )
     add_run_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -25,35 +27,61 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_source: str | Non
     if default_source is None:
         parser.add_argument("source", help=source_help)
     else:
-        parser.add_argument("source", nargs="?", default=default_source, help=f"{source_help} (default: {default_source})")
+        parser.add_argument(
+            "source", nargs="?", default=default_source, help=f"{source_help} (default: {default_source})"
+        )
     parser.add_argument("--calib", help="calibration file 'fx fy cx cy [k1 k2 p1 p2 [k3]]' (see calib/README.md)")
     parser.add_argument("--out", default="outputs/run", help="output folder (default: outputs/run)")
-    parser.add_argument("--viewer", choices=VIEWERS, default=None,
-                        help="live display: qt (a window; the default when a display is present), open3d (a window, or "
-                             "offscreen pictures with --snapshot-every where there is no display) or none (the default "
-                             f"without a display); ${DEFAULT_VIEWER_VARIABLE} sets the default")
+    parser.add_argument(
+        "--viewer",
+        choices=VIEWERS,
+        default=None,
+        help="live display: qt (a window; the default when a display is present), open3d (a window, or "
+        "offscreen pictures with --snapshot-every where there is no display) or none (the default "
+        f"without a display); ${DEFAULT_VIEWER_VARIABLE} sets the default",
+    )
     parser.add_argument("--screenshot", metavar="PATH", help="save the viewer's picture as PNG when the run ends")
-    parser.add_argument("--exit-when-done", action="store_true",
-                        help="close the viewer when the source ends (by default it stays open until closed)")
-    parser.add_argument("--snapshot-every", type=int, metavar="N",
-                        help="save a PNG picture of the viewer every N frames into --snapshot-dir "
-                             "(frame_NNNNNN.png, NNNNNN: the frames processed when drawn)")
-    parser.add_argument("--snapshot-dir", metavar="DIR", help="folder of the --snapshot-every pictures "
-                                                              "(default: OUT/snapshots)")
+    parser.add_argument(
+        "--exit-when-done",
+        action="store_true",
+        help="close the viewer when the source ends (by default it stays open until closed)",
+    )
+    parser.add_argument(
+        "--snapshot-every",
+        type=int,
+        metavar="N",
+        help="save a PNG picture of the viewer every N frames into --snapshot-dir "
+        "(frame_NNNNNN.png, NNNNNN: the frames processed when drawn)",
+    )
+    parser.add_argument(
+        "--snapshot-dir", metavar="DIR", help="folder of the --snapshot-every pictures (default: OUT/snapshots)"
+    )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: the configuration's, cpu)")
     parser.add_argument("--weights", help="checkpoint of learned modules (with --set modules.depth=lite etc.)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     parser.add_argument("--stride", type=int, default=1, help="use every K-th frame")
     parser.add_argument("--start", type=int, default=0, help="skip the first N frames")
-    parser.add_argument("--kind", help="source kind, overriding detection (video, image_folder, tum, kitti, euroc, "
-                                       "webcam, synthetic)")
+    parser.add_argument(
+        "--kind", help="source kind, overriding detection (video, image_folder, tum, kitti, euroc, webcam, synthetic)"
+    )
     parser.add_argument("--config", help="YAML file with configuration sections (see slam/config/schema.py)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                        help="override one configuration value (repeatable), e.g. --set backend.window=6")
-    parser.add_argument("--realtime", action="store_true",
-                        help="drop frames instead of lagging behind the source's clock (live sources)")
-    parser.add_argument("--save-depth", action="store_true",
-                        help="also write each keyframe's depth (depth/NNNNNN.npy) and keyframes.txt")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override one configuration value (repeatable), e.g. --set backend.window=6",
+    )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="drop frames instead of lagging behind the source's clock (live sources)",
+    )
+    parser.add_argument(
+        "--save-depth",
+        action="store_true",
+        help="also write each keyframe's depth (depth/NNNNNN.npy) and keyframes.txt",
+    )
     parser.add_argument("--verbose", action="store_true", help="log progress")
 
 
@@ -83,9 +111,13 @@ def viewer_options(args: argparse.Namespace):
     if args.snapshot_dir and not args.snapshot_every:
         raise V2DError("--snapshot-dir needs --snapshot-every N")
     out = Path(args.out)
-    return viewer, ViewerOptions(out_dir=out, screenshot=Path(args.screenshot) if args.screenshot else None,
-                                 exit_when_done=args.exit_when_done, snapshot_every=args.snapshot_every,
-                                 snapshot_dir=Path(args.snapshot_dir) if args.snapshot_dir else out / "snapshots")
+    return viewer, ViewerOptions(
+        out_dir=out,
+        screenshot=Path(args.screenshot) if args.screenshot else None,
+        exit_when_done=args.exit_when_done,
+        snapshot_every=args.snapshot_every,
+        snapshot_dir=Path(args.snapshot_dir) if args.snapshot_dir else out / "snapshots",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,12 +135,23 @@ def run(args: argparse.Namespace) -> int:
         else:
             from viewer.session import run_with_viewer
 
-            stats = run_with_viewer(viewer, lambda control: run_slam(source, config, args.out, realtime=args.realtime,
-                                                                     save_depth=args.save_depth, control=control),
-                                    display, title=args.source)
-    print(f"{stats['frames_tracked']}/{stats['frames_processed']} frames tracked, {stats['keyframes']} keyframes, "
-          f"{stats['end_to_end_fps']} frames/s end to end, {stats['points']} points")
-    print(f"wrote {args.out}/: trajectory.txt, points.ply" + (", mesh.ply" if config.fusion.mesh else "")
-          + ", stats.json, tracking.csv" + (", groundtruth.txt" if source.has_ground_truth else "")
-          + (", trajectory_kitti.txt" if source.kind == "kitti" else ""))
+            stats = run_with_viewer(
+                viewer,
+                lambda control: run_slam(
+                    source, config, args.out, realtime=args.realtime, save_depth=args.save_depth, control=control
+                ),
+                display,
+                title=args.source,
+            )
+    print(
+        f"{stats['frames_tracked']}/{stats['frames_processed']} frames tracked, {stats['keyframes']} keyframes, "
+        f"{stats['end_to_end_fps']} frames/s end to end, {stats['points']} points"
+    )
+    print(
+        f"wrote {args.out}/: trajectory.txt, points.ply"
+        + (", mesh.ply" if config.fusion.mesh else "")
+        + ", stats.json, tracking.csv"
+        + (", groundtruth.txt" if source.has_ground_truth else "")
+        + (", trajectory_kitti.txt" if source.kind == "kitti" else "")
+    )
     return 0

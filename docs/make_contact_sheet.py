@@ -18,8 +18,14 @@ from viewer.depth_colors import colorize_depth
 
 OUTPUT = Path(__file__).resolve().parent / "synthetic_contact_sheet.png"
 #: (kind, seed, frames shown side by side in one row)
-ROWS = [("room", 0, (0, 150)), ("room", 1, (40, 220)), ("room", 2, (90, 260)),
-        ("road", 0, (0,)), ("road", 1, (120,)), ("road", 2, (60,))]
+ROWS = [
+    ("room", 0, (0, 150)),
+    ("room", 1, (40, 220)),
+    ("room", 2, (90, 260)),
+    ("road", 0, (0,)),
+    ("road", 1, (120,)),
+    ("road", 2, (60,)),
+]
 
 
 def label(picture: np.ndarray, text: str) -> np.ndarray:

@@ -95,13 +95,17 @@ class ClassicalDepthConfig:
     def __post_init__(self) -> None:
         self.input_size = tuple(int(s) for s in self.input_size)
         if len(self.input_size) != 2 or self.stride < 1 or any(s <= 0 or s % self.stride for s in self.input_size):
-            raise ValueError(f"classical depth input size must be two positive multiples of the stride {self.stride}, "
-                             f"got {self.input_size}")
+            raise ValueError(
+                f"classical depth input size must be two positive multiples of the stride {self.stride}, "
+                f"got {self.input_size}"
+            )
         if self.window < 1 or self.window % 2 == 0 or self.filter_window < 1 or self.filter_window % 2 == 0:
             raise ValueError(f"window sizes must be odd and positive, got {self.window} and {self.filter_window}")
         if self.depth_bins < 2 or not 0 < self.min_depth < self.max_depth:
-            raise ValueError(f"need at least 2 bins and 0 < min_depth < max_depth, got {self.depth_bins} bins, "
-                             f"{self.min_depth}-{self.max_depth} m")
+            raise ValueError(
+                f"need at least 2 bins and 0 < min_depth < max_depth, got {self.depth_bins} bins, "
+                f"{self.min_depth}-{self.max_depth} m"
+            )
         if self.bin_spacing not in BIN_SPACINGS:
             raise ValueError(f"unknown bin spacing {self.bin_spacing!r}: use one of {', '.join(BIN_SPACINGS)}")
         if self.aggregation not in ("best_half", "mean"):
@@ -144,16 +148,17 @@ def zncc_cost(keyframe: torch.Tensor, warped: torch.Tensor, window: int) -> torc
     warped = warped.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
     key = keyframe[:, None, None]
     mean_key = _box(keyframe, window)[:, None, None]
-    var_key = (_box(keyframe * keyframe, window)[:, None, None] - mean_key ** 2).clamp(min=0)
+    var_key = (_box(keyframe * keyframe, window)[:, None, None] - mean_key**2).clamp(min=0)
     mean_warped = _box(warped, window)
-    var_warped = (_box(warped * warped, window) - mean_warped ** 2).clamp(min=0)
+    var_warped = (_box(warped * warped, window) - mean_warped**2).clamp(min=0)
     covariance = _box(warped * key, window) - mean_key * mean_warped
     ncc = covariance / torch.sqrt((var_key + _VARIANCE_FLOOR) * (var_warped + _VARIANCE_FLOOR))
     return 1.0 - ncc.clamp(-1.0, 1.0)
 
 
-def aggregate_neighbours(cost: torch.Tensor, valid: torch.Tensor, aggregation: str
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+def aggregate_neighbours(
+    cost: torch.Tensor, valid: torch.Tensor, aggregation: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Combine (B, M, D, h, w) per-neighbour costs over the neighbours that see each pixel
     (``valid``): "mean", or "best_half" (mean of the lowest ``ceil(M / 2)`` valid costs).
     Returns the (B, D, h, w) cost (1 where no neighbour sees the pixel at that bin) and the
@@ -181,7 +186,7 @@ def _scan(cost: torch.Tensor, guide: torch.Tensor, p1: float, p2: float, edge: f
     The paths live in a buffer padded with +inf on both ends of the bin axis, so that the
     one-bin neighbours are plain slices."""
     steps, batch, bins, length = cost.shape
-    jumps = (p2 / (1.0 + (guide[1:] - guide[:-1]).abs() / edge))[:, :, None]   # (S-1, B, 1, L)
+    jumps = (p2 / (1.0 + (guide[1:] - guide[:-1]).abs() / edge))[:, :, None]  # (S-1, B, 1, L)
     paths = cost.new_full((steps, batch, bins + 2, length), math.inf)
     paths[0, :, 1:-1] = cost[0]
     for s in range(1, steps):
@@ -206,13 +211,14 @@ def semi_global(cost: torch.Tensor, guide: torch.Tensor, penalties: tuple[float,
         paths = _scan(torch.cat([volume, volume.flip(0)], dim=1), torch.cat([grey, grey.flip(0)], dim=1), p1, p2, edge)
         return paths[:, :batch] + paths[:, batch:].flip(0)
 
-    horizontal = both_ways(cost.permute(3, 0, 1, 2), guide.permute(2, 0, 1))   # scans along w
-    vertical = both_ways(cost.permute(2, 0, 1, 3), guide.permute(1, 0, 2))     # scans along h
+    horizontal = both_ways(cost.permute(3, 0, 1, 2), guide.permute(2, 0, 1))  # scans along w
+    vertical = both_ways(cost.permute(2, 0, 1, 3), guide.permute(1, 0, 2))  # scans along h
     return (horizontal.permute(1, 2, 3, 0) + vertical.permute(1, 2, 0, 3)) / 4.0
 
 
-def local_soft_argmax(prob: torch.Tensor, bins: torch.Tensor, radius: int
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def local_soft_argmax(
+    prob: torch.Tensor, bins: torch.Tensor, radius: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sub-bin depth from (B, D, h, w) distributions over the (D,) bins: the expectation of the
     bins within ``radius`` of the mode, renormalised there. Returns the depth (B, h, w) metres,
     the mass in that window (B, h, w) and the mode's bin index (B, h, w) long."""
@@ -224,8 +230,9 @@ def local_soft_argmax(prob: torch.Tensor, bins: torch.Tensor, radius: int
     return depth, mass, mode[:, 0]
 
 
-def _upsample_valid(depth: torch.Tensor, confidence: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def _upsample_valid(
+    depth: torch.Tensor, confidence: torch.Tensor, valid: torch.Tensor, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Upsample (B, h, w) depth and confidence to ``size`` by normalised bilinear interpolation
     over the ``valid`` pixels; pixels that fall mostly on invalid ones get depth 0 and
     confidence 0."""
@@ -258,8 +265,9 @@ class ClassicalDepthModule:
         return depth_bins(c.min_depth, c.max_depth, c.depth_bins, c.bin_spacing, dtype=dtype, device=device)
 
     @torch.no_grad()
-    def depth(self, features: torch.Tensor, poses: SE3, intrinsics: torch.Tensor,
-              image_size: tuple[int, int]) -> DepthEstimate:
+    def depth(
+        self, features: torch.Tensor, poses: SE3, intrinsics: torch.Tensor, image_size: tuple[int, int]
+    ) -> DepthEstimate:
         """Keyframe depth (B, H, W) metres at ``image_size`` (0 where no neighbour sees the
         pixel) from (B, N, 1, h, w) grey features of the keyframe (index 0) and N-1 >= 1
         neighbours, world-to-camera ``poses`` SE3 (B, N) and full-resolution (B, 4)

@@ -39,8 +39,11 @@ from slam.geometry.lie import SE3
 from slam.geometry.projection import pixel_grid, sample
 
 #: OpenCV DIS presets by name
-DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
 
 
 @dataclass
@@ -68,7 +71,9 @@ class ClassicalMotionConfig:
         if self.stride < 1 or any(s % self.stride for s in self.input_size):
             raise ValueError(f"input size {self.input_size} must be a multiple of the stride {self.stride}")
         if self.fb_sigma <= 0 or self.texture_tau < 0:
-            raise ValueError(f"fb_sigma must be positive and texture_tau non-negative, got {self.fb_sigma}, {self.texture_tau}")
+            raise ValueError(
+                f"fb_sigma must be positive and texture_tau non-negative, got {self.fb_sigma}, {self.texture_tau}"
+            )
 
 
 class ClassicalMotionModule(torch.nn.Module):
@@ -92,8 +97,16 @@ class ClassicalMotionModule(torch.nn.Module):
         :attr:`feature_size`."""
         return grey_images(images, self.feature_size)
 
-    def flow(self, features: torch.Tensor, depths: torch.Tensor, poses: SE3, intrinsics: torch.Tensor,
-             ii: torch.Tensor, jj: torch.Tensor, image_size: tuple[int, int]) -> FlowEstimate:
+    def flow(
+        self,
+        features: torch.Tensor,
+        depths: torch.Tensor,
+        poses: SE3,
+        intrinsics: torch.Tensor,
+        ii: torch.Tensor,
+        jj: torch.Tensor,
+        image_size: tuple[int, int],
+    ) -> FlowEstimate:
         """Residual flow for the edges ``ii[e] -> jj[e]`` (see the module docstring).
 
         ``features`` (B, N, 1, h, w) from :meth:`encode`; ``depths`` (B, N, h, w) metres;
@@ -112,13 +125,16 @@ class ClassicalMotionModule(torch.nn.Module):
             forward, backward = forward.to(features), backward.to(features)
             displaced = pixel_grid(height, width, forward.dtype, forward.device) + forward  # (BE, h, w, 2)
             # The reprojection map (and its validity) read at u + f(u): the corrected target.
-            coord_channels = torch.cat([flat_coords.permute(0, 3, 1, 2),
-                                        valid.view(batch * edges, 1, height, width).to(features)], dim=1)
+            coord_channels = torch.cat(
+                [flat_coords.permute(0, 3, 1, 2), valid.view(batch * edges, 1, height, width).to(features)], dim=1
+            )
             at_displaced = sample(coord_channels, displaced)
             targets = at_displaced[:, :2].permute(0, 2, 3, 1)
             still_valid = (at_displaced[:, 2] > 0.999) & inside_image(displaced, height, width)
-            fb_error = forward + sample(backward.permute(0, 3, 1, 2), displaced, padding_mode="border").permute(0, 2, 3, 1)
-            weight = torch.exp(-fb_error.square().sum(-1) / self.config.fb_sigma ** 2)
+            fb_error = forward + sample(backward.permute(0, 3, 1, 2), displaced, padding_mode="border").permute(
+                0, 2, 3, 1
+            )
+            weight = torch.exp(-fb_error.square().sum(-1) / self.config.fb_sigma**2)
             weight = weight * self._texture_weight(grey_i) * (valid.view(batch * edges, height, width) & still_valid)
         targets = targets.view(batch, edges, height, width, 2)
         weights = weight.view(batch, edges, height, width, 1).expand(-1, -1, -1, -1, 2)
@@ -146,10 +162,9 @@ class ClassicalMotionModule(torch.nn.Module):
         padded = F.pad(grey, (1, 1, 1, 1), mode="replicate")
         du = (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) / 2
         dv = (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) / 2
-        return 1.0 - torch.exp(-(du.square() + dv.square())[:, 0] / tau ** 2)
+        return 1.0 - torch.exp(-(du.square() + dv.square())[:, 0] / tau**2)
 
 
 def _to_uint8(grey: torch.Tensor) -> np.ndarray:
     """(P, 1, h, w) grey in [0, 1] on any device -> (P, h, w) uint8 numpy (contiguous)."""
     return np.ascontiguousarray((grey[:, 0] * 255.0).round().clamp(0, 255).to(torch.uint8).cpu().numpy())
-

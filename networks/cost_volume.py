@@ -23,8 +23,14 @@ from slam.geometry.projection import MIN_DEPTH, backproject, project, sample
 BIN_SPACINGS = ("linear", "inverse", "log")
 
 
-def depth_bins(min_depth: float, max_depth: float, count: int, spacing: str = "linear",
-               dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+def depth_bins(
+    min_depth: float,
+    max_depth: float,
+    count: int,
+    spacing: str = "linear",
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """(count,) increasing depth hypotheses in metres from ``min_depth`` to ``max_depth``, both
     included: evenly spaced in depth (``"linear"``, as the paper), in inverse depth
     (``"inverse"``: even steps of disparity, densest near the camera) or in log depth (``"log"``:
@@ -46,8 +52,9 @@ def neighbour_transforms(poses: SE3) -> SE3:
     return poses[..., 1:] * poses[..., :1].inv()
 
 
-def plane_sweep(neighbour_features: torch.Tensor, transforms: SE3, intrinsics: torch.Tensor, bins: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def plane_sweep(
+    neighbour_features: torch.Tensor, transforms: SE3, intrinsics: torch.Tensor, bins: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample each neighbour's features where every keyframe pixel lands at every depth bin.
 
     Args:
@@ -70,8 +77,8 @@ def plane_sweep(neighbour_features: torch.Tensor, transforms: SE3, intrinsics: t
     batch, neighbours, channels, height, width = neighbour_features.shape
     num_bins = bins.shape[0]
     ones = torch.ones(batch, height, width, dtype=neighbour_features.dtype, device=neighbour_features.device)
-    rays = backproject(ones, intrinsics)                                     # (B, h, w, 3), z = 1
-    moved = transforms.view(batch, neighbours, 1, 1).act(rays[:, None])      # (B, M, h, w, 3)
+    rays = backproject(ones, intrinsics)  # (B, h, w, 3), z = 1
+    moved = transforms.view(batch, neighbours, 1, 1).act(rays[:, None])  # (B, M, h, w, 3)
     t = transforms.translation().view(batch, neighbours, 1, 1, 1, 3)
     points = torch.addcmul(t, bins.view(1, 1, num_bins, 1, 1, 1), moved[:, :, None] - t)  # (B, M, D, h, w, 3)
     coords = project(points, intrinsics, extra_dims=4)

@@ -71,13 +71,20 @@ class DeepV2D:
         self.motion_module = motion_module
         self.config = config or AlternationConfig()
 
-    def _depths_for_every_frame(self, depth_features: torch.Tensor, poses: SE3, intrinsics: torch.Tensor,
-                                size: tuple[int, int], estimates: list[DepthEstimate]) -> torch.Tensor:
+    def _depths_for_every_frame(
+        self,
+        depth_features: torch.Tensor,
+        poses: SE3,
+        intrinsics: torch.Tensor,
+        size: tuple[int, int],
+        estimates: list[DepthEstimate],
+    ) -> torch.Tensor:
         """(B, N, H, W): each frame's depth with the others as its neighbours (global mode)."""
         depths = []
         for k in range(depth_features.shape[1]):
-            estimate = self.depth_module.depth(_rotate_to_front(depth_features, k),
-                                               SE3(_rotate_to_front(poses.data, k)), intrinsics, size)
+            estimate = self.depth_module.depth(
+                _rotate_to_front(depth_features, k), SE3(_rotate_to_front(poses.data, k)), intrinsics, size
+            )
             estimates.append(estimate)
             depths.append(estimate.depth)
         return torch.stack(depths, dim=1)
@@ -97,8 +104,9 @@ class DeepV2D:
         ii, jj = (all_pairs_edges if global_mode else keyframe_edges)(num_frames, device=images.device)
 
         if self.config.init == "constant":
-            depths = torch.full((batch, num_frames, height, width), self.config.constant_depth,
-                                dtype=images.dtype, device=images.device)
+            depths = torch.full(
+                (batch, num_frames, height, width), self.config.constant_depth, dtype=images.dtype, device=images.device
+            )
         elif global_mode:
             depths = self._depths_for_every_frame(depth_features, poses, intrinsics, size, estimates)
         else:

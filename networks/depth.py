@@ -94,8 +94,9 @@ class DepthNetConfig:
         self.input_size = tuple(int(s) for s in self.input_size)
         multiple = FeatureEncoder.SIZE_MULTIPLE
         if len(self.input_size) != 2 or any(s <= 0 or s % multiple for s in self.input_size):
-            raise ValueError(f"depth network input size must be two positive multiples of {multiple}, "
-                             f"got {self.input_size}")
+            raise ValueError(
+                f"depth network input size must be two positive multiples of {multiple}, got {self.input_size}"
+            )
         if min(self.feature_channels, self.base_channels, self.volume_channels, self.volume_hourglasses) < 1:
             raise ValueError("depth network channel and hourglass counts must be positive")
         if self.encoder_hourglasses < 0 or self.head_layers < 0:
@@ -123,8 +124,17 @@ class DepthNetConfig:
         channel. Measured
         alternatives: 32 bins 141 ms, a 16-wide 3D network 128 ms, both with two-conv heads
         259 ms."""
-        return cls(feature_channels=16, base_channels=16, encoder_hourglasses=1, volume_channels=8,
-                   volume_hourglasses=2, head_layers=1, depth_bins=16, input_size=(192, 256), correlation=True)
+        return cls(
+            feature_channels=16,
+            base_channels=16,
+            encoder_hourglasses=1,
+            volume_channels=8,
+            volume_hourglasses=2,
+            head_layers=1,
+            depth_bins=16,
+            input_size=(192, 256),
+            correlation=True,
+        )
 
     def with_depth_range(self, min_depth: float, max_depth: float) -> DepthNetConfig:
         """A copy with bins over ``[min_depth, max_depth]`` metres (e.g. 1-80 for driving)."""
@@ -177,8 +187,9 @@ class LearnedDepthModule(nn.Module):
         features = self.encoder(small.reshape(batch * frames, *small.shape[2:]))
         return features.view(batch, frames, *features.shape[1:])
 
-    def depth(self, features: torch.Tensor, poses: SE3, intrinsics: torch.Tensor,
-              image_size: tuple[int, int]) -> LearnedDepthEstimate:
+    def depth(
+        self, features: torch.Tensor, poses: SE3, intrinsics: torch.Tensor, image_size: tuple[int, int]
+    ) -> LearnedDepthEstimate:
         """Keyframe depth (B, H, W) metres at ``image_size`` from (B, N, C, h, w) features of the
         keyframe (index 0) and N-1 >= 1 neighbours, world-to-camera ``poses`` SE3 (B, N) and the
         full-resolution (B, 4) ``intrinsics``. Differentiable with respect to the features,
@@ -196,10 +207,10 @@ class LearnedDepthModule(nn.Module):
             projected = torch.cat([projected, F.normalize(neighbour_features, dim=1)], dim=1)
         projected = projected.view(batch, neighbours, *projected.shape[1:])
         warped, _ = plane_sweep(projected, neighbour_transforms(poses), K, self.bins)
-        volume = warped[:, :, :self.config.volume_channels] + keyframe[:, None, :, None]
+        volume = warped[:, :, : self.config.volume_channels] + keyframe[:, None, :, None]
         if self.project_correlation is not None:
-            unit_keyframe = F.normalize(features[:, 0], dim=1)[:, None, :, None]          # (B, 1, C, 1, h, w)
-            cosine = (warped[:, :, self.config.volume_channels:] * unit_keyframe).sum(dim=2, keepdim=True)
+            unit_keyframe = F.normalize(features[:, 0], dim=1)[:, None, :, None]  # (B, 1, C, 1, h, w)
+            cosine = (warped[:, :, self.config.volume_channels :] * unit_keyframe).sum(dim=2, keepdim=True)
             volume = volume + self.project_correlation(cosine.flatten(0, 1)).unflatten(0, (batch, neighbours))
         volume = self.match(volume.flatten(0, 1)).unflatten(0, (batch, neighbours)).mean(dim=1)
 
@@ -211,8 +222,13 @@ class LearnedDepthModule(nn.Module):
             head_logits.append(logits)
             head_depths.append(_upsample(depth, image_size))
         confidence = _upsample(entropy_confidence(prob), image_size)
-        return LearnedDepthEstimate(depth=head_depths[-1], confidence=confidence, head_depths=head_depths,
-                                    head_logits=head_logits, bins=self.bins)
+        return LearnedDepthEstimate(
+            depth=head_depths[-1],
+            confidence=confidence,
+            head_depths=head_depths,
+            head_logits=head_logits,
+            bins=self.bins,
+        )
 
 
 def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

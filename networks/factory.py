@@ -44,8 +44,12 @@ def load_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def save_checkpoint(path: str | Path, depth: LearnedDepthModule | None = None, motion: LearnedMotionModule | None = None,
-                    extra: dict | None = None) -> None:
+def save_checkpoint(
+    path: str | Path,
+    depth: LearnedDepthModule | None = None,
+    motion: LearnedMotionModule | None = None,
+    extra: dict | None = None,
+) -> None:
     """Write the learned modules' configs and weights (and JSON-able ``extra`` metadata)."""
     checkpoint: dict = {"format": CHECKPOINT_FORMAT, **(extra or {})}
     for name, module in (("depth", depth), ("motion", motion)):
@@ -55,34 +59,44 @@ def save_checkpoint(path: str | Path, depth: LearnedDepthModule | None = None, m
     torch.save(checkpoint, path)
 
 
-def _learned_module(role: str, kind: str, module_cls, config_cls, checkpoint: dict | None,
-                    device: str | torch.device) -> torch.nn.Module:
+def _learned_module(
+    role: str, kind: str, module_cls, config_cls, checkpoint: dict | None, device: str | torch.device
+) -> torch.nn.Module:
     """The learned ``role`` ("depth" or "motion") module stored in ``checkpoint``, on ``device``,
     in eval mode (its size comes from the stored config)."""
     if kind not in MODULE_KINDS:
         raise V2DError(f"unknown {role} module {kind!r}: use one of {', '.join(MODULE_KINDS)}")
     stored = checkpoint.get(role) if checkpoint else None
     if stored is None:
-        raise WeightsError(f"the {kind} {role} network needs trained weights (--weights FILE with a {role} module); "
-                           "use the classical module without weights")
+        raise WeightsError(
+            f"the {kind} {role} network needs trained weights (--weights FILE with a {role} module); "
+            "use the classical module without weights"
+        )
     config = config_cls(**{**stored["config"], "input_size": tuple(stored["config"]["input_size"])})
     module = module_cls(config)
     module.load_state_dict(stored["state_dict"])
     return module.to(device).eval()
 
 
-def build_depth_module(kind: str, input_size: tuple[int, int], depth_range: tuple[float, float],
-                       checkpoint: dict | None = None, device: str | torch.device = "cpu") -> DepthModule:
+def build_depth_module(
+    kind: str,
+    input_size: tuple[int, int],
+    depth_range: tuple[float, float],
+    checkpoint: dict | None = None,
+    device: str | torch.device = "cpu",
+) -> DepthModule:
     """A depth module of ``kind`` for images of ``input_size`` (H, W) with depth hypotheses over
     ``depth_range`` metres (the classical module's; a learned one keeps its trained range)."""
     if kind == "classical":
-        return ClassicalDepthModule(ClassicalDepthConfig(input_size=input_size, min_depth=depth_range[0],
-                                                         max_depth=depth_range[1]))
+        return ClassicalDepthModule(
+            ClassicalDepthConfig(input_size=input_size, min_depth=depth_range[0], max_depth=depth_range[1])
+        )
     return _learned_module("depth", kind, LearnedDepthModule, DepthNetConfig, checkpoint, device)
 
 
-def build_motion_module(kind: str, input_size: tuple[int, int], checkpoint: dict | None = None,
-                        device: str | torch.device = "cpu") -> MotionModule:
+def build_motion_module(
+    kind: str, input_size: tuple[int, int], checkpoint: dict | None = None, device: str | torch.device = "cpu"
+) -> MotionModule:
     """A motion module of ``kind`` for images of ``input_size`` (H, W)."""
     if kind == "classical":
         return ClassicalMotionModule(ClassicalMotionConfig(input_size=input_size)).to(device)

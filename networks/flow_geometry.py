@@ -23,8 +23,9 @@ def resize_intrinsics(intrinsics: torch.Tensor, image_size: tuple[int, int], siz
     return torch.stack([fx * sx, fy * sy, (cx + 0.5) * sx - 0.5, (cy + 0.5) * sy - 0.5], dim=-1)
 
 
-def feature_intrinsics(intrinsics: torch.Tensor, image_size: tuple[int, int], input_size: tuple[int, int],
-                       stride: int) -> torch.Tensor:
+def feature_intrinsics(
+    intrinsics: torch.Tensor, image_size: tuple[int, int], input_size: tuple[int, int], stride: int
+) -> torch.Tensor:
     """(..., 4) full-resolution intrinsics of ``image_size`` images -> intrinsics of a module's
     features: images resized to ``input_size``, then downsampled by ``stride``."""
     return scale_intrinsics(resize_intrinsics(intrinsics, image_size, input_size), stride)
@@ -48,8 +49,9 @@ def inside_image(coords: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return (u >= 0) & (u <= width - 1) & (v >= 0) & (v <= height - 1)
 
 
-def edge_reprojection(depths: torch.Tensor, poses: SE3, intrinsics: torch.Tensor, ii: torch.Tensor, jj: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+def edge_reprojection(
+    depths: torch.Tensor, poses: SE3, intrinsics: torch.Tensor, ii: torch.Tensor, jj: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Where every pixel of frame ``ii[e]`` lands in frame ``jj[e]``, for all edges at once.
 
     Args:
@@ -65,8 +67,11 @@ def edge_reprojection(depths: torch.Tensor, poses: SE3, intrinsics: torch.Tensor
     edges = ii.shape[0]
     height, width = depths.shape[-2:]
     T_ji = poses[:, jj] * poses[:, ii].inv()
-    coords, valid, _, _ = reproject(depths[:, ii].reshape(batch * edges, height, width), T_ji.view(batch * edges),
-                                    intrinsics[:, None].expand(batch, edges, 4).reshape(batch * edges, 4))
+    coords, valid, _, _ = reproject(
+        depths[:, ii].reshape(batch * edges, height, width),
+        T_ji.view(batch * edges),
+        intrinsics[:, None].expand(batch, edges, 4).reshape(batch * edges, 4),
+    )
     coords = coords.view(batch, edges, height, width, 2)
     valid = valid.view(batch, edges, height, width) & inside_image(coords, height, width)
     return coords, valid

@@ -47,8 +47,9 @@ class DepthModule(Protocol):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, N, 3, H, W) images -> (B, N, C, H/stride, W/stride) features."""
 
-    def depth(self, features: torch.Tensor, poses: SE3, intrinsics: torch.Tensor,
-              image_size: tuple[int, int]) -> DepthEstimate:
+    def depth(
+        self, features: torch.Tensor, poses: SE3, intrinsics: torch.Tensor, image_size: tuple[int, int]
+    ) -> DepthEstimate:
         """Keyframe depth from features of the keyframe (index 0) and N-1 neighbours, their
         world-to-camera poses (B, N) and full-resolution intrinsics (B, 4); ``image_size`` is the
         full-resolution (H, W) the depth is returned at."""
@@ -79,8 +80,16 @@ class MotionModule(Protocol):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, N, 3, H, W) images -> (B, N, C, H/stride, W/stride) features."""
 
-    def flow(self, features: torch.Tensor, depths: torch.Tensor, poses: SE3, intrinsics: torch.Tensor,
-             ii: torch.Tensor, jj: torch.Tensor, image_size: tuple[int, int]) -> FlowEstimate:
+    def flow(
+        self,
+        features: torch.Tensor,
+        depths: torch.Tensor,
+        poses: SE3,
+        intrinsics: torch.Tensor,
+        ii: torch.Tensor,
+        jj: torch.Tensor,
+        image_size: tuple[int, int],
+    ) -> FlowEstimate:
         """Residual flow for the E edges ``ii[e] -> jj[e]`` (LongTensors (E,)).
 
         ``features`` (B, N, C, h, w) from :meth:`encode`; ``depths`` (B, N, h, w) at feature

@@ -60,8 +60,9 @@ class Conv3d(nn.Conv3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.is_available():
-            return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, list(self.padding), list(self.stride),
-                                                     list(self.dilation), self.groups)
+            return torch.ops.aten.mkldnn_convolution(
+                x, self.weight, self.bias, list(self.padding), list(self.stride), list(self.dilation), self.groups
+            )
         return super().forward(x)
 
 
@@ -145,11 +146,16 @@ class FeatureEncoder(nn.Module):
 
     def __init__(self, out_channels: int, base_channels: int, num_hourglasses: int = 2):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, base_channels, 7, stride=2, padding=3, bias=False),
-                                  group_norm(base_channels), nn.ReLU(inplace=True))
-        self.blocks = nn.Sequential(ResidualBlock2d(base_channels, base_channels),
-                                    ResidualBlock2d(base_channels, base_channels, stride=2),
-                                    ResidualBlock2d(base_channels, base_channels))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, base_channels, 7, stride=2, padding=3, bias=False),
+            group_norm(base_channels),
+            nn.ReLU(inplace=True),
+        )
+        self.blocks = nn.Sequential(
+            ResidualBlock2d(base_channels, base_channels),
+            ResidualBlock2d(base_channels, base_channels, stride=2),
+            ResidualBlock2d(base_channels, base_channels),
+        )
         self.hourglasses = nn.Sequential(*[Hourglass2d(base_channels) for _ in range(num_hourglasses)])
         self.project = nn.Conv2d(base_channels, out_channels, 1)
         self.register_buffer("mean", torch.tensor(_IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -160,8 +166,10 @@ class FeatureEncoder(nn.Module):
             raise V2DError(f"FeatureEncoder expects (B, 3, H, W) images, got {tuple(images.shape)}")
         height, width = images.shape[-2:]
         if height % self.SIZE_MULTIPLE or width % self.SIZE_MULTIPLE:
-            raise V2DError(f"FeatureEncoder needs image height and width that are multiples of "
-                           f"{self.SIZE_MULTIPLE}, got {height}x{width}")
+            raise V2DError(
+                f"FeatureEncoder needs image height and width that are multiples of "
+                f"{self.SIZE_MULTIPLE}, got {height}x{width}"
+            )
         x = (images - self.mean) / self.std
         x = self.blocks(self.stem(x))
         return self.project(self.hourglasses(x))

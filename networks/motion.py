@@ -52,7 +52,9 @@ class MotionNetConfig:
         self.input_size = tuple(int(s) for s in self.input_size)
         multiple = FeatureEncoder.SIZE_MULTIPLE
         if len(self.input_size) != 2 or any(s <= 0 or s % multiple for s in self.input_size):
-            raise ValueError(f"motion network input size must be two positive multiples of {multiple}, got {self.input_size}")
+            raise ValueError(
+                f"motion network input size must be two positive multiples of {multiple}, got {self.input_size}"
+            )
         if min(self.feature_channels, self.base_channels, self.head_channels) < 1:
             raise ValueError("motion network channel counts must be positive")
         if self.encoder_hourglasses < 0 or self.head_hourglasses < 0:
@@ -64,8 +66,14 @@ class MotionNetConfig:
         DeepV2D's released motion encoder), a 64-channel head with two stacked hourglasses (an
         encoder-decoder, as the paper's), 480 x 640 input (120 x 160 features, DeepV2D's
         tracking resolution)."""
-        return cls(feature_channels=64, base_channels=32, encoder_hourglasses=0, head_channels=64, head_hourglasses=2,
-                   input_size=(480, 640))
+        return cls(
+            feature_channels=64,
+            base_channels=32,
+            encoder_hourglasses=0,
+            head_channels=64,
+            head_hourglasses=2,
+            input_size=(480, 640),
+        )
 
     @classmethod
     def lite(cls) -> MotionNetConfig:
@@ -100,8 +108,16 @@ class LearnedMotionModule(nn.Module):
         features = self.encoder(small.reshape(batch * frames, *small.shape[2:]))
         return features.view(batch, frames, *features.shape[1:])
 
-    def flow(self, features: torch.Tensor, depths: torch.Tensor, poses: SE3, intrinsics: torch.Tensor,
-             ii: torch.Tensor, jj: torch.Tensor, image_size: tuple[int, int]) -> FlowEstimate:
+    def flow(
+        self,
+        features: torch.Tensor,
+        depths: torch.Tensor,
+        poses: SE3,
+        intrinsics: torch.Tensor,
+        ii: torch.Tensor,
+        jj: torch.Tensor,
+        image_size: tuple[int, int],
+    ) -> FlowEstimate:
         """Residual flow and confidence for the edges ``ii[e] -> jj[e]`` (see the module docstring).
 
         ``features`` (B, N, C, h, w) from :meth:`encode`; ``depths`` (B, N, h, w) metres at

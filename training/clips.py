@@ -46,8 +46,13 @@ class Batch:
     intrinsics: torch.Tensor
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(self.images.to(device), self.depths.to(device), self.has_depth.to(device),
-                     SE3(self.poses.data.to(device)), self.intrinsics.to(device))
+        return Batch(
+            self.images.to(device),
+            self.depths.to(device),
+            self.has_depth.to(device),
+            SE3(self.poses.data.to(device)),
+            self.intrinsics.to(device),
+        )
 
     @property
     def size(self) -> int:
@@ -63,8 +68,9 @@ def clip_indices(rng: np.random.Generator, length: int, frames: int, max_gap: in
         raise ValueError(f"a clip of {frames} frames needs a sequence of at least {frames} frames, got {length}")
     max_gap = max(1, min(max_gap, length - 1))
     keyframe = int(rng.integers(0, length))
-    candidates = [k for k in range(keyframe - max_gap, keyframe + max_gap + 1)
-                  if abs(k - keyframe) >= min_gap and 0 <= k < length]
+    candidates = [
+        k for k in range(keyframe - max_gap, keyframe + max_gap + 1) if abs(k - keyframe) >= min_gap and 0 <= k < length
+    ]
     if len(candidates) < frames - 1:  # a short sequence: anything but the keyframe
         candidates = [k for k in range(length) if k != keyframe]
     gaps = np.array([abs(k - keyframe) for k in candidates], dtype=np.float64)
@@ -78,8 +84,14 @@ def collate(clips: list[Clip]) -> Batch:
     the world frame)."""
     images = torch.from_numpy(np.stack([c.images for c in clips])).permute(0, 1, 4, 2, 3).float() / 255.0
     height, width = images.shape[-2:]
-    depths = torch.stack([torch.from_numpy(c.depths.astype(np.float32)) if c.depths is not None
-                          else torch.zeros(len(c.images), height, width) for c in clips])
+    depths = torch.stack(
+        [
+            torch.from_numpy(c.depths.astype(np.float32))
+            if c.depths is not None
+            else torch.zeros(len(c.images), height, width)
+            for c in clips
+        ]
+    )
     has_depth = torch.tensor([c.depths is not None for c in clips])
     relative = [np.linalg.inv(c.poses_c2w) @ c.poses_c2w[0] for c in clips]  # world-to-camera, keyframe world
     poses = SE3.from_matrix(torch.from_numpy(np.stack(relative)).float())

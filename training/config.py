@@ -159,5 +159,5 @@ class TrainConfig:
         return self.schedule.motion_steps + self.schedule.joint_steps
 
     def stage(self, step: int) -> str:
-        """"motion" for the first ``motion_steps`` steps, then "joint"."""
+        """ "motion" for the first ``motion_steps`` steps, then "joint"."""
         return "motion" if step < self.schedule.motion_steps else "joint"

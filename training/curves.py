@@ -7,8 +7,12 @@ import csv
 from pathlib import Path
 
 #: validation metrics drawn, with their axis labels
-PANELS = (("abs_rel", "depth abs rel"), ("delta1", "depth delta < 1.25"), ("flow_px", "end-point error (px, 1/4 res)"),
-          ("rotation_deg", "rotation error (deg)"))
+PANELS = (
+    ("abs_rel", "depth abs rel"),
+    ("delta1", "depth delta < 1.25"),
+    ("flow_px", "end-point error (px, 1/4 res)"),
+    ("rotation_deg", "rotation error (deg)"),
+)
 
 
 def _read(path: Path) -> dict[str, list[float]]:

@@ -31,8 +31,9 @@ def refuse_evaluation_data(path: Path, evaluation: Path = SHARED_DATA) -> None:
     """Raise TrainingDataError when ``path`` is, holds or lies inside the evaluation data."""
     resolved, evaluation = path.resolve(), evaluation.resolve()
     if resolved == evaluation or evaluation in resolved.parents or resolved in evaluation.parents:
-        raise TrainingDataError(f"{path} holds the project's evaluation data ({evaluation}): "
-                                "it is the benchmark and is never trained on")
+        raise TrainingDataError(
+            f"{path} holds the project's evaluation data ({evaluation}): it is the benchmark and is never trained on"
+        )
 
 
 class FrameSequence:
@@ -72,7 +73,9 @@ class ScanNetScene:
                 self.names.append(name)
                 self.poses.append(pose)
         if not self.names:
-            raise TrainingDataError(f"ScanNet-style scene {folder}: no frame has an image, a depth map and a finite pose")
+            raise TrainingDataError(
+                f"ScanNet-style scene {folder}: no frame has an image, a depth map and a finite pose"
+            )
         intrinsic_file = folder / "intrinsic" / "intrinsic_depth.txt"
         if not intrinsic_file.is_file():
             raise TrainingDataError(f"ScanNet-style scene {folder} has no {intrinsic_file.relative_to(folder)}")
@@ -89,7 +92,9 @@ class ScanNetScene:
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         name = self.names[index]
         height, width = self.size
-        image = cv2.resize(read_image(self.folder / "color" / f"{name}.jpg"), (width, height), interpolation=cv2.INTER_AREA)
+        image = cv2.resize(
+            read_image(self.folder / "color" / f"{name}.jpg"), (width, height), interpolation=cv2.INTER_AREA
+        )
         depth = cv2.resize(self._depth(name), (width, height), interpolation=cv2.INTER_NEAREST)
         return image, depth, self.poses[index]
 
@@ -112,11 +117,14 @@ def open_sequences(data: DataConfig) -> list:
     options = SourceOptions(resize=(width, height))
     try:
         if data.kind == "tum":
-            sequences = [FrameSequence(TumSource(p, options=options))
-                         for p in _sequence_folders(root, lambda p: (p / "rgb.txt").is_file())]
+            sequences = [
+                FrameSequence(TumSource(p, options=options))
+                for p in _sequence_folders(root, lambda p: (p / "rgb.txt").is_file())
+            ]
         elif data.kind == "scannet":
-            sequences = [ScanNetScene(p, data.image_size)
-                         for p in _sequence_folders(root, lambda p: (p / "color").is_dir())]
+            sequences = [
+                ScanNetScene(p, data.image_size) for p in _sequence_folders(root, lambda p: (p / "color").is_dir())
+            ]
         else:
             kitti_root = root / "sequences"
             names = sorted(p.name for p in kitti_root.iterdir() if p.is_dir()) if kitti_root.is_dir() else []
@@ -125,7 +133,9 @@ def open_sequences(data: DataConfig) -> list:
         raise TrainingDataError(f"training data {root}: {err}") from None
     sequences = [s for s in sequences if len(s.valid) >= data.frames]
     if not sequences:
-        raise TrainingDataError(f"{root} holds no {data.kind} sequence with {data.frames} or more frames with ground-truth poses")
+        raise TrainingDataError(
+            f"{root} holds no {data.kind} sequence with {data.frames} or more frames with ground-truth poses"
+        )
     return sequences
 
 

@@ -36,7 +36,12 @@ def batches(config: TrainConfig, rank: int, epoch: int) -> Iterator[Batch]:
     """An endless iterator of :class:`Batch` of ``schedule.batch_size`` clips."""
     if config.data.kind != "synthetic":
         DatasetClips(config.data, config.augment, config.run.seed)  # open the dataset here: errors surface at once
-    loader = DataLoader(ClipStream(config, rank, epoch), batch_size=config.schedule.batch_size, collate_fn=collate,
-                        num_workers=config.data.workers, persistent_workers=config.data.workers > 0,
-                        prefetch_factor=2 if config.data.workers > 0 else None)
+    loader = DataLoader(
+        ClipStream(config, rank, epoch),
+        batch_size=config.schedule.batch_size,
+        collate_fn=collate,
+        num_workers=config.data.workers,
+        persistent_workers=config.data.workers > 0,
+        prefetch_factor=2 if config.data.workers > 0 else None,
+    )
     return iter(loader)

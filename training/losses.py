@@ -38,26 +38,36 @@ def smoothness(depth: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> 
     dy = (normalised[:, 1:] - normalised[:, :-1]).abs()
     ix = (image[:, :, :, 1:] - image[:, :, :, :-1]).abs().mean(1)
     iy = (image[:, :, 1:] - image[:, :, :-1]).abs().mean(1)
-    return (masked_mean(dx * torch.exp(-10 * ix), mask[:, :, 1:] & mask[:, :, :-1])
-            + masked_mean(dy * torch.exp(-10 * iy), mask[:, 1:] & mask[:, :-1]))
+    return masked_mean(dx * torch.exp(-10 * ix), mask[:, :, 1:] & mask[:, :, :-1]) + masked_mean(
+        dy * torch.exp(-10 * iy), mask[:, 1:] & mask[:, :-1]
+    )
 
 
-def depth_loss(estimate: DepthEstimate, depth_gt: torch.Tensor, has_depth: torch.Tensor, image: torch.Tensor,
-               depth_range: tuple[float, float], config: LossConfig) -> torch.Tensor:
+def depth_loss(
+    estimate: DepthEstimate,
+    depth_gt: torch.Tensor,
+    has_depth: torch.Tensor,
+    image: torch.Tensor,
+    depth_range: tuple[float, float],
+    config: LossConfig,
+) -> torch.Tensor:
     """Keyframe depth loss: sum over heads k of ``head_gamma^(K-1-k)`` times the L1 error (metres)
     where ground truth is valid, plus ``smoothness`` on the final depth where it is not.
     ``depth_gt`` (B, H, W), ``has_depth`` (B,), ``image`` (B, 3, H, W) in [0, 1]."""
     valid = depth_valid_mask(depth_gt, has_depth, depth_range)
     heads = estimate.head_depths
-    loss = sum(config.head_gamma ** (len(heads) - 1 - k) * masked_mean((head - depth_gt).abs(), valid)
-               for k, head in enumerate(heads))
+    loss = sum(
+        config.head_gamma ** (len(heads) - 1 - k) * masked_mean((head - depth_gt).abs(), valid)
+        for k, head in enumerate(heads)
+    )
     if config.smoothness:
         loss = loss + config.smoothness * smoothness(estimate.depth, image, ~valid)
     return loss
 
 
-def induced_flow_error(poses: SE3, poses_true: SE3, depths: torch.Tensor, intrinsics: torch.Tensor,
-                       ii: torch.Tensor, jj: torch.Tensor) -> torch.Tensor:
+def induced_flow_error(
+    poses: SE3, poses_true: SE3, depths: torch.Tensor, intrinsics: torch.Tensor, ii: torch.Tensor, jj: torch.Tensor
+) -> torch.Tensor:
     """Mean end-point distance (pixels at the depths' resolution) between the reprojections of
     frame ii's pixels into frame jj under ``poses`` and under ``poses_true`` (both SE3 (B, N)
     world-to-camera), through ``depths`` (B, N, h, w), over pixels valid under the true poses."""
@@ -66,8 +76,9 @@ def induced_flow_error(poses: SE3, poses_true: SE3, depths: torch.Tensor, intrin
     return masked_mean((coords - coords_true).norm(dim=-1), valid)
 
 
-def flow_terms(flow: FlowEstimate, poses_true: SE3, depths: torch.Tensor, ii: torch.Tensor,
-               jj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def flow_terms(
+    flow: FlowEstimate, poses_true: SE3, depths: torch.Tensor, ii: torch.Tensor, jj: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The two small motion terms: the confidence-weighted L1 distance between the predicted
     targets and the true reprojections, and the mean of -log(confidence), both over the pixels
     valid under the true poses (through ``depths``, (B, N, h, w))."""
@@ -100,6 +111,8 @@ def pose_errors(poses: SE3, poses_true: SE3, scale: torch.Tensor) -> dict[str, t
     # camera-from-keyframe translations: the keyframe's centre seen from the frame
     t, t_true = relative.translation(), relative_true.translation()
     moving = t_true.norm(dim=-1) > 0.01 * scale[:, None]
-    return {"rotation_deg": rotation.mean(),
-            "translation_deg": masked_mean(direction, moving),
-            "translation_rel": ((t - t_true).norm(dim=-1) / scale[:, None]).mean()}
+    return {
+        "rotation_deg": rotation.mean(),
+        "translation_deg": masked_mean(direction, moving),
+        "translation_rel": ((t - t_true).norm(dim=-1) / scale[:, None]).mean(),
+    }

@@ -100,21 +100,30 @@ class DeepV2DTraining(nn.Module):
             estimates.append(self.depth.depth(depth_features, poses, intrinsics, size))
 
         image_k = images[:, 0]
-        depth_term = sum(depth_loss(e, keyframe_depth, has_depth, image_k, config.model.depth_range, losses)
-                         for e in estimates) / len(estimates)
+        depth_term = sum(
+            depth_loss(e, keyframe_depth, has_depth, image_k, config.model.depth_range, losses) for e in estimates
+        ) / len(estimates)
         motion_term = losses.flow * flow_loss + losses.residual * residual_loss + losses.weights * confidence_loss
         total = depth_term + motion_term / schedule.gauss_newton_steps
 
         with torch.no_grad():
             valid = (keyframe_depth > 0) & known
             final = estimates[-1].depth
-            abs_rel = ((final - keyframe_depth).abs() / keyframe_depth.clamp(min=1e-6))[valid].mean() if valid.any() \
+            abs_rel = (
+                ((final - keyframe_depth).abs() / keyframe_depth.clamp(min=1e-6))[valid].mean()
+                if valid.any()
                 else final.new_tensor(float("nan"))
+            )
             errors = pose_errors(poses, poses_true, median)
             start_flow = induced_flow_error(start, poses_true, reference, flow.intrinsics, ii, jj)
             final_flow = induced_flow_error(poses, poses_true, reference, flow.intrinsics, ii, jj)
-        metrics = {"loss": float(total.detach()), "depth_loss": float(depth_term.detach()),
-                   "flow_loss": float(flow_loss.detach()) / schedule.gauss_newton_steps,
-                   "abs_rel": float(abs_rel), "flow_px": float(final_flow),
-                   "start_flow_px": float(start_flow), **{k: float(v) for k, v in errors.items()}}
+        metrics = {
+            "loss": float(total.detach()),
+            "depth_loss": float(depth_term.detach()),
+            "flow_loss": float(flow_loss.detach()) / schedule.gauss_newton_steps,
+            "abs_rel": float(abs_rel),
+            "flow_px": float(final_flow),
+            "start_flow_px": float(start_flow),
+            **{k: float(v) for k, v in errors.items()},
+        }
         return total, metrics

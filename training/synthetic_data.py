@@ -23,7 +23,9 @@ PATH_FRAMES = {"room": 150, "road": 60}
 MEDIAN_DEPTH_SHARE = (0.08, 0.4)
 
 
-def _random_camera(rng: np.random.Generator, kind: str, size: tuple[int, int], focal_range: tuple[float, float]) -> Camera:
+def _random_camera(
+    rng: np.random.Generator, kind: str, size: tuple[int, int], focal_range: tuple[float, float]
+) -> Camera:
     """A pinhole camera with focal length drawn from ``focal_range`` (x image width; driving
     scenes use the wide half) and the principal point up to 3% of the size off centre."""
     height, width = size
@@ -43,8 +45,15 @@ class SyntheticClips:
     and data worker) make the stream reproducible; ``validation`` draws scenes from a seed
     range training never uses, without photometric augmentation."""
 
-    def __init__(self, data: DataConfig, augment: AugmentConfig, depth_range: tuple[float, float], seed: int,
-                 stream: int = 0, validation: bool = False):
+    def __init__(
+        self,
+        data: DataConfig,
+        augment: AugmentConfig,
+        depth_range: tuple[float, float],
+        seed: int,
+        stream: int = 0,
+        validation: bool = False,
+    ):
         self.data = data
         self.augment = augment
         self.depth_range = depth_range
@@ -59,18 +68,25 @@ class SyntheticClips:
         camera = _random_camera(rng, kind, self.data.image_size, self.data.focal_range)
         photometric = Photometric()
         if not self.validation:
-            photometric = Photometric(noise=float(rng.uniform(*self.augment.noise)),
-                                      vignetting=float(rng.uniform(*self.augment.vignetting)),
-                                      motion_blur=float(rng.uniform(0.2, 0.8)) if rng.uniform() < self.augment.blur_share else 0.0,
-                                      blur_samples=3)
+            photometric = Photometric(
+                noise=float(rng.uniform(*self.augment.noise)),
+                vignetting=float(rng.uniform(*self.augment.vignetting)),
+                motion_blur=float(rng.uniform(0.2, 0.8)) if rng.uniform() < self.augment.blur_share else 0.0,
+                blur_samples=3,
+            )
         scene_seed = self._scene_base + int(rng.integers(0, 100_000_000))
         return SyntheticSequence(kind, scene_seed, num_frames=PATH_FRAMES[kind], camera=camera, photometric=photometric)
 
     def _clip(self, sequence: SyntheticSequence) -> Clip | None:
         rng = self.rng
         divisor = 1 if sequence.kind == "room" else 3
-        indices = clip_indices(rng, len(sequence), self.data.frames, max(1, self.data.max_gap // divisor),
-                               max(1, self.data.min_gap // divisor))
+        indices = clip_indices(
+            rng,
+            len(sequence),
+            self.data.frames,
+            max(1, self.data.max_gap // divisor),
+            max(1, self.data.min_gap // divisor),
+        )
         rendered = [sequence.render(k) for k in indices]
         images = np.stack([image for image, _ in rendered])
         depths = np.stack([depth for _, depth in rendered]).astype(np.float32)

@@ -63,8 +63,9 @@ def _load_networks(model: DeepV2DTraining, checkpoint: dict, source: str, allow_
             missing, unexpected = [], [str(err).splitlines()[-1].strip()]
         if unexpected or (missing and not allow_new_layers):
             problem = unexpected[0] if unexpected else f"it lacks {', '.join(missing)}"
-            raise V2DError(f"{source}: its {name} network does not fit model.size={model.config.model.size} "
-                           f"({problem})")
+            raise V2DError(
+                f"{source}: its {name} network does not fit model.size={model.config.model.size} ({problem})"
+            )
         if missing:  # layers this architecture adds start from their fresh initialisation
             log.warning("%s: %s network layers absent there start fresh: %s", source, name, ", ".join(missing))
 
@@ -87,20 +88,36 @@ def write_model_card(path: Path, summary: dict) -> None:
     """A Markdown model card from a training summary (command, seed, data, steps, wall time,
     validation metrics, configuration)."""
     metrics = summary["validation"]
-    lines = [f"# DeepV2D {summary['model_size']} weights", "",
-             "Trained by this project's `v2d train` on CPU, from the synthetic generator only (never on the evaluation data).", "",
-             "| | |", "|---|---|",
-             f"| command | `{summary['command']}` |",
-             f"| seed | {summary['seed']} |",
-             f"| initialised from | {summary['init'] or 'random weights (the seed)'} |",
-             f"| data | {summary['data']} |",
-             f"| steps | {summary['step']} (batch {summary['batch_size']} x {summary['processes']} process(es)) |",
-             f"| wall time | {summary['wall_time_h']:.2f} h on {_machine_text(summary['machine'])} |",
-             f"| torch | {summary['torch']} |", "",
-             "## Validation (fixed synthetic set, training/validation.py)", "",
-             "| metric | value |", "|---|---|"]
+    lines = [
+        f"# DeepV2D {summary['model_size']} weights",
+        "",
+        "Trained by this project's `v2d train` on CPU, from the synthetic generator only (never on the evaluation data).",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| command | `{summary['command']}` |",
+        f"| seed | {summary['seed']} |",
+        f"| initialised from | {summary['init'] or 'random weights (the seed)'} |",
+        f"| data | {summary['data']} |",
+        f"| steps | {summary['step']} (batch {summary['batch_size']} x {summary['processes']} process(es)) |",
+        f"| wall time | {summary['wall_time_h']:.2f} h on {_machine_text(summary['machine'])} |",
+        f"| torch | {summary['torch']} |",
+        "",
+        "## Validation (fixed synthetic set, training/validation.py)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
     lines += [f"| {name} | {value:.4f} |" for name, value in metrics.items()]
-    lines += ["", "## Configuration", "", "```yaml", yaml.safe_dump(summary["config"], sort_keys=False).strip(), "```", ""]
+    lines += [
+        "",
+        "## Configuration",
+        "",
+        "```yaml",
+        yaml.safe_dump(summary["config"], sort_keys=False).strip(),
+        "```",
+        "",
+    ]
     path.write_text("\n".join(lines))
 
 
@@ -111,8 +128,17 @@ class Trainer:
     ``stop_at``: stop after this step (the schedule still spans the configured steps; a later
     ``resume`` goes on), so long schedules can be trained in pieces."""
 
-    def __init__(self, config: TrainConfig, out_dir: str | Path, device: str = "cpu", resume: bool = False,
-                 init: str | None = None, command: str = "v2d train", progress: bool = True, stop_at: int | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        out_dir: str | Path,
+        device: str = "cpu",
+        resume: bool = False,
+        init: str | None = None,
+        command: str = "v2d train",
+        progress: bool = True,
+        stop_at: int | None = None,
+    ):
         self.config = config
         self.out = Path(out_dir)
         self.command = command
@@ -122,8 +148,9 @@ class Trainer:
         torch.set_num_threads(config.run.threads)
         torch.manual_seed(config.run.seed)  # the same initial weights in every process
         self.model = DeepV2DTraining(*build_networks(config), config).to(self.process.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.schedule.lr,
-                                           weight_decay=config.schedule.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.schedule.lr, weight_decay=config.schedule.weight_decay
+        )
         self.step = 0
         self.wall_time = 0.0
         self.best_score = math.inf
@@ -133,12 +160,14 @@ class Trainer:
                 raise V2DError(f"--resume: no checkpoint {last} to resume from")
             self._restore(load_checkpoint(last))
         elif last.is_file():
-            raise V2DError(f"{self.out} already holds a training run (last.pt): pass --resume to continue it, "
-                           "or choose another --out")
+            raise V2DError(
+                f"{self.out} already holds a training run (last.pt): pass --resume to continue it, "
+                "or choose another --out"
+            )
         elif init:
             _load_networks(self.model, load_checkpoint(init), init, allow_new_layers=True)
         self.init = init
-        self.wrapped = (DistributedDataParallel(self.model) if self.process.distributed else self.model)
+        self.wrapped = DistributedDataParallel(self.model) if self.process.distributed else self.model
         self._validation = None
 
     # ------------------------------------------------------------------ checkpoints
@@ -159,21 +188,39 @@ class Trainer:
         if not self.process.is_main:
             return
         temporary = self.out / "last.pt.tmp"
-        save_checkpoint(temporary, self.model.depth, self.model.motion,
-                        extra={"training": self._training_state(), "optimizer": self.optimizer.state_dict(),
-                               "config": to_dict(self.config)})
+        save_checkpoint(
+            temporary,
+            self.model.depth,
+            self.model.motion,
+            extra={
+                "training": self._training_state(),
+                "optimizer": self.optimizer.state_dict(),
+                "config": to_dict(self.config),
+            },
+        )
         os.replace(temporary, self.out / "last.pt")
 
     def _summary(self, metrics: dict[str, float]) -> dict:
         from slam.system.machine import machine_summary
 
         data = self.config.data
-        return {"model_size": self.config.model.size, "command": self.command, "seed": self.config.run.seed,
-                "data": "synthetic generator (rooms and streets, on the fly)" if data.kind == "synthetic"
-                        else f"{data.kind} at {data.path}",
-                "step": self.step, "batch_size": self.config.schedule.batch_size, "processes": self.process.world_size,
-                "wall_time_h": self.wall_time / 3600.0, "machine": machine_summary(), "torch": str(torch.__version__),
-                "init": self.init, "validation": metrics, "config": to_dict(self.config)}
+        return {
+            "model_size": self.config.model.size,
+            "command": self.command,
+            "seed": self.config.run.seed,
+            "data": "synthetic generator (rooms and streets, on the fly)"
+            if data.kind == "synthetic"
+            else f"{data.kind} at {data.path}",
+            "step": self.step,
+            "batch_size": self.config.schedule.batch_size,
+            "processes": self.process.world_size,
+            "wall_time_h": self.wall_time / 3600.0,
+            "machine": machine_summary(),
+            "torch": str(torch.__version__),
+            "init": self.init,
+            "validation": metrics,
+            "config": to_dict(self.config),
+        }
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> dict[str, float]:
@@ -182,11 +229,18 @@ class Trainer:
         if self._validation is None:
             self._validation = validation_clips(self.config)
         self.model.eval()
-        metrics = evaluate_modules(self.model.depth, self.model.motion, self._validation, self.config,
-                                   device=self.process.device)
+        metrics = evaluate_modules(
+            self.model.depth, self.model.motion, self._validation, self.config, device=self.process.device
+        )
         self.model.train()
-        _append_csv(self.out / "validation.csv", {"step": self.step, "wall_time_s": round(self.wall_time, 1),
-                                                   **{k: round(v, 5) for k, v in metrics.items()}})
+        _append_csv(
+            self.out / "validation.csv",
+            {
+                "step": self.step,
+                "wall_time_s": round(self.wall_time, 1),
+                **{k: round(v, 5) for k, v in metrics.items()},
+            },
+        )
         if metrics["score"] < self.best_score:
             self.best_score = metrics["score"]
             summary = self._summary(metrics)
@@ -228,8 +282,14 @@ class Trainer:
         config, main = self.config, self.process.is_main
         stream = batches(config, self.process.rank, self.step)
         generator = torch.Generator()
-        bar = tqdm(total=config.total_steps, initial=self.step, disable=not (main and self.progress), mininterval=5,
-                   desc="v2d train", unit="step")
+        bar = tqdm(
+            total=config.total_steps,
+            initial=self.step,
+            disable=not (main and self.progress),
+            mininterval=5,
+            desc="v2d train",
+            unit="step",
+        )
         totals: dict[str, float] = {}
         count = 0
         while self.step < self.stop_at:
@@ -254,9 +314,14 @@ class Trainer:
             count += 1
             bar.update(1)
             if main and (self.step % config.run.log_every == 0 or self.step == self.stop_at):
-                row = {"step": self.step, "stage": stage, "wall_time_s": round(self.wall_time, 1),
-                       "lr": f"{self.optimizer.param_groups[0]['lr']:.3g}", "grad_norm": round(float(grad_norm), 4),
-                       **{k: round(v / count, 5) for k, v in totals.items()}}
+                row = {
+                    "step": self.step,
+                    "stage": stage,
+                    "wall_time_s": round(self.wall_time, 1),
+                    "lr": f"{self.optimizer.param_groups[0]['lr']:.3g}",
+                    "grad_norm": round(float(grad_norm), 4),
+                    **{k: round(v / count, 5) for k, v in totals.items()},
+                }
                 _append_csv(self.out / "train_log.csv", row)
                 bar.set_postfix(loss=row["loss"], abs_rel=row["abs_rel"], flow_px=row["flow_px"])
                 totals, count = {}, 0

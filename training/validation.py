@@ -28,7 +28,9 @@ VALIDATION_SEED = 20260101
 
 def validation_clips(config: TrainConfig) -> list[Clip]:
     """``config.run.validation_clips`` clips from validation-only scene seeds, no augmentation."""
-    stream = SyntheticClips(config.data, config.augment, config.model.depth_range, seed=VALIDATION_SEED, validation=True)
+    stream = SyntheticClips(
+        config.data, config.augment, config.model.depth_range, seed=VALIDATION_SEED, validation=True
+    )
     return stream.take(config.run.validation_clips)
 
 
@@ -39,8 +41,14 @@ def validation_score(metrics: dict[str, float]) -> float:
 
 
 @torch.no_grad()
-def evaluate_modules(depth_module: DepthModule, motion_module: MotionModule, clips: list[Clip], config: TrainConfig,
-                     motion_steps: int | None = None, device: str | torch.device = "cpu") -> dict[str, float]:
+def evaluate_modules(
+    depth_module: DepthModule,
+    motion_module: MotionModule,
+    clips: list[Clip],
+    config: TrainConfig,
+    motion_steps: int | None = None,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
     """Mean metrics of the modules over ``clips``: depth metrics of the keyframe (from true
     poses, inside the depth range), and pose errors after ``motion_steps`` Gauss-Newton steps
     (default: the schedule's, doubled as at test time) from the same seeded perturbations."""
@@ -53,7 +61,9 @@ def evaluate_modules(depth_module: DepthModule, motion_module: MotionModule, cli
         batch = collate([clip]).to(device)
         size = tuple(batch.images.shape[-2:])
         estimate = depth_module.depth(depth_module.encode(batch.images), batch.poses, batch.intrinsics, size)
-        per_clip_depth.append(depth_metrics(estimate.depth[0].cpu().numpy(), clip.depths[0], min_depth=low, max_depth=high))
+        per_clip_depth.append(
+            depth_metrics(estimate.depth[0].cpu().numpy(), clip.depths[0], min_depth=low, max_depth=high)
+        )
 
         frames = batch.images.shape[1]
         keyframe_depth = batch.depths[:, 0]
@@ -67,9 +77,13 @@ def evaluate_modules(depth_module: DepthModule, motion_module: MotionModule, cli
             flow = motion_module.flow(features, small, poses, batch.intrinsics, ii, jj, size)
             poses = gauss_newton_step(poses, small, flow.intrinsics, ii, jj, flow.targets, flow.weights)
         errors = pose_errors(poses, batch.poses, median)
-        motion.append({"flow_px": float(induced_flow_error(poses, batch.poses, small, flow.intrinsics, ii, jj)),
-                       "start_flow_px": float(induced_flow_error(start, batch.poses, small, flow.intrinsics, ii, jj)),
-                       **{k: float(v) for k, v in errors.items()}})
+        motion.append(
+            {
+                "flow_px": float(induced_flow_error(poses, batch.poses, small, flow.intrinsics, ii, jj)),
+                "start_flow_px": float(induced_flow_error(start, batch.poses, small, flow.intrinsics, ii, jj)),
+                **{k: float(v) for k, v in errors.items()},
+            }
+        )
     depth = average_depth_metrics(per_clip_depth)
     metrics = {k: depth[k] for k in ("abs_rel", "sq_rel", "rmse", "delta1")}
     metrics.update({k: float(np.mean([m[k] for m in motion])) for k in motion[0]})

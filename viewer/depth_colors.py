@@ -24,6 +24,8 @@ def colorize_depth(depth: np.ndarray, near: float | None = None, far: float | No
     return out
 
 
-def side_by_side(image: np.ndarray, depth: np.ndarray, near: float | None = None, far: float | None = None) -> np.ndarray:
+def side_by_side(
+    image: np.ndarray, depth: np.ndarray, near: float | None = None, far: float | None = None
+) -> np.ndarray:
     """An RGB image and its colour-mapped depth next to each other, (H, 2W, 3) RGB uint8."""
     return np.concatenate([image, colorize_depth(depth, near, far)], axis=1)

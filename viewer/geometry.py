@@ -29,10 +29,10 @@ def frustum_segments(poses_c2w: np.ndarray, intrinsics: np.ndarray, size: tuple[
     u = np.array([-0.5, width - 0.5, width - 0.5, -0.5])
     v = np.array([-0.5, -0.5, height - 0.5, height - 0.5])
     corners_camera = np.stack([(u - cx) / fx * depth, (v - cy) / fy * depth, np.full(4, depth)], axis=1)  # (4, 3)
-    centres = poses[:, :3, 3]                                                       # (K, 3)
+    centres = poses[:, :3, 3]  # (K, 3)
     corners = np.einsum("kij,cj->kci", poses[:, :3, :3], corners_camera) + centres[:, None]  # (K, 4, 3)
-    edges = np.stack([np.broadcast_to(centres[:, None], corners.shape), corners], axis=2)   # (K, 4, 2, 3)
-    rectangle = np.stack([corners, np.roll(corners, -1, axis=1)], axis=2)                 # (K, 4, 2, 3)
+    edges = np.stack([np.broadcast_to(centres[:, None], corners.shape), corners], axis=2)  # (K, 4, 2, 3)
+    rectangle = np.stack([corners, np.roll(corners, -1, axis=1)], axis=2)  # (K, 4, 2, 3)
     return np.concatenate([edges, rectangle], axis=1).reshape(-1, 2, 3)
 
 

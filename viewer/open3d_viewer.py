@@ -67,8 +67,10 @@ def _line_set(segments: np.ndarray, colour: tuple[int, int, int] | np.ndarray):
     import open3d as o3d
 
     segments = np.asarray(segments, dtype=np.float64).reshape(-1, 2, 3)
-    line_set = o3d.geometry.LineSet(o3d.utility.Vector3dVector(segments.reshape(-1, 3)),
-                                    o3d.utility.Vector2iVector(np.arange(2 * len(segments)).reshape(-1, 2)))
+    line_set = o3d.geometry.LineSet(
+        o3d.utility.Vector3dVector(segments.reshape(-1, 3)),
+        o3d.utility.Vector2iVector(np.arange(2 * len(segments)).reshape(-1, 2)),
+    )
     colours = np.broadcast_to(np.asarray(colour, dtype=np.float64) / 255.0, (len(segments), 3))
     line_set.colors = o3d.utility.Vector3dVector(np.ascontiguousarray(colours))
     return line_set
@@ -87,19 +89,26 @@ class _Open3DWindow:
         self.snapshot_requested = False
         self.vis = o3d.visualization.VisualizerWithKeyCallback()
         if not self.vis.create_window(window_name=f"v2d: {title}", width=VIEW_SIZE[0], height=VIEW_SIZE[1]):
-            raise V2DError("Open3D could not open a window on this display (try --viewer qt, or unset DISPLAY "
-                           "for software-rendered snapshots)")
+            raise V2DError(
+                "Open3D could not open a window on this display (try --viewer qt, or unset DISPLAY "
+                "for software-rendered snapshots)"
+            )
         options = self.vis.get_render_option()
         options.background_color = np.asarray(panels.BACKGROUND, dtype=np.float64) / 255.0
         options.point_size = 2.0
         options.line_width = 3.0
         self.cloud = o3d.geometry.PointCloud()
-        self.path = o3d.geometry.PointCloud()   # the trajectory again, as dots: Open3D draws 1-pixel lines
+        self.path = o3d.geometry.PointCloud()  # the trajectory again, as dots: Open3D draws 1-pixel lines
         self.lines = o3d.geometry.LineSet()
         self._cloud_shown = None
         self._added = False
-        keys = {ord(" "): self._toggle_pause, ord("F"): self._toggle_frame, ord("R"): self._reframe,
-                ord("E"): self._export, ord("S"): self._snapshot}
+        keys = {
+            ord(" "): self._toggle_pause,
+            ord("F"): self._toggle_frame,
+            ord("R"): self._reframe,
+            ord("E"): self._export,
+            ord("S"): self._snapshot,
+        }
         for key, callback in keys.items():
             self.vis.register_key_callback(key, callback)
 
@@ -133,7 +142,9 @@ class _Open3DWindow:
             self._cloud_shown = state.cloud
         samples = _along(state.trajectory, 4)
         self.path.points = o3d.utility.Vector3dVector(samples)
-        self.path.colors = o3d.utility.Vector3dVector(np.tile(np.asarray(panels.TRAJECTORY, np.float64) / 255, (len(samples), 1)))
+        self.path.colors = o3d.utility.Vector3dVector(
+            np.tile(np.asarray(panels.TRAJECTORY, np.float64) / 255, (len(samples), 1))
+        )
         parts = _scene_lines(state)
         segments = np.concatenate([p[0] for p in parts])
         colours = np.concatenate([np.broadcast_to(np.asarray(c, np.float64), (len(s), 3)) for s, c in parts])
@@ -157,8 +168,9 @@ class _Open3DWindow:
         parameters = control.convert_to_pinhole_camera_parameters()
         width, height = parameters.intrinsic.width, parameters.intrinsic.height
         focal = 0.5 * height / np.tan(np.radians(FIELD_OF_VIEW) / 2)
-        parameters.intrinsic = o3d.camera.PinholeCameraIntrinsic(width, height, focal, focal, width / 2 - 0.5,
-                                                                 height / 2 - 0.5)
+        parameters.intrinsic = o3d.camera.PinholeCameraIntrinsic(
+            width, height, focal, focal, width / 2 - 0.5, height / 2 - 0.5
+        )
         eye, target = default_view(state)
         world_to_camera = np.eye(4)
         world_to_camera[:3, :3] = look_at(eye, target)
@@ -196,11 +208,19 @@ def _scene_lines(state: SceneState) -> list[tuple[np.ndarray, tuple[int, int, in
     parts += [(axis[None], colour) for axis, colour in zip(axes_segments(spacing), panels.AXES)]
     if state.intrinsics is not None:
         keyframe_depth, camera_depth = state.frustum_depths()
-        parts.append((frustum_segments(state.keyframe_poses_c2w, state.intrinsics, state.image_size, keyframe_depth),
-                      panels.KEYFRAMES))
+        parts.append(
+            (
+                frustum_segments(state.keyframe_poses_c2w, state.intrinsics, state.image_size, keyframe_depth),
+                panels.KEYFRAMES,
+            )
+        )
         if state.current_pose_c2w is not None:
-            parts.append((frustum_segments(state.current_pose_c2w, state.intrinsics, state.image_size, camera_depth),
-                          panels.CAMERA))
+            parts.append(
+                (
+                    frustum_segments(state.current_pose_c2w, state.intrinsics, state.image_size, camera_depth),
+                    panels.CAMERA,
+                )
+            )
     if state.ground_truth is not None:
         parts.append((polyline_segments(state.ground_truth), panels.GROUND_TRUTH))
     parts.append((polyline_segments(state.trajectory), panels.TRAJECTORY))
@@ -212,8 +232,10 @@ def show(worker: SlamWorker, options: ViewerOptions, title: str) -> bool:
     window) or the window is closed. Returns True when interrupted with Ctrl-C."""
     windowed = has_display()
     if not windowed and options.snapshot_every is None and options.screenshot is None:
-        raise V2DError("--viewer open3d without a display shows nothing: add --snapshot-every N (and --snapshot-dir "
-                       "DIR) or --screenshot PATH for offscreen pictures, or use --viewer none")
+        raise V2DError(
+            "--viewer open3d without a display shows nothing: add --snapshot-every N (and --snapshot-dir "
+            "DIR) or --screenshot PATH for offscreen pictures, or use --viewer none"
+        )
     window = _Open3DWindow(title, worker.control) if windowed else None
     scene = LiveScene(worker.control, max_points=options.max_points)
     picture = _Picture(window)

@@ -18,11 +18,20 @@ GRID = (80, 80, 80)
 BACKGROUND = (16, 16, 20)
 AXES = ((230, 40, 40), (40, 200, 40), (60, 90, 255))
 #: RGB colour of each tracking status
-STATUS = {"tracked": (0, 190, 0), "keyframe": (0, 150, 255), "lost": (230, 30, 30),
-          "initialising": (230, 170, 0), "starting": (130, 130, 130)}
+STATUS = {
+    "tracked": (0, 190, 0),
+    "keyframe": (0, 150, 255),
+    "lost": (230, 30, 30),
+    "initialising": (230, 170, 0),
+    "starting": (130, 130, 130),
+}
 #: legend entries: (label, colour)
-LEGEND = (("estimated trajectory", TRAJECTORY), ("ground truth (Sim3-aligned)", GROUND_TRUTH),
-          ("keyframes", KEYFRAMES), ("current camera", CAMERA))
+LEGEND = (
+    ("estimated trajectory", TRAJECTORY),
+    ("ground truth (Sim3-aligned)", GROUND_TRUTH),
+    ("keyframes", KEYFRAMES),
+    ("current camera", CAMERA),
+)
 #: width of the side panel in pixels
 PANEL_WIDTH = 320
 
@@ -62,7 +71,7 @@ def side_panel(state: SceneState, height: int, width: int = PANEL_WIDTH) -> np.n
         rows, columns = min(len(fitted), height - y), fitted.shape[1]
         left = margin + (inner - columns) // 2
         if rows > 0:
-            panel[y:y + rows, left:left + columns] = fitted[:rows]
+            panel[y : y + rows, left : left + columns] = fitted[:rows]
             if border is not None:
                 cv2.rectangle(panel, (left - 2, y - 2), (left + columns + 1, y + rows + 1), border, 3)
         y += rows + 4

@@ -40,8 +40,14 @@ SCENE_INTERVAL = 1.0
 #: size of the 3D view when the window opens
 VIEW_SIZE = (960, 720)
 #: layers the user can toggle: (key, label)
-LAYERS = (("cloud", "point cloud"), ("trajectory", "trajectory"), ("ground_truth", "ground truth"),
-          ("keyframes", "keyframes"), ("camera", "current camera"), ("grid", "grid and axes"))
+LAYERS = (
+    ("cloud", "point cloud"),
+    ("trajectory", "trajectory"),
+    ("ground_truth", "ground truth"),
+    ("keyframes", "keyframes"),
+    ("camera", "current camera"),
+    ("grid", "grid and axes"),
+)
 
 
 #: OpenGL state of the layers drawn over everything else (no depth test), in the order added
@@ -92,7 +98,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self._finished = False
         self._auto_frame = True
         self._cloud_shown = None
-        self._scene_drawn = -np.inf   # time.monotonic() of the last 3D redraw
+        self._scene_drawn = -np.inf  # time.monotonic() of the last 3D redraw
         self._screenshots = 0
         self.setWindowTitle(f"v2d: {title}")
         self._build()
@@ -133,9 +139,12 @@ class ViewerWindow(QtWidgets.QMainWindow):
             label.setStyleSheet("background: black")
         self.stats_label = QtWidgets.QLabel()
         self.stats_label.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.FixedFont))
-        legend = QtWidgets.QLabel("<br>".join(
-            f"<span style='color: rgb{colour}; font-weight: bold'>&#9644;&#9644;</span> {label}"
-            for label, colour in panels.LEGEND))
+        legend = QtWidgets.QLabel(
+            "<br>".join(
+                f"<span style='color: rgb{colour}; font-weight: bold'>&#9644;&#9644;</span> {label}"
+                for label, colour in panels.LEGEND
+            )
+        )
         layout.addWidget(self.status_label)
         layout.addWidget(self.frame_label)
         layout.addWidget(QtWidgets.QLabel("newest keyframe depth (near red, far blue)"))
@@ -213,8 +222,9 @@ class ViewerWindow(QtWidgets.QMainWindow):
 
     def _frame(self, state: SceneState) -> None:
         centre = to_display(state.centre())
-        self.view.setCameraPosition(pos=QtGui.QVector3D(*map(float, centre)), distance=1.3 * state.extent(),
-                                    elevation=30, azimuth=-90)
+        self.view.setCameraPosition(
+            pos=QtGui.QVector3D(*map(float, centre)), distance=1.3 * state.extent(), elevation=30, azimuth=-90
+        )
 
     def save_screenshot(self, path: str | Path | None = None) -> Path:
         """Save the whole window (3D view and side panel) as PNG; by default as
@@ -247,8 +257,11 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.show_state(self.scene.update(force=True))
         QtWidgets.QApplication.processEvents()
         error = self.worker.error
-        self.statusBar().showMessage(f"run failed: {error}" if error is not None and not isinstance(error, KeyboardInterrupt)
-                                     else f"finished: outputs written to {self.options.out_dir}")
+        self.statusBar().showMessage(
+            f"run failed: {error}"
+            if error is not None and not isinstance(error, KeyboardInterrupt)
+            else f"finished: outputs written to {self.options.out_dir}"
+        )
         if self.options.screenshot is not None:
             self.save_screenshot(self.options.screenshot)
         if self.options.exit_when_done or self._closing:
@@ -275,10 +288,16 @@ class ViewerWindow(QtWidgets.QMainWindow):
         items["ground_truth"].setData(pos=to_display(gt) if gt is not None else np.zeros((0, 3), np.float32))
         if state.intrinsics is not None:
             keyframe_depth, camera_depth = state.frustum_depths()
-            items["keyframes"].setData(pos=_segments_to_lines(
-                frustum_segments(state.keyframe_poses_c2w, state.intrinsics, state.image_size, keyframe_depth)))
-            current = np.zeros((0, 2, 3)) if state.current_pose_c2w is None else \
-                frustum_segments(state.current_pose_c2w, state.intrinsics, state.image_size, camera_depth)
+            items["keyframes"].setData(
+                pos=_segments_to_lines(
+                    frustum_segments(state.keyframe_poses_c2w, state.intrinsics, state.image_size, keyframe_depth)
+                )
+            )
+            current = (
+                np.zeros((0, 2, 3))
+                if state.current_pose_c2w is None
+                else frustum_segments(state.current_pose_c2w, state.intrinsics, state.image_size, camera_depth)
+            )
             items["camera"].setData(pos=_segments_to_lines(current))
         spacing = nice_spacing(state.extent())
         items["grid"].setData(pos=_segments_to_lines(grid_segments(state.centre(), state.ground_level(), spacing)))
@@ -299,8 +318,11 @@ class ViewerWindow(QtWidgets.QMainWindow):
         for label, image in ((self.frame_label, state.frame), (self.depth_label, state.depth)):
             if image is not None:
                 pixmap = QtGui.QPixmap.fromImage(_qimage(image))
-                label.setPixmap(pixmap.scaled(label.width() - 6, label.height() - 6, QtCore.Qt.KeepAspectRatio,
-                                              QtCore.Qt.SmoothTransformation))
+                label.setPixmap(
+                    pixmap.scaled(
+                        label.width() - 6, label.height() - 6, QtCore.Qt.KeepAspectRatio, QtCore.Qt.SmoothTransformation
+                    )
+                )
         self.stats_label.setText("\n".join(state.stats.lines()))
         if not self._finished:
             self.statusBar().showMessage("paused" if state.stats.paused else f"running: frame {state.stats.frames}")

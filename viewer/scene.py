@@ -55,13 +55,21 @@ class LiveStats:
 
     def lines(self) -> list[str]:
         """Human-readable lines, one number each."""
+
         def fps(value: float | None) -> str:
             return "-" if value is None else f"{value:.1f}"
+
         state = "finished" if self.done else "paused" if self.paused else "running"
-        return [f"run        {state}", f"frames     {self.frames}", f"keyframes  {self.keyframes}",
-                f"lost       {self.lost}", f"frontend   {fps(self.frontend_fps)} fps",
-                f"end to end {fps(self.end_to_end_fps)} fps", f"points     {self.points:,}",
-                f"memory     {self.memory_mb:,.0f} MB"]
+        return [
+            f"run        {state}",
+            f"frames     {self.frames}",
+            f"keyframes  {self.keyframes}",
+            f"lost       {self.lost}",
+            f"frontend   {fps(self.frontend_fps)} fps",
+            f"end to end {fps(self.end_to_end_fps)} fps",
+            f"points     {self.points:,}",
+            f"memory     {self.memory_mb:,.0f} MB",
+        ]
 
 
 @dataclasses.dataclass
@@ -99,8 +107,20 @@ class SceneState:
 
     @classmethod
     def empty(cls, status: str = "starting") -> SceneState:
-        return cls(np.zeros((0, 3)), None, np.zeros((0, 4, 4)), PointCloud.empty(), None, None, status, None, None,
-                   None, 1.0, LiveStats())
+        return cls(
+            np.zeros((0, 3)),
+            None,
+            np.zeros((0, 4, 4)),
+            PointCloud.empty(),
+            None,
+            None,
+            status,
+            None,
+            None,
+            None,
+            1.0,
+            LiveStats(),
+        )
 
     def ground_level(self) -> float:
         """World y of the ground grid: below the cameras, at the floor when the cloud shows
@@ -127,7 +147,6 @@ class SceneState:
         radius = max(np.percentile(cloud, 80) if len(cloud) else 0.0, path.max() if len(path) else 0.0)
         return float(max(2 * radius, self.scale))
 
-
     def frustum_depths(self) -> tuple[float, float]:
         """How deep to draw the keyframes' and the current camera's frustums: a small share of
         :meth:`extent`, so that cameras stay visible at any zoom of the scene."""
@@ -144,8 +163,8 @@ class _KeyframeCache:
     def __init__(self, step: int):
         self.step = step
         self.arrays: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # id -> image, depth, confidence
-        self.newest_depth: np.ndarray | None = None   # full resolution, for the depth panel
-        self._sources: dict[int, object] = {}          # id -> the depth tensor copied
+        self.newest_depth: np.ndarray | None = None  # full resolution, for the depth panel
+        self._sources: dict[int, object] = {}  # id -> the depth tensor copied
 
     def refresh(self, map_state: MapState) -> bool:
         """Copy the arrays of keyframes new or changed since the last call and forget released
@@ -163,8 +182,11 @@ class _KeyframeCache:
             del self._sources[keyframe_id], self.arrays[keyframe_id]
         step = self.step
         for view in views:
-            self.arrays[view.id] = (view.image[::step, ::step], view.depth[::step, ::step],
-                                    view.confidence[::step, ::step])
+            self.arrays[view.id] = (
+                view.image[::step, ::step],
+                view.depth[::step, ::step],
+                view.confidence[::step, ::step],
+            )
         if views and views[-1].id == keyframes[-1].id:
             self.newest_depth = views[-1].depth
         return True
@@ -173,8 +195,9 @@ class _KeyframeCache:
 class LiveScene:
     """Polls a run for :class:`SceneState` pictures (use it from one thread)."""
 
-    def __init__(self, control: RunControl, max_points: int = 40_000, cloud_interval: float = 3.0,
-                 min_interval: float = 0.1):
+    def __init__(
+        self, control: RunControl, max_points: int = 40_000, cloud_interval: float = 3.0, min_interval: float = 0.1
+    ):
         """``max_points``: cap on the cloud drawn. ``cloud_interval``: seconds between cloud
         (and ground-truth alignment) refreshes while the run goes on. ``min_interval``: seconds
         between map snapshots at least (more when a snapshot takes long: the viewer holds the
@@ -192,12 +215,12 @@ class LiveScene:
         self.state = SceneState.empty()
         self._cache = _KeyframeCache(DISPLAY_PIXEL_STEP)
         self._fuser: PointCloudFuser | None = None
-        self._fused: tuple[int, PointCloud] = (0, PointCloud.empty())   # (keyframes fused, their cloud)
+        self._fused: tuple[int, PointCloud] = (0, PointCloud.empty())  # (keyframes fused, their cloud)
         self._key: tuple | None = None
         self._cloud_time = -np.inf
         self._cloud_stale = False
-        self._gt_alignment: np.ndarray | None = None   # (4, 4) map-from-ground-truth similarity
-        self._ended: float | None = None                # perf_counter() when the run was first seen done
+        self._gt_alignment: np.ndarray | None = None  # (4, 4) map-from-ground-truth similarity
+        self._ended: float | None = None  # perf_counter() when the run was first seen done
 
     def update(self, force: bool = False) -> SceneState | None:
         """A new picture, or None when nothing changed since the last one (``force``: always a
@@ -210,7 +233,7 @@ class LiveScene:
             return self.state
         now = time.monotonic()
         snapshot_due = system.map.version != self._snapshot_version and now >= self._next_snapshot
-        final = done and not self._final_taken   # the finished map, once
+        final = done and not self._final_taken  # the finished map, once
         if force or final or snapshot_due:
             self._final_taken |= final
             started = time.perf_counter()
@@ -239,11 +262,21 @@ class LiveScene:
             self._depth_picture = (newest, colorize_depth(newest), float(np.median(valid)) if valid.size else None)
         _, depth_picture, scale = self._depth_picture
         self.state = SceneState(
-            trajectory=poses[:, :3, 3].copy(), current_pose_c2w=poses[-1] if len(poses) else None,
-            keyframe_poses_c2w=np.stack([kf.pose_c2w for kf in snapshot.keyframes]) if snapshot.keyframes else np.zeros((0, 4, 4)),
-            cloud=cloud, ground_truth=self._ground_truth_in_map(), frame=None if frame is None else frame.image,
-            status=control.status, depth=depth_picture, intrinsics=system.processing_camera.intrinsics,
-            image_size=system.processing_camera.size, scale=scale or system.config.frontend.init_depth, stats=self._stats(len(snapshot.keyframes), len(cloud), done))
+            trajectory=poses[:, :3, 3].copy(),
+            current_pose_c2w=poses[-1] if len(poses) else None,
+            keyframe_poses_c2w=np.stack([kf.pose_c2w for kf in snapshot.keyframes])
+            if snapshot.keyframes
+            else np.zeros((0, 4, 4)),
+            cloud=cloud,
+            ground_truth=self._ground_truth_in_map(),
+            frame=None if frame is None else frame.image,
+            status=control.status,
+            depth=depth_picture,
+            intrinsics=system.processing_camera.intrinsics,
+            image_size=system.processing_camera.size,
+            scale=scale or system.config.frontend.init_depth,
+            stats=self._stats(len(snapshot.keyframes), len(cloud), done),
+        )
         return self.state
 
     def _fuse(self, system, snapshot: MapSnapshot) -> PointCloud:
@@ -252,8 +285,11 @@ class LiveScene:
         cache), fused here at display resolution."""
         if self._fuser is None:
             fusion = system.config.fusion
-            self._fuser = PointCloudFuser(min_confidence=fusion.min_confidence,
-                                          consistency_views=fusion.consistency_views, max_points=self.max_points)
+            self._fuser = PointCloudFuser(
+                min_confidence=fusion.min_confidence,
+                consistency_views=fusion.consistency_views,
+                max_points=self.max_points,
+            )
         if self._fused[0] != len(system.fusion):
             count = len(system.fusion)
             self._fused = (count, system.fusion.cloud(max_points=self.max_points))
@@ -274,7 +310,9 @@ class LiveScene:
         if len(with_gt) < 3 or len(snapshot.frame_poses_c2w) < 3:
             self._gt_alignment = None
             return
-        gt = Trajectory(np.array([record.timestamps[k] for k in with_gt]), np.stack([record.poses_gt[k] for k in with_gt]))
+        gt = Trajectory(
+            np.array([record.timestamps[k] for k in with_gt]), np.stack([record.poses_gt[k] for k in with_gt])
+        )
         try:
             aligned = associate_and_align(gt, Trajectory(snapshot.frame_timestamps, snapshot.frame_poses_c2w), "sim3")
         except TrajectoryError:
@@ -301,10 +339,15 @@ class LiveScene:
         now = self._ended if self._ended is not None else time.perf_counter()
         elapsed = now - control.started if control.started is not None else 0.0
         return LiveStats(
-            frames=frames, keyframes=keyframes,
+            frames=frames,
+            keyframes=keyframes,
             lost=system.frontend.counts["lost"] if system is not None else 0,
             frontend_fps=system.frames_processed / system.frontend_seconds
-            if system is not None and system.frontend_seconds > 0 else None,
+            if system is not None and system.frontend_seconds > 0
+            else None,
             end_to_end_fps=frames / elapsed if frames and elapsed > 0 else None,
-            points=points, memory_mb=psutil.Process().memory_info().rss / 2**20,
-            paused=control.paused, done=done)
+            points=points,
+            memory_mb=psutil.Process().memory_info().rss / 2**20,
+            paused=control.paused,
+            done=done,
+        )

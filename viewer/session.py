@@ -20,8 +20,10 @@ def run_with_viewer(viewer: str, run: Callable[[RunControl], dict], options: Vie
     the window says is running."""
     if viewer == "qt":
         if not has_display():
-            raise V2DError("--viewer qt needs a display ($DISPLAY or $WAYLAND_DISPLAY is not set); use --viewer none, "
-                           "or --viewer open3d --snapshot-every N for offscreen pictures")
+            raise V2DError(
+                "--viewer qt needs a display ($DISPLAY or $WAYLAND_DISPLAY is not set); use --viewer none, "
+                "or --viewer open3d --snapshot-every N for offscreen pictures"
+            )
         from viewer.qt_viewer import show
     elif viewer == "open3d":
         from viewer.open3d_viewer import show

@@ -83,8 +83,10 @@ def render(state: SceneState, width: int = 960, height: int = 720, point_size: i
     if len(state.cloud):
         pixels, depth = project(state.cloud.points)
         u, v = np.round(pixels[:, 0]).astype(np.int64), np.round(pixels[:, 1]).astype(np.int64)
-        inside = (depth > project.near) & (u >= 0) & (u < width - point_size + 1) & (v >= 0) & (v < height - point_size + 1)
-        order = np.argsort(-depth[inside], kind="stable")           # far first: near points paint last
+        inside = (
+            (depth > project.near) & (u >= 0) & (u < width - point_size + 1) & (v >= 0) & (v < height - point_size + 1)
+        )
+        order = np.argsort(-depth[inside], kind="stable")  # far first: near points paint last
         u, v, colours = u[inside][order], v[inside][order], state.cloud.colours[inside][order]
         for du in range(point_size):
             for dv in range(point_size):
@@ -93,10 +95,16 @@ def render(state: SceneState, width: int = 960, height: int = 720, point_size: i
         lines(axis[None], colour, 2)
     keyframe_depth, camera_depth = state.frustum_depths()
     if state.intrinsics is not None:
-        lines(frustum_segments(state.keyframe_poses_c2w, state.intrinsics, state.image_size, keyframe_depth), panels.KEYFRAMES, 1)
+        lines(
+            frustum_segments(state.keyframe_poses_c2w, state.intrinsics, state.image_size, keyframe_depth),
+            panels.KEYFRAMES,
+            1,
+        )
     if state.ground_truth is not None:
         lines(polyline_segments(state.ground_truth), panels.GROUND_TRUTH, 2)
     lines(polyline_segments(state.trajectory), panels.TRAJECTORY, 3)
     if state.current_pose_c2w is not None and state.intrinsics is not None:
-        lines(frustum_segments(state.current_pose_c2w, state.intrinsics, state.image_size, camera_depth), panels.CAMERA, 2)
+        lines(
+            frustum_segments(state.current_pose_c2w, state.intrinsics, state.image_size, camera_depth), panels.CAMERA, 2
+        )
     return image

@@ -25,8 +25,10 @@ def suite(args: argparse.Namespace) -> str:
         "lite": (LearnedDepthModule(DepthNetConfig.lite()).eval(), LearnedMotionModule(MotionNetConfig.lite()).eval()),
     }
     if not args.quick:
-        systems["paper"] = (LearnedDepthModule(DepthNetConfig.paper()).eval(),
-                            LearnedMotionModule(MotionNetConfig.paper()).eval())
+        systems["paper"] = (
+            LearnedDepthModule(DepthNetConfig.paper()).eval(),
+            LearnedMotionModule(MotionNetConfig.paper()).eval(),
+        )
     rows = ["| modules | one round (ms) | three rounds (ms) |", "|---|---|---|"]
     for name, (depth, motion) in systems.items():
         timings = []
@@ -35,5 +37,7 @@ def suite(args: argparse.Namespace) -> str:
             with torch.no_grad():
                 timings.append(milliseconds(lambda: system(images, intrinsics), 1 if name == "paper" else 3))
         rows.append(f"| {name} | {timings[0]:.0f} | {timings[1]:.0f} |")
-    return ("### Full alternation\n\nKeyframe and 4 neighbours, 240 x 320 images, keyframe mode, both encoders "
-            "included; each round is 2 motion steps (flow + Gauss-Newton) and one depth update.\n\n" + "\n".join(rows))
+    return (
+        "### Full alternation\n\nKeyframe and 4 neighbours, 240 x 320 images, keyframe mode, both encoders "
+        "included; each round is 2 motion steps (flow + Gauss-Newton) and one depth update.\n\n" + "\n".join(rows)
+    )

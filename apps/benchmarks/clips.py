@@ -83,16 +83,26 @@ def neighbour_offsets(neighbours: int, spacing: int) -> list[int]:
     return [sign * spacing * (k // 2 + 1) for k, sign in zip(range(neighbours), (-1, 1) * neighbours)]
 
 
-def _clip(images: Sequence[np.ndarray], poses_c2w: Sequence[np.ndarray], depths: Sequence[np.ndarray | None],
-          intrinsics: np.ndarray, name: str) -> Clip:
+def _clip(
+    images: Sequence[np.ndarray],
+    poses_c2w: Sequence[np.ndarray],
+    depths: Sequence[np.ndarray | None],
+    intrinsics: np.ndarray,
+    name: str,
+) -> Clip:
     """A :class:`Clip` from HxWx3 uint8 RGB images, 4x4 camera-to-world poses and HxW depth maps
     in metres (None: unknown), all per frame, keyframe first."""
     tensor = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
     height, width = tensor.shape[-2:]
     depth = np.stack([np.zeros((height, width), np.float32) if d is None else d.astype(np.float32) for d in depths])
     world_to_camera = torch.from_numpy(np.linalg.inv(np.stack(poses_c2w))).float()
-    return Clip(tensor, SE3.from_matrix(world_to_camera), torch.from_numpy(np.asarray(intrinsics, np.float32)),
-                torch.from_numpy(depth), name)
+    return Clip(
+        tensor,
+        SE3.from_matrix(world_to_camera),
+        torch.from_numpy(np.asarray(intrinsics, np.float32)),
+        torch.from_numpy(depth),
+        name,
+    )
 
 
 def validation_set(count: int | None = None) -> list[Clip]:
@@ -103,12 +113,17 @@ def validation_set(count: int | None = None) -> list[Clip]:
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, validation_clips=count))
     clips = validation_clips(config)
     empty = [None] * config.data.frames
-    return [_clip(c.images, c.poses_c2w, empty if c.depths is None else list(c.depths), c.intrinsics,
-                  f"validation clip {k}") for k, c in enumerate(clips)]
+    return [
+        _clip(
+            c.images, c.poses_c2w, empty if c.depths is None else list(c.depths), c.intrinsics, f"validation clip {k}"
+        )
+        for k, c in enumerate(clips)
+    ]
 
 
-def synthetic_clips(kind: str, count: int, neighbours: int = 4, spacing: int = 3, height: int = 240,
-                    width: int = 320, seed: int = 0) -> list[Clip]:
+def synthetic_clips(
+    kind: str, count: int, neighbours: int = 4, spacing: int = 3, height: int = 240, width: int = 320, seed: int = 0
+) -> list[Clip]:
     """``count`` clips of synthetic ``kind`` ("room"/"road") scenes, one scene per clip (seeds
     ``seed``, ``seed + 1``, ...), keyframe in the middle of a short stretch of its camera path."""
     offsets = neighbour_offsets(neighbours, spacing)
@@ -119,8 +134,15 @@ def synthetic_clips(kind: str, count: int, neighbours: int = 4, spacing: int = 3
         key = 2 * reach
         indices = [key] + [key + o for o in offsets]
         renders = [sequence.render(i) for i in indices]
-        clips.append(_clip([r[0] for r in renders], [sequence.poses[i] for i in indices], [r[1] for r in renders],
-                           sequence.camera.intrinsics, f"synthetic {kind} seed {seed + c} frame {key}"))
+        clips.append(
+            _clip(
+                [r[0] for r in renders],
+                [sequence.poses[i] for i in indices],
+                [r[1] for r in renders],
+                sequence.camera.intrinsics,
+                f"synthetic {kind} seed {seed + c} frame {key}",
+            )
+        )
     return clips
 
 
@@ -131,8 +153,9 @@ def _sequence_frames(folder: Path, height: int, width: int) -> tuple[Frame, ...]
         return tuple(source)
 
 
-def real_clips(folder: str | Path, count: int, neighbours: int = 4, spacing: int = 3, height: int = 240,
-               width: int = 320) -> list[Clip]:
+def real_clips(
+    folder: str | Path, count: int, neighbours: int = 4, spacing: int = 3, height: int = 240, width: int = 320
+) -> list[Clip]:
     """``count`` clips from a sequence in the TUM layout with depth and ground truth, images
     resized to ``height`` x ``width`` (undistorted first). Keyframes are spread evenly over the
     frames that have ground-truth depth and pose and whose neighbours all have poses; a
@@ -153,8 +176,15 @@ def real_clips(folder: str | Path, count: int, neighbours: int = 4, spacing: int
     clips = []
     for key in picks:
         chosen = [frames[key]] + [frames[key + o] for o in offsets]
-        clips.append(_clip([f.image for f in chosen], [f.pose_gt for f in chosen], [f.depth_gt for f in chosen],
-                           frames[key].camera.intrinsics, f"{folder.name} frame {key}"))
+        clips.append(
+            _clip(
+                [f.image for f in chosen],
+                [f.pose_gt for f in chosen],
+                [f.depth_gt for f in chosen],
+                frames[key].camera.intrinsics,
+                f"{folder.name} frame {key}",
+            )
+        )
     return clips
 
 
@@ -165,9 +195,13 @@ def benchmark_sets(count: int, validation_count: int | None = None, shared_data:
     validation = validation_set(validation_count)
     height, width = validation[0].images.shape[-2:]
     frames = validation[0].images.shape[0]
-    sets = [ClipSet(f"validation set ({height} x {width}, {frames} frames)", validation),
-            ClipSet(f"synthetic room, spacing {ROOM_SPACING}",
-                    synthetic_clips("room", count, NEIGHBOURS, ROOM_SPACING, *ROOM_SIZE))]
+    sets = [
+        ClipSet(f"validation set ({height} x {width}, {frames} frames)", validation),
+        ClipSet(
+            f"synthetic room, spacing {ROOM_SPACING}",
+            synthetic_clips("room", count, NEIGHBOURS, ROOM_SPACING, *ROOM_SIZE),
+        ),
+    ]
     for folder, (height, width), spacings in REAL_SEQUENCES:
         path = shared_data / folder
         for spacing in spacings:

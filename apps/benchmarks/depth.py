@@ -29,9 +29,11 @@ LEARNED = "lite"
 #: metrics consider the ground truth inside it
 DEPTH_RANGE = (0.2, 10.0)
 #: what the synthetic validation set of training holds
-VALIDATION_DESCRIPTION = (f"rendered rooms and streets scaled into the depth range, a keyframe and "
-                          f"{TrainConfig().data.frames - 1} neighbours up to {TrainConfig().data.max_gap} frames "
-                          "away, no augmentation")
+VALIDATION_DESCRIPTION = (
+    f"rendered rooms and streets scaled into the depth range, a keyframe and "
+    f"{TrainConfig().data.frames - 1} neighbours up to {TrainConfig().data.max_gap} frames "
+    "away, no augmentation"
+)
 
 
 def _speed_rows(name: str, module: DepthModule, internal: str, repeats: int) -> list[str]:
@@ -56,8 +58,10 @@ def _speed_rows(name: str, module: DepthModule, internal: str, repeats: int) -> 
 
 def _learned_internal(config: DepthNetConfig) -> str:
     h, w = config.input_size
-    return (f"{h} x {w} -> {h // 4} x {w // 4}, {config.depth_bins} bins, {config.feature_channels}/"
-            f"{config.volume_channels} ch")
+    return (
+        f"{h} x {w} -> {h // 4} x {w // 4}, {config.depth_bins} bins, {config.feature_channels}/"
+        f"{config.volume_channels} ch"
+    )
 
 
 def _classical_internal(config: ClassicalDepthConfig) -> str:
@@ -67,8 +71,10 @@ def _classical_internal(config: ClassicalDepthConfig) -> str:
 
 def speed_table(quick: bool) -> str:
     repeats = 3 if quick else 10
-    rows = ["| module | internal resolution | encode 5 frames (ms) | depth (ms) | depth update (ms) | budget |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| module | internal resolution | encode 5 frames (ms) | depth (ms) | depth update (ms) | budget |",
+        "|---|---|---|---|---|---|",
+    ]
     lite, paper = DepthNetConfig.lite(), DepthNetConfig.paper()
     rows += _speed_rows("lite", LearnedDepthModule(lite).eval(), _learned_internal(lite), repeats)
     rows += _speed_rows("paper", LearnedDepthModule(paper).eval(), _learned_internal(paper), 1 if quick else 2)
@@ -107,8 +113,11 @@ def accuracy_table(quick: bool, checkpoint: dict | None) -> str:
     """One row per (clip set, module): classical, and the learned lite module of
     ``checkpoint`` (a row saying there are no weights where it is None)."""
     sets = benchmark_sets(count=1 if quick else 8, validation_count=1 if quick else None)
-    rows = ["| clips | module | keyframes | abs rel | sq rel | RMSE (m) | delta < 1.25 | abs rel, median-scaled "
-            "(scale) | coverage | abs rel, confident half |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| clips | module | keyframes | abs rel | sq rel | RMSE (m) | delta < 1.25 | abs rel, median-scaled "
+        "(scale) | coverage | abs rel, confident half |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for clip_set in sets:
         if clip_set.clips is None:
             rows.append(f"| {clip_set.name} | all | - | {clip_set.missing} | | | | | | |")
@@ -121,9 +130,11 @@ def accuracy_table(quick: bool, checkpoint: dict | None) -> str:
                 rows.append(f"| {clip_set.name} | {name} | - | {NO_WEIGHTS} | | | | | | |")
                 continue
             m = _evaluate(module, clip_set.clips)
-            rows.append(f"| {clip_set.name} | {name} | {len(clip_set.clips)} | {m['abs_rel']:.3f} | {m['sq_rel']:.3f} | "
-                        f"{m['rmse']:.3f} | {m['delta1']:.3f} | {m['median_abs_rel']:.3f} (x{m['median_scale']:.2f}) | "
-                        f"{m['coverage']:.3f} | {m['confident_abs_rel']:.3f} |")
+            rows.append(
+                f"| {clip_set.name} | {name} | {len(clip_set.clips)} | {m['abs_rel']:.3f} | {m['sq_rel']:.3f} | "
+                f"{m['rmse']:.3f} | {m['delta1']:.3f} | {m['median_abs_rel']:.3f} (x{m['median_scale']:.2f}) | "
+                f"{m['coverage']:.3f} | {m['confident_abs_rel']:.3f} |"
+            )
     return "\n".join(rows)
 
 
@@ -149,7 +160,7 @@ def suite(args: argparse.Namespace) -> str:
         f"{classical.depth_bins} log-spaced bins over {low:g}-{high:g} m) and the learned lite network (run at its own "
         f"internal size, depth returned at the clip size, trained range {low:g}-{high:g} m). "
         f"{weights_description(args)} Poses and depth are metric, so the main columns have NO median scaling: a "
-        "module must get the scale right from the poses. The \"median-scaled\" column rescales each prediction by "
+        'module must get the scale right from the poses. The "median-scaled" column rescales each prediction by '
         "median(ground truth) / median(prediction) first (mean scale factor in brackets): a gap between the two abs "
         f"rel columns is a scale bias. Metrics over the pixels with ground truth in {low:g}-{high:g} m, averaged "
         "over keyframes (spread evenly over each real sequence); pixels without a prediction (no neighbour sees "

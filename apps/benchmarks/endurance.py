@@ -27,8 +27,19 @@ SAMPLE_SECONDS = 0.5
 
 def _sampled_run(frames: int, out: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """Run SLAM on ``frames`` synthetic frames; return sample times (s), RSS (MB) and stats.json."""
-    command = [sys.executable, "-m", "apps.cli", "run", f"synthetic:room:frames={frames}", "--out", str(out), "--viewer", "none",
-               "--set", f"frontend.pixels={PIXELS}"]
+    command = [
+        sys.executable,
+        "-m",
+        "apps.cli",
+        "run",
+        f"synthetic:room:frames={frames}",
+        "--out",
+        str(out),
+        "--viewer",
+        "none",
+        "--set",
+        f"frontend.pixels={PIXELS}",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     watched = psutil.Process(process.pid)
     times, rss = [], []
@@ -61,17 +72,23 @@ def suite(args: argparse.Namespace) -> str:
     early, late = typical(0.1, 0.2), typical(0.9, 1.0)
     growth = (late - early) / (0.8 * stats["frames_processed"]) * 1000
     peak_tracking = float(rss[times <= tracking_seconds].max())
-    rows = ["| frames | keyframes | RSS 10-20% (MB) | 40-50% | 70-80% | 90-100% of tracking | growth per 1,000 "
-            "frames (MB) | peak while tracking (MB) | peak incl. final fusion (MB) |", "|---|---|---|---|---|---|---|---|---|",
-            f"| {stats['frames_processed']} | {stats['keyframes']} | {early:.0f} | {typical(0.4, 0.5):.0f} | "
-            f"{typical(0.7, 0.8):.0f} | {late:.0f} | {growth:.1f} | {peak_tracking:.0f} | {stats['peak_memory_mb']:.0f} |"]
-    return ("### Memory over a long run\n\n"
-            f"`v2d run synthetic:room:frames={frames} --set frontend.pixels={PIXELS}` "
-            f"({PIXELS} processing pixels to keep the run affordable), resident memory sampled every {SAMPLE_SECONDS} s; "
-            "each stretch's median, which leaves out the passing peaks of a merge of the point cloud's voxel sums. "
-            "Keyframes that leave the optimization window are final: they are fused into the point cloud (voxel "
-            "sums) and the TSDF volume as they come, and their pixels released a few keyframes later, so that only "
-            "their poses stay (slam/system/archive.py); the TSDF's blocks too light to reach the mesh are pruned once out "
-            "of sight, and the newest keyframes' voxel sums join the rest in small batches (slam/mapping/streaming.py); "
-            "freed memory is handed back to the system every 50 frames. Speed "
-            "is not reported here (the run is long and the machine may be shared): see the SLAM table.\n\n" + "\n".join(rows))
+    rows = [
+        "| frames | keyframes | RSS 10-20% (MB) | 40-50% | 70-80% | 90-100% of tracking | growth per 1,000 "
+        "frames (MB) | peak while tracking (MB) | peak incl. final fusion (MB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {stats['frames_processed']} | {stats['keyframes']} | {early:.0f} | {typical(0.4, 0.5):.0f} | "
+        f"{typical(0.7, 0.8):.0f} | {late:.0f} | {growth:.1f} | {peak_tracking:.0f} | {stats['peak_memory_mb']:.0f} |",
+    ]
+    return (
+        "### Memory over a long run\n\n"
+        f"`v2d run synthetic:room:frames={frames} --set frontend.pixels={PIXELS}` "
+        f"({PIXELS} processing pixels to keep the run affordable), resident memory sampled every {SAMPLE_SECONDS} s; "
+        "each stretch's median, which leaves out the passing peaks of a merge of the point cloud's voxel sums. "
+        "Keyframes that leave the optimization window are final: they are fused into the point cloud (voxel "
+        "sums) and the TSDF volume as they come, and their pixels released a few keyframes later, so that only "
+        "their poses stay (slam/system/archive.py); the TSDF's blocks too light to reach the mesh are pruned once out "
+        "of sight, and the newest keyframes' voxel sums join the rest in small batches (slam/mapping/streaming.py); "
+        "freed memory is handed back to the system every 50 frames. Speed "
+        "is not reported here (the run is long and the machine may be shared): see the SLAM table.\n\n"
+        + "\n".join(rows)
+    )

@@ -34,8 +34,10 @@ ROUNDS = 3
 #: learned module kind scored beside the classical one
 LEARNED = "lite"
 #: pose optimization modes of the accuracy table: edges of a clip of N frames, and table labels
-EDGES: dict[str, Callable[[int], tuple[torch.Tensor, torch.Tensor]]] = {"keyframe": keyframe_edges,
-                                                                        "global": all_pairs_edges}
+EDGES: dict[str, Callable[[int], tuple[torch.Tensor, torch.Tensor]]] = {
+    "keyframe": keyframe_edges,
+    "global": all_pairs_edges,
+}
 MODE_LABELS = {"keyframe": "two frames (keyframe mode)", "global": "N frames (global mode)"}
 #: start perturbation of every neighbour's pose: rotation (degrees) and translation (metres)
 PERTURB_DEGREES, PERTURB_METRES = 2.5, 0.03
@@ -63,31 +65,41 @@ def _speed_row(name: str, module: torch.nn.Module, repeats: int) -> str:
 
         encode_ms = milliseconds(lambda: module.encode(frame), repeats)
         flow_ms = milliseconds(lambda: module.flow(features, depths, poses, intrinsics, ii, jj, CAMERA_SIZE), repeats)
-        ls_ms = milliseconds(lambda: gauss_newton_step(poses, depths, flow.intrinsics, ii, jj, flow.targets, flow.weights),
-                              repeats)
+        ls_ms = milliseconds(
+            lambda: gauss_newton_step(poses, depths, flow.intrinsics, ii, jj, flow.targets, flow.weights), repeats
+        )
         step_ms = milliseconds(tracking_step, repeats)
     parameters = sum(p.numel() for p in module.parameters())
     size = module.config.input_size
     budget = "-"
     if name == "lite":
         budget = f"< {TRACKING_BUDGET_MS:.0f} ms: " + ("met" if step_ms < TRACKING_BUDGET_MS else "MISSED")
-    return (f"| {name} | {size[0]} x {size[1]} | {h} x {w} | {parameters / 1e3:.0f}k | {encode_ms:.1f} | {flow_ms:.1f} | "
-            f"{ls_ms:.1f} | {step_ms:.1f} | {budget} |")
+    return (
+        f"| {name} | {size[0]} x {size[1]} | {h} x {w} | {parameters / 1e3:.0f}k | {encode_ms:.1f} | {flow_ms:.1f} | "
+        f"{ls_ms:.1f} | {step_ms:.1f} | {budget} |"
+    )
 
 
 def _speed_table(quick: bool) -> str:
-    modules = [("lite", LearnedMotionModule(MotionNetConfig.lite()).eval()),
-               ("paper", LearnedMotionModule(MotionNetConfig.paper()).eval()),
-               ("classical", ClassicalMotionModule())]
-    rows = ["| module | internal input (H x W) | features (h x w) | parameters | encoder / frame (ms) | flow / edge (ms) | "
-            "LS step (ms) | tracking step (ms) | budget |", "|---|---|---|---|---|---|---|---|---|"]
+    modules = [
+        ("lite", LearnedMotionModule(MotionNetConfig.lite()).eval()),
+        ("paper", LearnedMotionModule(MotionNetConfig.paper()).eval()),
+        ("classical", ClassicalMotionModule()),
+    ]
+    rows = [
+        "| module | internal input (H x W) | features (h x w) | parameters | encoder / frame (ms) | flow / edge (ms) | "
+        "LS step (ms) | tracking step (ms) | budget |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, module in modules:
         repeats = 3 if quick else (5 if name == "paper" else 30)
         rows.append(_speed_row(name, module, repeats))
-    return ("### Motion modules: speed\n\nOne new frame tracked against a keyframe (features cached): encode the frame, "
-            f"flow for the edge keyframe -> frame, one Gauss-Newton step. Input {CAMERA_SIZE[0]} x {CAMERA_SIZE[1]} "
-            "(resized inside to the module's internal size); median of repeated runs; freshly built networks (speed does "
-            "not depend on them).\n\n" + "\n".join(rows))
+    return (
+        "### Motion modules: speed\n\nOne new frame tracked against a keyframe (features cached): encode the frame, "
+        f"flow for the edge keyframe -> frame, one Gauss-Newton step. Input {CAMERA_SIZE[0]} x {CAMERA_SIZE[1]} "
+        "(resized inside to the module's internal size); median of repeated runs; freshly built networks (speed does "
+        "not depend on them).\n\n" + "\n".join(rows)
+    )
 
 
 def _motion(poses: SE3) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +154,7 @@ def track_clip(module: MotionModule, clip: Clip, starts: SE3, mode: str) -> SE3:
 
 
 def _median_p90(errors: list[tuple[np.ndarray, np.ndarray]], k: int) -> str:
-    """"median (p90)" of the ``k``-th error (0 rotation, 1 direction) over all pairs."""
+    """ "median (p90)" of the ``k``-th error (0 rotation, 1 direction) over all pairs."""
     values = np.concatenate([e[k] for e in errors])
     return f"{np.median(values):.2f} ({np.quantile(values, 0.9):.2f})"
 
@@ -163,20 +175,25 @@ def _accuracy_cells(module: MotionModule, clips: list[Clip], mode: str) -> str:
     poses = sum(len(e[0]) for e in start_errors)
     motion = np.concatenate([m[0] for m in motions]), np.concatenate([m[1] for m in motions])
     start = np.concatenate([e[0] for e in start_errors]), np.concatenate([e[1] for e in start_errors])
-    return (f"{len(clips)} / {poses} | {np.median(motion[0]):.1f} / {np.median(motion[1]):.1f} | "
-            f"{np.median(start[0]):.2f} / {np.median(start[1]):.1f} | "
-            f"{_median_p90(final['perturbed'], 0)} | {_median_p90(final['perturbed'], 1)} | "
-            f"{_median_p90(final['identity'], 0)} | {_median_p90(final['identity'], 1)} |")
+    return (
+        f"{len(clips)} / {poses} | {np.median(motion[0]):.1f} / {np.median(motion[1]):.1f} | "
+        f"{np.median(start[0]):.2f} / {np.median(start[1]):.1f} | "
+        f"{_median_p90(final['perturbed'], 0)} | {_median_p90(final['perturbed'], 1)} | "
+        f"{_median_p90(final['identity'], 0)} | {_median_p90(final['identity'], 1)} |"
+    )
 
 
 def _accuracy_table(quick: bool, checkpoint: dict | None) -> str:
     """One row per (clip set, module, mode): classical, and the learned lite module of
     ``checkpoint`` (a row saying there are no weights where it is None)."""
     sets = benchmark_sets(count=1 if quick else 4, validation_count=1 if quick else 8)
-    rows = ["| clips | module | mode | clips / poses scored | true motion: rotation deg / translation cm (median) | "
-            "perturbed start: rotation / direction (deg, median) | from perturbed: rotation (deg, median (p90)) | "
-            "from perturbed: direction (deg, median (p90)) | from identity: rotation (deg, median (p90)) | "
-            "from identity: direction (deg, median (p90)) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| clips | module | mode | clips / poses scored | true motion: rotation deg / translation cm (median) | "
+        "perturbed start: rotation / direction (deg, median) | from perturbed: rotation (deg, median (p90)) | "
+        "from perturbed: direction (deg, median (p90)) | from identity: rotation (deg, median (p90)) | "
+        "from identity: direction (deg, median (p90)) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     empty = " | | | | | |"
     for clip_set in sets:
         if clip_set.clips is None:
@@ -199,25 +216,27 @@ def _accuracy_table(quick: bool, checkpoint: dict | None) -> str:
 
 def _accuracy_section(args: argparse.Namespace) -> str:
     default = ClassicalMotionConfig()
-    return ("### Motion modules: relative-pose accuracy, learned vs classical\n\n"
-            "Clips of a keyframe and its neighbours with ground-truth poses and depth (the sets of the depth "
-            "benchmark: the synthetic validation set of `v2d train`, rendered rooms, and the real sequences at "
-            "several spacings). The keyframe's pose is fixed at its true value; every neighbour starts either "
-            f"PERTURBED ({PERTURB_DEGREES} degrees and {100 * PERTURB_METRES:.0f} cm off its true pose, random axes) "
-            "or at IDENTITY (at the keyframe's pose: no motion), and is refined by "
-            f"{ROUNDS} rounds of the motion module's flow and one Gauss-Newton step each, on ground-truth depth "
-            "(resized to the module's feature resolution). Two modes: \"two frames\" is keyframe pose "
-            "optimization (edges keyframe -> neighbour; the normal equations are block-diagonal, so each pair is "
-            "solved on its own: every neighbour's result is a two-frame result); \"N frames\" is global pose "
-            "optimization (all ordered pairs of the clip's frames in one joint solve, the first pose fixed, each "
-            "frame's own ground-truth depth), scored on the clips where every frame has a depth map (all synthetic "
-            "clips; real clips whose neighbours all have one). Errors are of each neighbour's pose relative to the "
-            "keyframe: the rotation angle, and the angle between the estimated and true translation directions "
-            "(what a monocular system can recover); median and 90th percentile over all neighbours of the set. "
-            "Classical: DIS optical flow (preset "
-            f"{default.preset}, finest scale {default.finest_scale}, stride {default.stride}) at the clip size. "
-            f"Learned: the lite Flow-SE3 network at its own internal size. {weights_description(args)}\n\n"
-            f"{_accuracy_table(args.quick, args.checkpoint)}")
+    return (
+        "### Motion modules: relative-pose accuracy, learned vs classical\n\n"
+        "Clips of a keyframe and its neighbours with ground-truth poses and depth (the sets of the depth "
+        "benchmark: the synthetic validation set of `v2d train`, rendered rooms, and the real sequences at "
+        "several spacings). The keyframe's pose is fixed at its true value; every neighbour starts either "
+        f"PERTURBED ({PERTURB_DEGREES} degrees and {100 * PERTURB_METRES:.0f} cm off its true pose, random axes) "
+        "or at IDENTITY (at the keyframe's pose: no motion), and is refined by "
+        f"{ROUNDS} rounds of the motion module's flow and one Gauss-Newton step each, on ground-truth depth "
+        '(resized to the module\'s feature resolution). Two modes: "two frames" is keyframe pose '
+        "optimization (edges keyframe -> neighbour; the normal equations are block-diagonal, so each pair is "
+        'solved on its own: every neighbour\'s result is a two-frame result); "N frames" is global pose '
+        "optimization (all ordered pairs of the clip's frames in one joint solve, the first pose fixed, each "
+        "frame's own ground-truth depth), scored on the clips where every frame has a depth map (all synthetic "
+        "clips; real clips whose neighbours all have one). Errors are of each neighbour's pose relative to the "
+        "keyframe: the rotation angle, and the angle between the estimated and true translation directions "
+        "(what a monocular system can recover); median and 90th percentile over all neighbours of the set. "
+        "Classical: DIS optical flow (preset "
+        f"{default.preset}, finest scale {default.finest_scale}, stride {default.stride}) at the clip size. "
+        f"Learned: the lite Flow-SE3 network at its own internal size. {weights_description(args)}\n\n"
+        f"{_accuracy_table(args.quick, args.checkpoint)}"
+    )
 
 
 def suite(args: argparse.Namespace) -> str:

@@ -32,8 +32,20 @@ SEQUENCES = [
 
 
 def _run(source: str, frames: int, out: Path, extra: list[str]) -> dict:
-    command = [sys.executable, "-m", "apps.cli", "run", source, "--out", str(out), "--max-frames", str(frames), "--viewer", "none",
-               *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "apps.cli",
+        "run",
+        source,
+        "--out",
+        str(out),
+        "--max-frames",
+        str(frames),
+        "--viewer",
+        "none",
+        *extra,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
         raise failed_run(result.returncode, result.stderr)
@@ -43,20 +55,30 @@ def _run(source: str, frames: int, out: Path, extra: list[str]) -> dict:
 def configurations_for(weights: Path | None) -> dict[str, list[str]]:
     """Configuration name -> extra `v2d run` arguments: the classical modules, and with learned
     ``weights`` the learned lite pair, both hybrids and the default without its speed options."""
+
     def modules(depth: str, motion: str) -> list[str]:
         return ["--set", f"modules.depth={depth}", "--set", f"modules.motion={motion}"]
 
     configurations = {"classical": modules("classical", "classical")}
     if weights is not None:
         learned = ["--weights", str(weights)]
-        configurations.update({
-            "lite (learned depth and motion)": [*learned, *modules("lite", "lite")],
-            "hybrid: learned depth, classical motion (the default)": [*learned, *modules("lite", "classical")],
-            "hybrid: classical depth, learned motion": [*learned, *modules("classical", "lite")],
-            "the default without its speed options (two tracking steps, no flow reuse, keyframe flow 32)": [
-                *learned, *modules("lite", "classical"), "--set", "frontend.tracking_confident=null",
-                "--set", "backend.flow_reuse=null", "--set", "frontend.keyframe_flow=32"],
-        })
+        configurations.update(
+            {
+                "lite (learned depth and motion)": [*learned, *modules("lite", "lite")],
+                "hybrid: learned depth, classical motion (the default)": [*learned, *modules("lite", "classical")],
+                "hybrid: classical depth, learned motion": [*learned, *modules("classical", "lite")],
+                "the default without its speed options (two tracking steps, no flow reuse, keyframe flow 32)": [
+                    *learned,
+                    *modules("lite", "classical"),
+                    "--set",
+                    "frontend.tracking_confident=null",
+                    "--set",
+                    "backend.flow_reuse=null",
+                    "--set",
+                    "frontend.keyframe_flow=32",
+                ],
+            }
+        )
     return configurations
 
 
@@ -64,8 +86,11 @@ def suite(args: argparse.Namespace, configurations: dict[str, list[str]] | None 
     """Markdown table of the runs (``configurations``: name -> extra `v2d run` arguments; by
     default :func:`configurations_for` ``args.weights``)."""
     configurations = configurations or configurations_for(getattr(args, "weights", None))
-    rows = ["| configuration | sequence | frames | ATE (m) | ATE / path | target | tracked | frontend fps | "
-            "end-to-end fps | peak memory (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| configuration | sequence | frames | ATE (m) | ATE / path | target | tracked | frontend fps | "
+        "end-to-end fps | peak memory (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     notes = []
     for config_name, extra in configurations.items():
         for name, source, full, quick, target_text, target in SEQUENCES:
@@ -87,8 +112,10 @@ def suite(args: argparse.Namespace, configurations: dict[str, list[str]] | None 
             path = gt.path_length()
             verdict = "met" if target(metrics.ate_rmse, path) else "**missed**"
             tracked = stats["frames_tracked"] / max(stats["frames_processed"], 1)
-            rows.append(f"| {config_name} | {name} | {stats['frames_processed']} | {metrics.ate_rmse:.3f} | "
-                        f"{100 * metrics.ate_rmse / path:.1f}% of {path:.2f} m | {target_text}: {verdict} | "
-                        f"{100 * tracked:.0f}% | {stats['frontend_fps']} | {stats['end_to_end_fps']} | "
-                        f"{stats['peak_memory_mb']:.0f} |")
+            rows.append(
+                f"| {config_name} | {name} | {stats['frames_processed']} | {metrics.ate_rmse:.3f} | "
+                f"{100 * metrics.ate_rmse / path:.1f}% of {path:.2f} m | {target_text}: {verdict} | "
+                f"{100 * tracked:.0f}% | {stats['frontend_fps']} | {stats['end_to_end_fps']} | "
+                f"{stats['peak_memory_mb']:.0f} |"
+            )
     return "### SLAM system\n\n" + "\n".join(rows) + ("\n\n" + "\n".join(notes) if notes else "")

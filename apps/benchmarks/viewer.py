@@ -24,7 +24,18 @@ REPEATS = 3
 
 def _run(source: Path, frames: int, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "apps.cli", "run", str(source), "--out", tmp, "--max-frames", str(frames), *extra]
+        command = [
+            sys.executable,
+            "-m",
+            "apps.cli",
+            "run",
+            str(source),
+            "--out",
+            tmp,
+            "--max-frames",
+            str(frames),
+            *extra,
+        ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
         if result.returncode != 0:
             raise failed_run(result.returncode, result.stderr)
@@ -46,20 +57,26 @@ def suite(args: argparse.Namespace) -> str:
         for name, extra in CONFIGURATIONS:
             loads.append(os.getloadavg()[0])
             runs[name].append(_run(source, frames, extra))
-    rows = ["| configuration | frames | end-to-end fps (each run) | mean | frontend fps (each run) |",
-            "|---|---|---|---|---|"]
+    rows = [
+        "| configuration | frames | end-to-end fps (each run) | mean | frontend fps (each run) |",
+        "|---|---|---|---|---|",
+    ]
     means = {}
     for name, stats in runs.items():
         end_to_end = [s["end_to_end_fps"] for s in stats]
         frontend = ", ".join(f"{s['frontend_fps']:.2f}" for s in stats)
         means[name] = sum(end_to_end) / len(end_to_end)
-        rows.append(f"| {name} | {frames} | {', '.join(f'{v:.2f}' for v in end_to_end)} | {means[name]:.2f} | "
-                    f"{frontend} |")
+        rows.append(
+            f"| {name} | {frames} | {', '.join(f'{v:.2f}' for v in end_to_end)} | {means[name]:.2f} | {frontend} |"
+        )
     loss = 1 - means["Qt viewer"] / means["no viewer"]
     verdict = "met" if loss < 0.10 else "**missed**"
-    return (title + f"`v2d run {SEQUENCE} --max-frames {frames}` with `--viewer none` and with `--viewer qt "
-            f"--exit-when-done` (the window polls the map 4 times a second; its 3D view, with the growing "
-            f"cloud, redraws when the cloud is refreshed and otherwise every second), "
-            f"alternately, {REPEATS} runs each.\n\n" + "\n".join(rows) +
-            f"\n\nEnd-to-end loss with the Qt viewer: {100 * loss:.1f}% of the mean (target < 10%: {verdict}). "
-            f"Load average before the runs: {', '.join(f'{load:.1f}' for load in loads)} on {os.cpu_count()} cores.")
+    return (
+        title + f"`v2d run {SEQUENCE} --max-frames {frames}` with `--viewer none` and with `--viewer qt "
+        f"--exit-when-done` (the window polls the map 4 times a second; its 3D view, with the growing "
+        f"cloud, redraws when the cloud is refreshed and otherwise every second), "
+        f"alternately, {REPEATS} runs each.\n\n"
+        + "\n".join(rows)
+        + f"\n\nEnd-to-end loss with the Qt viewer: {100 * loss:.1f}% of the mean (target < 10%: {verdict}). "
+        f"Load average before the runs: {', '.join(f'{load:.1f}' for load in loads)} on {os.cpu_count()} cores."
+    )

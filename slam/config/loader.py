@@ -143,5 +143,9 @@ def _is_text_field(config: Any, parts: list[str]) -> bool:
     if not dataclasses.is_dataclass(node) or parts[-1] not in {f.name for f in dataclasses.fields(node)}:
         return False
     annotation = typing.get_type_hints(type(node))[parts[-1]]
-    options = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    options = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
     return str in options

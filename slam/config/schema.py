@@ -156,10 +156,13 @@ class SystemConfig:
         if self.backend.mode not in ("thread", "inline", "disabled"):
             raise ConfigError(f"backend.mode must be thread, inline or disabled, got {self.backend.mode!r}")
         if self.backend.window < 2 or self.frontend.init_frames < 2 or self.frontend.neighbours < 1:
-            raise ConfigError("backend.window and frontend.init_frames must be at least 2, frontend.neighbours at least 1")
+            raise ConfigError(
+                "backend.window and frontend.init_frames must be at least 2, frontend.neighbours at least 1"
+            )
         if self.frontend.refine_keyframes < 0 or self.backend.bundle_iterations < 1 or self.backend.depth_prior <= 0:
-            raise ConfigError("need frontend.refine_keyframes >= 0, backend.bundle_iterations >= 1 and "
-                              "backend.depth_prior > 0")
+            raise ConfigError(
+                "need frontend.refine_keyframes >= 0, backend.bundle_iterations >= 1 and backend.depth_prior > 0"
+            )
         if self.backend.edge_span is not None and self.backend.edge_span < 1:
             raise ConfigError(f"backend.edge_span must be >= 1 or null, got {self.backend.edge_span}")
         if self.backend.max_lag is not None and self.backend.max_lag < 1:
@@ -168,19 +171,26 @@ class SystemConfig:
             raise ConfigError(f"backend.flow_reuse must be > 0 or null, got {self.backend.flow_reuse}")
         if self.backend.huber is not None and self.backend.huber <= 0:
             raise ConfigError(f"backend.huber must be > 0 or null, got {self.backend.huber}")
-        for name, pool in (("backend.bundle_pool", self.backend.bundle_pool),
-                           ("frontend.tracking_pool", self.frontend.tracking_pool)):
+        for name, pool in (
+            ("backend.bundle_pool", self.backend.bundle_pool),
+            ("frontend.tracking_pool", self.frontend.tracking_pool),
+        ):
             if pool not in (1, 2, 4, 8):
                 raise ConfigError(f"{name} must be 1, 2, 4 or 8, got {pool}")
         fusion = self.fusion
         if min(fusion.point_resolution, fusion.mesh_resolution, fusion.mesh_depth_limit, fusion.max_points) <= 0 or (
-                fusion.voxel_size is not None and fusion.voxel_size <= 0):
-            raise ConfigError("fusion.point_resolution, fusion.mesh_resolution, fusion.mesh_depth_limit, "
-                              "fusion.max_points and fusion.voxel_size (when set) must be > 0")
+            fusion.voxel_size is not None and fusion.voxel_size <= 0
+        ):
+            raise ConfigError(
+                "fusion.point_resolution, fusion.mesh_resolution, fusion.mesh_depth_limit, "
+                "fusion.max_points and fusion.voxel_size (when set) must be > 0"
+            )
         low, high = self.frontend.depth_range
         if not 0 < low < self.frontend.init_depth < high:
-            raise ConfigError(f"need 0 < depth_range min < init_depth < depth_range max, got {low}, "
-                              f"{self.frontend.init_depth}, {high}")
+            raise ConfigError(
+                f"need 0 < depth_range min < init_depth < depth_range max, got {low}, "
+                f"{self.frontend.init_depth}, {high}"
+            )
 
 
 def processing_size(width: int, height: int, pixels: int) -> tuple[int, int]:

@@ -28,8 +28,9 @@ def valid_depth_mask(gt: np.ndarray, min_depth: float, max_depth: float) -> np.n
         return np.isfinite(gt) & (gt > 0) & (gt >= min_depth) & (gt <= max_depth)
 
 
-def depth_metrics(pred: np.ndarray, gt: np.ndarray, median_scaling: bool = False, min_depth: float = 1e-3,
-                  max_depth: float = 80.0) -> dict[str, float]:
+def depth_metrics(
+    pred: np.ndarray, gt: np.ndarray, median_scaling: bool = False, min_depth: float = 1e-3, max_depth: float = 80.0
+) -> dict[str, float]:
     """Standard depth metrics of a predicted depth map against ground truth, both HxW in metres.
 
     Over the valid ground-truth pixels (:func:`valid_depth_mask`): with ``median_scaling`` the
@@ -101,9 +102,11 @@ class DepthEvaluation:
 
     def summary(self) -> str:
         m = self.mean
-        text = (f"depth over {m['images']} images: abs rel {m['abs_rel']:.4f}, sq rel {m['sq_rel']:.4f}, "
-                f"RMSE {m['rmse']:.4f} m, RMSE log {m['rmse_log']:.4f}, delta<1.25 {m['delta1']:.4f}, "
-                f"<1.25^2 {m['delta2']:.4f}, <1.25^3 {m['delta3']:.4f}, mean scale {m['scale']:.4f}")
+        text = (
+            f"depth over {m['images']} images: abs rel {m['abs_rel']:.4f}, sq rel {m['sq_rel']:.4f}, "
+            f"RMSE {m['rmse']:.4f} m, RMSE log {m['rmse_log']:.4f}, delta<1.25 {m['delta1']:.4f}, "
+            f"<1.25^2 {m['delta2']:.4f}, <1.25^3 {m['delta3']:.4f}, mean scale {m['scale']:.4f}"
+        )
         notes = []
         if self.skipped:
             notes.append(f"{len(self.skipped)} skipped without valid ground truth")
@@ -124,9 +127,14 @@ def _depth_files(folder: Path, what: str) -> dict[str, Path]:
     return files
 
 
-def evaluate_depth_folders(pred_dir: str | Path, gt_dir: str | Path, median_scaling: bool = False,
-                           depth_scale: float = 5000.0, min_depth: float = 1e-3,
-                           max_depth: float = 80.0) -> DepthEvaluation:
+def evaluate_depth_folders(
+    pred_dir: str | Path,
+    gt_dir: str | Path,
+    median_scaling: bool = False,
+    depth_scale: float = 5000.0,
+    min_depth: float = 1e-3,
+    max_depth: float = 80.0,
+) -> DepthEvaluation:
     """Score every predicted depth map in ``pred_dir`` against the ground-truth map with the same
     file stem in ``gt_dir`` (:func:`read_depth` formats). A prediction of another size is resized
     to the ground truth's (bilinear). Raises EvaluationError when no stems match."""
@@ -136,8 +144,10 @@ def evaluate_depth_folders(pred_dir: str | Path, gt_dir: str | Path, median_scal
     gt_files = _depth_files(Path(gt_dir), "ground-truth depth")
     common = sorted(set(pred_files) & set(gt_files))
     if not common:
-        raise EvaluationError(f"no depth maps with the same file name (stem) in {pred_dir} "
-                              f"({len(pred_files)} .npy/.png) and {gt_dir} ({len(gt_files)} .npy/.png)")
+        raise EvaluationError(
+            f"no depth maps with the same file name (stem) in {pred_dir} "
+            f"({len(pred_files)} .npy/.png) and {gt_dir} ({len(gt_files)} .npy/.png)"
+        )
     per_image: dict[str, dict[str, float]] = {}
     skipped: list[str] = []
     for stem in common:
@@ -150,7 +160,13 @@ def evaluate_depth_folders(pred_dir: str | Path, gt_dir: str | Path, median_scal
             pred = cv2.resize(pred, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
         per_image[stem] = depth_metrics(pred, gt, median_scaling, min_depth, max_depth)
     if not per_image:
-        raise EvaluationError(f"no ground-truth depth map in {gt_dir} has valid pixels between "
-                              f"{min_depth} and {max_depth} m")
-    return DepthEvaluation(average_depth_metrics(list(per_image.values())), per_image, skipped,
-                           len(pred_files) - len(common), len(gt_files) - len(common))
+        raise EvaluationError(
+            f"no ground-truth depth map in {gt_dir} has valid pixels between {min_depth} and {max_depth} m"
+        )
+    return DepthEvaluation(
+        average_depth_metrics(list(per_image.values())),
+        per_image,
+        skipped,
+        len(pred_files) - len(common),
+        len(gt_files) - len(common),
+    )

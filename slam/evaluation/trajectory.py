@@ -76,14 +76,16 @@ class TrajectoryMetrics:
 
     def summary(self) -> str:
         """A few human-readable lines."""
-        return "\n".join([
-            f"ATE RMSE {self.ate_rmse:.4f} m (mean {self.ate_mean:.4f}, median {self.ate_median:.4f}, "
-            f"max {self.ate_max:.4f}) after {self.align} alignment, scale {self.scale:.4f}",
-            f"RPE (delta {self.rpe_delta} frame{'s' if self.rpe_delta != 1 else ''}): translation RMSE "
-            f"{self.rpe_trans_rmse:.4f} m, rotation RMSE {self.rpe_rot_rmse_deg:.3f} deg",
-            f"coverage {100 * self.coverage:.1f}%: {self.matched} estimated poses matched of {self.gt_frames} "
-            f"ground-truth poses in the run's time span ({self.est_poses} estimated poses in all)",
-        ])
+        return "\n".join(
+            [
+                f"ATE RMSE {self.ate_rmse:.4f} m (mean {self.ate_mean:.4f}, median {self.ate_median:.4f}, "
+                f"max {self.ate_max:.4f}) after {self.align} alignment, scale {self.scale:.4f}",
+                f"RPE (delta {self.rpe_delta} frame{'s' if self.rpe_delta != 1 else ''}): translation RMSE "
+                f"{self.rpe_trans_rmse:.4f} m, rotation RMSE {self.rpe_rot_rmse_deg:.3f} deg",
+                f"coverage {100 * self.coverage:.1f}%: {self.matched} estimated poses matched of {self.gt_frames} "
+                f"ground-truth poses in the run's time span ({self.est_poses} estimated poses in all)",
+            ]
+        )
 
 
 def _to_evo(trajectory: Trajectory, name: str):
@@ -96,8 +98,9 @@ def _from_evo(trajectory) -> Trajectory:
     return Trajectory(np.asarray(trajectory.timestamps, dtype=np.float64), np.asarray(trajectory.poses_se3))
 
 
-def associate_and_align(gt: Trajectory, est: Trajectory, align: str = "sim3",
-                        max_diff: float = 0.02) -> AlignedTrajectories:
+def associate_and_align(
+    gt: Trajectory, est: Trajectory, align: str = "sim3", max_diff: float = 0.02
+) -> AlignedTrajectories:
     """Associate ``est`` with ``gt`` by timestamp (within ``max_diff`` seconds; the denser one
     interpolated at the sparser one's matched timestamps) and align the estimate to the ground
     truth (``sim3``, ``se3`` or ``none``) with evo. Raises TrajectoryError when the timestamps do
@@ -111,8 +114,10 @@ def associate_and_align(gt: Trajectory, est: Trajectory, align: str = "sim3",
         raise TrajectoryError("cannot evaluate an empty trajectory")
     try:
         gt_sync, est_sync = associate_trajectories(
-            _to_evo(gt, "ground truth"), _to_evo(est, "estimate"),
-            sync_method=SyncMethod.interpolation, max_diff=max_diff,
+            _to_evo(gt, "ground truth"),
+            _to_evo(est, "estimate"),
+            sync_method=SyncMethod.interpolation,
+            max_diff=max_diff,
         )
     except SyncException:
         raise TrajectoryError(
@@ -135,8 +140,14 @@ def associate_and_align(gt: Trajectory, est: Trajectory, align: str = "sim3",
     return AlignedTrajectories(_from_evo(gt_sync), _from_evo(est_sync), float(scale), transform)
 
 
-def evaluate_trajectory(gt: Trajectory, est: Trajectory, align: str = "sim3", max_diff: float = 0.02,
-                        rpe_delta: int = 1, run_span: tuple[float, float] | None = None) -> TrajectoryMetrics:
+def evaluate_trajectory(
+    gt: Trajectory,
+    est: Trajectory,
+    align: str = "sim3",
+    max_diff: float = 0.02,
+    rpe_delta: int = 1,
+    run_span: tuple[float, float] | None = None,
+) -> TrajectoryMetrics:
     """ATE and RPE of ``est`` against ``gt`` (both camera-to-world) with evo, after association
     and alignment as in :func:`associate_and_align`. ``rpe_delta``: frames between the two poses
     of each relative pose (associated poses, counted in the estimate's order). ``run_span``:
@@ -181,8 +192,9 @@ def evaluate_trajectory(gt: Trajectory, est: Trajectory, align: str = "sim3", ma
     )
 
 
-def plot_trajectories(aligned: AlignedTrajectories, path: str | Path, title: str = "",
-                      time_label: str = "time (s)") -> None:
+def plot_trajectories(
+    aligned: AlignedTrajectories, path: str | Path, title: str = "", time_label: str = "time (s)"
+) -> None:
     """Write a PNG comparing the aligned estimate with the ground truth: a top view (the two
     world axes along which the ground truth spreads most) and x, y, z against time (since the
     first associated pose; ``time_label`` names its unit, e.g. frames for KITTI files)."""

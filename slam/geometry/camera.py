@@ -47,8 +47,9 @@ class Camera:
 
     # ------------------------------------------------------------------ construction and I/O
     @classmethod
-    def from_string(cls, text: str, width: int | None = None, height: int | None = None,
-                    origin: str = "calibration") -> Camera:
+    def from_string(
+        cls, text: str, width: int | None = None, height: int | None = None, origin: str = "calibration"
+    ) -> Camera:
         """Parse the one-line calibration format; ``origin`` names the file in error messages."""
         lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
         if len(lines) != 1:
@@ -75,8 +76,9 @@ class Camera:
         return cls.from_string(path.read_text(), width, height, origin=str(path))
 
     @classmethod
-    def from_matrix(cls, K: np.ndarray, distortion: np.ndarray | tuple = (), width: int | None = None,
-                    height: int | None = None) -> Camera:
+    def from_matrix(
+        cls, K: np.ndarray, distortion: np.ndarray | tuple = (), width: int | None = None, height: int | None = None
+    ) -> Camera:
         """Build from a 3x3 intrinsic matrix (skew ignored) and an OpenCV distortion vector."""
         dist = tuple(float(d) for d in np.asarray(distortion, dtype=np.float64).ravel())
         dist = _trim_distortion(dist)
@@ -132,7 +134,12 @@ class Camera:
             logging.getLogger(__name__).warning(
                 "%s: principal point (%.1f, %.1f) is far from the centre of the %dx%d image; "
                 "fine for a cropped image, wrong if the calibration is for another resolution",
-                origin, self.cx, self.cy, width, height)
+                origin,
+                self.cx,
+                self.cy,
+                width,
+                height,
+            )
 
     # ------------------------------------------------------------------ image operations
     def scaled(self, sx: float, sy: float | None = None) -> Camera:
@@ -140,8 +147,15 @@ class Camera:
         sy = sx if sy is None else sy
         width = None if self.width is None else int(round(self.width * sx))
         height = None if self.height is None else int(round(self.height * sy))
-        return replace(self, fx=self.fx * sx, fy=self.fy * sy, cx=sx * (self.cx + 0.5) - 0.5,
-                       cy=sy * (self.cy + 0.5) - 0.5, width=width, height=height)
+        return replace(
+            self,
+            fx=self.fx * sx,
+            fy=self.fy * sy,
+            cx=sx * (self.cx + 0.5) - 0.5,
+            cy=sy * (self.cy + 0.5) - 0.5,
+            width=width,
+            height=height,
+        )
 
     def resized(self, width: int, height: int) -> Camera:
         """Intrinsics after resizing the whole image to ``width`` x ``height`` (needs the size)."""

@@ -96,11 +96,27 @@ class SE3:
         x, y, z, w = self.data[..., 3:].unbind(-1)
         tx, ty, tz = self.data[..., :3].unbind(-1)
         one, zero = torch.ones_like(x), torch.zeros_like(x)
-        return torch.stack([
-            1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w), tx,
-            2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w), ty,
-            2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y), tz,
-            zero, zero, zero, one], dim=-1).view(*x.shape, 4, 4)
+        return torch.stack(
+            [
+                1 - 2 * (y * y + z * z),
+                2 * (x * y - z * w),
+                2 * (x * z + y * w),
+                tx,
+                2 * (x * y + z * w),
+                1 - 2 * (x * x + z * z),
+                2 * (y * z - x * w),
+                ty,
+                2 * (x * z - y * w),
+                2 * (y * z + x * w),
+                1 - 2 * (x * x + y * y),
+                tz,
+                zero,
+                zero,
+                zero,
+                one,
+            ],
+            dim=-1,
+        ).view(*x.shape, 4, 4)
 
     def rotation(self) -> torch.Tensor:
         """(..., 3, 3) rotation matrices."""
@@ -195,10 +211,15 @@ def _quaternion_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Hamilton product of (..., 4) quaternions ``[x, y, z, w]`` (broadcast)."""
     ax, ay, az, aw = a.unbind(-1)
     bx, by, bz, bw = b.unbind(-1)
-    return torch.stack([aw * bx + ax * bw + ay * bz - az * by,
-                        aw * by - ax * bz + ay * bw + az * bx,
-                        aw * bz + ax * by - ay * bx + az * bw,
-                        aw * bw - ax * bx - ay * by - az * bz], dim=-1)
+    return torch.stack(
+        [
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+            aw * bw - ax * bx - ay * by - az * bz,
+        ],
+        dim=-1,
+    )
 
 
 def _rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

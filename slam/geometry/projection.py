@@ -25,11 +25,13 @@ from slam.geometry.lie import SE3
 MIN_DEPTH = 0.05
 
 
-def pixel_grid(height: int, width: int, dtype: torch.dtype = torch.float32,
-               device: torch.device | str | None = None) -> torch.Tensor:
+def pixel_grid(
+    height: int, width: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> torch.Tensor:
     """(H, W, 2) pixel coordinates ``(u, v)`` of every pixel centre."""
-    v, u = torch.meshgrid(torch.arange(height, dtype=dtype, device=device),
-                          torch.arange(width, dtype=dtype, device=device), indexing="ij")
+    v, u = torch.meshgrid(
+        torch.arange(height, dtype=dtype, device=device), torch.arange(width, dtype=dtype, device=device), indexing="ij"
+    )
     return torch.stack([u, v], dim=-1)
 
 
@@ -74,15 +76,16 @@ def _projected_pose_jacobian(points: torch.Tensor, intrinsics: torch.Tensor) -> 
     fx, fy, _, _ = _unbind_intrinsics(intrinsics, 2)
     x, y, z = points.unbind(-1)
     inv_z = 1.0 / z.clamp(min=MIN_DEPTH)
-    u, v = x * inv_z, y * inv_z    # normalised coordinates
+    u, v = x * inv_z, y * inv_z  # normalised coordinates
     zero = torch.zeros_like(u)
     row_u = [fx * inv_z, zero, -fx * u * inv_z, -fx * u * v, fx * (1 + u * u), -fx * v]
     row_v = [zero, fy * inv_z, -fy * v * inv_z, -fy * (1 + v * v), fy * u * v, fy * u]
     return torch.stack(row_u + row_v, dim=-1).view(*x.shape, 2, 6)
 
 
-def reproject(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor, with_jacobians: bool = False
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+def reproject(
+    depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor, with_jacobians: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Where every pixel of camera i lands in camera j.
 
     Args:
@@ -120,12 +123,15 @@ def sample(features: torch.Tensor, coords: torch.Tensor, padding_mode: str = "ze
     return F.grid_sample(features, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
 
 
-def warp(features_j: torch.Tensor, depth_i: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor
-         ) -> tuple[torch.Tensor, torch.Tensor]:
+def warp(
+    features_j: torch.Tensor, depth_i: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp camera j's (B, C, H, W) features into camera i's view, using i's (B, H, W) depth and
     the relative transform T_ji (B,). Returns the warped (B, C, H, W) features and the (B, H, W)
     mask of pixels that land inside j's image in front of the camera."""
     coords, valid, _, _ = reproject(depth_i, T_ji, intrinsics)
     height, width = depth_i.shape[-2:]
-    inside = (coords[..., 0] >= 0) & (coords[..., 0] <= width - 1) & (coords[..., 1] >= 0) & (coords[..., 1] <= height - 1)
+    inside = (
+        (coords[..., 0] >= 0) & (coords[..., 0] <= width - 1) & (coords[..., 1] >= 0) & (coords[..., 1] <= height - 1)
+    )
     return sample(features_j, coords), valid & inside

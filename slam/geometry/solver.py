@@ -31,20 +31,31 @@ def keyframe_edges(num_frames: int, device: torch.device | str | None = None) ->
     return torch.zeros_like(jj), jj
 
 
-def all_pairs_edges(num_frames: int, device: torch.device | str | None = None, max_span: int | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def all_pairs_edges(
+    num_frames: int, device: torch.device | str | None = None, max_span: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Every ordered pair ``i -> j``, i != j (global mode): ``(ii, jj)`` of shape (N(N-1),); with
     ``max_span``, only the pairs at most that many frames apart."""
-    ii, jj = torch.meshgrid(torch.arange(num_frames, device=device), torch.arange(num_frames, device=device), indexing="ij")
+    ii, jj = torch.meshgrid(
+        torch.arange(num_frames, device=device), torch.arange(num_frames, device=device), indexing="ij"
+    )
     keep = ii != jj
     if max_span is not None:
         keep &= (ii - jj).abs() <= max_span
     return ii[keep], jj[keep]
 
 
-def _edge_systems(poses: SE3, depths: torch.Tensor, intrinsics: torch.Tensor, ii: torch.Tensor, jj: torch.Tensor,
-                  targets: torch.Tensor, weights: torch.Tensor, with_depth: bool = False, huber: float | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]:
+def _edge_systems(
+    poses: SE3,
+    depths: torch.Tensor,
+    intrinsics: torch.Tensor,
+    ii: torch.Tensor,
+    jj: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    with_depth: bool = False,
+    huber: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]:
     """Per-edge normal equations in the stacked variables ``[xi_i, xi_j]``:
     H (B, E, 12, 12) and g (B, E, 12); with ``with_depth`` also the terms of frame i's per-pixel
     inverse depth ``z = 1 / d_i``: the pose-depth blocks (B, E, 12, P) and the depth diagonal and
@@ -58,11 +69,14 @@ def _edge_systems(poses: SE3, depths: torch.Tensor, intrinsics: torch.Tensor, ii
     ``H_ii = A^T H_jj A``, ``H_ij = -A^T H_jj``, ``H_ji = H_ij^T``, ``g_i = -A^T g_j``."""
     batch, edges = targets.shape[:2]
     height, width = depths.shape[-2:]
-    T_ji = poses[:, jj] * poses[:, ii].inv()                                   # (B, E)
+    T_ji = poses[:, jj] * poses[:, ii].inv()  # (B, E)
     depth_i = depths[:, ii].reshape(batch * edges, height, width)
-    coords, valid, J_j, J_depth = reproject(depth_i, T_ji.view(batch * edges),
-                                            intrinsics[:, None].expand(batch, edges, 4).reshape(-1, 4),
-                                            with_jacobians=True)
+    coords, valid, J_j, J_depth = reproject(
+        depth_i,
+        T_ji.view(batch * edges),
+        intrinsics[:, None].expand(batch, edges, 4).reshape(-1, 4),
+        with_jacobians=True,
+    )
     rows = height * width * 2
     J_j = J_j.reshape(batch * edges, rows, 6)
     w = (weights.reshape(batch * edges, height * width, 2) * valid.reshape(batch * edges, -1, 1)).reshape(-1, rows, 1)
@@ -70,9 +84,9 @@ def _edge_systems(poses: SE3, depths: torch.Tensor, intrinsics: torch.Tensor, ii
     if huber is not None:  # iteratively reweighted: a pixel's weight falls as 1 / |residual| beyond huber pixels
         norm = residual.view(batch * edges, height * width, 1, 2).norm(dim=-1, keepdim=True)
         w = w * (huber / norm.clamp(min=huber)).expand(-1, -1, 2, 1).reshape(batch * edges, rows, 1)
-    wJ_t = (w * J_j).transpose(1, 2)                                           # (BE, 6, 2P)
-    H_jj = wJ_t @ J_j                                                          # (BE, 6, 6)
-    g_j = wJ_t @ residual                                                      # (BE, 6, 1)
+    wJ_t = (w * J_j).transpose(1, 2)  # (BE, 6, 2P)
+    H_jj = wJ_t @ J_j  # (BE, 6, 6)
+    g_j = wJ_t @ residual  # (BE, 6, 1)
     A = T_ji.adj_matrix().reshape(batch * edges, 6, 6)
     H_ij = -A.transpose(1, 2) @ H_jj
     H = torch.cat([torch.cat([-H_ij @ A, H_ij], dim=2), torch.cat([H_ij.transpose(1, 2), H_jj], dim=2)], dim=1)
@@ -91,21 +105,26 @@ def _edge_systems(poses: SE3, depths: torch.Tensor, intrinsics: torch.Tensor, ii
     return H, g, (E, C, g_z)
 
 
-def _pose_system(H_edge: torch.Tensor, g_edge: torch.Tensor, ii: torch.Tensor, jj: torch.Tensor, num_frames: int
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def _pose_system(
+    H_edge: torch.Tensor, g_edge: torch.Tensor, ii: torch.Tensor, jj: torch.Tensor, num_frames: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Scatter per-edge 12x12 blocks and 12-gradients into the (B, N, 6, N, 6) normal matrix and
     the (B, N, 6) gradient of all poses."""
-    select_i = torch.nn.functional.one_hot(ii, num_frames).to(H_edge.dtype)   # (E, N)
+    select_i = torch.nn.functional.one_hot(ii, num_frames).to(H_edge.dtype)  # (E, N)
     select_j = torch.nn.functional.one_hot(jj, num_frames).to(H_edge.dtype)
     selectors = (select_i, select_j)
-    H = sum(torch.einsum("ea,ec,bexy->baxcy", selectors[r], selectors[c], H_edge[:, :, 6 * r:6 * r + 6, 6 * c:6 * c + 6])
-            for r in range(2) for c in range(2))
-    g = sum(torch.einsum("ea,bex->bax", selectors[r], g_edge[:, :, 6 * r:6 * r + 6]) for r in range(2))
+    H = sum(
+        torch.einsum(
+            "ea,ec,bexy->baxcy", selectors[r], selectors[c], H_edge[:, :, 6 * r : 6 * r + 6, 6 * c : 6 * c + 6]
+        )
+        for r in range(2)
+        for c in range(2)
+    )
+    g = sum(torch.einsum("ea,bex->bax", selectors[r], g_edge[:, :, 6 * r : 6 * r + 6]) for r in range(2))
     return H, g
 
 
-def _solve_free_poses(H: torch.Tensor, g: torch.Tensor, num_fixed: int, damping: float, epsilon: float
-                      ) -> torch.Tensor:
+def _solve_free_poses(H: torch.Tensor, g: torch.Tensor, num_fixed: int, damping: float, epsilon: float) -> torch.Tensor:
     """Damped Cholesky solve of (B, N, 6, N, 6) H and (B, N, 6) g for the free poses: (B, N - num_fixed, 6),
     zero for a batch element whose system cannot be factorised."""
     batch, num_frames = g.shape[:2]
@@ -133,9 +152,18 @@ def _retract_free(poses: SE3, xi: torch.Tensor, num_fixed: int) -> SE3:
     return SE3(torch.cat([poses.data[:, :num_fixed], updated.data], dim=1))
 
 
-def gauss_newton_step(poses: SE3, depths: torch.Tensor, intrinsics: torch.Tensor, ii: torch.Tensor, jj: torch.Tensor,
-                      targets: torch.Tensor, weights: torch.Tensor, num_fixed: int = 1, damping: float = 1e-4,
-                      epsilon: float = 1e-4) -> SE3:
+def gauss_newton_step(
+    poses: SE3,
+    depths: torch.Tensor,
+    intrinsics: torch.Tensor,
+    ii: torch.Tensor,
+    jj: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    num_fixed: int = 1,
+    damping: float = 1e-4,
+    epsilon: float = 1e-4,
+) -> SE3:
     """One weighted Gauss-Newton step on the free poses.
 
     Args:
@@ -161,10 +189,21 @@ def gauss_newton_step(poses: SE3, depths: torch.Tensor, intrinsics: torch.Tensor
     return _retract_free(poses, xi, num_fixed)
 
 
-def bundle_adjustment_step(poses: SE3, depths: torch.Tensor, intrinsics: torch.Tensor, ii: torch.Tensor,
-                           jj: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, prior_depths: torch.Tensor,
-                           prior_weight: float, num_fixed: int = 1, damping: float = 1e-4, epsilon: float = 1e-4,
-                           huber: float | None = None) -> tuple[SE3, torch.Tensor]:
+def bundle_adjustment_step(
+    poses: SE3,
+    depths: torch.Tensor,
+    intrinsics: torch.Tensor,
+    ii: torch.Tensor,
+    jj: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    prior_depths: torch.Tensor,
+    prior_weight: float,
+    num_fixed: int = 1,
+    damping: float = 1e-4,
+    epsilon: float = 1e-4,
+    huber: float | None = None,
+) -> tuple[SE3, torch.Tensor]:
     """One weighted Gauss-Newton step on the free poses *and* every frame's per-pixel inverse
     depth (DROID-SLAM's dense bundle adjustment, here on the motion module's targets).
 
@@ -181,8 +220,9 @@ def bundle_adjustment_step(poses: SE3, depths: torch.Tensor, intrinsics: torch.T
     batch, num_frames = poses.shape
     _check_num_fixed(num_fixed, num_frames)
     pixels = depths.shape[-2] * depths.shape[-1]
-    H_edge, g_edge, (E_edge, C_edge, gz_edge) = _edge_systems(poses, depths, intrinsics, ii, jj, targets, weights,
-                                                              with_depth=True, huber=huber)
+    H_edge, g_edge, (E_edge, C_edge, gz_edge) = _edge_systems(
+        poses, depths, intrinsics, ii, jj, targets, weights, with_depth=True, huber=huber
+    )
     H, g = _pose_system(H_edge, g_edge, ii, jj, num_frames)
     z = 1.0 / depths.reshape(batch, num_frames, pixels)
     z0 = 1.0 / prior_depths.reshape(batch, num_frames, pixels)
@@ -206,8 +246,9 @@ def bundle_adjustment_step(poses: SE3, depths: torch.Tensor, intrinsics: torch.T
     return _retract_free(poses, xi, num_fixed), (1.0 / z_new).view_as(depths)
 
 
-def pool_correspondences(targets: torch.Tensor, weights: torch.Tensor, intrinsics: torch.Tensor, factor: int
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pool_correspondences(
+    targets: torch.Tensor, weights: torch.Tensor, intrinsics: torch.Tensor, factor: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The same correspondences on a grid ``factor`` times coarser, for a cheaper solve: each
     ``factor`` x ``factor`` block of (B, E, h, w, 2) targets becomes their weighted mean and the
     block's mean weight; target pixel coordinates and the (B, 4) intrinsics are mapped to the

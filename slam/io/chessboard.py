@@ -105,14 +105,22 @@ class CalibrationResult:
 
     def comment(self) -> str:
         """One line for the calibration file's header."""
-        return (f"v2d calibrate: board {self.board} inner corners, square {self.board.square:g} m, "
-                f"{self.views_used} views, RMS reprojection error {self.rms:.3f} px, "
-                f"image {self.camera.width}x{self.camera.height}")
+        return (
+            f"v2d calibrate: board {self.board} inner corners, square {self.board.square:g} m, "
+            f"{self.views_used} views, RMS reprojection error {self.rms:.3f} px, "
+            f"image {self.camera.width}x{self.camera.height}"
+        )
 
 
-def calibrate(spec: str | Path, board: Board, max_views: int = 30, video_samples: int = 120,
-              webcam_interval: float = 0.5, webcam_timeout: float = 60.0,
-              progress: Callable[[str], None] | None = None) -> CalibrationResult:
+def calibrate(
+    spec: str | Path,
+    board: Board,
+    max_views: int = 30,
+    video_samples: int = 120,
+    webcam_interval: float = 0.5,
+    webcam_timeout: float = 60.0,
+    progress: Callable[[str], None] | None = None,
+) -> CalibrationResult:
     """Calibrate from ``spec``: an image folder, a video file or ``webcam:N``.
 
     At most ``max_views`` distinct views enter the solve (spread evenly over those found); a video
@@ -153,8 +161,9 @@ def find_corners(grey: np.ndarray, board: Board, fast_check: bool = False) -> np
         return None
     # The refinement window must stay inside one square: at most 40% of the corner spacing.
     grid = corners.reshape(board.rows, board.columns, 2)
-    spacing = min(np.linalg.norm(np.diff(grid, axis=0), axis=2).min(),
-                  np.linalg.norm(np.diff(grid, axis=1), axis=2).min())
+    spacing = min(
+        np.linalg.norm(np.diff(grid, axis=0), axis=2).min(), np.linalg.norm(np.diff(grid, axis=1), axis=2).min()
+    )
     half = int(np.clip(0.4 * spacing, 2, 11))
     corners = cv2.cornerSubPix(grey, corners, (half, half), (-1, -1), _SUBPIX_CRITERIA)
     return corners.reshape(-1, 2).astype(np.float32)
@@ -232,8 +241,10 @@ def _is_duplicate(corners: np.ndarray, kept: list[np.ndarray], tolerance: float)
     """Whether ``corners`` lie within ``tolerance`` pixels (mean) of a kept view's corners, in
     either corner order (OpenCV may return a board's corners reversed)."""
     for other in kept:
-        if min(np.linalg.norm(corners - other, axis=1).mean(),
-               np.linalg.norm(corners[::-1] - other, axis=1).mean()) < tolerance:
+        if (
+            min(np.linalg.norm(corners - other, axis=1).mean(), np.linalg.norm(corners[::-1] - other, axis=1).mean())
+            < tolerance
+        ):
             return True
     return False
 
@@ -249,16 +260,24 @@ class _Views:
     duplicates: int = 0
 
 
-def _collect_views(frames: FrameStream, board: Board, origin: str, skip_duplicates: bool, stop_after: int | None,
-                   progress: Callable[[str], None] | None) -> _Views:
+def _collect_views(
+    frames: FrameStream,
+    board: Board,
+    origin: str,
+    skip_duplicates: bool,
+    stop_after: int | None,
+    progress: Callable[[str], None] | None,
+) -> _Views:
     views = _Views([], [], None)
     for name, grey, fast_check in frames:
         size = (grey.shape[1], grey.shape[0])
         if views.image_size is None:
             views.image_size = size
         elif size != views.image_size:
-            raise CalibrationError(f"{origin}: {name} is {size[0]}x{size[1]} but earlier images are "
-                                   f"{views.image_size[0]}x{views.image_size[1]}; calibrate one resolution at a time")
+            raise CalibrationError(
+                f"{origin}: {name} is {size[0]}x{size[1]} but earlier images are "
+                f"{views.image_size[0]}x{views.image_size[1]}; calibrate one resolution at a time"
+            )
         corners = find_corners(grey, board, fast_check)
         if corners is None:
             views.rejected += 1
@@ -275,8 +294,15 @@ def _collect_views(frames: FrameStream, board: Board, origin: str, skip_duplicat
     return views
 
 
-def _calibrate_frames(frames: FrameStream, board: Board, origin: str, max_views: int, skip_duplicates: bool,
-                      stop_after: int | None, progress: Callable[[str], None] | None) -> CalibrationResult:
+def _calibrate_frames(
+    frames: FrameStream,
+    board: Board,
+    origin: str,
+    max_views: int,
+    skip_duplicates: bool,
+    stop_after: int | None,
+    progress: Callable[[str], None] | None,
+) -> CalibrationResult:
     with closing(frames):  # releases a webcam as soon as enough views are in
         views = _collect_views(frames, board, origin, skip_duplicates, stop_after, progress)
     names, corners = views.names, views.corners
@@ -292,11 +318,23 @@ def _calibrate_frames(frames: FrameStream, board: Board, origin: str, max_views:
         names, corners = [names[i] for i in keep], [corners[i] for i in keep]
     width, height = views.image_size
     rms, K, dist, _, _, _, _, per_view = cv2.calibrateCameraExtended(
-        [board.object_points()] * len(corners), [c.reshape(-1, 1, 2) for c in corners], (width, height),
-        None, None, flags=0,
+        [board.object_points()] * len(corners),
+        [c.reshape(-1, 1, 2) for c in corners],
+        (width, height),
+        None,
+        None,
+        flags=0,
     )
     if not np.isfinite(rms):
         raise CalibrationError(f"{origin}: the calibration did not converge; use more varied views of the board")
     camera = Camera.from_matrix(K, dist, width=width, height=height)
-    return CalibrationResult(camera, board, float(rms), names, np.asarray(per_view, dtype=np.float64).ravel(),
-                             views.rejected, views.duplicates, unused)
+    return CalibrationResult(
+        camera,
+        board,
+        float(rms),
+        names,
+        np.asarray(per_view, dtype=np.float64).ravel(),
+        views.rejected,
+        views.duplicates,
+        unused,
+    )

@@ -32,8 +32,7 @@ def read_depth(path: str | Path, depth_scale: float = TUM_DEPTH_SCALE) -> np.nda
         if depth is None:
             raise DepthMapError(f"cannot read depth map {path} (missing or corrupt)")
         if depth.dtype != np.uint16:
-            raise DepthMapError(f"{path}: a depth PNG must be 16-bit (value / depth scale = metres), "
-                                f"got {depth.dtype}")
+            raise DepthMapError(f"{path}: a depth PNG must be 16-bit (value / depth scale = metres), got {depth.dtype}")
         depth = depth.astype(np.float32) / depth_scale
     else:
         raise DepthMapError(f"{path}: depth maps must be .npy (metres) or 16-bit .png")
@@ -56,8 +55,13 @@ def write_depth_png(path: str | Path, depth: np.ndarray, scale: float = TUM_DEPT
     units = np.round(np.where(valid, depth, 0.0) * scale)
     too_far = units > np.iinfo(np.uint16).max
     if too_far.any():
-        log.warning("%s: %d depths beyond %.2f m do not fit 16 bits at scale %g; written as 0 (invalid)",
-                    path, int(too_far.sum()), np.iinfo(np.uint16).max / scale, scale)
+        log.warning(
+            "%s: %d depths beyond %.2f m do not fit 16 bits at scale %g; written as 0 (invalid)",
+            path,
+            int(too_far.sum()),
+            np.iinfo(np.uint16).max / scale,
+            scale,
+        )
     units = np.where(too_far, 0.0, units).astype(np.uint16)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,8 +70,6 @@ def write_depth_png(path: str | Path, depth: np.ndarray, scale: float = TUM_DEPT
         raise ExportError(f"cannot write {path}: {err}") from None
     if not written:
         raise ExportError(f"cannot write {path} (check the folder's permissions and that the name ends in .png)")
-
-
 
 
 def write_depth_npy(folder: str | Path, frame_index: int, depth: np.ndarray) -> Path:

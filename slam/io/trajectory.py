@@ -174,6 +174,8 @@ def detect_format(path: str | Path) -> str:
             return "tum"
         if len(fields) == 12:
             return "kitti"
-        raise TrajectoryError(f"{path}: {len(fields)} values on a line; expected 8 (TUM: timestamp tx ty tz "
-                              "qx qy qz qw) or 12 (KITTI: a 3x4 pose matrix)")
+        raise TrajectoryError(
+            f"{path}: {len(fields)} values on a line; expected 8 (TUM: timestamp tx ty tz "
+            "qx qy qz qw) or 12 (KITTI: a 3x4 pose matrix)"
+        )
     raise TrajectoryError(f"{path}: no poses in the file")

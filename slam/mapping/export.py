@@ -48,8 +48,12 @@ def _write_ply(path: str | Path, vertices: np.ndarray, triangles: np.ndarray | N
     """Binary PLY of ``vertices`` (records from :func:`_vertex_records`) and, when given,
     ``triangles`` (F, 3) vertex indices as a ``face`` element."""
     path = Path(path)
-    header = ["ply", "format binary_little_endian 1.0", "comment written by deepv2d-slam",
-              f"element vertex {len(vertices)}"]
+    header = [
+        "ply",
+        "format binary_little_endian 1.0",
+        "comment written by deepv2d-slam",
+        f"element vertex {len(vertices)}",
+    ]
     header += [f"property {_PLY_TYPES[vertices.dtype[name].str[1:]]} {name}" for name in vertices.dtype.names]
     body = [vertices.tobytes()]
     if triangles is not None:

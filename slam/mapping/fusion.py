@@ -74,23 +74,34 @@ class FusionKeyframe:
             raise ValueError(f"keyframe {self.id}: depth must be (H, W) with H, W >= 2, got shape {depth.shape}")
         image = np.asarray(self.image)
         if image.shape != (*depth.shape, 3) or image.dtype != np.uint8:
-            raise ValueError(f"keyframe {self.id}: image must be {(*depth.shape, 3)} uint8 RGB to match its depth, "
-                             f"got {image.shape} {image.dtype}")
+            raise ValueError(
+                f"keyframe {self.id}: image must be {(*depth.shape, 3)} uint8 RGB to match its depth, "
+                f"got {image.shape} {image.dtype}"
+            )
         confidence = None
         if self.confidence is not None:
             confidence = np.asarray(self.confidence, dtype=np.float32)
             if confidence.shape != depth.shape:
-                raise ValueError(f"keyframe {self.id}: confidence shape {confidence.shape} differs from depth "
-                                 f"shape {depth.shape}")
+                raise ValueError(
+                    f"keyframe {self.id}: confidence shape {confidence.shape} differs from depth shape {depth.shape}"
+                )
         pose = np.asarray(self.pose_c2w, dtype=np.float64)
         if pose.shape != (4, 4) or not np.all(np.isfinite(pose)):
             raise ValueError(f"keyframe {self.id}: pose must be a finite (4, 4) camera-to-world matrix")
         intrinsics = np.asarray(self.intrinsics, dtype=np.float64).reshape(-1)
         if intrinsics.shape != (4,) or intrinsics[0] <= 0 or intrinsics[1] <= 0:
-            raise ValueError(f"keyframe {self.id}: intrinsics must be [fx, fy, cx, cy] with fx, fy > 0, "
-                             f"got {self.intrinsics}")
-        for name, value in (("image", image), ("depth", depth), ("confidence", confidence), ("pose_c2w", pose),
-                            ("intrinsics", intrinsics), ("timestamp", float(self.timestamp)), ("id", int(self.id))):
+            raise ValueError(
+                f"keyframe {self.id}: intrinsics must be [fx, fy, cx, cy] with fx, fy > 0, got {self.intrinsics}"
+            )
+        for name, value in (
+            ("image", image),
+            ("depth", depth),
+            ("confidence", confidence),
+            ("pose_c2w", pose),
+            ("intrinsics", intrinsics),
+            ("timestamp", float(self.timestamp)),
+            ("id", int(self.id)),
+        ):
             object.__setattr__(self, name, value)
 
     @property
@@ -114,11 +125,19 @@ class FusionKeyframe:
 
     def same_as(self, other: FusionKeyframe) -> bool:
         """True when ``other`` holds the same id, timestamp, pose, intrinsics and pixels."""
+
         def same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
             return a is b or (a is not None and b is not None and np.array_equal(a, b))
-        return (self.id == other.id and self.timestamp == other.timestamp and same(self.pose_c2w, other.pose_c2w)
-                and same(self.intrinsics, other.intrinsics) and same(self.depth, other.depth)
-                and same(self.confidence, other.confidence) and same(self.image, other.image))
+
+        return (
+            self.id == other.id
+            and self.timestamp == other.timestamp
+            and same(self.pose_c2w, other.pose_c2w)
+            and same(self.intrinsics, other.intrinsics)
+            and same(self.depth, other.depth)
+            and same(self.confidence, other.confidence)
+            and same(self.image, other.image)
+        )
 
 
 def viewpoint_distances(keyframes: Sequence[FusionKeyframe]) -> np.ndarray:
@@ -196,8 +215,7 @@ class _Source:
         camera_points = np.stack([(u - cx) / fx * z, (v - cy) / fy * z, z], axis=-1)
         self.world_points = (camera_points @ keyframe.pose_c2w[:3, :3].T + keyframe.pose_c2w[:3, 3]).astype(np.float32)
 
-    def consistent(self, witnesses: Sequence[_Witness], required_views: int, max_relative_error: float
-                   ) -> np.ndarray:
+    def consistent(self, witnesses: Sequence[_Witness], required_views: int, max_relative_error: float) -> np.ndarray:
         """(P,) bool over the valid pixels: at least ``required_views`` of ``witnesses`` agree
         with the pixel's depth. The one consistency test behind every fusion here."""
         if required_views <= 0:
@@ -212,7 +230,7 @@ class _Source:
         (cross product of the back-projected neighbours), facing the camera. Unreliable at depth
         edges; zero where the gradient is degenerate."""
         fx, fy, cx, cy = self.keyframe.intrinsics
-        v, u = np.mgrid[0:self.depth.shape[0], 0:self.depth.shape[1]]
+        v, u = np.mgrid[0 : self.depth.shape[0], 0 : self.depth.shape[1]]
         camera = np.stack([(u - cx) / fx * self.depth, (v - cy) / fy * self.depth, self.depth], -1).astype(np.float32)
         along_v, along_u = np.gradient(camera, axis=(0, 1))
         normals = np.cross(along_v, along_u).reshape(-1, 3)[self.pixel_index]
@@ -226,8 +244,9 @@ def _required_views(consistency_views: int, num_keyframes: int) -> int:
     return min(consistency_views, num_keyframes - 1)
 
 
-def _check_consistency_settings(consistency_views: int, num_neighbours: int, max_reprojection_depth_error: float
-                                ) -> None:
+def _check_consistency_settings(
+    consistency_views: int, num_neighbours: int, max_reprojection_depth_error: float
+) -> None:
     if consistency_views < 0:
         raise ValueError(f"consistency_views must be >= 0, got {consistency_views}")
     if num_neighbours < consistency_views:
@@ -236,8 +255,13 @@ def _check_consistency_settings(consistency_views: int, num_neighbours: int, max
         raise ValueError(f"max_reprojection_depth_error must be > 0, got {max_reprojection_depth_error}")
 
 
-def consistency_masks(keyframes: Sequence[FusionKeyframe], min_confidence: float = 0.5, consistency_views: int = 2,
-                      num_neighbours: int = 6, max_reprojection_depth_error: float = 0.05) -> list[np.ndarray]:
+def consistency_masks(
+    keyframes: Sequence[FusionKeyframe],
+    min_confidence: float = 0.5,
+    consistency_views: int = 2,
+    num_neighbours: int = 6,
+    max_reprojection_depth_error: float = 0.05,
+) -> list[np.ndarray]:
     """For each keyframe, the (H, W) bool mask of pixels that are valid, confident and
     geometrically consistent with its nearest keyframes (see the module's docstring)."""
     _check_consistency_settings(consistency_views, num_neighbours, max_reprojection_depth_error)
@@ -296,9 +320,16 @@ class PointCloudFuser:
     modify it.
     """
 
-    def __init__(self, min_confidence: float = 0.5, consistency_views: int = 2, num_neighbours: int = 6,
-                 max_reprojection_depth_error: float = 0.05, voxel_size: float | None = None,
-                 max_points: int | None = 2_000_000, estimate_normals: bool = False):
+    def __init__(
+        self,
+        min_confidence: float = 0.5,
+        consistency_views: int = 2,
+        num_neighbours: int = 6,
+        max_reprojection_depth_error: float = 0.05,
+        voxel_size: float | None = None,
+        max_points: int | None = 2_000_000,
+        estimate_normals: bool = False,
+    ):
         """``min_confidence``: pixels below it are dropped. ``consistency_views``: agreeing
         neighbours a pixel needs (0 = no consistency filter). ``num_neighbours``: keyframes each
         keyframe is tested against. ``max_reprojection_depth_error``: relative depth tolerance.
@@ -385,17 +416,28 @@ class PointCloudFuser:
             entry.witness = _Witness(entry.keyframe, self.min_confidence)
         return entry.witness
 
-    def _keyframe_points(self, entry: _Entry, neighbours: Sequence[_Entry], required: int
-                         ) -> PointCloud | VoxelSums:
+    def _keyframe_points(self, entry: _Entry, neighbours: Sequence[_Entry], required: int) -> PointCloud | VoxelSums:
         """The world points, colours (and normals) of ``entry``'s consistent pixels, as voxel
         sums when the fuser downsamples."""
-        points = _consistent_points(entry.keyframe, [self._witness(n) for n in neighbours], required,
-                                    self.min_confidence, self.max_reprojection_depth_error, self.estimate_normals)
+        points = _consistent_points(
+            entry.keyframe,
+            [self._witness(n) for n in neighbours],
+            required,
+            self.min_confidence,
+            self.max_reprojection_depth_error,
+            self.estimate_normals,
+        )
         return points if self.voxel_size is None else VoxelSums.of(points, self.voxel_size)
 
 
-def _consistent_points(keyframe: FusionKeyframe, witnesses: Sequence[_Witness], required: int, min_confidence: float,
-                       max_relative_error: float, estimate_normals: bool) -> PointCloud:
+def _consistent_points(
+    keyframe: FusionKeyframe,
+    witnesses: Sequence[_Witness],
+    required: int,
+    min_confidence: float,
+    max_relative_error: float,
+    estimate_normals: bool,
+) -> PointCloud:
     """The world points, colours (and normals) of ``keyframe``'s pixels that are valid, confident
     and confirmed by at least ``required`` of ``witnesses``."""
     source = _Source(keyframe, min_confidence)
@@ -405,9 +447,14 @@ def _consistent_points(keyframe: FusionKeyframe, witnesses: Sequence[_Witness], 
     return PointCloud(source.world_points[keep], colours, normals)
 
 
-def keyframe_points(keyframe: FusionKeyframe, candidates: Sequence[FusionKeyframe], min_confidence: float = 0.5,
-                    consistency_views: int = 2, num_neighbours: int = 6, max_reprojection_depth_error: float = 0.05
-                    ) -> PointCloud:
+def keyframe_points(
+    keyframe: FusionKeyframe,
+    candidates: Sequence[FusionKeyframe],
+    min_confidence: float = 0.5,
+    consistency_views: int = 2,
+    num_neighbours: int = 6,
+    max_reprojection_depth_error: float = 0.05,
+) -> PointCloud:
     """The world-frame cloud of one keyframe's confident pixels that its ``num_neighbours``
     nearest ``candidates`` (other keyframes, by :func:`viewpoint_distances`) confirm: at least
     ``consistency_views`` of them, or all of them when there are fewer candidates (the
@@ -420,18 +467,31 @@ def keyframe_points(keyframe: FusionKeyframe, candidates: Sequence[FusionKeyfram
     return _consistent_points(keyframe, witnesses, required, min_confidence, max_reprojection_depth_error, False)
 
 
-def fuse_point_cloud(keyframes: Sequence[FusionKeyframe], min_confidence: float = 0.5, consistency_views: int = 2,
-                     num_neighbours: int = 6, max_reprojection_depth_error: float = 0.05,
-                     voxel_size: float | None = None, max_points: int | None = 2_000_000,
-                     estimate_normals: bool = False) -> PointCloud:
+def fuse_point_cloud(
+    keyframes: Sequence[FusionKeyframe],
+    min_confidence: float = 0.5,
+    consistency_views: int = 2,
+    num_neighbours: int = 6,
+    max_reprojection_depth_error: float = 0.05,
+    voxel_size: float | None = None,
+    max_points: int | None = 2_000_000,
+    estimate_normals: bool = False,
+) -> PointCloud:
     """The coloured world-frame cloud of the keyframes' confident, geometrically consistent
     pixels (see the module's docstring and :class:`PointCloudFuser` for the settings). Empty
     input gives an empty cloud."""
     ids = [kf.id for kf in keyframes]
     if len(set(ids)) != len(ids):
         raise ValueError(f"keyframe ids must be unique, got {ids}")
-    fuser = PointCloudFuser(min_confidence, consistency_views, num_neighbours, max_reprojection_depth_error,
-                            voxel_size, max_points, estimate_normals)
+    fuser = PointCloudFuser(
+        min_confidence,
+        consistency_views,
+        num_neighbours,
+        max_reprojection_depth_error,
+        voxel_size,
+        max_points,
+        estimate_normals,
+    )
     for keyframe in keyframes:
         fuser.add(keyframe)
     return fuser.cloud()
@@ -451,8 +511,10 @@ class TsdfVolume:
         import open3d.core as o3c
 
         if voxel_length <= 0 or sdf_trunc <= 0 or depth_max <= 0 or min_weight <= 0:
-            raise ValueError(f"voxel_length, sdf_trunc, depth_max and min_weight must be > 0, got {voxel_length}, "
-                             f"{sdf_trunc}, {depth_max} and {min_weight}")
+            raise ValueError(
+                f"voxel_length, sdf_trunc, depth_max and min_weight must be > 0, got {voxel_length}, "
+                f"{sdf_trunc}, {depth_max} and {min_weight}"
+            )
         self.voxel_length, self.sdf_trunc, self.depth_max = float(voxel_length), float(sdf_trunc), float(depth_max)
         self.min_weight = float(min_weight)
         #: keyframes integrated so far
@@ -461,9 +523,14 @@ class TsdfVolume:
         #: last integration that touched it
         self._last_touched: dict[int, int] = {}
         self._grid = o3d.t.geometry.VoxelBlockGrid(
-            attr_names=["tsdf", "weight", "color"], attr_dtypes=[o3c.float32, o3c.float32, o3c.float32],
-            attr_channels=[[1], [1], [3]], voxel_size=self.voxel_length, block_resolution=_BLOCK_RESOLUTION,
-            block_count=1000, device=o3c.Device("CPU:0"))
+            attr_names=["tsdf", "weight", "color"],
+            attr_dtypes=[o3c.float32, o3c.float32, o3c.float32],
+            attr_channels=[[1], [1], [3]],
+            voxel_size=self.voxel_length,
+            block_resolution=_BLOCK_RESOLUTION,
+            block_count=1000,
+            device=o3c.Device("CPU:0"),
+        )
 
     @property
     def blocks(self) -> int:
@@ -488,8 +555,9 @@ class TsdfVolume:
         colour_image = o3d.t.geometry.Image(o3c.Tensor(keyframe.image.astype(np.float32) / 255.0))
         trunc_voxels = self.sdf_trunc / self.voxel_length
         try:
-            blocks = self._grid.compute_unique_block_coordinates(depth_image, intrinsic, extrinsic, 1.0, self.depth_max,
-                                                                 trunc_voxels)
+            blocks = self._grid.compute_unique_block_coordinates(
+                depth_image, intrinsic, extrinsic, 1.0, self.depth_max, trunc_voxels
+            )
         except RuntimeError:
             log.debug("keyframe %s left out of the mesh: its depth touches no TSDF block", keyframe.id)
             return False
@@ -550,11 +618,18 @@ class TsdfVolume:
         return self._grid.extract_triangle_mesh(weight_threshold=weight_threshold).to_legacy()
 
 
-def fuse_mesh(keyframes: Sequence[FusionKeyframe], voxel_length: float | None = None, sdf_trunc: float | None = None,
-              voxels_per_median_depth: float = AUTO_VOXELS_PER_MEDIAN_DEPTH,
-              depth_max: float | None = None, min_confidence: float = 0.5, min_weight: float = 3.0,
-              consistency_views: int = 0, num_neighbours: int = 6, max_reprojection_depth_error: float = 0.05
-              ) -> open3d.geometry.TriangleMesh:
+def fuse_mesh(
+    keyframes: Sequence[FusionKeyframe],
+    voxel_length: float | None = None,
+    sdf_trunc: float | None = None,
+    voxels_per_median_depth: float = AUTO_VOXELS_PER_MEDIAN_DEPTH,
+    depth_max: float | None = None,
+    min_confidence: float = 0.5,
+    min_weight: float = 3.0,
+    consistency_views: int = 0,
+    num_neighbours: int = 6,
+    max_reprojection_depth_error: float = 0.05,
+) -> open3d.geometry.TriangleMesh:
     """A coloured triangle mesh (world frame, vertex colours in [0, 1], vertex normals) from
     TSDF fusion of the keyframes' depths in an Open3D ``t.geometry.VoxelBlockGrid``.
 
@@ -575,8 +650,9 @@ def fuse_mesh(keyframes: Sequence[FusionKeyframe], voxel_length: float | None = 
     import open3d as o3d
 
     if consistency_views > 0:
-        masks = consistency_masks(keyframes, min_confidence, consistency_views, num_neighbours,
-                                  max_reprojection_depth_error)
+        masks = consistency_masks(
+            keyframes, min_confidence, consistency_views, num_neighbours, max_reprojection_depth_error
+        )
         depths = [np.where(mask, kf.depth, np.float32(0.0)) for kf, mask in zip(keyframes, masks)]
     else:
         depths = [kf.masked_depth(min_confidence) for kf in keyframes]
@@ -588,8 +664,9 @@ def fuse_mesh(keyframes: Sequence[FusionKeyframe], voxel_length: float | None = 
         voxel_length = float(np.median(valid)) / voxels_per_median_depth
     if sdf_trunc is None:
         sdf_trunc = AUTO_TRUNCATION_VOXELS * voxel_length
-    volume = TsdfVolume(voxel_length, sdf_trunc, float(valid.max()) * 1.001 if depth_max is None else depth_max,
-                        min_weight)
+    volume = TsdfVolume(
+        voxel_length, sdf_trunc, float(valid.max()) * 1.001 if depth_max is None else depth_max, min_weight
+    )
     for keyframe, depth in zip(keyframes, depths):
         volume.integrate(keyframe, depth)
     return volume.mesh()

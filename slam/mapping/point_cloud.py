@@ -30,13 +30,15 @@ class PointCloud:
         self.points = np.asarray(self.points, dtype=np.float32).reshape(-1, 3)
         self.colours = np.asarray(self.colours, dtype=np.uint8).reshape(-1, 3)
         if len(self.colours) != len(self.points):
-            raise ValueError(f"a point cloud needs one colour per point: {len(self.points)} points, "
-                             f"{len(self.colours)} colours")
+            raise ValueError(
+                f"a point cloud needs one colour per point: {len(self.points)} points, {len(self.colours)} colours"
+            )
         if self.normals is not None:
             self.normals = np.asarray(self.normals, dtype=np.float32).reshape(-1, 3)
             if len(self.normals) != len(self.points):
-                raise ValueError(f"a point cloud needs one normal per point: {len(self.points)} points, "
-                                 f"{len(self.normals)} normals")
+                raise ValueError(
+                    f"a point cloud needs one normal per point: {len(self.points)} points, {len(self.normals)} normals"
+                )
 
     def __len__(self) -> int:
         return len(self.points)
@@ -44,8 +46,11 @@ class PointCloud:
     @classmethod
     def empty(cls, with_normals: bool = False) -> PointCloud:
         """A cloud with no points."""
-        return cls(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8),
-                   np.zeros((0, 3), np.float32) if with_normals else None)
+        return cls(
+            np.zeros((0, 3), np.float32),
+            np.zeros((0, 3), np.uint8),
+            np.zeros((0, 3), np.float32) if with_normals else None,
+        )
 
     @classmethod
     def concatenate(cls, clouds: Sequence[PointCloud]) -> PointCloud:
@@ -53,8 +58,11 @@ class PointCloud:
         if not clouds:
             return cls.empty()
         with_normals = all(c.normals is not None for c in clouds)
-        return cls(np.concatenate([c.points for c in clouds]), np.concatenate([c.colours for c in clouds]),
-                   np.concatenate([c.normals for c in clouds]) if with_normals else None)
+        return cls(
+            np.concatenate([c.points for c in clouds]),
+            np.concatenate([c.colours for c in clouds]),
+            np.concatenate([c.normals for c in clouds]) if with_normals else None,
+        )
 
     def to_open3d(self) -> open3d.geometry.PointCloud:
         """The cloud as an Open3D legacy point cloud (colours in [0, 1])."""
@@ -95,11 +103,14 @@ class VoxelSums:
             raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
         cells = np.floor(cloud.points / np.float32(voxel_size)).astype(np.int64)
         if cells.size and np.abs(cells + 0.5).max() >= 1 << (_KEY_BITS - 1):
-            raise ValueError(f"voxel_size {voxel_size} is too small for a cloud reaching "
-                             f"{np.abs(cloud.points).max():.3g} from the origin")
+            raise ValueError(
+                f"voxel_size {voxel_size} is too small for a cloud reaching "
+                f"{np.abs(cloud.points).max():.3g} from the origin"
+            )
         offsets = (cloud.points - cells * voxel_size).astype(np.float32)
-        return cls._grouped(voxel_size, pack_cells(cells), np.ones(len(cells), np.int32), offsets, cloud.colours,
-                            cloud.normals)
+        return cls._grouped(
+            voxel_size, pack_cells(cells), np.ones(len(cells), np.int32), offsets, cloud.colours, cloud.normals
+        )
 
     def coarsened(self, factor: int) -> VoxelSums:
         """The sums of the same points on the grid ``factor`` times coarser (exactly what
@@ -108,10 +119,11 @@ class VoxelSums:
             raise ValueError(f"factor must be >= 1, got {factor}")
         cells = _unpack(self.keys)
         coarse = np.floor_divide(cells, factor)
-        shift = (cells - coarse * factor) * self.voxel_size     # each fine corner from its coarse corner
+        shift = (cells - coarse * factor) * self.voxel_size  # each fine corner from its coarse corner
         offsets = (self.offsets + self.counts[:, None] * shift).astype(np.float32)
-        return VoxelSums._grouped(self.voxel_size * factor, pack_cells(coarse), self.counts, offsets, self.colours,
-                                  self.normals)
+        return VoxelSums._grouped(
+            self.voxel_size * factor, pack_cells(coarse), self.counts, offsets, self.colours, self.normals
+        )
 
     @classmethod
     def merge(cls, parts: Sequence[VoxelSums]) -> VoxelSums:
@@ -119,10 +131,14 @@ class VoxelSums:
         if len({part.voxel_size for part in parts}) != 1:
             raise ValueError("voxel sums can only be merged on one grid")
         with_normals = all(part.normals is not None for part in parts)
-        return cls._grouped(parts[0].voxel_size, np.concatenate([p.keys for p in parts]),
-                            np.concatenate([p.counts for p in parts]), np.concatenate([p.offsets for p in parts]),
-                            np.concatenate([p.colours for p in parts]),
-                            np.concatenate([p.normals for p in parts]) if with_normals else None)
+        return cls._grouped(
+            parts[0].voxel_size,
+            np.concatenate([p.keys for p in parts]),
+            np.concatenate([p.counts for p in parts]),
+            np.concatenate([p.offsets for p in parts]),
+            np.concatenate([p.colours for p in parts]),
+            np.concatenate([p.normals for p in parts]) if with_normals else None,
+        )
 
     def plus(self, other: VoxelSums) -> VoxelSums:
         """The sums of the union of the two clouds (one voxel size), as :meth:`merge` gives them,
@@ -146,23 +162,43 @@ class VoxelSums:
             result[shifted] += theirs[found]
             return result
 
-        return VoxelSums(self.voxel_size, keys, combined(self.counts, other.counts),
-                         combined(self.offsets, other.offsets), combined(self.colours, other.colours),
-                         None if self.normals is None else combined(self.normals, other.normals))
+        return VoxelSums(
+            self.voxel_size,
+            keys,
+            combined(self.counts, other.counts),
+            combined(self.offsets, other.offsets),
+            combined(self.colours, other.colours),
+            None if self.normals is None else combined(self.normals, other.normals),
+        )
 
     @classmethod
-    def _grouped(cls, voxel_size: float, keys: np.ndarray, counts: np.ndarray, offsets: np.ndarray,
-                 colours: np.ndarray, normals: np.ndarray | None) -> VoxelSums:
+    def _grouped(
+        cls,
+        voxel_size: float,
+        keys: np.ndarray,
+        counts: np.ndarray,
+        offsets: np.ndarray,
+        colours: np.ndarray,
+        normals: np.ndarray | None,
+    ) -> VoxelSums:
         """Rows with equal keys summed into one (bincount sums in float64, stored as float32)."""
         unique, inverse = np.unique(keys, return_inverse=True)
 
         def summed(values: np.ndarray, dtype: type = np.float32) -> np.ndarray:
             values = values.reshape(len(keys), 1 if values.ndim == 1 else values.shape[1])
-            return np.stack([np.bincount(inverse, weights=values[:, k], minlength=len(unique))
-                             for k in range(values.shape[1])], axis=1).astype(dtype)
+            return np.stack(
+                [np.bincount(inverse, weights=values[:, k], minlength=len(unique)) for k in range(values.shape[1])],
+                axis=1,
+            ).astype(dtype)
 
-        return cls(voxel_size, unique, summed(counts, np.int32)[:, 0], summed(offsets), summed(colours),
-                   None if normals is None else summed(normals))
+        return cls(
+            voxel_size,
+            unique,
+            summed(counts, np.int32)[:, 0],
+            summed(offsets),
+            summed(colours),
+            None if normals is None else summed(normals),
+        )
 
     def means(self) -> PointCloud:
         """One point per voxel, ordered by key: the mean position, the rounded mean colour and

@@ -91,8 +91,8 @@ class StreamingFusion:
         self.scale: FusionScale | None = None
         self._lock = threading.Lock()
         self._fused_ids: set[int] = set()
-        self._merged: VoxelSums | None = None     # sums of most of the fused points
-        self._pending: list[VoxelSums] = []        # sums of the newest keyframes, not yet in _merged
+        self._merged: VoxelSums | None = None  # sums of most of the fused points
+        self._pending: list[VoxelSums] = []  # sums of the newest keyframes, not yet in _merged
         self._volume: TsdfVolume | None = None
 
     def __len__(self) -> int:
@@ -136,7 +136,9 @@ class StreamingFusion:
         while len(self._merged.keys) > self.config.max_points:  # over budget: a twice coarser grid
             self._merged = self._merged.coarsened(2)
             self.scale = replace(self.scale, point_voxel=self._merged.voxel_size)
-            log.info("the point cloud outgrew %d points: voxel now %.4g", self.config.max_points, self.scale.point_voxel)
+            log.info(
+                "the point cloud outgrew %d points: voxel now %.4g", self.config.max_points, self.scale.point_voxel
+            )
 
     def _integrate(self, volume: TsdfVolume, keyframe: FusionKeyframe) -> bool:
         return volume.integrate(keyframe, keyframe.masked_depth(self.config.min_confidence))

@@ -19,5 +19,15 @@ from slam.synthetic.rooms import build_room
 from slam.synthetic.scene import Scene
 from slam.synthetic.sequence import KINDS, SyntheticSequence, default_camera
 
-__all__ = ["KINDS", "Photometric", "Renderer", "RenderResult", "Scene", "SyntheticSequence", "build_road",
-           "build_room", "default_camera", "render"]
+__all__ = [
+    "KINDS",
+    "Photometric",
+    "Renderer",
+    "RenderResult",
+    "Scene",
+    "SyntheticSequence",
+    "build_road",
+    "build_room",
+    "default_camera",
+    "render",
+]

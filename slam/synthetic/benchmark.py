@@ -7,8 +7,9 @@ import time
 from slam.synthetic.sequence import SyntheticSequence
 
 
-def measure_render_speed(kind: str = "room", height: int = 240, width: int = 320, frames: int = 200,
-                         seed: int = 0) -> dict:
+def measure_render_speed(
+    kind: str = "room", height: int = 240, width: int = 320, frames: int = 200, seed: int = 0
+) -> dict:
     """Render ``frames`` consecutive frames (image and depth) of a ``kind`` sequence ("room" or
     "road") at ``height`` x ``width`` and time them on this machine, after one warm-up frame.
 
@@ -29,7 +30,14 @@ def measure_render_speed(kind: str = "room", height: int = 240, width: int = 320
         durations.append(time.perf_counter() - tic)
     total = sum(durations)
     return {
-        "kind": kind, "height": height, "width": width, "frames": frames, "seed": seed,
-        "fps": frames / total, "ms_per_frame": 1000.0 * total / frames, "ms_per_frame_max": 1000.0 * max(durations),
-        "scene_build_s": build, "faces": sequence.scene.num_faces,
+        "kind": kind,
+        "height": height,
+        "width": width,
+        "frames": frames,
+        "seed": seed,
+        "fps": frames / total,
+        "ms_per_frame": 1000.0 * total / frames,
+        "ms_per_frame_max": 1000.0 * max(durations),
+        "scene_build_s": build,
+        "faces": sequence.scene.num_faces,
     }

@@ -93,12 +93,14 @@ class Renderer:
         w, h = self.width, self.height
         # half-spaces a . X >= 0 (camera frame) whose intersection is the cone of rays through the
         # image rectangle [-0.5, w - 0.5] x [-0.5, h - 0.5], widened by one pixel
-        self._frustum = np.array([
-            [camera.fx, 0.0, camera.cx + 1.5],
-            [-camera.fx, 0.0, w + 0.5 - camera.cx],
-            [0.0, camera.fy, camera.cy + 1.5],
-            [0.0, -camera.fy, h + 0.5 - camera.cy],
-        ])
+        self._frustum = np.array(
+            [
+                [camera.fx, 0.0, camera.cx + 1.5],
+                [-camera.fx, 0.0, w + 0.5 - camera.cx],
+                [0.0, camera.fy, camera.cy + 1.5],
+                [0.0, -camera.fy, h + 0.5 - camera.cy],
+            ]
+        )
         self._frustum_planes = [tuple(plane) for plane in self._frustum.tolist()]
 
     # ------------------------------------------------------------------ public
@@ -128,8 +130,9 @@ class Renderer:
         return RenderResult(image, depth, ids)
 
     # ------------------------------------------------------------------ culling
-    def _visible_faces(self, scene: Scene, centre: np.ndarray, rot_cw: np.ndarray,
-                       trans_cw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _visible_faces(
+        self, scene: Scene, centre: np.ndarray, rot_cw: np.ndarray, trans_cw: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Faces that may be seen, nearest first, and their corners in the camera frame (n, 4, 3)."""
         facing = np.nonzero(scene.normals @ centre - scene.offsets > 1e-9)[0]
         cam = scene.vertices[facing] @ rot_cw.T + trans_cw
@@ -143,9 +146,18 @@ class Renderer:
         return faces[order], cam[order]
 
     # ------------------------------------------------------------------ drawing
-    def _draw_faces(self, scene: Scene, faces: np.ndarray, cam_vertices: np.ndarray, rot_cw: np.ndarray,
-                    trans_cw: np.ndarray, centre: np.ndarray, image: np.ndarray, inv_depth: np.ndarray,
-                    ids: np.ndarray | None) -> None:
+    def _draw_faces(
+        self,
+        scene: Scene,
+        faces: np.ndarray,
+        cam_vertices: np.ndarray,
+        rot_cw: np.ndarray,
+        trans_cw: np.ndarray,
+        centre: np.ndarray,
+        image: np.ndarray,
+        inv_depth: np.ndarray,
+        ids: np.ndarray | None,
+    ) -> None:
         # per face: homography plane (s, t, 1) -> image pixel, K [R u | R v | R o + t], and its
         # composition image -> level-0 texel
         plane_to_image = np.empty((len(faces), 3, 3))
@@ -182,9 +194,13 @@ class Renderer:
                 continue
             cv2.copyTo(rect_inv_depth, drawn, z_rect)
             texture = scene.textures[scene.texture_index[face]]
-            texels = cv2.warpPerspective(texture.levels[level], p.warps[i], (w, h),
-                                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                         borderMode=cv2.BORDER_WRAP if texture.wrap else cv2.BORDER_REPLICATE)
+            texels = cv2.warpPerspective(
+                texture.levels[level],
+                p.warps[i],
+                (w, h),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_WRAP if texture.wrap else cv2.BORDER_REPLICATE,
+            )
             cv2.copyTo(cv2.transform(texels, gains[i]), drawn, image[y0:y1, x0:x1])
             if ids is not None:
                 ids[y0:y1, x0:x1][drawn > 0] = face
@@ -239,8 +255,9 @@ class Renderer:
             lower = upper
         return pieces
 
-    def _piece_parameters(self, scene: Scene, faces: np.ndarray, polygons: np.ndarray, normals_cam: np.ndarray,
-                          image_to_texel: np.ndarray) -> _Pieces:
+    def _piece_parameters(
+        self, scene: Scene, faces: np.ndarray, polygons: np.ndarray, normals_cam: np.ndarray, image_to_texel: np.ndarray
+    ) -> _Pieces:
         """Everything about the pieces that does not depend on the z-buffer, for all at once."""
         cam = self.camera
         x, y, z = polygons[..., 0], polygons[..., 1], polygons[..., 2]
@@ -252,8 +269,9 @@ class Renderer:
         y0 = np.clip(np.floor(v_min), 0, self.height).astype(int)
         y1 = np.clip(np.ceil(v_max) + 1, 0, self.height).astype(int)
         # a piece whose bounding box holds no pixel centre of the image covers no pixel: skipped
-        covers = ((np.ceil(np.maximum(u_min, 0)) <= np.floor(np.minimum(u_max, self.width - 1)))
-                  & (np.ceil(np.maximum(v_min, 0)) <= np.floor(np.minimum(v_max, self.height - 1))))
+        covers = (np.ceil(np.maximum(u_min, 0)) <= np.floor(np.minimum(u_max, self.width - 1))) & (
+            np.ceil(np.maximum(v_min, 0)) <= np.floor(np.minimum(v_max, self.height - 1))
+        )
         x1 = np.where(covers & (y0 < y1), x1, x0)  # x0 == x1 marks a piece to skip
 
         # mipmap level from the texels per pixel at the piece's middle depth and slant
@@ -307,8 +325,9 @@ class Renderer:
         return np.ascontiguousarray(full[: self.height, : self.width])
 
 
-def _clip(polygon: list[tuple[float, float, float]], normal: tuple[float, float, float],
-          offset: float) -> list[tuple[float, float, float]]:
+def _clip(
+    polygon: list[tuple[float, float, float]], normal: tuple[float, float, float], offset: float
+) -> list[tuple[float, float, float]]:
     """The part of a convex polygon (list of (x, y, z)) where ``normal . X >= offset``
     (Sutherland-Hodgman; plain Python, faster than numpy for a handful of corners)."""
     nx, ny, nz = normal

@@ -129,8 +129,13 @@ def build_road(seed: int, length: float) -> tuple[Scene, RoadLayout]:
     _ground(builder, curve, ground, ground_tint)
     sections = _section_starts(curve)
     sidewalk_width = look.uniform(2.5, 3.5)
-    _street_surface(builder, curve, sections[sections <= end + 1e-9], sidewalk_width,
-                    kerb_tint=look.uniform(0.85, 1.05) * np.ones(3))
+    _street_surface(
+        builder,
+        curve,
+        sections[sections <= end + 1e-9],
+        sidewalk_width,
+        kerb_tint=look.uniform(0.85, 1.05) * np.ones(3),
+    )
     for side in (-1.0, 1.0):
         _buildings(builder, np.random.default_rng([seed, 203, int(side > 0)]), curve, end, side, sidewalk_width)
         _parked_cars(builder, np.random.default_rng([seed, 204, int(side > 0)]), curve, end, side)
@@ -140,12 +145,21 @@ def build_road(seed: int, length: float) -> tuple[Scene, RoadLayout]:
     elevation, azimuth = look.uniform(np.radians(25), np.radians(60)), look.uniform(0, 2 * np.pi)
     sun = (np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation))
     overcast = look.random() < 0.3
-    lighting = Lighting(ambient=look.uniform(0.6, 0.75) if overcast else look.uniform(0.4, 0.55),
-                        diffuse=look.uniform(0.2, 0.35) if overcast else look.uniform(0.6, 0.8), sun=sun,
-                        exposure=look.uniform(0.9, 1.1), colour_cast=tuple(look.uniform(0.94, 1.06, 3)))
-    sky = Sky(zenith=(0.62, 0.66, 0.72), horizon=(0.86, 0.87, 0.88)) if overcast else \
-        Sky(zenith=tuple(np.array([0.25, 0.45, 0.85]) + look.uniform(-0.05, 0.05, 3)),
-            horizon=tuple(np.array([0.78, 0.85, 0.92]) + look.uniform(-0.04, 0.04, 3)))
+    lighting = Lighting(
+        ambient=look.uniform(0.6, 0.75) if overcast else look.uniform(0.4, 0.55),
+        diffuse=look.uniform(0.2, 0.35) if overcast else look.uniform(0.6, 0.8),
+        sun=sun,
+        exposure=look.uniform(0.9, 1.1),
+        colour_cast=tuple(look.uniform(0.94, 1.06, 3)),
+    )
+    sky = (
+        Sky(zenith=(0.62, 0.66, 0.72), horizon=(0.86, 0.87, 0.88))
+        if overcast
+        else Sky(
+            zenith=tuple(np.array([0.25, 0.45, 0.85]) + look.uniform(-0.05, 0.05, 3)),
+            horizon=tuple(np.array([0.78, 0.85, 0.92]) + look.uniform(-0.04, 0.04, 3)),
+        )
+    )
     return builder.build(lighting, sky), RoadLayout(curve, end)
 
 
@@ -161,12 +175,14 @@ def _ground(builder: SceneBuilder, curve: RoadCurve, texture: str, tint: tuple[f
     """One large quad at z = 0 under the whole street, reaching 400 m around it."""
     points, _ = curve.evaluate(np.linspace(0, curve.length, 200))
     lo, hi = points.min(axis=0) - 400.0, points.max(axis=0) + 400.0
-    builder.add_rectangle([[lo[0], hi[1], 0], [hi[0], hi[1], 0], [hi[0], lo[1], 0], [lo[0], lo[1], 0]],
-                          texture, 4.0, tint=tint)
+    builder.add_rectangle(
+        [[lo[0], hi[1], 0], [hi[0], hi[1], 0], [hi[0], lo[1], 0], [lo[0], lo[1], 0]], texture, 4.0, tint=tint
+    )
 
 
-def _street_surface(builder: SceneBuilder, curve: RoadCurve, sections: np.ndarray, sidewalk_width: float,
-                    kerb_tint: np.ndarray) -> None:
+def _street_surface(
+    builder: SceneBuilder, curve: RoadCurve, sections: np.ndarray, sidewalk_width: float, kerb_tint: np.ndarray
+) -> None:
     """Road, kerbs and sidewalks, one trapezoid each per section, textures continuous along s."""
     road = get_texture("road")
     paving = get_texture("paving")
@@ -175,7 +191,7 @@ def _street_surface(builder: SceneBuilder, curve: RoadCurve, sections: np.ndarra
     hw, outer = ROAD_HALF_WIDTH, ROAD_HALF_WIDTH + sidewalk_width
     points, _, rights = _frame(curve, sections)
     for k in range(len(sections) - 1):
-        (ca, cb), (ra, rb) = points[k: k + 2], rights[k: k + 2]
+        (ca, cb), (ra, rb) = points[k : k + 2], rights[k : k + 2]
 
         def at(c: np.ndarray, r: np.ndarray, lateral: float, z: float) -> list[float]:
             return [*(c + lateral * r), z]
@@ -183,29 +199,67 @@ def _street_surface(builder: SceneBuilder, curve: RoadCurve, sections: np.ndarra
         # texture rows along the road, reduced by whole periods to keep the numbers small
         ya = (sections[k] * road_rows_per_metre) % road.height - 0.5
         yb = ya + (sections[k + 1] - sections[k]) * road_rows_per_metre
-        builder.add_quad([at(ca, ra, hw, ROAD_HEIGHT), at(ca, ra, -hw, ROAD_HEIGHT), at(cb, rb, -hw, ROAD_HEIGHT),
-                          at(cb, rb, hw, ROAD_HEIGHT)], "road",
-                         [[-0.5, ya], [road.width - 0.5, ya], [road.width - 0.5, yb], [-0.5, yb]])
+        builder.add_quad(
+            [
+                at(ca, ra, hw, ROAD_HEIGHT),
+                at(ca, ra, -hw, ROAD_HEIGHT),
+                at(cb, rb, -hw, ROAD_HEIGHT),
+                at(cb, rb, hw, ROAD_HEIGHT),
+            ],
+            "road",
+            [[-0.5, ya], [road.width - 0.5, ya], [road.width - 0.5, yb], [-0.5, yb]],
+        )
         pa = (sections[k] * paving_per_metre) % paving.height
         pb = pa + (sections[k + 1] - sections[k]) * paving_per_metre
         across = sidewalk_width * paving_per_metre
-        builder.add_quad([at(ca, ra, outer, SIDEWALK_HEIGHT), at(ca, ra, hw, SIDEWALK_HEIGHT),
-                          at(cb, rb, hw, SIDEWALK_HEIGHT), at(cb, rb, outer, SIDEWALK_HEIGHT)], "paving",
-                         [[0, pa], [across, pa], [across, pb], [0, pb]])
-        builder.add_quad([at(ca, ra, -hw, SIDEWALK_HEIGHT), at(ca, ra, -outer, SIDEWALK_HEIGHT),
-                          at(cb, rb, -outer, SIDEWALK_HEIGHT), at(cb, rb, -hw, SIDEWALK_HEIGHT)], "paving",
-                         [[0, pa], [across, pa], [across, pb], [0, pb]])
+        builder.add_quad(
+            [
+                at(ca, ra, outer, SIDEWALK_HEIGHT),
+                at(ca, ra, hw, SIDEWALK_HEIGHT),
+                at(cb, rb, hw, SIDEWALK_HEIGHT),
+                at(cb, rb, outer, SIDEWALK_HEIGHT),
+            ],
+            "paving",
+            [[0, pa], [across, pa], [across, pb], [0, pb]],
+        )
+        builder.add_quad(
+            [
+                at(ca, ra, -hw, SIDEWALK_HEIGHT),
+                at(ca, ra, -outer, SIDEWALK_HEIGHT),
+                at(cb, rb, -outer, SIDEWALK_HEIGHT),
+                at(cb, rb, -hw, SIDEWALK_HEIGHT),
+            ],
+            "paving",
+            [[0, pa], [across, pa], [across, pb], [0, pb]],
+        )
         kerb = 0.13 * paving_per_metre
-        builder.add_quad([at(cb, rb, hw, SIDEWALK_HEIGHT), at(ca, ra, hw, SIDEWALK_HEIGHT),
-                          at(ca, ra, hw, ROAD_HEIGHT), at(cb, rb, hw, ROAD_HEIGHT)], "concrete",
-                         [[pb, 0], [pa, 0], [pa, kerb], [pb, kerb]], kerb_tint)
-        builder.add_quad([at(ca, ra, -hw, SIDEWALK_HEIGHT), at(cb, rb, -hw, SIDEWALK_HEIGHT),
-                          at(cb, rb, -hw, ROAD_HEIGHT), at(ca, ra, -hw, ROAD_HEIGHT)], "concrete",
-                         [[pa, 0], [pb, 0], [pb, kerb], [pa, kerb]], kerb_tint)
+        builder.add_quad(
+            [
+                at(cb, rb, hw, SIDEWALK_HEIGHT),
+                at(ca, ra, hw, SIDEWALK_HEIGHT),
+                at(ca, ra, hw, ROAD_HEIGHT),
+                at(cb, rb, hw, ROAD_HEIGHT),
+            ],
+            "concrete",
+            [[pb, 0], [pa, 0], [pa, kerb], [pb, kerb]],
+            kerb_tint,
+        )
+        builder.add_quad(
+            [
+                at(ca, ra, -hw, SIDEWALK_HEIGHT),
+                at(cb, rb, -hw, SIDEWALK_HEIGHT),
+                at(cb, rb, -hw, ROAD_HEIGHT),
+                at(ca, ra, -hw, ROAD_HEIGHT),
+            ],
+            "concrete",
+            [[pa, 0], [pb, 0], [pb, kerb], [pa, kerb]],
+            kerb_tint,
+        )
 
 
-def _buildings(builder: SceneBuilder, rng: np.random.Generator, curve: RoadCurve, end: float, side: float,
-               sidewalk_width: float) -> None:
+def _buildings(
+    builder: SceneBuilder, rng: np.random.Generator, curve: RoadCurve, end: float, side: float, sidewalk_width: float
+) -> None:
     """A row of buildings along one side (``side`` +1: right of the road, -1: left), each a box
     with facades, set back so that it clears the sidewalk even where the road bends toward it."""
     s = rng.uniform(-10.0, 5.0)
@@ -227,17 +281,32 @@ def _buildings(builder: SceneBuilder, rng: np.random.Generator, curve: RoadCurve
         hue = rng.dirichlet(np.ones(3))
         tint = (1.0 - 0.25 * (1.0 - hue / hue.max())) * rng.uniform(0.75, 1.05)
         # texture origin at each facade's top-left corner: storeys line up with the roof
-        builder.add_box((*centre, 0.0), (frontage, depth, floors * 3.0), float(np.arctan2(forward[1], forward[0])),
-                        [facade] * 4 + ["concrete"], 3.0, tint)
+        builder.add_box(
+            (*centre, 0.0),
+            (frontage, depth, floors * 3.0),
+            float(np.arctan2(forward[1], forward[0])),
+            [facade] * 4 + ["concrete"],
+            3.0,
+            tint,
+        )
         s += frontage + gap
 
 
-_CAR_COLOURS = np.array([[0.95, 0.95, 0.95], [0.75, 0.76, 0.78], [0.15, 0.15, 0.17], [0.8, 0.1, 0.08],
-                         [0.12, 0.25, 0.6], [0.15, 0.35, 0.2], [0.9, 0.75, 0.2], [0.45, 0.42, 0.4]])
+_CAR_COLOURS = np.array(
+    [
+        [0.95, 0.95, 0.95],
+        [0.75, 0.76, 0.78],
+        [0.15, 0.15, 0.17],
+        [0.8, 0.1, 0.08],
+        [0.12, 0.25, 0.6],
+        [0.15, 0.35, 0.2],
+        [0.9, 0.75, 0.2],
+        [0.45, 0.42, 0.4],
+    ]
+)
 
 
-def _parked_cars(builder: SceneBuilder, rng: np.random.Generator, curve: RoadCurve, end: float,
-                 side: float) -> None:
+def _parked_cars(builder: SceneBuilder, rng: np.random.Generator, curve: RoadCurve, end: float, side: float) -> None:
     """Cars in the parking lane of one side (``side`` +1 right, -1 left), parked with the traffic
     of that side: body, cabin and wheels, each a box."""
     lateral = ROAD_HALF_WIDTH - ROAD_PARKING_WIDTH / 2
@@ -253,14 +322,20 @@ def _parked_cars(builder: SceneBuilder, rng: np.random.Generator, curve: RoadCur
         length = rng.uniform(3.9, 4.6)
         builder.add_box((*base, 0.32), (length, 1.78, 0.72), heading, "car_paint", (length * 2 + 3.56, 0.72), colour)
         cabin = base - direction * rng.uniform(0.0, 0.35)
-        builder.add_box((*cabin, 1.04), (length * 0.5, 1.5, rng.uniform(0.42, 0.52)), heading,
-                        ["glass"] * 4 + ["car_paint"], None, colour * 0.3 + 0.7)
-        builder.add_box((*base, 0.0), (length - 0.3, 1.7, 0.34), heading, ["rubber", "rubber", "wheels", "wheels",
-                                                                          "rubber"], None)
+        builder.add_box(
+            (*cabin, 1.04),
+            (length * 0.5, 1.5, rng.uniform(0.42, 0.52)),
+            heading,
+            ["glass"] * 4 + ["car_paint"],
+            None,
+            colour * 0.3 + 0.7,
+        )
+        builder.add_box(
+            (*base, 0.0), (length - 0.3, 1.7, 0.34), heading, ["rubber", "rubber", "wheels", "wheels", "rubber"], None
+        )
 
 
-def _street_lamps(builder: SceneBuilder, rng: np.random.Generator, curve: RoadCurve, end: float,
-                  side: float) -> None:
+def _street_lamps(builder: SceneBuilder, rng: np.random.Generator, curve: RoadCurve, end: float, side: float) -> None:
     """Poles on one sidewalk every 30-45 m, each with an arm holding a lamp over the road."""
     s = rng.uniform(5.0, 30.0)
     while s < end:
@@ -277,5 +352,12 @@ def _closing_building(builder: SceneBuilder, curve: RoadCurve, end: float, rng: 
     """A wide building across the road just past its end, closing the street."""
     point, forward, _ = _frame(curve, end)
     centre = point + forward * 11.0
-    builder.add_box((*centre, 0.0), (12.0, 70.0, 21.0), float(np.arctan2(forward[1], forward[0])),
-                    ["facade_plaster"] * 4 + ["concrete"], 3.0, (0.9, 0.85, 0.75), rng)
+    builder.add_box(
+        (*centre, 0.0),
+        (12.0, 70.0, 21.0),
+        float(np.arctan2(forward[1], forward[0])),
+        ["facade_plaster"] * 4 + ["concrete"],
+        3.0,
+        (0.9, 0.85, 0.75),
+        rng,
+    )

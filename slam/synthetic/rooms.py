@@ -83,8 +83,9 @@ class _WallSpace:
         self.taken: dict[str, list[tuple[float, float]]] = {"floor": [], "upper": []}
         self.landmarks: list[tuple[float, float, float]] = []
 
-    def place(self, rng: np.random.Generator, width: float, layers: tuple[str, ...], margin: float,
-              look_height: float) -> float | None:
+    def place(
+        self, rng: np.random.Generator, width: float, layers: tuple[str, ...], margin: float, look_height: float
+    ) -> float | None:
         """Start of a free interval of ``width`` at least ``margin`` from the wall's ends and
         0.1 m from other items of the ``layers``, or None when none is found. The item's
         landmark is in front of the interval's middle at ``look_height``."""
@@ -115,8 +116,16 @@ def _wood_tint(rng: np.random.Generator) -> np.ndarray:
 _WOOD_COLOUR = np.array([1.0, 0.74, 0.5])
 
 
-def _door_leaves(builder: SceneBuilder, wall: _Wall, along0: float, along1: float, z0: float, z1: float,
-                 away: float, tint: np.ndarray) -> None:
+def _door_leaves(
+    builder: SceneBuilder,
+    wall: _Wall,
+    along0: float,
+    along1: float,
+    z0: float,
+    z1: float,
+    away: float,
+    tint: np.ndarray,
+) -> None:
     """Two door leaves side by side on a cupboard front, 1 cm apart."""
     leaf = (along1 - along0 - 0.01) / 2
     for k in range(2):
@@ -157,11 +166,17 @@ def build_room(seed: int) -> tuple[Scene, RoomLayout]:
     landmarks = tuple(point for space in spaces for point in space.landmarks) + (table,)
 
     lamp = (lx / 2, ly / 2, height - 0.3)
-    builder.add_box((lx / 2, ly / 2, height - 0.08), (0.5, 0.5, 0.08), 0.0, "paint", 0.5, tint=(1.6, 1.55, 1.4),
-                    skip_bottom=False)
-    lighting = Lighting(ambient=rng.uniform(0.35, 0.5), diffuse=rng.uniform(0.7, 1.0), lamp=lamp,
-                        lamp_reach=rng.uniform(3.0, 5.0), exposure=rng.uniform(0.9, 1.15),
-                        colour_cast=tuple(rng.uniform(0.93, 1.07, 3)))
+    builder.add_box(
+        (lx / 2, ly / 2, height - 0.08), (0.5, 0.5, 0.08), 0.0, "paint", 0.5, tint=(1.6, 1.55, 1.4), skip_bottom=False
+    )
+    lighting = Lighting(
+        ambient=rng.uniform(0.35, 0.5),
+        diffuse=rng.uniform(0.7, 1.0),
+        lamp=lamp,
+        lamp_reach=rng.uniform(3.0, 5.0),
+        exposure=rng.uniform(0.9, 1.15),
+        colour_cast=tuple(rng.uniform(0.93, 1.07, 3)),
+    )
     camera_heights = (LOW_FURNITURE_HEIGHT + 0.15, min(1.75, height - 0.6))
     layout = RoomLayout((lx, ly, height), free_min, free_max, camera_heights, landmarks)
     return builder.build(lighting), layout
@@ -170,31 +185,55 @@ def build_room(seed: int) -> tuple[Scene, RoomLayout]:
 def _shell(builder: SceneBuilder, rng: np.random.Generator, lx: float, ly: float, height: float) -> list[_Wall]:
     """Floor, ceiling, four walls (one may be an accent wall) and skirting boards."""
     e = _OVERHANG
-    floor_texture, floor_scale = [("wood", 0.8), ("tiles", 1.2), ("carpet", 1.0), ("checker", 1.2),
-                                  ("concrete", 2.0)][int(rng.integers(5))]
+    floor_texture, floor_scale = [("wood", 0.8), ("tiles", 1.2), ("carpet", 1.0), ("checker", 1.2), ("concrete", 2.0)][
+        int(rng.integers(5))
+    ]
     floor_tint = _wood_tint(rng) if floor_texture == "wood" else _pastel(rng, 0.4) * rng.uniform(0.7, 1.0)
-    builder.add_rectangle([[-e, ly + e, 0], [lx + e, ly + e, 0], [lx + e, -e, 0], [-e, -e, 0]], floor_texture,
-                          floor_scale, tuple(rng.uniform(0, 512, 2)), floor_tint)
-    builder.add_rectangle([[-e, -e, height], [lx + e, -e, height], [lx + e, ly + e, height], [-e, ly + e, height]],
-                          "paint", 2.0, tint=_pastel(rng, 0.08))
+    builder.add_rectangle(
+        [[-e, ly + e, 0], [lx + e, ly + e, 0], [lx + e, -e, 0], [-e, -e, 0]],
+        floor_texture,
+        floor_scale,
+        tuple(rng.uniform(0, 512, 2)),
+        floor_tint,
+    )
+    builder.add_rectangle(
+        [[-e, -e, height], [lx + e, -e, height], [lx + e, ly + e, height], [-e, ly + e, height]],
+        "paint",
+        2.0,
+        tint=_pastel(rng, 0.08),
+    )
 
-    walls = [_Wall(np.array([-e, ly]), np.array([1.0, 0.0]), lx + 2 * e),
-             _Wall(np.array([lx, ly + e]), np.array([0.0, -1.0]), ly + 2 * e),
-             _Wall(np.array([lx + e, 0.0]), np.array([-1.0, 0.0]), lx + 2 * e),
-             _Wall(np.array([0.0, -e]), np.array([0.0, 1.0]), ly + 2 * e)]
-    wall_materials = [("paint", 2.0), ("wallpaper", 1.0), ("bricks", 0.6), ("brick", 2.0), ("tiles", 1.2),
-                      ("concrete", 2.0)]
+    walls = [
+        _Wall(np.array([-e, ly]), np.array([1.0, 0.0]), lx + 2 * e),
+        _Wall(np.array([lx, ly + e]), np.array([0.0, -1.0]), ly + 2 * e),
+        _Wall(np.array([lx + e, 0.0]), np.array([-1.0, 0.0]), lx + 2 * e),
+        _Wall(np.array([0.0, -e]), np.array([0.0, 1.0]), ly + 2 * e),
+    ]
+    wall_materials = [
+        ("paint", 2.0),
+        ("wallpaper", 1.0),
+        ("bricks", 0.6),
+        ("brick", 2.0),
+        ("tiles", 1.2),
+        ("concrete", 2.0),
+    ]
     texture, scale = wall_materials[int(rng.integers(len(wall_materials)))]
     tint = _pastel(rng, 0.3)
     accent = int(rng.integers(4)) if rng.random() < 0.6 else -1
     for i, wall in enumerate(walls):
         if i == accent:
             a_texture, a_scale = wall_materials[int(rng.integers(len(wall_materials)))]
-            builder.add_rectangle(wall.rectangle(0, wall.length, -e, height + e, 0.0), a_texture, a_scale,
-                                  tuple(rng.uniform(0, 512, 2)), _pastel(rng, 0.45))
+            builder.add_rectangle(
+                wall.rectangle(0, wall.length, -e, height + e, 0.0),
+                a_texture,
+                a_scale,
+                tuple(rng.uniform(0, 512, 2)),
+                _pastel(rng, 0.45),
+            )
         else:
-            builder.add_rectangle(wall.rectangle(0, wall.length, -e, height + e, 0.0), texture, scale,
-                                  tuple(rng.uniform(0, 512, 2)), tint)
+            builder.add_rectangle(
+                wall.rectangle(0, wall.length, -e, height + e, 0.0), texture, scale, tuple(rng.uniform(0, 512, 2)), tint
+            )
         # skirting board: a thin box along the wall
         centre = wall.point(wall.length / 2, 0.01)
         builder.add_box((*centre, 0.0), (wall.length - 2 * e, 0.02, 0.09), wall.yaw, "paint", 1.0, tint=(0.95,) * 3)
@@ -208,10 +247,12 @@ def _door(builder: SceneBuilder, rng: np.random.Generator, space: _WallSpace) ->
     if start is None:
         return False
     wall = space.wall
-    builder.add_rectangle(wall.rectangle(start, start + width + 0.2, 0.0, 2.15, 0.008), "paint", 1.0,
-                          tint=(0.92, 0.92, 0.9))
-    builder.add_rectangle(wall.rectangle(start + 0.1, start + 0.1 + width, 0.0, 2.05, 0.016), "door",
-                          tint=_WOOD_COLOUR * _wood_tint(rng))
+    builder.add_rectangle(
+        wall.rectangle(start, start + width + 0.2, 0.0, 2.15, 0.008), "paint", 1.0, tint=(0.92, 0.92, 0.9)
+    )
+    builder.add_rectangle(
+        wall.rectangle(start + 0.1, start + 0.1 + width, 0.0, 2.05, 0.016), "door", tint=_WOOD_COLOUR * _wood_tint(rng)
+    )
     return True
 
 
@@ -223,8 +264,9 @@ def _window(builder: SceneBuilder, rng: np.random.Generator, space: _WallSpace, 
     start = space.place(rng, width, ("upper",), 0.3, (bottom + top) / 2)
     if start is None:
         return False
-    builder.add_rectangle(space.wall.rectangle(start, start + width, bottom, top, 0.01), "window",
-                          tint=(1.15, 1.15, 1.15))
+    builder.add_rectangle(
+        space.wall.rectangle(start, start + width, bottom, top, 0.01), "window", tint=(1.15, 1.15, 1.15)
+    )
     return True
 
 
@@ -239,16 +281,23 @@ def _picture(builder: SceneBuilder, rng: np.random.Generator, space: _WallSpace,
     if start is None:
         return False
     wall = space.wall
-    builder.add_rectangle(wall.rectangle(start, start + width + 2 * frame, bottom - frame,
-                                         bottom + picture_height + frame, 0.01), "wood", 0.8,
-                          tint=(0.35, 0.3, 0.28) if rng.random() < 0.5 else (1.2, 1.15, 1.1))
-    builder.add_rectangle(wall.rectangle(start + frame, start + frame + width, bottom, bottom + picture_height, 0.02),
-                          photo, tint=(1.05, 1.05, 1.05))
+    builder.add_rectangle(
+        wall.rectangle(start, start + width + 2 * frame, bottom - frame, bottom + picture_height + frame, 0.01),
+        "wood",
+        0.8,
+        tint=(0.35, 0.3, 0.28) if rng.random() < 0.5 else (1.2, 1.15, 1.1),
+    )
+    builder.add_rectangle(
+        wall.rectangle(start + frame, start + frame + width, bottom, bottom + picture_height, 0.02),
+        photo,
+        tint=(1.05, 1.05, 1.05),
+    )
     return True
 
 
-def _against_wall(space: _WallSpace, rng: np.random.Generator, width: float, height: float,
-                  layers: tuple[str, ...] = ("floor",)) -> tuple[float, _Wall] | None:
+def _against_wall(
+    space: _WallSpace, rng: np.random.Generator, width: float, height: float, layers: tuple[str, ...] = ("floor",)
+) -> tuple[float, _Wall] | None:
     """Place an item of ``width`` and ``height`` standing on the floor against a wall: (start
     along the wall, wall), or None when it does not fit."""
     start = space.place(rng, width, layers, WALL_BAND + 0.05, min(height * 0.6, 1.6))
@@ -275,15 +324,22 @@ def _bookcase(builder: SceneBuilder, rng: np.random.Generator, space: _WallSpace
     shelves = int(height // 0.38)
     for k in range(shelves + 1):
         z = k * height / (shelves + 0.3) if k < shelves else height - board
-        builder.add_box((*at(width / 2, depth / 2), z), (width - 2 * board, depth - 0.02, board), yaw,
-                        "wood", 0.8, tint, rng)
+        builder.add_box(
+            (*at(width / 2, depth / 2), z), (width - 2 * board, depth - 0.02, board), yaw, "wood", 0.8, tint, rng
+        )
         if k < shelves:
             books_h = rng.uniform(0.2, 0.3)
             books_w = (width - 2 * board) * rng.uniform(0.6, 0.98)
             along = board + books_w / 2 + rng.uniform(0, width - 2 * board - books_w)
-            builder.add_box((*at(along, 0.04 + (depth - 0.06) / 2), z + board), (books_w, depth - 0.08, books_h),
-                            yaw, ["paint", "paint", "paint", "books", "paint"], (1.0, books_h * 1.02),
-                            (1.0, 1.0, 1.0), rng)
+            builder.add_box(
+                (*at(along, 0.04 + (depth - 0.06) / 2), z + board),
+                (books_w, depth - 0.08, books_h),
+                yaw,
+                ["paint", "paint", "paint", "books", "paint"],
+                (1.0, books_h * 1.02),
+                (1.0, 1.0, 1.0),
+                rng,
+            )
     return True
 
 
@@ -317,8 +373,9 @@ def _sideboard(builder: SceneBuilder, rng: np.random.Generator, space: _WallSpac
     centre = wall.point(start + width / 2, depth / 2 + 0.01)
     tint = _wood_tint(rng)
     builder.add_box((*centre, 0.0), (width, depth, height), wall.yaw, "wood", 0.8, tint, rng)
-    _door_leaves(builder, wall, start + 0.02, start + width - 0.02, 0.06, height - 0.04, depth + 0.013,
-                 _WOOD_COLOUR * tint * 0.9)
+    _door_leaves(
+        builder, wall, start + 0.02, start + width - 0.02, 0.06, height - 0.04, depth + 0.013, _WOOD_COLOUR * tint * 0.9
+    )
     screen_w = min(width - 0.2, rng.uniform(0.9, 1.2))
     screen_h = screen_w * 9 / 16
     screen_centre = wall.point(start + width / 2, 0.2)
@@ -326,8 +383,11 @@ def _sideboard(builder: SceneBuilder, rng: np.random.Generator, space: _WallSpac
     builder.add_box((*screen_centre, height + 0.04), (screen_w, 0.05, screen_h), wall.yaw, "rubber", 0.5)
     a = start + (width - screen_w) / 2 + 0.02
     photo = ["astronaut", "rocket", "hubble_deep_field", "coffee", "chelsea"][int(rng.integers(5))]
-    builder.add_rectangle(wall.rectangle(a, a + screen_w - 0.04, height + 0.06, height + 0.02 + screen_h, 0.228),
-                          photo, tint=(0.95, 0.95, 1.0))
+    builder.add_rectangle(
+        wall.rectangle(a, a + screen_w - 0.04, height + 0.06, height + 0.02 + screen_h, 0.228),
+        photo,
+        tint=(0.95, 0.95, 1.0),
+    )
     return True
 
 
@@ -342,15 +402,23 @@ def _boxes(builder: SceneBuilder, rng: np.random.Generator, space: _WallSpace, r
     for _ in range(int(rng.integers(1, 4))):
         size = (width * rng.uniform(0.75, 1.0), width * rng.uniform(0.7, 1.0), rng.uniform(0.25, 0.4))
         centre = wall.point(start + 0.05 + width / 2, WALL_BAND / 2)
-        builder.add_box((*centre, z), size, wall.yaw + rng.uniform(-0.15, 0.15), "cardboard", 0.6,
-                        rng.uniform(0.85, 1.1) * np.ones(3), rng)
+        builder.add_box(
+            (*centre, z),
+            size,
+            wall.yaw + rng.uniform(-0.15, 0.15),
+            "cardboard",
+            0.6,
+            rng.uniform(0.85, 1.1) * np.ones(3),
+            rng,
+        )
         z += size[2]
         width = size[0]
     return True
 
 
-def _table_and_chairs(builder: SceneBuilder, rng: np.random.Generator, free_min: tuple[float, float],
-                      free_max: tuple[float, float]) -> tuple[float, float, float]:
+def _table_and_chairs(
+    builder: SceneBuilder, rng: np.random.Generator, free_min: tuple[float, float], free_max: tuple[float, float]
+) -> tuple[float, float, float]:
     """A table near the middle of the room with two chairs, all below LOW_FURNITURE_HEIGHT;
     returns the middle of the table top."""
     lo, hi = np.array(free_min), np.array(free_max)
@@ -374,12 +442,17 @@ def _table_and_chairs(builder: SceneBuilder, rng: np.random.Generator, free_min:
     return float(centre[0]), float(centre[1]), float(top)
 
 
-def _rug(builder: SceneBuilder, rng: np.random.Generator, free_min: tuple[float, float],
-         free_max: tuple[float, float]) -> None:
+def _rug(
+    builder: SceneBuilder, rng: np.random.Generator, free_min: tuple[float, float], free_max: tuple[float, float]
+) -> None:
     lo, hi = np.array(free_min), np.array(free_max)
     size = np.minimum((hi - lo) * rng.uniform(0.6, 0.9, 2), 3.0)
     a = lo + (hi - lo - size) * rng.uniform(0, 1, 2)
     b = a + size
     texture, scale = [("carpet", 1.0), ("ihc", None), ("checker", 0.8)][int(rng.integers(3))]
-    builder.add_rectangle([[a[0], b[1], 0.005], [b[0], b[1], 0.005], [b[0], a[1], 0.005], [a[0], a[1], 0.005]],
-                          texture, scale, tint=_pastel(rng, 0.6) * 0.9)
+    builder.add_rectangle(
+        [[a[0], b[1], 0.005], [b[0], b[1], 0.005], [b[0], a[1], 0.005], [a[0], a[1], 0.005]],
+        texture,
+        scale,
+        tint=_pastel(rng, 0.6) * 0.9,
+    )

@@ -116,8 +116,9 @@ class SceneBuilder:
     _textures: list[str] = field(default_factory=list)
     _tints: list[np.ndarray] = field(default_factory=list)
 
-    def add_quad(self, corners: np.ndarray, texture: str, texel_corners: np.ndarray,
-                 tint: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
+    def add_quad(
+        self, corners: np.ndarray, texture: str, texel_corners: np.ndarray, tint: Sequence[float] = (1.0, 1.0, 1.0)
+    ) -> None:
         """Add a convex planar quadrilateral: ``corners`` (4, 3) world p0..p3 (top-left, top-right,
         bottom-right, bottom-left seen from the visible side), mapped to ``texel_corners`` (4, 2)
         of ``texture`` (texels; beyond the texture it wraps for tiling textures); ``tint`` scales
@@ -134,9 +135,14 @@ class SceneBuilder:
         self._textures.append(texture)
         self._tints.append(np.asarray(tint, np.float64))
 
-    def add_rectangle(self, corners: np.ndarray, texture: str,
-                      metres_per_texture: float | tuple[float, float] | None = None,
-                      texel_offset: tuple[float, float] = (0.0, 0.0), tint: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
+    def add_rectangle(
+        self,
+        corners: np.ndarray,
+        texture: str,
+        metres_per_texture: float | tuple[float, float] | None = None,
+        texel_offset: tuple[float, float] = (0.0, 0.0),
+        tint: Sequence[float] = (1.0, 1.0, 1.0),
+    ) -> None:
         """Add a quad whose texture is either stretched to fit exactly (``metres_per_texture``
         None: pictures, doors) or tiled with one texture repeat covering ``metres_per_texture``
         metres (a number, or (along p0->p1, along p0->p3)), shifted by ``texel_offset``."""
@@ -153,9 +159,17 @@ class SceneBuilder:
         texel_corners = start + np.array([[0, 0], [span[0], 0], span, [0, span[1]]])
         self.add_quad(corners, texture, texel_corners, tint)
 
-    def add_box(self, centre: Sequence[float], size: Sequence[float], yaw: float, texture: str | Sequence[str],
-                metres_per_texture: float | tuple[float, float] | None = 1.0, tint: Sequence[float] = (1.0, 1.0, 1.0),
-                rng: np.random.Generator | None = None, skip_bottom: bool = True) -> None:
+    def add_box(
+        self,
+        centre: Sequence[float],
+        size: Sequence[float],
+        yaw: float,
+        texture: str | Sequence[str],
+        metres_per_texture: float | tuple[float, float] | None = 1.0,
+        tint: Sequence[float] = (1.0, 1.0, 1.0),
+        rng: np.random.Generator | None = None,
+        skip_bottom: bool = True,
+    ) -> None:
         """Add the faces of a box: ``centre`` (3,) of its bottom face, ``size`` (length along its
         x axis, width along its y axis, height), rotated by ``yaw`` radians about world z.
         ``texture`` is one name, or one per face: +x, -x, +y, -y, top and optionally bottom (the
@@ -174,11 +188,17 @@ class SceneBuilder:
 
         def side(outward: np.ndarray, along: np.ndarray) -> np.ndarray:
             # seen from outside, "along" points to the viewer's right
-            return np.array([top + outward - along, top + outward + along,
-                             bottom + outward + along, bottom + outward - along])
+            return np.array(
+                [top + outward - along, top + outward + along, bottom + outward + along, bottom + outward - along]
+            )
 
-        faces = [side(hx, hy), side(-hx, -hy), side(hy, -hx), side(-hy, hx),
-                 np.array([top - hx + hy, top + hx + hy, top + hx - hy, top - hx - hy])]
+        faces = [
+            side(hx, hy),
+            side(-hx, -hy),
+            side(hy, -hx),
+            side(-hy, hx),
+            np.array([top - hx + hy, top + hx + hy, top + hx - hy, top - hx - hy]),
+        ]
         if not skip_bottom:
             faces.append(np.array([bottom - hx - hy, bottom + hx - hy, bottom + hx + hy, bottom - hx + hy]))
         for corners, name in zip(faces, names):
@@ -212,10 +232,27 @@ class SceneBuilder:
             density[f] = np.sqrt(_polygon_area(texels) / max(area_plane, 1e-12))
 
         irradiance = lighting.irradiance(vertices.mean(axis=1), normals)
-        gain = (np.stack(self._tints) * lighting.exposure * np.asarray(lighting.colour_cast)
-                * irradiance[:, None] ** (1 / 2.2))  # light acts on linear intensities (gamma 2.2)
-        return Scene(self.name, vertices, normals, offsets, origins, u, v, plane_to_texture, density, index,
-                     gain.astype(np.float32), textures, sky)
+        gain = (
+            np.stack(self._tints)
+            * lighting.exposure
+            * np.asarray(lighting.colour_cast)
+            * irradiance[:, None] ** (1 / 2.2)
+        )  # light acts on linear intensities (gamma 2.2)
+        return Scene(
+            self.name,
+            vertices,
+            normals,
+            offsets,
+            origins,
+            u,
+            v,
+            plane_to_texture,
+            density,
+            index,
+            gain.astype(np.float32),
+            textures,
+            sky,
+        )
 
 
 def _polygon_area(points: np.ndarray) -> float:

@@ -59,8 +59,16 @@ class SyntheticSequence:
     ``timestamps`` (N,) seconds, ``poses`` (N, 4, 4) camera-to-world float64.
     """
 
-    def __init__(self, kind: str = "room", seed: int = 0, num_frames: int | None = None, height: int | None = None,
-                 width: int | None = None, camera: Camera | None = None, photometric: Photometric | None = None):
+    def __init__(
+        self,
+        kind: str = "room",
+        seed: int = 0,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        camera: Camera | None = None,
+        photometric: Photometric | None = None,
+    ):
         _check_kind(kind)
         num_frames = DEFAULT_FRAMES[kind] if num_frames is None else int(num_frames)
         if num_frames < 1:

@@ -25,11 +25,26 @@ from slam.errors import SourceError
 
 #: Photographs of scikit-image's data folder usable as textures (file name per texture name).
 PHOTOS = {
-    "astronaut": "astronaut.png", "brick": "brick.png", "camera": "camera.png", "chelsea": "chelsea.png",
-    "coffee": "coffee.png", "coins": "coins.png", "grass": "grass.png", "gravel": "gravel.png",
-    "horse": "horse.png", "moon": "moon.png", "page": "page.png", "text": "text.png", "rocket": "rocket.jpg",
-    "hubble_deep_field": "hubble_deep_field.jpg", "retina": "retina.jpg", "motorcycle": "motorcycle_left.png",
-    "color": "color.png", "ihc": "ihc.png", "clock": "clock_motion.png", "cell": "cell.png",
+    "astronaut": "astronaut.png",
+    "brick": "brick.png",
+    "camera": "camera.png",
+    "chelsea": "chelsea.png",
+    "coffee": "coffee.png",
+    "coins": "coins.png",
+    "grass": "grass.png",
+    "gravel": "gravel.png",
+    "horse": "horse.png",
+    "moon": "moon.png",
+    "page": "page.png",
+    "text": "text.png",
+    "rocket": "rocket.jpg",
+    "hubble_deep_field": "hubble_deep_field.jpg",
+    "retina": "retina.jpg",
+    "motorcycle": "motorcycle_left.png",
+    "color": "color.png",
+    "ihc": "ihc.png",
+    "clock": "clock_motion.png",
+    "cell": "cell.png",
 }
 #: Photographs that are surface materials: made seamless and tiled (the others are pictures).
 TILED_PHOTOS = ("brick", "grass", "gravel")
@@ -114,8 +129,9 @@ def _read_photo(file_name: str) -> np.ndarray:
         with Image.open(path) as picture:
             image = np.asarray(picture.convert("RGB"))
     except (OSError, UnidentifiedImageError):
-        raise SourceError(f"synthetic scene texture {path} is missing or unreadable "
-                          "(is scikit-image installed?)") from None
+        raise SourceError(
+            f"synthetic scene texture {path} is missing or unreadable (is scikit-image installed?)"
+        ) from None
     scale = _MAX_PHOTO_SIDE / max(image.shape[:2])
     if scale < 1:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -142,7 +158,7 @@ def _mipmaps(image: np.ndarray, wrap: bool) -> tuple[np.ndarray, ...]:
             pad = 4
             padded = np.pad(current, ((pad, pad), (pad, pad), (0, 0)), mode="wrap")
             down = cv2.pyrDown(padded)
-            levels.append(np.ascontiguousarray(down[pad // 2: -(pad // 2), pad // 2: -(pad // 2)]))
+            levels.append(np.ascontiguousarray(down[pad // 2 : -(pad // 2), pad // 2 : -(pad // 2)]))
         else:
             levels.append(cv2.pyrDown(current))
     return tuple(levels)
@@ -153,8 +169,13 @@ def _mipmaps(image: np.ndarray, wrap: bool) -> tuple[np.ndarray, ...]:
 # powers of two and which tile seamlessly (every pattern is periodic by construction)
 
 
-def fractal_noise(shape: tuple[int, int], rng: np.random.Generator, beta: float = 2.0,
-                  stretch: tuple[float, float] = (1.0, 1.0), min_period: float = 2.0) -> np.ndarray:
+def fractal_noise(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    beta: float = 2.0,
+    stretch: tuple[float, float] = (1.0, 1.0),
+    min_period: float = 2.0,
+) -> np.ndarray:
     """Periodic 1/f^beta noise of ``shape`` (rows, cols), zero mean and unit standard deviation.
     ``stretch`` (rows, cols) elongates features along an axis (wood grain); frequencies with
     periods under ``min_period`` texels are removed."""
@@ -240,8 +261,11 @@ def _bricks(rng: np.random.Generator) -> np.ndarray:
     rough = fractal_noise((size, size), rng, beta=1.2)
     grey = 0.62 + tone + 0.05 * rough
     mortar_mask = ((rows % (size // courses)) < mortar)[:, None] | ((cols % brick_w) < mortar)
-    rgb = np.where(mortar_mask[..., None], np.float32([0.78, 0.76, 0.72]) * (1 + 0.05 * rough[..., None]),
-                   grey[..., None] * np.float32([1.0, 0.55, 0.42]))
+    rgb = np.where(
+        mortar_mask[..., None],
+        np.float32([0.78, 0.76, 0.72]) * (1 + 0.05 * rough[..., None]),
+        grey[..., None] * np.float32([1.0, 0.55, 0.42]),
+    )
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
@@ -273,10 +297,10 @@ def _books(rng: np.random.Generator) -> np.ndarray:
         w = int(rng.integers(8, 26))
         top = int(rng.integers(0, 40))
         colour = rng.uniform(0.15, 0.9, 3)
-        image[top:, x: x + w] = colour
-        image[top:, x: x + 1] *= 0.5
+        image[top:, x : x + w] = colour
+        image[top:, x : x + 1] *= 0.5
         label = int(rng.integers(top + 10, height - 20))
-        image[label: label + 6, x + 2: x + w - 2] = 0.9
+        image[label : label + 6, x + 2 : x + w - 2] = 0.9
         x += w
     image *= (1 + 0.05 * fractal_noise((height, width), rng, 1.0))[..., None]
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -286,7 +310,7 @@ def _cardboard(rng: np.random.Generator) -> np.ndarray:
     size = 256
     fibre = fractal_noise((size, size), rng, beta=1.0, stretch=(0.3, 1.0))
     grey = 0.75 + 0.05 * fibre
-    grey[size // 2 - 18: size // 2 + 18, :] += 0.12  # packing tape
+    grey[size // 2 - 18 : size // 2 + 18, :] += 0.12  # packing tape
     return _to_rgb(grey, (0.85, 0.64, 0.42))
 
 
@@ -305,8 +329,8 @@ def _window(rng: np.random.Generator) -> np.ndarray:
     panes = np.clip(sky + 0.12 * clouds, 0, 1)
     frame = np.zeros((height, width), bool)
     frame[:14], frame[-14:], frame[:, :14], frame[:, -14:] = True, True, True, True
-    frame[height // 2 - 6: height // 2 + 6] = True
-    frame[:, width // 2 - 6: width // 2 + 6] = True
+    frame[height // 2 - 6 : height // 2 + 6] = True
+    frame[:, width // 2 - 6 : width // 2 + 6] = True
     image = np.where(frame[..., None], np.float32([0.92, 0.92, 0.9]), panes)
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
@@ -318,10 +342,10 @@ def _door(rng: np.random.Generator) -> np.ndarray:
     grain = fractal_noise((height, width), rng, beta=2.0, stretch=(0.08, 1.0))
     grey = 0.6 + 0.05 * grain
     for top, bottom in ((40, 220), (280, 470)):  # recessed panels: darker outline, lighter inside
-        grey[top: bottom, 40: 216] -= 0.12
-        grey[top + 6: bottom - 6, 46: 210] += 0.1
-    grey[250: 262, 200: 236] = 0.9  # handle
-    grey[248: 250, 200: 236] = 0.4
+        grey[top:bottom, 40:216] -= 0.12
+        grey[top + 6 : bottom - 6, 46:210] += 0.1
+    grey[250:262, 200:236] = 0.9  # handle
+    grey[248:250, 200:236] = 0.4
     return _to_rgb(grey)
 
 
@@ -338,10 +362,10 @@ def _facade(rng: np.random.Generator, brick: bool) -> np.ndarray:
     reflection = np.linspace(0.45, 0.15, y1 - y0, dtype=np.float32)[:, None, None]
     glass = reflection * np.float32([0.7, 0.8, 1.0]) + 0.05 * fractal_noise((y1 - y0, x1 - x0), rng, 3.0)[..., None]
     image = wall.copy()
-    image[y0 - 8: y1 + 8, x0 - 8: x1 + 8] = 0.9  # frame
-    image[y0: y1, x0: x1] = glass
-    image[y0: y1, (x0 + x1) // 2 - 3: (x0 + x1) // 2 + 3] = 0.9  # mullion
-    image[y1 + 8: y1 + 18, x0 - 16: x1 + 16] = 0.7  # sill
+    image[y0 - 8 : y1 + 8, x0 - 8 : x1 + 8] = 0.9  # frame
+    image[y0:y1, x0:x1] = glass
+    image[y0:y1, (x0 + x1) // 2 - 3 : (x0 + x1) // 2 + 3] = 0.9  # mullion
+    image[y1 + 8 : y1 + 18, x0 - 16 : x1 + 16] = 0.7  # sill
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
@@ -372,7 +396,7 @@ def _road(rng: np.random.Generator) -> np.ndarray:
     patches = fractal_noise((height, width), rng, beta=3.0, stretch=(0.3, 1.0))
     grey = 0.34 + 0.035 * grain + 0.04 * patches
     for wheel in (0.8, 2.45):  # darker tyre tracks in both lanes
-        grey -= 0.03 * np.exp(-((np.abs(across) - wheel) / 0.35) ** 2)[None, :]
+        grey -= 0.03 * np.exp(-(((np.abs(across) - wheel) / 0.35) ** 2))[None, :]
     paint = np.zeros((height, width), bool)
     dash = (along % ROAD_TEXTURE_PERIOD) < 4.0
     paint |= dash[:, None] & (np.abs(across) < 0.08)[None, :]
@@ -401,9 +425,9 @@ def _glass(rng: np.random.Generator) -> np.ndarray:
     """Car windows: dark glass with a soft reflection band."""
     size = 128
     y = np.linspace(0, 1, size, dtype=np.float32)[:, None]
-    grey = 0.22 + 0.3 * np.exp(-((y - 0.3) / 0.15) ** 2) + 0.03 * fractal_noise((size, size), rng, 2.5)
+    grey = 0.22 + 0.3 * np.exp(-(((y - 0.3) / 0.15) ** 2)) + 0.03 * fractal_noise((size, size), rng, 2.5)
     grey[:, : size // 16] = 0.08  # pillars at the window ends
-    grey[:, -size // 16:] = 0.08
+    grey[:, -size // 16 :] = 0.08
     return _to_rgb(grey, (0.8, 0.9, 1.0))
 
 
@@ -431,16 +455,32 @@ def _car_paint(rng: np.random.Generator) -> np.ndarray:
     height, width = 128, 512
     grey = np.full((height, width), 0.8, np.float32) + 0.02 * fractal_noise((height, width), rng, 2.5)
     grey[: height // 8] += 0.08  # highlight on the upper edge
-    grey[-height // 5:] -= 0.35  # darker sill
+    grey[-height // 5 :] -= 0.35  # darker sill
     return _to_rgb(grey)
 
 
 #: Procedural textures by name (each a function of a seeded generator).
 PROCEDURAL: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
-    "paint": _paint, "concrete": _concrete, "carpet": _carpet, "wood": _wood, "tiles": _tiles,
-    "bricks": _bricks, "checker": _checker, "wallpaper": _wallpaper, "books": _books,
-    "cardboard": _cardboard, "metal": _metal, "window": _window, "door": _door,
-    "facade_plaster": lambda rng: _facade(rng, brick=False), "facade_brick": lambda rng: _facade(rng, brick=True),
-    "asphalt": _asphalt, "road": _road, "paving": _paving, "glass": _glass, "rubber": _rubber,
-    "car_paint": _car_paint, "wheels": _wheels,
+    "paint": _paint,
+    "concrete": _concrete,
+    "carpet": _carpet,
+    "wood": _wood,
+    "tiles": _tiles,
+    "bricks": _bricks,
+    "checker": _checker,
+    "wallpaper": _wallpaper,
+    "books": _books,
+    "cardboard": _cardboard,
+    "metal": _metal,
+    "window": _window,
+    "door": _door,
+    "facade_plaster": lambda rng: _facade(rng, brick=False),
+    "facade_brick": lambda rng: _facade(rng, brick=True),
+    "asphalt": _asphalt,
+    "road": _road,
+    "paving": _paving,
+    "glass": _glass,
+    "rubber": _rubber,
+    "car_paint": _car_paint,
+    "wheels": _wheels,
 }

@@ -36,8 +36,15 @@ class KeyframeArchive:
     move meanwhile).
     """
 
-    def __init__(self, map_state: MapState, fusion: StreamingFusion, intrinsics: np.ndarray, active: int,
-                 witnesses: int = NUM_NEIGHBOURS, depth_folder: Path | None = None):
+    def __init__(
+        self,
+        map_state: MapState,
+        fusion: StreamingFusion,
+        intrinsics: np.ndarray,
+        active: int,
+        witnesses: int = NUM_NEIGHBOURS,
+        depth_folder: Path | None = None,
+    ):
         if active < 1 or witnesses < 0:
             raise ValueError(f"need active >= 1 and witnesses >= 0, got {active} and {witnesses}")
         self.map = map_state
@@ -49,8 +56,9 @@ class KeyframeArchive:
 
     def fusion_keyframe(self, view: KeyframeView) -> FusionKeyframe:
         """A keyframe's view (with its pixels) as fusion input."""
-        return FusionKeyframe(view.image, view.depth, view.confidence, view.pose_c2w, self.intrinsics, view.timestamp,
-                              view.id)
+        return FusionKeyframe(
+            view.image, view.depth, view.confidence, view.pose_c2w, self.intrinsics, view.timestamp, view.id
+        )
 
     def update(self, final: bool = False) -> int:
         """Fuse the keyframes that became final (every keyframe with ``final``: the run is over),

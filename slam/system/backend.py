@@ -36,15 +36,23 @@ BACKEND_NICENESS = 10
 class Backend:
     """Window optimisation over the map's newest keyframes (see the module docstring)."""
 
-    def __init__(self, depth_module: DepthModule, motion_module: MotionModule, map_state: MapState,
-                 config: BackendConfig, intrinsics: torch.Tensor, image_size: tuple[int, int], bundle: BundleAdjuster):
+    def __init__(
+        self,
+        depth_module: DepthModule,
+        motion_module: MotionModule,
+        map_state: MapState,
+        config: BackendConfig,
+        intrinsics: torch.Tensor,
+        image_size: tuple[int, int],
+        bundle: BundleAdjuster,
+    ):
         self.depth_module = depth_module
         self.bundle = bundle
         self.motion_module = motion_module
         self.map = map_state
         self.config = config
-        self.intrinsics = intrinsics          # (4,) at the processing resolution
-        self.image_size = image_size          # (H, W)
+        self.intrinsics = intrinsics  # (4,) at the processing resolution
+        self.image_size = image_size  # (H, W)
         self.passes = 0
         self.seconds = 0.0
 
@@ -54,7 +62,7 @@ class Backend:
         with self.map.lock:  # readers copy keyframes under the lock: never half compacted
             for old in keyframes[: -self.config.window - 1]:
                 old.compact()
-        return keyframes[-self.config.window:]
+        return keyframes[-self.config.window :]
 
     def optimise(self) -> bool:
         """One pass on the current window; returns False when it holds fewer than 3 keyframes."""
@@ -69,8 +77,16 @@ class Backend:
         ii, jj = all_pairs_edges(count, device=features.device, max_span=self.config.edge_span)
         new_depths = new_confidences = None
         if self.config.bundle_adjustment:
-            poses, new_depths = self.bundle.refine(features, depths, poses, ii, jj, num_fixed=1,
-                                                   flow_steps=self.config.pose_steps, ids=[kf.id for kf in window])
+            poses, new_depths = self.bundle.refine(
+                features,
+                depths,
+                poses,
+                ii,
+                jj,
+                num_fixed=1,
+                flow_steps=self.config.pose_steps,
+                ids=[kf.id for kf in window],
+            )
         else:
             poses = self._optimise_poses(features, depths, poses, ii, jj)
         if self.config.depth_updates > 0:
@@ -81,21 +97,24 @@ class Backend:
         self.seconds += time.perf_counter() - start
         return True
 
-    def _optimise_poses(self, features: torch.Tensor, depths: torch.Tensor, poses: SE3, ii: torch.Tensor,
-                        jj: torch.Tensor) -> SE3:
+    def _optimise_poses(
+        self, features: torch.Tensor, depths: torch.Tensor, poses: SE3, ii: torch.Tensor, jj: torch.Tensor
+    ) -> SE3:
         """Pose-only global optimization of the window (depths held): SE3 (N,) world-to-camera
         from (N, C, h, w) motion features, (N, H, W) depths and SE3 (N,) poses."""
         small = resize_depth(depths[None], tuple(features.shape[-2:]))
         poses = poses[None]
         with torch.no_grad():
             for _ in range(self.config.pose_steps):
-                flow = self.motion_module.flow(features[None], small, poses, self.intrinsics[None], ii, jj,
-                                               self.image_size)
+                flow = self.motion_module.flow(
+                    features[None], small, poses, self.intrinsics[None], ii, jj, self.image_size
+                )
                 poses = gauss_newton_step(poses, small, flow.intrinsics, ii, jj, flow.targets, flow.weights)
         return poses[0]
 
-    def _update_depths(self, window: list[Keyframe], poses: SE3, current: torch.Tensor | None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _update_depths(
+        self, window: list[Keyframe], poses: SE3, current: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The newest ``config.depth_updates`` window keyframes' depths with the other window
         keyframes as neighbours; where the new estimate is not confident the ``current`` (K, H, W)
         depth stays (None: the keyframes' own), and the older keyframes keep theirs."""
@@ -105,12 +124,14 @@ class Backend:
         for k in range(max(0, len(window) - self.config.depth_updates), len(window)):
             keyframe = window[k]
             order = [k] + [m for m in range(len(window)) if m != k]
-            estimate = self.depth_module.depth(features[order][None], SE3(poses.data[order][None]), self.intrinsics[None],
-                                               self.image_size)
+            estimate = self.depth_module.depth(
+                features[order][None], SE3(poses.data[order][None]), self.intrinsics[None], self.image_size
+            )
             confident = (estimate.confidence[0] > CONFIDENT_DEPTH) & (estimate.depth[0] > 0)
             depths[k] = torch.where(confident, estimate.depth[0], depths[k])
-            confidences[k] = torch.maximum(torch.where(confident, estimate.confidence[0], torch.zeros_like(keyframe.depth)),
-                                           keyframe.confidence)
+            confidences[k] = torch.maximum(
+                torch.where(confident, estimate.confidence[0], torch.zeros_like(keyframe.depth)), keyframe.confidence
+            )
         return torch.stack(depths), torch.stack(confidences)
 
 
@@ -125,8 +146,8 @@ class BackendThread(threading.Thread):
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._progress = threading.Condition()
-        self._notified = 0   # keyframes notified so far
-        self._covered = 0    # of those, the ones notified before the last finished pass began
+        self._notified = 0  # keyframes notified so far
+        self._covered = 0  # of those, the ones notified before the last finished pass began
         self.error: BaseException | None = None
 
     def notify(self) -> None:

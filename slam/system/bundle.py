@@ -30,20 +30,37 @@ class BundleAdjuster:
     ``flow_cache``: where calls that name their keyframes get their correspondences (see
     :meth:`refine`; None: always from the motion module)."""
 
-    def __init__(self, motion_module: MotionModule, intrinsics: torch.Tensor, image_size: tuple[int, int],
-                 prior: float, pool: int, iterations: int, huber: float | None = None,
-                 flow_cache: FlowCache | None = None):
+    def __init__(
+        self,
+        motion_module: MotionModule,
+        intrinsics: torch.Tensor,
+        image_size: tuple[int, int],
+        prior: float,
+        pool: int,
+        iterations: int,
+        huber: float | None = None,
+        flow_cache: FlowCache | None = None,
+    ):
         self.motion_module = motion_module
         self.flow_cache = flow_cache
-        self.intrinsics = intrinsics      # (4,) at the processing resolution
-        self.image_size = image_size      # (H, W)
+        self.intrinsics = intrinsics  # (4,) at the processing resolution
+        self.image_size = image_size  # (H, W)
         self.prior = prior
         self.pool = pool
         self.iterations = iterations
         self.huber = huber
 
-    def refine(self, features: torch.Tensor, depths: torch.Tensor, poses: SE3, ii: torch.Tensor, jj: torch.Tensor,
-               num_fixed: int, flow_steps: int, ids: list[int] | None = None) -> tuple[SE3, torch.Tensor]:
+    def refine(
+        self,
+        features: torch.Tensor,
+        depths: torch.Tensor,
+        poses: SE3,
+        ii: torch.Tensor,
+        jj: torch.Tensor,
+        num_fixed: int,
+        flow_steps: int,
+        ids: list[int] | None = None,
+    ) -> tuple[SE3, torch.Tensor]:
         """Refine N keyframes with motion ``features`` (N, C, h, w), (N, H, W) ``depths`` at the
         processing resolution (> 0 where known) and world-to-camera ``poses`` SE3 (N,), on the
         edges ``ii -> jj`` (E,), the first ``num_fixed`` poses held. The correspondences are
@@ -57,16 +74,32 @@ class BundleAdjuster:
         with torch.no_grad():
             for _ in range(flow_steps):
                 if self.flow_cache is not None and ids is not None:
-                    flow = self.flow_cache.flow(ids, features[None], current, poses, self.intrinsics[None], ii, jj,
-                                                self.image_size)
+                    flow = self.flow_cache.flow(
+                        ids, features[None], current, poses, self.intrinsics[None], ii, jj, self.image_size
+                    )
                 else:
-                    flow = self.motion_module.flow(features[None], current, poses, self.intrinsics[None], ii, jj,
-                                                   self.image_size)
-                targets, weights, intrinsics = pool_correspondences(flow.targets, flow.weights, flow.intrinsics, self.pool)
+                    flow = self.motion_module.flow(
+                        features[None], current, poses, self.intrinsics[None], ii, jj, self.image_size
+                    )
+                targets, weights, intrinsics = pool_correspondences(
+                    flow.targets, flow.weights, flow.intrinsics, self.pool
+                )
                 for _ in range(self.iterations):
-                    poses, estimate = bundle_adjustment_step(poses, estimate, intrinsics, ii, jj, targets, weights, start,
-                                                             self.prior, num_fixed=num_fixed, huber=self.huber)
-                current = feature_depths * F.interpolate(estimate / start, size=feature_size, mode="bilinear",
-                                                         align_corners=False)
+                    poses, estimate = bundle_adjustment_step(
+                        poses,
+                        estimate,
+                        intrinsics,
+                        ii,
+                        jj,
+                        targets,
+                        weights,
+                        start,
+                        self.prior,
+                        num_fixed=num_fixed,
+                        huber=self.huber,
+                    )
+                current = feature_depths * F.interpolate(
+                    estimate / start, size=feature_size, mode="bilinear", align_corners=False
+                )
             ratio = F.interpolate(estimate / start, size=tuple(depths.shape[-2:]), mode="bilinear", align_corners=False)
         return poses[0], depths * ratio[0]

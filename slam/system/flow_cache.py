@@ -23,10 +23,10 @@ from slam.geometry.lie import SE3
 class _Pair(NamedTuple):
     """A keyframe pair's correspondences, each (h, w, ...) on keyframe i's grid."""
 
-    targets: torch.Tensor   # (h, w, 2) pixels in keyframe j
-    weights: torch.Tensor   # (h, w, 2)
-    coords: torch.Tensor    # (h, w, 2) the reprojection they were computed at
-    valid: torch.Tensor     # (h, w) bool, where that reprojection was valid
+    targets: torch.Tensor  # (h, w, 2) pixels in keyframe j
+    weights: torch.Tensor  # (h, w, 2)
+    coords: torch.Tensor  # (h, w, 2) the reprojection they were computed at
+    valid: torch.Tensor  # (h, w) bool, where that reprojection was valid
 
 
 class FlowCache:
@@ -43,8 +43,17 @@ class FlowCache:
         self.reused = 0
         self.computed = 0
 
-    def flow(self, ids: list[int], features: torch.Tensor, depths: torch.Tensor, poses: SE3, intrinsics: torch.Tensor,
-             ii: torch.Tensor, jj: torch.Tensor, image_size: tuple[int, int]) -> FlowEstimate:
+    def flow(
+        self,
+        ids: list[int],
+        features: torch.Tensor,
+        depths: torch.Tensor,
+        poses: SE3,
+        intrinsics: torch.Tensor,
+        ii: torch.Tensor,
+        jj: torch.Tensor,
+        image_size: tuple[int, int],
+    ) -> FlowEstimate:
         """The motion module's :meth:`flow` for one batch (B = 1) of keyframes with ``ids`` (N,)
         (arguments as there: ``features`` (1, N, C, h, w), ``depths`` (1, N, h, w), ``poses``
         SE3 (1, N) world-to-camera, ``intrinsics`` (1, 4) at ``image_size``), reusing the
@@ -58,8 +67,12 @@ class FlowCache:
             chosen = torch.tensor(stale, device=ii.device)
             estimate = module.flow(features, depths, poses, intrinsics, ii[chosen], jj[chosen], image_size)
             for k, e in enumerate(stale):  # copies: a view would keep the whole batch alive
-                self._entries[keys[e]] = _Pair(estimate.targets[0, k].clone(), estimate.weights[0, k].clone(),
-                                               coords[0, e].clone(), valid[0, e].clone())
+                self._entries[keys[e]] = _Pair(
+                    estimate.targets[0, k].clone(),
+                    estimate.weights[0, k].clone(),
+                    coords[0, e].clone(),
+                    valid[0, e].clone(),
+                )
         self.computed += len(stale)
         self.reused += len(keys) - len(stale)
         live = set(ids)

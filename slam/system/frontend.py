@@ -48,9 +48,18 @@ class Frontend:
     """Feeds frames to the map. ``on_keyframe`` is called (in the frontend's thread) after each
     new keyframe is added to the map."""
 
-    def __init__(self, depth_module: DepthModule, motion_module: MotionModule, map_state: MapState,
-                 config: FrontendConfig, intrinsics: torch.Tensor, image_size: tuple[int, int],
-                 device: torch.device, bundle: BundleAdjuster, on_keyframe: Callable[[Keyframe], None] | None = None):
+    def __init__(
+        self,
+        depth_module: DepthModule,
+        motion_module: MotionModule,
+        map_state: MapState,
+        config: FrontendConfig,
+        intrinsics: torch.Tensor,
+        image_size: tuple[int, int],
+        device: torch.device,
+        bundle: BundleAdjuster,
+        on_keyframe: Callable[[Keyframe], None] | None = None,
+    ):
         """``intrinsics``: (4,) at the processing resolution ``image_size`` (H, W)."""
         self.depth_module = depth_module
         self.motion_module = motion_module
@@ -63,12 +72,12 @@ class Frontend:
         self.tracker = Tracker(motion_module, config, intrinsics, image_size, device)
         self.keyframe_depth = KeyframeDepth(depth_module, map_state, bundle, config, intrinsics, image_size, device)
         self.keyframe: Keyframe | None = None
-        self._pending: list[tuple[Frame, torch.Tensor]] = []   # frames awaiting initialisation
+        self._pending: list[tuple[Frame, torch.Tensor]] = []  # frames awaiting initialisation
         self._recent: deque[_Recent] = deque(maxlen=4 * config.neighbours)
         # the last good pose relative to the current keyframe (G_last G_keyframe^-1), and the
         # velocity G_last G_before^-1 (None until two frames were tracked on one keyframe)
         self._last: tuple[SE3, SE3 | None] | None = None
-        self._anchor_w2c = SE3.identity(device=device)   # world pose of the next initialisation
+        self._anchor_w2c = SE3.identity(device=device)  # world pose of the next initialisation
         self._lost = 0
         self.counts = {"tracked": 0, "lost": 0, "keyframes": 0, "initialisations": 0}
 
@@ -109,8 +118,9 @@ class Frontend:
         depth, confidence = cold_start(self.depth_module, self.motion_module, images, self.intrinsics, self.config)
         first, image = frames[0]
         keyframe = self._add_keyframe(first, image, self._anchor_w2c, depth, confidence)
-        self.map.add_frame(FrameRecord(first.index, first.timestamp, keyframe.id, SE3.identity(device=self.device),
-                                       "keyframe"))
+        self.map.add_frame(
+            FrameRecord(first.index, first.timestamp, keyframe.id, SE3.identity(device=self.device), "keyframe")
+        )
         self.counts["initialisations"] += 1
         self.counts["tracked"] += 1
         self._last = (SE3.identity(device=self.device), None)
@@ -142,30 +152,50 @@ class Frontend:
         self._recent.append(_Recent(record, image))
 
     def _record_lost(self, frame: Frame, why: str) -> None:
-        self.map.add_frame(FrameRecord(frame.index, frame.timestamp, -1 if self.keyframe is None else self.keyframe.id,
-                                       None, "lost"))
+        self.map.add_frame(
+            FrameRecord(frame.index, frame.timestamp, -1 if self.keyframe is None else self.keyframe.id, None, "lost")
+        )
         self.counts["lost"] += 1
         self._lost += 1
         log.debug("frame %d lost (%s)", frame.index, why)
         if self.keyframe is not None and self._lost > self.config.max_lost:
-            log.warning("tracking lost for %d frames at frame %d: re-initialising from the last good pose",
-                        self._lost, frame.index)
+            log.warning(
+                "tracking lost for %d frames at frame %d: re-initialising from the last good pose",
+                self._lost,
+                frame.index,
+            )
             self._anchor_w2c = self._last[0] * self.keyframe.pose_w2c
             self.keyframe = None
             self._recent.clear()
 
     # ------------------------------------------------------------------ keyframes
-    def _add_keyframe(self, frame: Frame, image: torch.Tensor, pose_w2c: SE3, depth: torch.Tensor,
-                      confidence: torch.Tensor, motion_features: torch.Tensor | None = None,
-                      depth_features: torch.Tensor | None = None) -> Keyframe:
+    def _add_keyframe(
+        self,
+        frame: Frame,
+        image: torch.Tensor,
+        pose_w2c: SE3,
+        depth: torch.Tensor,
+        confidence: torch.Tensor,
+        motion_features: torch.Tensor | None = None,
+        depth_features: torch.Tensor | None = None,
+    ) -> Keyframe:
         """Add a keyframe to the map (features computed here where not given, (C, h, w) each)."""
         images = image[None, None]
         if motion_features is None:
             motion_features = self.motion_module.encode(images)[0, 0]
         if depth_features is None:
             depth_features = self.depth_module.encode(images)[0, 0]
-        keyframe = Keyframe(self.map.new_keyframe_id(), frame.index, frame.timestamp, image, pose_w2c, depth,
-                            confidence, depth_features=depth_features, motion_features=motion_features)
+        keyframe = Keyframe(
+            self.map.new_keyframe_id(),
+            frame.index,
+            frame.timestamp,
+            image,
+            pose_w2c,
+            depth,
+            confidence,
+            depth_features=depth_features,
+            motion_features=motion_features,
+        )
         self.map.add_keyframe(keyframe)
         self.keyframe = keyframe
         self.counts["keyframes"] += 1
@@ -173,8 +203,9 @@ class Frontend:
             self.on_keyframe(keyframe)
         return keyframe
 
-    def _new_keyframe(self, frame: Frame, image: torch.Tensor, result: TrackingResult,
-                      motion_features: torch.Tensor) -> None:
+    def _new_keyframe(
+        self, frame: Frame, image: torch.Tensor, result: TrackingResult, motion_features: torch.Tensor
+    ) -> None:
         """Make the tracked frame a keyframe: its depth from the depth module with the previous
         keyframe and recent frames (tracked against it) as neighbours, then pose and depth refined
         against the newest keyframes."""
@@ -182,16 +213,20 @@ class Frontend:
         previous_w2c = previous.pose_w2c  # read once: the backend may move it meanwhile
         recent = list(self._recent)[::-1]
         step = max(1, len(recent) // max(self.config.neighbours - 1, 1))
-        neighbours = [(item.image, item.record.frame_from_keyframe * previous_w2c)
-                      for item in recent[::step][: self.config.neighbours - 1]]
+        neighbours = [
+            (item.image, item.record.frame_from_keyframe * previous_w2c)
+            for item in recent[::step][: self.config.neighbours - 1]
+        ]
         relative = result.frame_from_keyframe
-        depth, confidence, depth_features = self.keyframe_depth.estimate(image, previous, previous_w2c, relative,
-                                                                          neighbours)
+        depth, confidence, depth_features = self.keyframe_depth.estimate(
+            image, previous, previous_w2c, relative, neighbours
+        )
         if self.config.refine_keyframes > 0:
             relative, depth = self.keyframe_depth.refine(previous, relative, depth, motion_features)
         pose_w2c = relative * previous.pose_w2c  # anchored to the previous keyframe as it is now
         keyframe = self._add_keyframe(frame, image, pose_w2c, depth, confidence, motion_features, depth_features)
-        self.map.add_frame(FrameRecord(frame.index, frame.timestamp, keyframe.id, SE3.identity(device=self.device),
-                                       "keyframe"))
+        self.map.add_frame(
+            FrameRecord(frame.index, frame.timestamp, keyframe.id, SE3.identity(device=self.device), "keyframe")
+        )
         self._recent.clear()
         self._last = (SE3.identity(device=self.device), self._last[1])  # the frame is the keyframe now

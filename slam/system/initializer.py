@@ -18,13 +18,21 @@ def initial_picks(num_frames: int, neighbours: int) -> list[int]:
     return [0] + [round(1 + k * (num_frames - 2) / max(count - 1, 1)) for k in range(count)]
 
 
-def cold_start(depth_module: DepthModule, motion_module: MotionModule, images: torch.Tensor, intrinsics: torch.Tensor,
-               config: FrontendConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def cold_start(
+    depth_module: DepthModule,
+    motion_module: MotionModule,
+    images: torch.Tensor,
+    intrinsics: torch.Tensor,
+    config: FrontendConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Depth and confidence, (H, W) each, of the first of ``images`` (N, 3, H, W) with (4,)
     ``intrinsics``: ``config.init_rounds`` rounds of the alternation from the constant depth
     ``config.init_depth`` (which sets the map's scale), holes filled with the median depth."""
-    alternation = DeepV2D(depth_module, motion_module,
-                          AlternationConfig(rounds=config.init_rounds, init="constant", constant_depth=config.init_depth))
+    alternation = DeepV2D(
+        depth_module,
+        motion_module,
+        AlternationConfig(rounds=config.init_rounds, init="constant", constant_depth=config.init_depth),
+    )
     with torch.no_grad():
         result = alternation(images[None], intrinsics[None])
     depth = fill_invalid(result.depth[0], config.init_depth)

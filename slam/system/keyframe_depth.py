@@ -46,8 +46,16 @@ def fill_invalid(depth: torch.Tensor, fallback: float) -> torch.Tensor:
 class KeyframeDepth:
     """Depth of new keyframes (see the module docstring)."""
 
-    def __init__(self, depth_module: DepthModule, map_state: MapState, bundle: BundleAdjuster, config: FrontendConfig,
-                 intrinsics: torch.Tensor, image_size: tuple[int, int], device: torch.device):
+    def __init__(
+        self,
+        depth_module: DepthModule,
+        map_state: MapState,
+        bundle: BundleAdjuster,
+        config: FrontendConfig,
+        intrinsics: torch.Tensor,
+        image_size: tuple[int, int],
+        device: torch.device,
+    ):
         """``intrinsics``: (4,) at the processing resolution ``image_size`` (H, W)."""
         self.depth_module = depth_module
         self.map = map_state
@@ -57,8 +65,14 @@ class KeyframeDepth:
         self.image_size = image_size
         self.device = device
 
-    def estimate(self, image: torch.Tensor, previous: Keyframe, previous_w2c: SE3, frame_from_previous: SE3,
-                 neighbours: list[tuple[torch.Tensor, SE3]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def estimate(
+        self,
+        image: torch.Tensor,
+        previous: Keyframe,
+        previous_w2c: SE3,
+        frame_from_previous: SE3,
+        neighbours: list[tuple[torch.Tensor, SE3]],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Depth and confidence (H, W) of the new keyframe ``image`` (3, H, W), at
         ``frame_from_previous`` from the ``previous`` keyframe (whose pose was ``previous_w2c``
         when it was read), with that keyframe and ``neighbours`` (image (3, H, W), pose_w2c) as
@@ -80,16 +94,19 @@ class KeyframeDepth:
         confidence = torch.where(confident, estimate.confidence[0], torch.zeros_like(depth))
         return depth, confidence, encoded[0, 0]
 
-    def refine(self, anchor: Keyframe, frame_from_anchor: SE3, depth: torch.Tensor, motion_features: torch.Tensor
-               ) -> tuple[SE3, torch.Tensor]:
+    def refine(
+        self, anchor: Keyframe, frame_from_anchor: SE3, depth: torch.Tensor, motion_features: torch.Tensor
+    ) -> tuple[SE3, torch.Tensor]:
         """A new keyframe's pose relative to the ``anchor`` keyframe (``G_new G_anchor^-1``, in
         and out) and its (H, W) depth, refined by a dense bundle adjustment against the newest
         ``config.refine_keyframes`` keyframes (held fixed): their correspondences correct the
         depth where the depth module is wrong, before any frame is tracked on it."""
         with self.map.lock:  # one consistent read: the backend writes a pass's poses under this lock
             anchor_w2c = anchor.pose_w2c
-            newest = [(kf.pose_w2c, kf.motion_features, kf.depth)
-                      for kf in self.map.keyframe_list()[-self.config.refine_keyframes:]]
+            newest = [
+                (kf.pose_w2c, kf.motion_features, kf.depth)
+                for kf in self.map.keyframe_list()[-self.config.refine_keyframes :]
+            ]
         previous = [item for item in newest if item[1] is not None]
         if not previous:
             return frame_from_anchor, depth

@@ -104,10 +104,10 @@ class KeyframeView:
     id: int
     frame_index: int
     timestamp: float
-    image: np.ndarray | None          # (H, W, 3) uint8 RGB
-    depth: np.ndarray | None          # (H, W) float32 metres
-    confidence: np.ndarray | None     # (H, W) float32
-    pose_c2w: np.ndarray              # (4, 4) float64
+    image: np.ndarray | None  # (H, W, 3) uint8 RGB
+    depth: np.ndarray | None  # (H, W) float32 metres
+    confidence: np.ndarray | None  # (H, W) float32
+    pose_c2w: np.ndarray  # (4, 4) float64
 
     @property
     def has_pixels(self) -> bool:
@@ -121,9 +121,9 @@ class MapSnapshot:
 
     version: int
     keyframes: list[KeyframeView]
-    frame_indices: np.ndarray       # (M,) int
-    frame_timestamps: np.ndarray    # (M,) float64
-    frame_poses_c2w: np.ndarray         # (M, 4, 4) float64 camera-to-world
+    frame_indices: np.ndarray  # (M,) int
+    frame_timestamps: np.ndarray  # (M,) float64
+    frame_poses_c2w: np.ndarray  # (M, 4, 4) float64 camera-to-world
     frame_status: list[str] = field(default_factory=list)
 
 
@@ -153,8 +153,14 @@ class MapState:
             self.frames.append(record)
             self.version += 1
 
-    def update_keyframes(self, ids: list[int], poses: SE3 | None = None, depths: torch.Tensor | None = None,
-                         confidences: torch.Tensor | None = None, started_from: SE3 | None = None) -> None:
+    def update_keyframes(
+        self,
+        ids: list[int],
+        poses: SE3 | None = None,
+        depths: torch.Tensor | None = None,
+        confidences: torch.Tensor | None = None,
+        started_from: SE3 | None = None,
+    ) -> None:
         """Write back backend results for keyframes ``ids`` (oldest first): poses SE3 (K,)
         world-to-camera, depths and confidences (K, H, W). Each keyframe gets its own copy (a view
         would keep the whole batch alive for as long as the keyframe lives).
@@ -200,9 +206,14 @@ class MapState:
                 poses = _camera_to_world([relative * keyframe_poses])
             else:
                 poses = np.zeros((0, 4, 4))
-            return MapSnapshot(self.version, views, np.array([r.index for r in tracked], dtype=int),
-                               np.array([r.timestamp for r in tracked], dtype=np.float64), poses,
-                               [r.status for r in tracked])
+            return MapSnapshot(
+                self.version,
+                views,
+                np.array([r.index for r in tracked], dtype=int),
+                np.array([r.timestamp for r in tracked], dtype=np.float64),
+                poses,
+                [r.status for r in tracked],
+            )
 
 
 def _camera_to_world(world_to_camera: list[SE3]) -> np.ndarray:

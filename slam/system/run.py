@@ -131,8 +131,9 @@ class RunControl:
 class _Exporter:
     """Export-now requests of a run: one background writer at a time."""
 
-    def __init__(self, system: SlamSystem, source: Source, out: Path, start: float, save_depth: bool,
-                 control: RunControl):
+    def __init__(
+        self, system: SlamSystem, source: Source, out: Path, start: float, save_depth: bool, control: RunControl
+    ):
         self._system, self._source, self._out = system, source, out
         self._start, self._save_depth, self._control = start, save_depth, control
         self._thread: threading.Thread | None = None
@@ -143,7 +144,9 @@ class _Exporter:
             log.info("an export is already being written; request ignored")
             return
         snapshot_record, wall = record.copy(), time.perf_counter() - self._start
-        self._thread = threading.Thread(target=self._write, args=(snapshot_record, wall), name="v2d-export", daemon=True)
+        self._thread = threading.Thread(
+            target=self._write, args=(snapshot_record, wall), name="v2d-export", daemon=True
+        )
         self._thread.start()
 
     def _write(self, record: RunRecord, wall: float) -> None:
@@ -160,8 +163,14 @@ class _Exporter:
             self._thread.join()
 
 
-def run_slam(source: Source, config: SystemConfig, out_dir: str | Path, realtime: bool = False,
-             save_depth: bool = False, control: RunControl | None = None) -> dict:
+def run_slam(
+    source: Source,
+    config: SystemConfig,
+    out_dir: str | Path,
+    realtime: bool = False,
+    save_depth: bool = False,
+    control: RunControl | None = None,
+) -> dict:
     """Run the system on ``source`` and write the outputs to ``out_dir``. The source's resize
     option is replaced by the processing resolution. ``realtime`` drops frames whose timestamp
     the processing has fallen behind. ``control`` lets another thread pause, stop and export
@@ -174,8 +183,9 @@ def run_slam(source: Source, config: SystemConfig, out_dir: str | Path, realtime
             control.done.set()
 
 
-def _run(source: Source, config: SystemConfig, out: Path, realtime: bool, save_depth: bool,
-         control: RunControl | None) -> dict:
+def _run(
+    source: Source, config: SystemConfig, out: Path, realtime: bool, save_depth: bool, control: RunControl | None
+) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     size = processing_size(source.camera.width, source.camera.height, config.frontend.pixels)
     source.options = dataclasses.replace(source.options, resize=size, depth=False)  # frames' depth unused
@@ -209,8 +219,15 @@ def _run(source: Source, config: SystemConfig, out: Path, realtime: bool, save_d
     return stats
 
 
-def _track(frames: Iterable[Frame], system: SlamSystem, record: RunRecord, start: float, realtime: bool,
-           control: RunControl | None, exporter: _Exporter | None) -> None:
+def _track(
+    frames: Iterable[Frame],
+    system: SlamSystem,
+    record: RunRecord,
+    start: float,
+    realtime: bool,
+    control: RunControl | None,
+    exporter: _Exporter | None,
+) -> None:
     """Feed ``frames`` to ``system`` until they end or ``control`` asks to stop, recording each
     frame in ``record`` (see :func:`run_slam` for ``realtime``)."""
     first_timestamp = None
@@ -244,13 +261,19 @@ def write_keyframe_depths(system: SlamSystem, snapshot: MapSnapshot, out: Path) 
         if keyframe.has_pixels and not system.fusion.fused(keyframe.id):
             write_depth_npy(out / DEPTH_FOLDER, keyframe.frame_index, keyframe.depth)
     if snapshot.keyframes:
-        write_tum(out / "keyframes.txt", Trajectory(np.array([kf.timestamp for kf in snapshot.keyframes]),
-                                                    np.stack([kf.pose_c2w for kf in snapshot.keyframes])),
-                  header="keyframes (depth maps in depth/), camera-to-world\ntimestamp tx ty tz qx qy qz qw")
+        write_tum(
+            out / "keyframes.txt",
+            Trajectory(
+                np.array([kf.timestamp for kf in snapshot.keyframes]),
+                np.stack([kf.pose_c2w for kf in snapshot.keyframes]),
+            ),
+            header="keyframes (depth maps in depth/), camera-to-world\ntimestamp tx ty tz qx qy qz qw",
+        )
 
 
-def write_outputs(system: SlamSystem, record: RunRecord, source: Source, out: Path, wall_seconds: float,
-                  save_depth: bool = False) -> dict:
+def write_outputs(
+    system: SlamSystem, record: RunRecord, source: Source, out: Path, wall_seconds: float, save_depth: bool = False
+) -> dict:
     """Write every output file of the contract (and the keyframe depths with ``save_depth``), all
     from one snapshot of the map, and return the stats."""
     snapshot = system.snapshot()
@@ -258,17 +281,25 @@ def write_outputs(system: SlamSystem, record: RunRecord, source: Source, out: Pa
         write_keyframe_depths(system, snapshot, out)
     indices, timestamps = np.array(record.indices, dtype=int), np.array(record.timestamps, dtype=np.float64)
     trajectory, tracked = full_trajectory(snapshot, indices, timestamps)
-    write_tum(out / "trajectory.txt", trajectory,
-              header="v2d estimate, camera-to-world, arbitrary scale (monocular)\ntimestamp tx ty tz qx qy qz qw")
+    write_tum(
+        out / "trajectory.txt",
+        trajectory,
+        header="v2d estimate, camera-to-world, arbitrary scale (monocular)\ntimestamp tx ty tz qx qy qz qw",
+    )
     if source.kind == "kitti":
         write_kitti(out / "trajectory_kitti.txt", trajectory)
     with_gt = [k for k, pose in enumerate(record.poses_gt) if pose is not None]
     if with_gt:
-        write_tum(out / "groundtruth.txt", Trajectory(timestamps[with_gt], np.stack([record.poses_gt[k] for k in with_gt])),
-                  header="ground truth at the frame times, camera-to-world\ntimestamp tx ty tz qx qy qz qw")
+        write_tum(
+            out / "groundtruth.txt",
+            Trajectory(timestamps[with_gt], np.stack([record.poses_gt[k] for k in with_gt])),
+            header="ground truth at the frame times, camera-to-world\ntimestamp tx ty tz qx qy qz qw",
+        )
     statuses = dict(zip(snapshot.frame_indices.tolist(), snapshot.frame_status))
-    (out / "tracking.csv").write_text("index,timestamp,status\n" + "".join(
-        f"{i},{t:.6f},{statuses.get(i, 'lost')}\n" for i, t in zip(indices.tolist(), timestamps.tolist())))
+    (out / "tracking.csv").write_text(
+        "index,timestamp,status\n"
+        + "".join(f"{i},{t:.6f},{statuses.get(i, 'lost')}\n" for i, t in zip(indices.tolist(), timestamps.tolist()))
+    )
 
     fusion_start = time.perf_counter()
     held = system.held_keyframes(snapshot)

@@ -62,23 +62,43 @@ class SlamSystem:
         self.processing_camera = camera
         self.image_size = (camera.height, camera.width)
         checkpoint = load_checkpoint(config.modules.weights or weights.LITE) if _learned(config) else None
-        self.depth_module = build_depth_module(config.modules.depth, self.image_size, config.frontend.depth_range,
-                                               checkpoint, self.device)
+        self.depth_module = build_depth_module(
+            config.modules.depth, self.image_size, config.frontend.depth_range, checkpoint, self.device
+        )
         self.motion_module = build_motion_module(config.modules.motion, self.image_size, checkpoint, self.device)
         intrinsics = torch.from_numpy(self.processing_camera.intrinsics).to(self.device)
         self.map = MapState()
         backend = config.backend
         flow_cache = FlowCache(self.motion_module, backend.flow_reuse) if backend.flow_reuse is not None else None
-        bundle = BundleAdjuster(self.motion_module, intrinsics, self.image_size, backend.depth_prior, backend.bundle_pool,
-                                backend.bundle_iterations, backend.huber, flow_cache)
-        self.backend = Backend(self.depth_module, self.motion_module, self.map, backend, intrinsics, self.image_size,
-                               bundle)
+        bundle = BundleAdjuster(
+            self.motion_module,
+            intrinsics,
+            self.image_size,
+            backend.depth_prior,
+            backend.bundle_pool,
+            backend.bundle_iterations,
+            backend.huber,
+            flow_cache,
+        )
+        self.backend = Backend(
+            self.depth_module, self.motion_module, self.map, backend, intrinsics, self.image_size, bundle
+        )
         self.fusion = StreamingFusion(config.fusion)
-        self.archive = KeyframeArchive(self.map, self.fusion, camera.intrinsics, active=backend.window + 1,
-                                       depth_folder=depth_folder)
+        self.archive = KeyframeArchive(
+            self.map, self.fusion, camera.intrinsics, active=backend.window + 1, depth_folder=depth_folder
+        )
         self._thread = BackendThread(self._backend_pass) if config.backend.mode == "thread" else None
-        self.frontend = Frontend(self.depth_module, self.motion_module, self.map, config.frontend, intrinsics,
-                                 self.image_size, self.device, bundle, on_keyframe=self._on_keyframe)
+        self.frontend = Frontend(
+            self.depth_module,
+            self.motion_module,
+            self.map,
+            config.frontend,
+            intrinsics,
+            self.image_size,
+            self.device,
+            bundle,
+            on_keyframe=self._on_keyframe,
+        )
         self.frontend_seconds = 0.0
         self.frames_processed = 0
         if self._thread is not None:
@@ -102,8 +122,10 @@ class SlamSystem:
     def process(self, frame: Frame) -> None:
         """Track one frame (at the processing resolution)."""
         if (frame.width, frame.height) != self.processing_camera.size:
-            raise V2DError(f"frame {frame.index} is {frame.width}x{frame.height}, expected the processing size "
-                           f"{self.processing_camera.width}x{self.processing_camera.height}")
+            raise V2DError(
+                f"frame {frame.index} is {frame.width}x{frame.height}, expected the processing size "
+                f"{self.processing_camera.width}x{self.processing_camera.height}"
+            )
         if self._thread is not None and self._thread.error is not None:
             raise V2DError(f"the backend stopped: {self._thread.error}")
         start = time.perf_counter()
@@ -148,7 +170,9 @@ def _with_available_modules(config: SystemConfig) -> SystemConfig:
     return override(config, "modules.depth=classical", "modules.motion=classical")
 
 
-def full_trajectory(snapshot: MapSnapshot, indices: np.ndarray, timestamps: np.ndarray) -> tuple[Trajectory, np.ndarray]:
+def full_trajectory(
+    snapshot: MapSnapshot, indices: np.ndarray, timestamps: np.ndarray
+) -> tuple[Trajectory, np.ndarray]:
     """A camera-to-world pose for every input frame (``indices``, ``timestamps``): tracked
     frames get theirs; a frame without one (lost, or before initialisation) gets the nearest
     earlier tracked pose (the nearest later one at the start). Returns the trajectory and a

@@ -48,21 +48,30 @@ def induced_flow(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor) -> tu
     of the rotation alone), which a turn on the spot leaves at zero. (0, 0) when no pixel with
     depth stays in front of camera j."""
     rotation = SE3(torch.cat([torch.zeros_like(T_ji.data[:3]), T_ji.data[3:]]))
-    coords, valid, _, _ = reproject(depth[None].expand(2, -1, -1), SE3.stack([T_ji, rotation]),
-                                    intrinsics[None].expand(2, -1))
+    coords, valid, _, _ = reproject(
+        depth[None].expand(2, -1, -1), SE3.stack([T_ji, rotation]), intrinsics[None].expand(2, -1)
+    )
     valid = valid[0]
     if not valid.any():
         return 0.0, 0.0
     grid = pixel_grid(*depth.shape, dtype=depth.dtype, device=depth.device)
-    return (float((coords[0] - grid).norm(dim=-1)[valid].mean()),
-            float((coords[0] - coords[1]).norm(dim=-1)[valid].mean()))
+    return (
+        float((coords[0] - grid).norm(dim=-1)[valid].mean()),
+        float((coords[0] - coords[1]).norm(dim=-1)[valid].mean()),
+    )
 
 
 class Tracker:
     """Tracks frames against a keyframe with ``motion_module`` (see the module docstring)."""
 
-    def __init__(self, motion_module: MotionModule, config: FrontendConfig, intrinsics: torch.Tensor,
-                 image_size: tuple[int, int], device: torch.device):
+    def __init__(
+        self,
+        motion_module: MotionModule,
+        config: FrontendConfig,
+        intrinsics: torch.Tensor,
+        image_size: tuple[int, int],
+        device: torch.device,
+    ):
         """``intrinsics``: (4,) at the processing resolution ``image_size`` (H, W)."""
         self.motion_module = motion_module
         self.config = config
@@ -100,10 +109,12 @@ class Tracker:
         any_depth = bool(has_depth.any())
         with torch.no_grad():
             for _ in range(self.config.tracking_steps):
-                flow = self.motion_module.flow(stacked, depths, poses, self.intrinsics[None], self._ii, self._jj,
-                                               self.image_size)
-                targets, weights, intrinsics = pool_correspondences(flow.targets, flow.weights, flow.intrinsics,
-                                                                    self.config.tracking_pool)
+                flow = self.motion_module.flow(
+                    stacked, depths, poses, self.intrinsics[None], self._ii, self._jj, self.image_size
+                )
+                targets, weights, intrinsics = pool_correspondences(
+                    flow.targets, flow.weights, flow.intrinsics, self.config.tracking_pool
+                )
                 poses = gauss_newton_step(poses, pooled_depths, intrinsics, self._ii, self._jj, targets, weights)
                 quality = float(flow.weights[0, 0, ..., 0][has_depth].mean()) if any_depth else 0.0
                 if self.config.tracking_confident is not None and quality >= self.config.tracking_confident:

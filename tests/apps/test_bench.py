@@ -39,7 +39,9 @@ def fresh_weights(tmp_path_factory):
 
 def _rows(text: str, module: str) -> list[list[str]]:
     """Cells of the accuracy-table rows of ``module`` (second column)."""
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")
+    ]
     return [row for row in rows if len(row) > 2 and row[1] == module]
 
 
@@ -85,8 +87,20 @@ def test_depth_suite_without_weights_says_so(tmp_path, monkeypatch):
 
 def test_missing_weights_file_is_a_one_line_error_before_measuring(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(depth, "speed_table", lambda quick: pytest.fail("measured before checking the weights"))
-    assert main(["bench", "--suite", "depth", "--weights", str(tmp_path / "missing.pt"),
-                 "--output", str(tmp_path / "BENCH.md")]) == 2
+    assert (
+        main(
+            [
+                "bench",
+                "--suite",
+                "depth",
+                "--weights",
+                str(tmp_path / "missing.pt"),
+                "--output",
+                str(tmp_path / "BENCH.md"),
+            ]
+        )
+        == 2
+    )
     assert "missing.pt" in capsys.readouterr().err
     assert not (tmp_path / "BENCH.md").exists()
 
@@ -94,7 +108,9 @@ def test_missing_weights_file_is_a_one_line_error_before_measuring(tmp_path, cap
 def test_validation_set_is_trainings_validation_set():
     ours = validation_set(2)
     config = TrainConfig()
-    theirs = collate(validation_clips(dataclasses.replace(config, run=dataclasses.replace(config.run, validation_clips=2))))
+    theirs = collate(
+        validation_clips(dataclasses.replace(config, run=dataclasses.replace(config.run, validation_clips=2)))
+    )
     assert len(ours) == 2
     for k, clip in enumerate(ours):
         assert torch.equal(clip.images, theirs.images[k]) and torch.equal(clip.depths, theirs.depths[k])

@@ -14,8 +14,22 @@ from slam.io.trajectory import read_trajectory
 
 def test_demo_runs_slam_on_the_synthetic_scene(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--max-frames", "12", "--set", "backend.mode=inline",
-                 "--set", "fusion.mesh=false"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--out",
+                str(out),
+                "--max-frames",
+                "12",
+                "--set",
+                "backend.mode=inline",
+                "--set",
+                "fusion.mesh=false",
+            ]
+        )
+        == 0
+    )
     trajectory = read_trajectory(out / "trajectory.txt")
     assert len(trajectory) == 12 and len(read_trajectory(out / "groundtruth.txt")) == 12
     stats = json.loads((out / "stats.json").read_text())
@@ -42,8 +56,20 @@ def test_bench_renderer_suite_quick(tmp_path, capsys):
 
 
 def test_input_errors_are_one_line_without_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "apps.cli", "eval", "--gt", str(tmp_path / "missing.txt"),
-                             "--est", str(tmp_path / "missing.txt")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "apps.cli",
+            "eval",
+            "--gt",
+            str(tmp_path / "missing.txt"),
+            "--est",
+            str(tmp_path / "missing.txt"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -51,8 +51,9 @@ def test_distortion_is_shipped_where_the_images_are_distorted():
 
 
 def test_kitti_04_12_matches_p0_of_sequence_07(shared_data):
-    line = next(ln for ln in (shared_data / "kitti_07/sequences/07/calib.txt").read_text().splitlines()
-                if ln.startswith("P0:"))
+    line = next(
+        ln for ln in (shared_data / "kitti_07/sequences/07/calib.txt").read_text().splitlines() if ln.startswith("P0:")
+    )
     P0 = np.array([float(v) for v in line.split()[1:]]).reshape(3, 4)
     camera = Camera.from_file(calib.path_for("kitti_04-12"))
     np.testing.assert_allclose(camera.K, P0[:, :3], rtol=0, atol=1e-6)

@@ -44,19 +44,22 @@ def test_yaml_file_then_overrides(tmp_path):
     assert config.inner.weights == "models/lite.pt" and config.inner.window == 12 and config.inner.scale == 2.0
 
 
-@pytest.mark.parametrize("config, assignment, message", [
-    (Outer, "inner.windw=3", "unknown field"),
-    (Outer, "inner.window=three", "expected int"),
-    (Outer, "threads", "expected section.field=value"),
-    (Outer, "verbose=1", "expected bool"),
-    (Outer, "inner=5", "expected a section"),
-    # the system's own consistency checks
-    (SystemConfig, "backend.mode=sometimes", "backend.mode must be"),
-    (SystemConfig, "backend.window=1", "backend.window and frontend.init_frames"),
-    (SystemConfig, "frontend.refine_keyframes=-1", "frontend.refine_keyframes >= 0"),
-    (SystemConfig, "backend.bundle_pool=3", "backend.bundle_pool must be 1, 2, 4 or 8"),
-    (SystemConfig, "frontend.init_depth=20", "init_depth"),
-])
+@pytest.mark.parametrize(
+    "config, assignment, message",
+    [
+        (Outer, "inner.windw=3", "unknown field"),
+        (Outer, "inner.window=three", "expected int"),
+        (Outer, "threads", "expected section.field=value"),
+        (Outer, "verbose=1", "expected bool"),
+        (Outer, "inner=5", "expected a section"),
+        # the system's own consistency checks
+        (SystemConfig, "backend.mode=sometimes", "backend.mode must be"),
+        (SystemConfig, "backend.window=1", "backend.window and frontend.init_frames"),
+        (SystemConfig, "frontend.refine_keyframes=-1", "frontend.refine_keyframes >= 0"),
+        (SystemConfig, "backend.bundle_pool=3", "backend.bundle_pool must be 1, 2, 4 or 8"),
+        (SystemConfig, "frontend.init_depth=20", "init_depth"),
+    ],
+)
 def test_bad_overrides_name_the_problem(config, assignment, message):
     with pytest.raises(ConfigError, match=message):
         override(config(), assignment)
@@ -93,4 +96,3 @@ def test_overrides_apply_together():
     assert override(Ranged(), "low=5", "high=10") == Ranged(5.0, 10.0)
     with pytest.raises(ConfigError, match="need low < high"):
         override(Ranged(), "low=5")
-

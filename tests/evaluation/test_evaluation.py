@@ -33,7 +33,8 @@ def wandering_trajectory(n: int = 200, seed: int = 0, rate: float = 30.0) -> Tra
     t = np.arange(n) / rate
     poses = np.tile(np.eye(4), (n, 1, 1))
     poses[:, :3, 3] = np.stack([np.sin(t), 0.5 * np.cos(0.7 * t), 0.3 * t], axis=1) + np.cumsum(
-        rng.normal(scale=0.002, size=(n, 3)), axis=0)
+        rng.normal(scale=0.002, size=(n, 3)), axis=0
+    )
     rotvecs = np.stack([0.2 * np.sin(t), 0.5 * t, 0.1 * np.cos(2 * t)], axis=1)
     poses[:, :3, :3] = Rotation.from_rotvec(rotvecs).as_matrix()
     return Trajectory(1000.0 + t, poses)
@@ -115,7 +116,7 @@ def test_known_noise_gives_the_expected_ate():
     est, noise = with_position_noise(gt, sigma=0.01)
     unaligned = evaluate_trajectory(gt, est, align="none")
     errors = np.linalg.norm(noise, axis=1)
-    assert unaligned.ate_rmse == pytest.approx(np.sqrt(np.mean(errors ** 2)), rel=1e-9)
+    assert unaligned.ate_rmse == pytest.approx(np.sqrt(np.mean(errors**2)), rel=1e-9)
     assert unaligned.ate_mean == pytest.approx(errors.mean(), rel=1e-9)
     assert unaligned.ate_median == pytest.approx(np.median(errors), rel=1e-9)
     assert unaligned.ate_max == pytest.approx(errors.max(), rel=1e-9)
@@ -133,7 +134,7 @@ def test_evo_alignment_equals_a_direct_umeyama_computation():
     residual = gt.positions - (s * est.positions @ R.T + t)
     metrics = evaluate_trajectory(gt, est, align="sim3")
     assert metrics.scale == pytest.approx(s, rel=1e-9)
-    assert metrics.ate_rmse == pytest.approx(np.sqrt(np.mean(np.sum(residual ** 2, axis=1))), rel=1e-9)
+    assert metrics.ate_rmse == pytest.approx(np.sqrt(np.mean(np.sum(residual**2, axis=1))), rel=1e-9)
     np.testing.assert_allclose(metrics.aligned.transform[:3, :3], s * R, atol=1e-9)
     np.testing.assert_allclose(metrics.aligned.transform[:3, 3], t, atol=1e-9)
     np.testing.assert_allclose(metrics.aligned.est.positions, s * est.positions @ R.T + t, atol=1e-9)
@@ -242,8 +243,19 @@ def test_eval_cli_writes_plot_and_json_matching_the_library(tmp_path, capsys):
     write_tum(tmp_path / "gt.txt", gt)
     write_tum(tmp_path / "est.txt", est)
     plot, out = tmp_path / "plot.png", tmp_path / "metrics.json"
-    code = main(["eval", "--gt", str(tmp_path / "gt.txt"), "--est", str(tmp_path / "est.txt"),
-                 "--plot", str(plot), "--json", str(out)])
+    code = main(
+        [
+            "eval",
+            "--gt",
+            str(tmp_path / "gt.txt"),
+            "--est",
+            str(tmp_path / "est.txt"),
+            "--plot",
+            str(plot),
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     image = cv2.imread(str(plot))
     assert image is not None and image.shape[0] > 300 and image.shape[1] > 600
@@ -258,8 +270,22 @@ def test_eval_cli_on_kitti_files(tmp_path):
     write_kitti(tmp_path / "gt.txt", gt)
     write_kitti(tmp_path / "est.txt", transformed(gt, similarity(5.0)))
     out = tmp_path / "m.json"
-    assert main(["eval", "--gt", str(tmp_path / "gt.txt"), "--est", str(tmp_path / "est.txt"),
-                 "--format", "kitti", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--gt",
+                str(tmp_path / "gt.txt"),
+                "--est",
+                str(tmp_path / "est.txt"),
+                "--format",
+                "kitti",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     numbers = json.loads(out.read_text())["trajectory"]
     assert numbers["ate_rmse"] < 1e-6 and numbers["matched"] == 50
     assert numbers["scale"] == pytest.approx(0.2, rel=1e-6)
@@ -275,8 +301,22 @@ def test_eval_cli_on_tum_fr1_ground_truth(shared_data, tmp_path):
     est = transformed(est, similarity(0.25))
     write_tum(tmp_path / "est.txt", est)
     out = tmp_path / "m.json"
-    assert main(["eval", "--gt", str(gt_file), "--est", str(tmp_path / "est.txt"), "--plot",
-                 str(tmp_path / "p.png"), "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--gt",
+                str(gt_file),
+                "--est",
+                str(tmp_path / "est.txt"),
+                "--plot",
+                str(tmp_path / "p.png"),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     numbers = json.loads(out.read_text())["trajectory"]
     assert_same_numbers(numbers, evaluate_trajectory(gt, read_tum(tmp_path / "est.txt")))
     assert numbers["matched"] >= 0.95 * valid.sum()
@@ -360,8 +400,10 @@ def test_eval_cli_on_depth_folders(tmp_path, capsys):
         np.save(pred_dir / f"{i:04d}.npy", 0.5 * gt[::2, ::2] + 0.01)  # half resolution, half scale
     np.save(pred_dir / "extra.npy", np.ones((30, 40), np.float32))
     out = tmp_path / "d.json"
-    assert main(["eval", "--depth-pred", str(pred_dir), "--depth-gt", str(gt_dir), "--median-scaling",
-                 "--json", str(out)]) == 0
+    assert (
+        main(["eval", "--depth-pred", str(pred_dir), "--depth-gt", str(gt_dir), "--median-scaling", "--json", str(out)])
+        == 0
+    )
     numbers = json.loads(out.read_text())["depth"]
     assert numbers["mean"]["images"] == 3 and numbers["unmatched_pred"] == 1
     assert numbers["mean"]["scale"] == pytest.approx(2.0, rel=0.05)

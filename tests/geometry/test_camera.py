@@ -23,14 +23,17 @@ def test_file_round_trip(tmp_path):
     assert Camera.from_file(path) == camera
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "expected one line"),
-    ("500 500 320", "found 3"),
-    ("500 500 320 240 0.1", "found 5"),
-    ("500 abc 320 240", "not a list of numbers"),
-    ("-500 500 320 240", "positive"),
-    ("500 500 320 240\n1 2 3 4", "found 2"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "expected one line"),
+        ("500 500 320", "found 3"),
+        ("500 500 320 240 0.1", "found 5"),
+        ("500 abc 320 240", "not a list of numbers"),
+        ("-500 500 320 240", "positive"),
+        ("500 500 320 240\n1 2 3 4", "found 2"),
+    ],
+)
 def test_malformed_calibration_names_the_file(tmp_path, text, message):
     path = tmp_path / "bad.txt"
     path.write_text(text)
@@ -83,8 +86,11 @@ def test_undistortion_straightens_a_distorted_line():
         cv2.circle(image, (int(round(u)), int(round(v))), 2, 255, -1)
     undistorter = Undistorter(camera)
     straight = undistorter(image)
-    rows = [np.average(np.arange(240), weights=straight[:, c].astype(float))
-            for c in range(40, 280, 10) if straight[:, c].sum() > 0]
+    rows = [
+        np.average(np.arange(240), weights=straight[:, c].astype(float))
+        for c in range(40, 280, 10)
+        if straight[:, c].sum() > 0
+    ]
     expected_row = 300.0 * 0.25 + 119.5
     assert undistorter.camera.distortion == ()
     assert len(rows) > 10 and np.max(np.abs(np.array(rows) - expected_row)) < 1.0

@@ -19,7 +19,9 @@ INTRINSICS = torch.tensor([[60.0, 58.0, 31.5, 23.5]])
 
 
 def smooth_depth(batch: int, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
-    v, u = torch.meshgrid(torch.linspace(0, 1, height, dtype=dtype), torch.linspace(0, 1, width, dtype=dtype), indexing="ij")
+    v, u = torch.meshgrid(
+        torch.linspace(0, 1, height, dtype=dtype), torch.linspace(0, 1, width, dtype=dtype), indexing="ij"
+    )
     base = 2.0 + 0.5 * torch.sin(3 * u) + 0.3 * v
     return base.expand(batch, height, width).clone()
 
@@ -44,7 +46,7 @@ def test_projection_of_known_point():
 def test_projection_jacobian_matches_finite_differences():
     """The translation columns of the projected pose Jacobian are d pi / d X (a translation
     moves the point by itself)."""
-    points = torch.tensor([[[[0.3, -0.2, 1.7], [-1.0, 0.4, 3.0]]]], dtype=torch.float64)   # (1, 1, 2, 3)
+    points = torch.tensor([[[[0.3, -0.2, 1.7], [-1.0, 0.4, 3.0]]]], dtype=torch.float64)  # (1, 1, 2, 3)
     intrinsics = INTRINSICS.to(torch.float64).view(1, 4)
     jac = _projected_pose_jacobian(points, intrinsics)[0, 0, ..., :3]
     numeric = torch.autograd.functional.jacobian(lambda p: project(p, intrinsics, extra_dims=2)[0, 0].sum(0), points)

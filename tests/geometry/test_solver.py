@@ -23,7 +23,9 @@ INTRINSICS = torch.tensor([[14.0, 14.0, 7.5, 5.5]], dtype=torch.float64)
 
 def scene_depths(num_frames: int, dtype=torch.float64) -> torch.Tensor:
     """A slanted, bumpy surface seen by every frame: (1, N, H, W) depths between 1.5 and 3.5 m."""
-    v, u = torch.meshgrid(torch.linspace(0, 1, HEIGHT, dtype=dtype), torch.linspace(0, 1, WIDTH, dtype=dtype), indexing="ij")
+    v, u = torch.meshgrid(
+        torch.linspace(0, 1, HEIGHT, dtype=dtype), torch.linspace(0, 1, WIDTH, dtype=dtype), indexing="ij"
+    )
     depth = 2.0 + 0.8 * u - 0.4 * v + 0.3 * torch.sin(6 * u) * torch.cos(5 * v)
     return depth.expand(1, num_frames, HEIGHT, WIDTH).clone()
 
@@ -117,8 +119,15 @@ def test_weights_downweight_outliers():
     corrupted, outliers = with_outliers(targets, seed=0)
     weights = (~outliers).unsqueeze(-1).double().expand_as(targets)
     start = truth.retr(torch.tensor([[[0.0] * 6, [0.02, -0.01, 0.01, 0.01, 0.0, -0.01]]], dtype=torch.float64))
-    robust = gauss_newton_step(gauss_newton_step(start, depths, INTRINSICS, ii, jj, corrupted, weights),
-                               depths, INTRINSICS, ii, jj, corrupted, weights)
+    robust = gauss_newton_step(
+        gauss_newton_step(start, depths, INTRINSICS, ii, jj, corrupted, weights),
+        depths,
+        INTRINSICS,
+        ii,
+        jj,
+        corrupted,
+        weights,
+    )
     naive = gauss_newton_step(start, depths, INTRINSICS, ii, jj, corrupted, torch.ones_like(targets))
     assert pose_error(robust, truth)[0, 1] < 1e-4
     assert pose_error(naive, truth)[0, 1] > 1e-2
@@ -127,7 +136,7 @@ def test_weights_downweight_outliers():
 def test_gradcheck_through_targets_weights_depth_and_poses():
     height, width = 3, 4
     intrinsics = torch.tensor([[4.0, 4.0, 1.5, 1.0]], dtype=torch.float64)
-    depths = (2.0 + torch.rand(1, 2, height, width, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    depths = 2.0 + torch.rand(1, 2, height, width, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     ii, jj = keyframe_edges(2)
     base = SE3.exp(torch.tensor([[[0.0] * 6, [0.05, -0.02, 0.01, 0.02, 0.01, -0.03]]], dtype=torch.float64))
     targets = exact_targets_small(base, depths, ii, jj, intrinsics) + 0.1
@@ -152,15 +161,18 @@ def test_batched_float32():
     depths = scene_depths(num_frames, torch.float32).expand(2, -1, -1, -1)
     ii, jj = all_pairs_edges(num_frames)
     T_ji = truth[:, jj] * truth[:, ii].inv()
-    coords, _, _, _ = reproject(depths[:, ii].reshape(-1, HEIGHT, WIDTH), T_ji.view(-1), INTRINSICS.float().expand(2 * len(ii), 4))
+    coords, _, _, _ = reproject(
+        depths[:, ii].reshape(-1, HEIGHT, WIDTH), T_ji.view(-1), INTRINSICS.float().expand(2 * len(ii), 4)
+    )
     targets = coords.view(2, len(ii), HEIGHT, WIDTH, 2)
     perturbation = 0.02 * torch.ones(2, num_frames, 6)
     perturbation[:, 0] = 0  # the fixed frame sets the gauge
     poses = truth.retr(perturbation)
     for _ in range(3):
-        poses = gauss_newton_step(poses, depths, INTRINSICS.float().expand(2, 4), ii, jj, targets, torch.ones_like(targets))
+        poses = gauss_newton_step(
+            poses, depths, INTRINSICS.float().expand(2, 4), ii, jj, targets, torch.ones_like(targets)
+        )
     assert pose_error(poses, truth)[:, 1:].max() < 1e-3
-
 
 
 def test_bundle_adjustment_recovers_poses_and_depths_where_fixed_depth_cannot():
@@ -174,16 +186,20 @@ def test_bundle_adjustment_recovers_poses_and_depths_where_fixed_depth_cannot():
     weights = torch.ones_like(targets)
     noise = torch.rand(depths.shape, generator=torch.Generator().manual_seed(1), dtype=depths.dtype)
     wrong_depths = depths * (0.7 + 0.6 * noise)
-    start = SE3.exp(0.01 * torch.randn(1, count, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)) * truth
+    start = (
+        SE3.exp(0.01 * torch.randn(1, count, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64))
+        * truth
+    )
     start = SE3(torch.cat([truth.data[:, :1], start.data[:, 1:]], dim=1))
     poses, estimate = start, wrong_depths
     for _ in range(6):
-        poses, estimate = bundle_adjustment_step(poses, estimate, INTRINSICS, ii, jj, targets, weights, wrong_depths,
-                                                 prior_weight=1e-4)
+        poses, estimate = bundle_adjustment_step(
+            poses, estimate, INTRINSICS, ii, jj, targets, weights, wrong_depths, prior_weight=1e-4
+        )
     scale = (estimate / depths).median()
     assert ((estimate / scale - depths).abs() / depths).max() < 1e-3
     rescaled = poses.data.clone()
-    rescaled[..., :3] /= scale   # world-to-camera translations scale with the map
+    rescaled[..., :3] /= scale  # world-to-camera translations scale with the map
     assert pose_error(SE3(rescaled), truth)[0, 1:].max() < 1e-4
     pose_only = start
     for _ in range(6):
@@ -198,8 +214,9 @@ def test_bundle_adjustment_prior_holds_unobserved_depths():
     ii, jj = all_pairs_edges(count)
     targets = exact_targets(truth, depths, ii, jj)
     prior = 1.5 * depths
-    poses, estimate = bundle_adjustment_step(truth, prior, INTRINSICS, ii, jj, targets, torch.zeros_like(targets),
-                                             prior, prior_weight=1.0)
+    poses, estimate = bundle_adjustment_step(
+        truth, prior, INTRINSICS, ii, jj, targets, torch.zeros_like(targets), prior, prior_weight=1.0
+    )
     assert torch.allclose(estimate, prior) and torch.allclose(poses.data, truth.data)
 
 
@@ -233,14 +250,19 @@ def test_huber_data_term_resists_outliers_the_confidences_missed():
     targets = exact_targets(truth, depths, ii, jj)
     corrupted, _ = with_outliers(targets, seed=3)
     weights = torch.ones_like(targets)
-    start = SE3(torch.cat([truth.data[:, :1], (SE3.exp(0.01 * torch.ones(1, count - 1, 6, dtype=torch.float64))
-                                               * truth[:, 1:]).data], dim=1))
+    start = SE3(
+        torch.cat(
+            [truth.data[:, :1], (SE3.exp(0.01 * torch.ones(1, count - 1, 6, dtype=torch.float64)) * truth[:, 1:]).data],
+            dim=1,
+        )
+    )
 
     def solve(huber):
         poses, estimate = start, depths
         for _ in range(8):
-            poses, estimate = bundle_adjustment_step(poses, estimate, INTRINSICS, ii, jj, corrupted, weights, depths,
-                                                     prior_weight=10.0, huber=huber)
+            poses, estimate = bundle_adjustment_step(
+                poses, estimate, INTRINSICS, ii, jj, corrupted, weights, depths, prior_weight=10.0, huber=huber
+            )
         return pose_error(poses, truth)[0, 1:].max()
 
     robust, plain = solve(0.5), solve(None)

@@ -29,8 +29,9 @@ def assert_close_to_opencv(camera: Camera) -> None:
 
 def test_calibrate_cli_matches_opencv_on_the_sample_chessboard(shared_data, tmp_path, capsys):
     out = tmp_path / "camera.txt"
-    code = main(["calibrate", str(shared_data / "chessboard"), "--board", "9x6", "--square", "0.025",
-                 "--out", str(out)])
+    code = main(
+        ["calibrate", str(shared_data / "chessboard"), "--board", "9x6", "--square", "0.025", "--out", str(out)]
+    )
     assert code == 0
     camera = Camera.from_file(out)
     assert_close_to_opencv(camera)
@@ -48,7 +49,7 @@ def test_result_reports_views_and_errors(shared_data):
     assert len(result.per_view_errors) == 13
     assert 0 < result.rms < 0.5  # OpenCV's own run reports 0.39 px
     # The RMS over all corners is the root mean square of the per-view RMS (same corner count).
-    assert result.rms == pytest.approx(np.sqrt(np.mean(result.per_view_errors ** 2)), rel=1e-6)
+    assert result.rms == pytest.approx(np.sqrt(np.mean(result.per_view_errors**2)), rel=1e-6)
 
 
 def test_video_of_the_chessboard_calibrates_and_skips_repeated_frames(shared_data, tmp_path):
@@ -137,8 +138,9 @@ def test_webcam_calibration_collects_distinct_views(shared_data, monkeypatch):
     images = [cv2.imread(str(p)) for p in sorted((shared_data / "chessboard").glob("*.jpg"))]
     monkeypatch.setattr(cv2, "VideoCapture", lambda device: ChessboardCamera(images))
     kept = []
-    result = calibrate("webcam:0", Board(9, 6, 0.025), max_views=8, webcam_interval=0.02, webcam_timeout=30.0,
-                       progress=kept.append)
+    result = calibrate(
+        "webcam:0", Board(9, 6, 0.025), max_views=8, webcam_interval=0.02, webcam_timeout=30.0, progress=kept.append
+    )
     assert result.views_used == 8 and len(kept) == 8
     assert len(set(result.view_names)) == 8
     assert result.camera.size == (640, 480) and result.rms < 1.0

@@ -74,8 +74,10 @@ def test_tum_depth_is_undistorted_with_the_image(shared_data):
     rays = np.stack([(u - distorted.cx) / distorted.fx, (v - distorted.cy) / distorted.fy, np.ones_like(u, float)], 1)
     pixels, _ = cv2.projectPoints(rays, np.zeros(3), np.zeros(3), distorted.K, np.array(distorted.distortion))
     pixels = np.rint(pixels.reshape(-1, 2)).astype(int)
-    matches = [frame.depth_gt[y, x] in raw[max(py - 1, 0):py + 2, max(px - 1, 0):px + 2]
-               for x, y, (px, py) in zip(u, v, pixels)]
+    matches = [
+        frame.depth_gt[y, x] in raw[max(py - 1, 0) : py + 2, max(px - 1, 0) : px + 2]
+        for x, y, (px, py) in zip(u, v, pixels)
+    ]
     assert len(matches) > 200 and np.mean(matches) > 0.97
     # the black border that undistortion adds to the image is invalid depth too
     assert (frame.depth_gt[frame.image.sum(axis=2) == 0] == 0).all()
@@ -134,8 +136,9 @@ def make_tum(folder: Path, count: int = 3, width: int = 64, height: int = 48, gr
     (folder / "depth.txt").write_text("".join(f"{t + 0.005:.6f} depth/{t:.6f}.png\n" for t in stamps))
     if groundtruth:
         # ground truth covers the first two frames only: x = t - 100 metres
-        (folder / "groundtruth.txt").write_text("".join(f"{t:.4f} {t - 100:.4f} 0 0 0 0 0 1\n"
-                                                        for t in (100.0, 100.05, 100.1)))
+        (folder / "groundtruth.txt").write_text(
+            "".join(f"{t:.4f} {t - 100:.4f} 0 0 0 0 0 1\n" for t in (100.0, 100.05, 100.1))
+        )
 
 
 def test_tum_frames_outside_ground_truth_have_none(tmp_path):
@@ -186,15 +189,18 @@ def test_kitti_options_select_frames(shared_data):
         np.testing.assert_array_equal(frame.pose_gt, poses[raw_index])
 
 
-def make_kitti(root: Path, sequence: str, camera: str, p_matrix: np.ndarray | None,
-               width: int = 64, height: int = 48) -> np.ndarray:
+def make_kitti(
+    root: Path, sequence: str, camera: str, p_matrix: np.ndarray | None, width: int = 64, height: int = 48
+) -> np.ndarray:
     """Two frames of a KITTI layout; returns the camera-0 poses written to poses/NN.txt."""
     folder = root / "sequences" / sequence
     write_frames(folder / camera, ["000000.png", "000001.png"], width, height)
     (folder / "times.txt").write_text("0.0\n0.1\n")
     if p_matrix is not None:
-        lines = [f"P{n}: " + " ".join(str(v) for v in (p_matrix if f"image_{n}" == camera else np.eye(3, 4)).ravel())
-                 for n in range(4)]
+        lines = [
+            f"P{n}: " + " ".join(str(v) for v in (p_matrix if f"image_{n}" == camera else np.eye(3, 4)).ravel())
+            for n in range(4)
+        ]
         (folder / "calib.txt").write_text("\n".join(lines) + "\n")
     poses = np.tile(np.eye(4), (2, 1, 1))
     poses[:, :3, :3] = Rotation.from_euler("y", [[0.0], [0.3]]).as_matrix()
@@ -258,7 +264,8 @@ def make_euroc(folder: Path, distortion=(-0.28, 0.07, 0.0002, 0.00002)) -> list[
         f"T_BS:\n  cols: 4\n  rows: 4\n  data: [{', '.join(str(v) for v in T_BS.ravel())}]\n"
         "rate_hz: 20\nresolution: [64, 48]\ncamera_model: pinhole\n"
         "intrinsics: [45.0, 44.0, 31.0, 24.0] #fu, fv, cu, cv\n"
-        f"distortion_model: radial-tangential\ndistortion_coefficients: [{', '.join(map(str, distortion))}]\n")
+        f"distortion_model: radial-tangential\ndistortion_coefficients: [{', '.join(map(str, distortion))}]\n"
+    )
     # ground truth at 40 Hz from the first frame to just before the last one
     rows = []
     for k in range(6):
@@ -268,8 +275,10 @@ def make_euroc(folder: Path, distortion=(-0.28, 0.07, 0.0002, 0.00002)) -> list[
         rows.append(f"{t},{pose[0, 3]},{pose[1, 3]},{pose[2, 3]},{w},{x},{y},{z},0,0,0,0,0,0,0,0,0\n")
     gt = folder / "mav0" / "state_groundtruth_estimate0"
     gt.mkdir(parents=True)
-    (gt / "data.csv").write_text("#timestamp, p_RS_R_x [m], p_RS_R_y [m], p_RS_R_z [m], q_RS_w [], q_RS_x [], "
-                                 "q_RS_y [], q_RS_z [], v..., b_w..., b_a...\n" + "".join(rows))
+    (gt / "data.csv").write_text(
+        "#timestamp, p_RS_R_x [m], p_RS_R_y [m], p_RS_R_z [m], q_RS_w [], q_RS_x [], "
+        "q_RS_y [], q_RS_z [], v..., b_w..., b_a...\n" + "".join(rows)
+    )
     return stamps
 
 
@@ -310,7 +319,13 @@ def test_image_folder_natural_order_and_frame_rate_timestamps(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         source = open_source(tmp_path / "imgs")
     assert source.kind == "image_folder"
-    assert [p.name for p in source.image_files] == ["frame1.png", "frame2.png", "frame3.png", "frame10.png", "frame11.png"]
+    assert [p.name for p in source.image_files] == [
+        "frame1.png",
+        "frame2.png",
+        "frame3.png",
+        "frame10.png",
+        "frame11.png",
+    ]
     assert sum("no calibration" in r.getMessage() for r in caplog.records) == 1
     assert source.camera == Camera(51.2, 51.2, 31.5, 23.5, width=64, height=48)
     frames = list(source)
@@ -396,7 +411,7 @@ def test_video_corrupt_frame_is_skipped(tmp_path, caplog, backend):
     data = bytearray(path.read_bytes())
     starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]  # JPEG starts
     assert len(starts) == 8
-    data[starts[4]:starts[4] + 200] = bytes(200)
+    data[starts[4] : starts[4] + 200] = bytes(200)
     path.write_bytes(bytes(data))
     source = VideoSource(path, backend=backend)
     with caplog.at_level(logging.WARNING):
@@ -434,8 +449,14 @@ def test_detection_of_each_kind(tmp_path, shared_data):
     write_frames(tmp_path / "images", ["a.jpg", "b.jpg"])
     write_video(tmp_path / "clip.avi", 2)
     (tmp_path / "clip.avi").rename(tmp_path / "clip.unknownext")  # a video found by opening it
-    expected = {"tum": "tum", "euroc": "euroc", "kitti": "kitti", "kitti/sequences/00": "kitti",
-                "images": "image_folder", "clip.unknownext": "video"}
+    expected = {
+        "tum": "tum",
+        "euroc": "euroc",
+        "kitti": "kitti",
+        "kitti/sequences/00": "kitti",
+        "images": "image_folder",
+        "clip.unknownext": "video",
+    }
     for name, kind in expected.items():
         assert detect_kind(str(tmp_path / name)) == kind, name
     assert detect_kind(str(shared_data / "kitti_07")) == "kitti"
@@ -534,4 +555,3 @@ def test_calibration_for_another_image_size(tmp_path, kind):
         make_kitti(tmp_path / "data", "00", "image_0", None)
     with pytest.raises(CalibrationError, match=f"{calib}: principal point .* outside the 64x48 image"):
         open_source(tmp_path / "data", calib=calib)
-

@@ -73,8 +73,9 @@ def test_slow_consumer_gets_newest_frames_until_unplugged(caplog):
 
 def test_options_and_close_stop_the_capture_thread():
     camera = FakeCamera()
-    with WebcamSource(0, capture_factory=lambda index: camera,
-                      options=SourceOptions(start=2, stride=2, max_frames=3, resize=(32, 24))) as source:
+    with WebcamSource(
+        0, capture_factory=lambda index: camera, options=SourceOptions(start=2, stride=2, max_frames=3, resize=(32, 24))
+    ) as source:
         frames = list(source)
         assert len(frames) == 3 and frames[0].image.shape == (24, 32, 3)
         assert source.taken_frames == 2 + 2 * 2 + 1

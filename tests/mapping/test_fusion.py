@@ -45,16 +45,18 @@ def keyframes(room) -> list[FusionKeyframe]:
     result = []
     for keyframe_id, index in enumerate(KEYFRAME_FRAMES):
         image, depth = room.render(index)
-        result.append(FusionKeyframe(image, depth, None, room.poses[index], intrinsics, room.timestamps[index],
-                                     keyframe_id))
+        result.append(
+            FusionKeyframe(image, depth, None, room.poses[index], intrinsics, room.timestamps[index], keyframe_id)
+        )
     return result
 
 
 @pytest.fixture(scope="module")
 def surface(keyframes) -> cKDTree:
     """Nearest-neighbour search over every back-projected pixel of the exact depths."""
-    return cKDTree(np.concatenate([fuse_point_cloud([kf], consistency_views=0, max_points=None).points
-                                   for kf in keyframes]))
+    return cKDTree(
+        np.concatenate([fuse_point_cloud([kf], consistency_views=0, max_points=None).points for kf in keyframes])
+    )
 
 
 def surface_distance(surface: cKDTree, points: np.ndarray, bound: float = 0.15) -> np.ndarray:
@@ -100,6 +102,7 @@ def ply_header(path) -> tuple[list[str], int]:
 
 # ---------------------------------------------------------------------------------------------- keyframes
 
+
 def test_keyframe_rejects_mismatched_arrays(keyframes):
     kf = keyframes[0]
     with pytest.raises(ValueError, match="image"):
@@ -121,6 +124,7 @@ def test_neighbours_are_the_closest_viewpoints_at_any_scale(keyframes):
 
 
 # ---------------------------------------------------------------------------------------------- point clouds
+
 
 def test_fused_points_lie_on_the_room_surfaces(keyframes, room, surface):
     cloud = fuse_point_cloud(keyframes, voxel_size=None, max_points=None)
@@ -206,8 +210,10 @@ def test_voxel_sums_of_parts_merge_into_the_whole(keyframes):
     cloud = fuse_point_cloud(keyframes[:3], consistency_views=0, max_points=None, estimate_normals=True)
     whole = voxel_downsample(cloud, 0.04)
     cut = [0, 1000, 50_000, len(cloud)]
-    parts = [VoxelSums.of(PointCloud(cloud.points[a:b], cloud.colours[a:b], cloud.normals[a:b]), 0.04)
-             for a, b in zip(cut[:-1], cut[1:])]
+    parts = [
+        VoxelSums.of(PointCloud(cloud.points[a:b], cloud.colours[a:b], cloud.normals[a:b]), 0.04)
+        for a, b in zip(cut[:-1], cut[1:])
+    ]
     merged = VoxelSums.merge(parts).means()
     np.testing.assert_allclose(merged.points, whole.points, atol=1e-6)
     assert np.abs(merged.colours.astype(int) - whole.colours).max() <= 1  # sums in another order
@@ -248,6 +254,7 @@ def test_settings_are_checked():
 
 
 # ---------------------------------------------------------------------------------------------- incremental
+
 
 def test_incremental_fuser_equals_batch(keyframes):
     settings = dict(voxel_size=0.05, estimate_normals=True)
@@ -304,6 +311,7 @@ def test_moving_poses_moves_the_points(keyframes):
 
 
 # ---------------------------------------------------------------------------------------------- meshes
+
 
 def test_mesh_lies_on_the_surfaces_and_has_colours(keyframes, surface):
     mesh = fuse_mesh(keyframes)
@@ -377,7 +385,9 @@ def test_tsdf_prune_erases_only_unseen_light_blocks_and_keeps_the_mesh(keyframes
     assert pruned > 0.1 * blocks and volume.blocks == blocks - pruned
     after = volume.mesh()
     assert len(after.triangles) == len(mesh.triangles) > 5000
-    np.testing.assert_array_equal(np.sort(np.asarray(after.vertices), axis=0), np.sort(np.asarray(mesh.vertices), axis=0))
+    np.testing.assert_array_equal(
+        np.sort(np.asarray(after.vertices), axis=0), np.sort(np.asarray(mesh.vertices), axis=0)
+    )
     assert volume.prune(stale_after=3) == 0
 
 
@@ -389,11 +399,13 @@ def test_mesh_consistency_option_drops_outliers(keyframes, surface):
         distance = surface_distance(surface, np.asarray(mesh.vertices))
         return float(np.mean(distance > 0.03))
 
-    assert far_fraction(fuse_mesh(frames, consistency_views=2, min_weight=1)) < \
-        0.7 * far_fraction(fuse_mesh(frames, min_weight=1))
+    assert far_fraction(fuse_mesh(frames, consistency_views=2, min_weight=1)) < 0.7 * far_fraction(
+        fuse_mesh(frames, min_weight=1)
+    )
 
 
 # ---------------------------------------------------------------------------------------------- writers
+
 
 def test_point_cloud_ply_round_trips_through_open3d(keyframes, tmp_path):
     cloud = fuse_point_cloud(keyframes[:3], voxel_size=0.02, estimate_normals=True)
@@ -456,6 +468,7 @@ def test_depth_png_round_trip(keyframes, tmp_path, caplog):
 
 # ---------------------------------------------------------------------------------------------- streaming
 
+
 def test_streaming_fusion_equals_batch_fusion_of_the_same_keyframes(keyframes):
     """Keyframes fused one at a time (each checked against all the others) give exactly the
     batch cloud, and the TSDF mesh of the same keyframes at the sizes the first ones fixed."""
@@ -474,12 +487,19 @@ def test_streaming_fusion_equals_batch_fusion_of_the_same_keyframes(keyframes):
     assert scale.scene == pytest.approx(np.median([kf.median_depth for kf in keyframes]))
     assert scale.tsdf_voxel == pytest.approx(scale.scene / config.mesh_resolution)
     mesh = fusion.mesh()
-    expected = fuse_mesh(keyframes, voxel_length=scale.tsdf_voxel, sdf_trunc=scale.tsdf_truncation,
-                         depth_max=scale.depth_max, min_confidence=0.5)
+    expected = fuse_mesh(
+        keyframes,
+        voxel_length=scale.tsdf_voxel,
+        sdf_trunc=scale.tsdf_truncation,
+        depth_max=scale.depth_max,
+        min_confidence=0.5,
+    )
     assert len(mesh.triangles) > 5000 and len(mesh.triangles) == len(expected.triangles)
+
     def sorted_rows(vertices) -> np.ndarray:  # Open3D's vertex order follows its hash map
         vertices = np.asarray(vertices)
         return vertices[np.lexsort(vertices.T)]
+
     np.testing.assert_allclose(sorted_rows(mesh.vertices), sorted_rows(expected.vertices), atol=1e-6)
     with pytest.raises(ValueError, match="fused already"):
         fusion.add(keyframes[0], keyframes)

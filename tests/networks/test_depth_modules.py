@@ -64,6 +64,7 @@ def synthetic_clip(offsets: list[int], height: int, width: int, seed: int = 0, k
 
 # ---------------------------------------------------------------------------------------- layers
 
+
 def test_encoder_output_shape_and_size_check():
     encoder = FeatureEncoder(out_channels=12, base_channels=8)
     assert encoder(torch.rand(2, 3, 32, 48)).shape == (2, 12, 8, 12)
@@ -94,6 +95,7 @@ def test_conv3d_matches_torch_values_and_gradients(stride):
 
 
 # ----------------------------------------------------------------------------------- cost volume
+
 
 @pytest.mark.parametrize("spacing", ["linear", "inverse", "log"])
 def test_depth_bins_span_the_range(spacing):
@@ -127,7 +129,7 @@ def test_cost_volume_matches_at_the_true_depth_of_a_fronto_parallel_plane():
     keyframe = smooth_texture(height, width)
     # neighbour 0.2 m to the right and a little rotated; the plane at depth 2 in the keyframe
     neighbour_pose = SE3.exp(torch.tensor([[-0.2, 0.05, 0.0, 0.01, -0.02, 0.0]]))
-    T_0j = SE3.identity(1) * neighbour_pose.inv()                     # neighbour -> keyframe
+    T_0j = SE3.identity(1) * neighbour_pose.inv()  # neighbour -> keyframe
     # render the neighbour: each of its pixels looks up the keyframe texture on the plane
     plane_in_neighbour = _plane_depth_in_camera(neighbour_pose, intrinsics, height, width, plane_depth=2.0)
     neighbour, _ = warp(keyframe, plane_in_neighbour, T_0j, intrinsics)
@@ -141,14 +143,15 @@ def test_cost_volume_matches_at_the_true_depth_of_a_fronto_parallel_plane():
     assert min(errors[:2] + errors[3:]) > 4 * errors[2]
 
 
-def _plane_depth_in_camera(world_to_camera: SE3, intrinsics: torch.Tensor, height: int, width: int,
-                           plane_depth: float) -> torch.Tensor:
+def _plane_depth_in_camera(
+    world_to_camera: SE3, intrinsics: torch.Tensor, height: int, width: int, plane_depth: float
+) -> torch.Tensor:
     """(1, H, W) depth, in the camera ``world_to_camera``, of the world plane z = plane_depth
     (the keyframe is the world frame)."""
-    rays = backproject(torch.ones(1, height, width), intrinsics)             # camera frame, z = 1
+    rays = backproject(torch.ones(1, height, width), intrinsics)  # camera frame, z = 1
     camera_to_world = world_to_camera.inv()
     origin = camera_to_world.translation()[0]
-    directions = (camera_to_world.rotation()[0] @ rays.reshape(-1, 3).T).T   # world frame
+    directions = (camera_to_world.rotation()[0] @ rays.reshape(-1, 3).T).T  # world frame
     scale = (plane_depth - origin[2]) / directions[:, 2]
     return scale.reshape(1, height, width)
 
@@ -159,7 +162,7 @@ def test_cost_volume_on_rendered_frames_prefers_the_true_depth():
     warped, valid = plane_sweep(images[:, 1:], neighbour_transforms(poses), intrinsics, bins)
     gt = torch.from_numpy(depth)
     true_bin = (torch.log(gt / bins[0]) / torch.log(bins[1] / bins[0])).round().long().clamp(0, len(bins) - 1)
-    errors = (warped[0, 0] - images[0, 0][:, None]).abs().mean(0)                  # (D, H, W)
+    errors = (warped[0, 0] - images[0, 0][:, None]).abs().mean(0)  # (D, H, W)
     seen = valid[0, 0].gather(0, true_bin[None])[0]
     at_truth = errors.gather(0, true_bin[None])[0][seen]
     assert at_truth.median() < 0.01  # measured 0.0033
@@ -180,6 +183,7 @@ def test_soft_argmax_and_confidence():
 
 
 # --------------------------------------------------------------------------- learned depth module
+
 
 def small(config: DepthNetConfig) -> DepthNetConfig:
     """The same architecture at a tiny internal resolution (64 x 96 -> 16 x 24 features)."""
@@ -235,6 +239,7 @@ def test_depth_range_for_driving():
 
 # ------------------------------------------------------------------------- classical depth module
 
+
 @pytest.fixture(scope="module")
 def room_clip():
     return synthetic_clip([-3, 3, -6, 6], height=240, width=320)
@@ -281,9 +286,9 @@ def test_neighbour_aggregation_ignores_unseen_neighbours():
 
 def test_semi_global_pass_overrules_an_isolated_wrong_minimum():
     bins = torch.arange(32.0).view(1, 32, 1, 1)
-    cost = ((bins - 5).abs() / 32).expand(1, 32, 9, 9).clone()   # every pixel prefers bin 5
+    cost = ((bins - 5).abs() / 32).expand(1, 32, 9, 9).clone()  # every pixel prefers bin 5
     cost[0, :, 4, 4] = 0.5
-    cost[0, 20, 4, 4] = 0.0                                     # except a lone pixel, at bin 20
+    cost[0, 20, 4, 4] = 0.0  # except a lone pixel, at bin 20
     filtered = semi_global(cost, torch.zeros(1, 9, 9), penalties=(0.1, 1.0), edge=0.05)
     assert cost[0, :, 4, 4].argmin() == 20
     assert filtered[0, :, 4, 4].argmin() == 5

@@ -73,6 +73,7 @@ def _relative_pose_errors(estimate: SE3, truth: SE3) -> tuple[float, float]:
 
 # ---------------------------------------------------------------- shared geometry
 
+
 def test_feature_intrinsics_compose_resize_and_stride():
     K = torch.tensor([[500.0, 510.0, 319.5, 239.5]])
     direct = resize_intrinsics(K, (480, 640), (60, 80))
@@ -83,6 +84,7 @@ def test_feature_intrinsics_compose_resize_and_stride():
 
 
 # ---------------------------------------------------------------- learned module
+
 
 @pytest.mark.parametrize("config", [MotionNetConfig.lite(), MotionNetConfig.paper()], ids=["lite", "paper"])
 def test_learned_module_shapes(config):
@@ -125,8 +127,11 @@ def test_motion_net_config_round_trips_and_validates():
         MotionNetConfig(input_size=(100, 128))
 
 
-@pytest.mark.parametrize("make_module", [lambda: LearnedMotionModule(MotionNetConfig.lite()).eval(),
-                                         lambda: ClassicalMotionModule()], ids=["learned", "classical"])
+@pytest.mark.parametrize(
+    "make_module",
+    [lambda: LearnedMotionModule(MotionNetConfig.lite()).eval(), lambda: ClassicalMotionModule()],
+    ids=["learned", "classical"],
+)
 def test_invalid_reprojections_get_zero_weight(make_module):
     module = make_module()
     images, poses, intrinsics = _random_clip(batch=1, frames=2)
@@ -143,6 +148,7 @@ def test_invalid_reprojections_get_zero_weight(make_module):
 
 
 # ---------------------------------------------------------------- classical module
+
 
 def _plane_homography(poses: SE3, K: torch.Tensor, depth: float) -> torch.Tensor:
     """3x3 map of frame 0's pixels to frame 1's for a fronto-parallel plane at ``depth`` in frame 0."""
@@ -163,7 +169,9 @@ def test_classical_targets_read_the_reprojection_at_the_displaced_pixel(monkeypa
     with a stand-in for DIS that returns the exact flows of a plane under a wrong pose."""
     module = ClassicalMotionModule()
     images, _, intrinsics = _random_clip(batch=1, frames=2)
-    true_poses = SE3(torch.stack([SE3.identity().data, SE3.exp(torch.tensor([0.1, 0.0, 0.05, 0.0, 0.03, 0.0])).data]))[None]
+    true_poses = SE3(torch.stack([SE3.identity().data, SE3.exp(torch.tensor([0.1, 0.0, 0.05, 0.0, 0.03, 0.0])).data]))[
+        None
+    ]
     wrong_poses = _perturb(true_poses, [0.0, 0.05, 0.1, 0.02, 0.0, 0.12])  # includes a 7 degree roll
     features = module.encode(images)
     h, w = features.shape[-2:]
@@ -195,9 +203,14 @@ def test_classical_residual_vanishes_at_the_true_pose(room_pair):
     assert residual.median() < 0.1 and residual.quantile(0.9) < 0.4
 
 
-@pytest.mark.parametrize("xi", [[0.03, -0.02, 0.02, 0.03, -0.035, 0.02],   # 2.8 degrees, 4 cm
-                                [0.0, 0.0, 0.3, 0.0, 0.0, 0.1]],           # 30 cm forward, 5.7 degree roll
-                         ids=["general", "forward-roll"])
+@pytest.mark.parametrize(
+    "xi",
+    [
+        [0.03, -0.02, 0.02, 0.03, -0.035, 0.02],  # 2.8 degrees, 4 cm
+        [0.0, 0.0, 0.3, 0.0, 0.0, 0.1],
+    ],  # 30 cm forward, 5.7 degree roll
+    ids=["general", "forward-roll"],
+)
 def test_classical_targets_find_the_true_reprojection_from_a_wrong_pose(room_pair, xi):
     images, depth, poses, intrinsics = room_pair
     module = ClassicalMotionModule()
@@ -227,11 +240,19 @@ def test_classical_module_accepts_cuda_tensors(room_pair):
     module = ClassicalMotionModule().to("cuda")
     features = module.encode(images.cuda())
     depths = _depths_at(depth, features.shape[-2:], 2).cuda()
-    estimate = module.flow(features, depths, poses.to("cuda"), intrinsics.cuda(), torch.tensor([0], device="cuda"),
-                           torch.tensor([1], device="cuda"), IMAGE_SIZE)
+    estimate = module.flow(
+        features,
+        depths,
+        poses.to("cuda"),
+        intrinsics.cuda(),
+        torch.tensor([0], device="cuda"),
+        torch.tensor([1], device="cuda"),
+        IMAGE_SIZE,
+    )
     assert estimate.targets.is_cuda and estimate.weights.is_cuda
-    cpu = ClassicalMotionModule().flow(features.cpu(), depths.cpu(), poses, intrinsics, torch.tensor([0]), torch.tensor([1]),
-                                       IMAGE_SIZE)
+    cpu = ClassicalMotionModule().flow(
+        features.cpu(), depths.cpu(), poses, intrinsics, torch.tensor([0]), torch.tensor([1]), IMAGE_SIZE
+    )
     assert (estimate.targets.cpu() - cpu.targets).abs().median() < 1e-2
 
 

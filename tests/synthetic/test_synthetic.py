@@ -27,13 +27,15 @@ KINDS = ("room", "road")
 @pytest.fixture(scope="module")
 def sequences() -> dict[str, SyntheticSequence]:
     """Small sequences of both kinds, shared by the tests of this module."""
-    return {"room": SyntheticSequence("room", seed=3, num_frames=60, height=120, width=160),
-            "road": SyntheticSequence("road", seed=4, num_frames=30, height=96, width=320)}
+    return {
+        "room": SyntheticSequence("room", seed=3, num_frames=60, height=120, width=160),
+        "road": SyntheticSequence("road", seed=4, num_frames=30, height=96, width=320),
+    }
 
 
 def backproject(depth: np.ndarray, camera: Camera, pose_c2w: np.ndarray) -> np.ndarray:
     """World points (H, W, 3) of the pixels of a depth map seen from ``pose_c2w``."""
-    v, u = np.mgrid[0: depth.shape[0], 0: depth.shape[1]].astype(np.float64)
+    v, u = np.mgrid[0 : depth.shape[0], 0 : depth.shape[1]].astype(np.float64)
     rays = np.stack([(u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy, np.ones_like(u)], axis=-1)
     return (rays * depth[..., None]) @ pose_c2w[:3, :3].T + pose_c2w[:3, 3]
 
@@ -47,11 +49,13 @@ def project(points: np.ndarray, camera: Camera, pose_c2w: np.ndarray) -> tuple[n
 
 # ---------------------------------------------------------------------------------------------- determinism
 
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_same_seed_gives_bit_identical_frames(kind, sequences):
     first = sequences[kind]
-    second = SyntheticSequence(kind, seed=first.seed, num_frames=len(first), height=first.camera.height,
-                               width=first.camera.width)
+    second = SyntheticSequence(
+        kind, seed=first.seed, num_frames=len(first), height=first.camera.height, width=first.camera.width
+    )
     assert np.array_equal(first.poses, second.poses)
     assert np.array_equal(first.timestamps, second.timestamps)
     for index in (0, len(first) // 2, len(first) - 1):
@@ -64,8 +68,9 @@ def test_same_seed_gives_bit_identical_frames(kind, sequences):
 @pytest.mark.parametrize("kind", KINDS)
 def test_other_seed_gives_another_scene_and_path(kind, sequences):
     first = sequences[kind]
-    other = SyntheticSequence(kind, seed=first.seed + 1, num_frames=len(first), height=first.camera.height,
-                              width=first.camera.width)
+    other = SyntheticSequence(
+        kind, seed=first.seed + 1, num_frames=len(first), height=first.camera.height, width=first.camera.width
+    )
     assert not np.allclose(first.poses, other.poses)
     assert not np.array_equal(first.render(0)[0], other.render(0)[0])
 
@@ -88,6 +93,7 @@ def test_longer_room_path_keeps_the_same_beginning():
 
 # ---------------------------------------------------------------------------------------------- exact depth
 
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_depth_lies_on_the_face_drawn_at_each_pixel(kind, sequences):
     sequence = sequences[kind]
@@ -106,7 +112,7 @@ def test_depth_lies_on_the_face_drawn_at_each_pixel(kind, sequences):
         padded = np.pad(result.face_id, 1, constant_values=-2)
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
-                same &= padded[1 + dy: 1 + dy + valid.shape[0], 1 + dx: 1 + dx + valid.shape[1]] == result.face_id
+                same &= padded[1 + dy : 1 + dy + valid.shape[0], 1 + dx : 1 + dx + valid.shape[1]] == result.face_id
         inner = same[valid]
         rel = points[inner] - scene.plane_origins[faces[inner]]
         s = np.einsum("ij,ij->i", rel, scene.plane_u[faces[inner]])
@@ -134,7 +140,7 @@ def test_road_sky_has_no_depth_and_looks_like_sky(sequences):
     sequence = sequences["road"]
     image, depth = sequence.render(0)
     sky = depth == 0
-    assert sky.any() and not sky[-sequence.camera.height // 3:].any()
+    assert sky.any() and not sky[-sequence.camera.height // 3 :].any()
     colour = image[sky].astype(float).mean(axis=0)
     assert colour[2] > colour[0] and colour.mean() > 120  # bright and blue-ish (or grey when overcast)
     assert np.isfinite(depth).all() and depth.max() < 2000.0
@@ -169,6 +175,7 @@ def test_views_agree_on_depth_and_colour(kind, step, sequences):
 
 # ---------------------------------------------------------------------------------------------- images
 
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_images_are_textured(kind, sequences):
     image, _ = sequences[kind].render(len(sequences[kind]) // 3)
@@ -198,9 +205,14 @@ def test_render_from_any_pose():
 
 def test_photometric_options_change_images_only(sequences):
     exact = sequences["room"]
-    noisy = SyntheticSequence("room", seed=exact.seed, num_frames=len(exact), height=exact.camera.height,
-                              width=exact.camera.width,
-                              photometric=Photometric(noise=3.0, vignetting=0.3, motion_blur=0.5))
+    noisy = SyntheticSequence(
+        "room",
+        seed=exact.seed,
+        num_frames=len(exact),
+        height=exact.camera.height,
+        width=exact.camera.width,
+        photometric=Photometric(noise=3.0, vignetting=0.3, motion_blur=0.5),
+    )
     image, depth = noisy.render(10)
     exact_image, exact_depth = exact.render(10)
     assert np.array_equal(depth, exact_depth)
@@ -220,12 +232,14 @@ def test_every_texture_builds():
 
 # ---------------------------------------------------------------------------------------------- paths
 
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_poses_are_rigid_transforms(kind, sequences):
     poses = sequences[kind].poses
     rotations = poses[:, :3, :3]
-    np.testing.assert_allclose(rotations @ rotations.transpose(0, 2, 1), np.broadcast_to(np.eye(3), rotations.shape),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        rotations @ rotations.transpose(0, 2, 1), np.broadcast_to(np.eye(3), rotations.shape), atol=1e-9
+    )
     np.testing.assert_allclose(np.linalg.det(rotations), 1.0, atol=1e-9)
     assert np.array_equal(poses[:, 3], np.broadcast_to([0.0, 0.0, 0.0, 1.0], (len(poses), 4)))
     assert poses.dtype == np.float64
@@ -258,8 +272,9 @@ def test_room_leaves_the_camera_region_clear(seed):
     a, b = np.meshgrid(np.linspace(0, 1, 9), np.linspace(0, 1, 9))
     a, b = a.ravel()[:, None, None], b.ravel()[:, None, None]
     v = scene.vertices[None]
-    points = ((1 - a) * (1 - b) * v[:, :, 0] + a * (1 - b) * v[:, :, 1] + a * b * v[:, :, 2]
-              + (1 - a) * b * v[:, :, 3]).reshape(-1, 3)
+    points = (
+        (1 - a) * (1 - b) * v[:, :, 0] + a * (1 - b) * v[:, :, 1] + a * b * v[:, :, 2] + (1 - a) * b * v[:, :, 3]
+    ).reshape(-1, 3)
     lo = np.array([*layout.free_min, layout.camera_heights[0]]) - 0.2
     hi = np.array([*layout.free_max, layout.camera_heights[1]]) + 0.2
     assert not np.all((points > lo) & (points < hi), axis=1).any()
@@ -286,6 +301,7 @@ def test_driving_path_needs_a_road_as_long_as_it_drives():
 
 
 # ---------------------------------------------------------------------------------------------- source
+
 
 def test_source_delivers_selected_frames_with_ground_truth():
     options = SourceOptions(start=2, stride=3, max_frames=4, resize=(80, 60))
@@ -315,21 +331,34 @@ def test_source_without_options_matches_the_sequence():
     assert source.describe()["scene"] == "road" and source.kind == "synthetic"
 
 
-@pytest.mark.parametrize("spec, kind, seed, frames, size", [
-    ("synthetic", "room", 0, 300, (320, 240)),
-    ("synthetic:road", "road", 0, 200, (640, 192)),
-    ("synthetic:room:seed=3:frames=50", "room", 3, 50, (320, 240)),
-    ("synthetic:road:frames=7:size=96x320:seed=2", "road", 2, 7, (320, 96)),
-    ("synthetic:frames=4:height=60:width=80", "room", 0, 4, (80, 60)),
-])
+@pytest.mark.parametrize(
+    "spec, kind, seed, frames, size",
+    [
+        ("synthetic", "room", 0, 300, (320, 240)),
+        ("synthetic:road", "road", 0, 200, (640, 192)),
+        ("synthetic:room:seed=3:frames=50", "room", 3, 50, (320, 240)),
+        ("synthetic:road:frames=7:size=96x320:seed=2", "road", 2, 7, (320, 96)),
+        ("synthetic:frames=4:height=60:width=80", "room", 0, 4, (80, 60)),
+    ],
+)
 def test_spec_strings(spec, kind, seed, frames, size):
     source = SyntheticSource.from_spec(spec, SourceOptions(max_frames=2))
     assert source.scene_kind == kind and source.seed == seed and source.num_raw == frames
     assert source.camera.size == size and len(source) == min(2, frames)
 
 
-@pytest.mark.parametrize("spec", ["synthetic:forest", "synthetic:seed=x", "synthetic:size=240", "video:road",
-                                  "synthetic:frames=0", "synthetic:seed=-1", "synthetic:size=4x4"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "synthetic:forest",
+        "synthetic:seed=x",
+        "synthetic:size=240",
+        "video:road",
+        "synthetic:frames=0",
+        "synthetic:seed=-1",
+        "synthetic:size=4x4",
+    ],
+)
 def test_bad_spec_strings_raise_source_errors(spec):
     with pytest.raises(SourceError):
         SyntheticSource.from_spec(spec)

@@ -29,9 +29,15 @@ def add_room_keyframe(state: MapState, room: SyntheticSequence, index: int) -> K
     """Frame ``index`` of the room as a keyframe with exact depth, and its frame record."""
     image, depth = room.render(index)
     world_to_camera = SE3.from_matrix(torch.from_numpy(np.linalg.inv(room.poses[index])).float())
-    keyframe = Keyframe(state.new_keyframe_id(), index, float(room.timestamps[index]),
-                        torch.from_numpy(image).permute(2, 0, 1).float() / 255.0, world_to_camera,
-                        torch.from_numpy(depth).float(), torch.ones(depth.shape))
+    keyframe = Keyframe(
+        state.new_keyframe_id(),
+        index,
+        float(room.timestamps[index]),
+        torch.from_numpy(image).permute(2, 0, 1).float() / 255.0,
+        world_to_camera,
+        torch.from_numpy(depth).float(),
+        torch.ones(depth.shape),
+    )
     state.add_keyframe(keyframe)
     state.add_frame(FrameRecord(index, float(room.timestamps[index]), keyframe.id, SE3.identity(), "keyframe"))
     return keyframe
@@ -64,16 +70,23 @@ def test_final_keyframes_are_fused_written_and_released(room, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "depth" / "000008.npy"), room.render(8)[1], rtol=1e-6)
 
     # each keyframe was checked against the keyframes held with it, not all: close to the batch cloud
-    everything = [FusionKeyframe(*room.render(index), None, room.poses[index], intrinsics, 0.0, index)
-                  for index in indices]
+    everything = [
+        FusionKeyframe(*room.render(index), None, room.poses[index], intrinsics, 0.0, index) for index in indices
+    ]
     batch = fuse_point_cloud(everything, min_confidence=0.3, consistency_views=1, voxel_size=0.02)
     assert 0.95 * len(batch) < len(fusion.cloud()) < 1.05 * len(batch)
 
 
 @pytest.mark.slow
 def test_a_long_run_holds_the_pixels_of_a_bounded_number_of_keyframes():
-    config = override(SystemConfig(), "backend.mode=inline", "backend.window=3", "fusion.mesh=false",
-                      "frontend.keyframe_flow=16", "frontend.keyframe_parallax=8")  # keyframes come often
+    config = override(
+        SystemConfig(),
+        "backend.mode=inline",
+        "backend.window=3",
+        "fusion.mesh=false",
+        "frontend.keyframe_flow=16",
+        "frontend.keyframe_parallax=8",
+    )  # keyframes come often
     source = SyntheticSource("room", num_frames=200, height=128, width=160)
     system = SlamSystem(config, source.output_camera)
     holding = []

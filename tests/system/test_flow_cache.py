@@ -34,8 +34,14 @@ def three_keyframes():
     frames = list(source)[::4]
     images = torch.stack([torch.from_numpy(f.image).permute(2, 0, 1).float() / 255 for f in frames])[None]
     features = ClassicalMotionModule(ClassicalMotionConfig(input_size=(240, 320))).encode(images)
-    depths = torch.stack([torch.nn.functional.interpolate(torch.from_numpy(f.depth_gt)[None, None].float(),
-                                                          size=(120, 160), mode="nearest")[0, 0] for f in frames])[None]
+    depths = torch.stack(
+        [
+            torch.nn.functional.interpolate(
+                torch.from_numpy(f.depth_gt)[None, None].float(), size=(120, 160), mode="nearest"
+            )[0, 0]
+            for f in frames
+        ]
+    )[None]
     poses = SE3.stack([SE3.from_matrix(torch.from_numpy(f.pose_gt).float()).inv() for f in frames]).view(1, 3)
     return features, depths, poses, torch.from_numpy(source.output_camera.intrinsics).float()[None]
 
@@ -56,7 +62,9 @@ def test_pairs_are_reused_until_their_reprojection_moves_and_dropped_with_their_
     assert torch.equal(again.targets, first.targets)
 
     # keyframe 12 moves 1 mm: every pair is reused, with its residual taken at the new reprojection
-    nudged = SE3.stack([poses[0, 0], poses[0, 1], SE3.exp(torch.tensor([0.001, 0, 0, 0, 0, 0])) * poses[0, 2]]).view(1, 3)
+    nudged = SE3.stack([poses[0, 0], poses[0, 1], SE3.exp(torch.tensor([0.001, 0, 0, 0, 0, 0])) * poses[0, 2]]).view(
+        1, 3
+    )
     near = cache.flow([10, 11, 12], features, depths, nudged, intrinsics, ii, jj, (240, 320))
     assert module.pairs == 0 and cache.reused == 12 and torch.equal(near.targets, first.targets)
     touching = (ii == 2) | (jj == 2)
@@ -80,7 +88,24 @@ def test_pairs_are_reused_until_their_reprojection_moves_and_dropped_with_their_
 def test_a_run_reusing_the_backend_flows_with_one_step_tracking_tracks_as_well(tmp_path):
     """The two speed options together, end to end (``v2d run``)."""
     out = tmp_path / "run"
-    assert main(["run", "synthetic", "--out", str(out), "--max-frames", "60", "--set", "backend.mode=inline",
-                 "--set", "backend.flow_reuse=0.5", "--set", "frontend.tracking_confident=0.3"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "synthetic",
+                "--out",
+                str(out),
+                "--max-frames",
+                "60",
+                "--set",
+                "backend.mode=inline",
+                "--set",
+                "backend.flow_reuse=0.5",
+                "--set",
+                "frontend.tracking_confident=0.3",
+            ]
+        )
+        == 0
+    )
     ate, path = ate_and_path(out)
     assert ate < 0.03 * path, (ate, path)

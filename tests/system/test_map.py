@@ -12,8 +12,15 @@ from slam.system.map import FrameRecord, Keyframe, MapState
 
 
 def make_keyframe(state: MapState, frame_index: int, xi: list[float]) -> Keyframe:
-    keyframe = Keyframe(state.new_keyframe_id(), frame_index, frame_index / 30, torch.rand(3, 6, 8),
-                        SE3.exp(torch.tensor(xi)), torch.full((6, 8), 2.0), torch.ones(6, 8))
+    keyframe = Keyframe(
+        state.new_keyframe_id(),
+        frame_index,
+        frame_index / 30,
+        torch.rand(3, 6, 8),
+        SE3.exp(torch.tensor(xi)),
+        torch.full((6, 8), 2.0),
+        torch.ones(6, 8),
+    )
     state.add_keyframe(keyframe)
     return keyframe
 
@@ -44,10 +51,16 @@ def test_keyframes_added_during_a_backend_pass_move_with_the_newest_it_optimised
     state = MapState()
     window = [make_keyframe(state, k, [0.0, 0.0, 0.1 * k, 0.0, 0.0, 0.0]) for k in range(3)]
     started_from = SE3.stack([kf.pose_w2c for kf in window])
-    newer = [make_keyframe(state, 3, [0.0, 0.0, 0.3, 0.0, 0.1, 0.0]), make_keyframe(state, 4, [0.1, 0.0, 0.4, 0.0, 0.2, 0.0])]
+    newer = [
+        make_keyframe(state, 3, [0.0, 0.0, 0.3, 0.0, 0.1, 0.0]),
+        make_keyframe(state, 4, [0.1, 0.0, 0.4, 0.0, 0.2, 0.0]),
+    ]
     relative = [(kf.pose_w2c * window[-1].pose_w2c.inv()).matrix() for kf in newer]
-    optimised = SE3.exp(torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.02, 0.1, 0.0, 0.0, 0.01],
-                                      [0.01, 0.03, 0.25, 0.02, 0.0, 0.03]]))
+    optimised = SE3.exp(
+        torch.tensor(
+            [[0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.02, 0.1, 0.0, 0.0, 0.01], [0.01, 0.03, 0.25, 0.02, 0.0, 0.03]]
+        )
+    )
     state.update_keyframes([kf.id for kf in window], optimised, started_from=started_from)
     assert torch.allclose(window[-1].pose_w2c.data, optimised.data[-1])
     for kf, before in zip(newer, relative):
@@ -79,8 +92,11 @@ def test_readers_get_consistent_snapshots_while_a_writer_updates():
         step = 0
         while not stop.is_set():
             step += 1
-            state.update_keyframes(ids, poses=SE3.exp(torch.tensor([[0.0, 0.0, float(step), 0, 0, 0]] * 4)),
-                                   depths=torch.full((4, 6, 8), float(step)))
+            state.update_keyframes(
+                ids,
+                poses=SE3.exp(torch.tensor([[0.0, 0.0, float(step), 0, 0, 0]] * 4)),
+                depths=torch.full((4, 6, 8), float(step)),
+            )
 
     thread = threading.Thread(target=writer)
     thread.start()
@@ -106,7 +122,9 @@ def test_compacted_keyframes_keep_what_fusion_needs_in_less_memory():
     assert keyframe.depth_features is None and keyframe.compacted
     assert keyframe.image.nbytes + keyframe.depth.nbytes + keyframe.confidence.nbytes <= size / 2.5
     assert np.array_equal(after.image, before.image)
-    assert np.allclose(after.depth, before.depth, rtol=1e-3) and np.allclose(after.confidence, before.confidence, atol=1e-3)
+    assert np.allclose(after.depth, before.depth, rtol=1e-3) and np.allclose(
+        after.confidence, before.confidence, atol=1e-3
+    )
 
 
 def test_backend_results_are_stored_as_copies_not_views():

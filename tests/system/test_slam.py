@@ -29,8 +29,23 @@ def ate_and_path(out) -> tuple[float, float]:
 def test_run_on_synthetic_room_writes_the_contract_and_tracks(tmp_path):
     out = tmp_path / "run"
     # the depth module's updates join the bundle adjustment here (off by default)
-    assert main(["run", "synthetic", "--out", str(out), "--max-frames", "24", "--save-depth", *INLINE,
-                 "--set", "backend.depth_updates=1"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "synthetic",
+                "--out",
+                str(out),
+                "--max-frames",
+                "24",
+                "--save-depth",
+                *INLINE,
+                "--set",
+                "backend.depth_updates=1",
+            ]
+        )
+        == 0
+    )
     for name in ("trajectory.txt", "groundtruth.txt", "points.ply", "mesh.ply", "stats.json", "tracking.csv"):
         assert (out / name).stat().st_size > 0, name
     stats = json.loads((out / "stats.json").read_text())
@@ -51,9 +66,13 @@ def test_run_on_synthetic_room_writes_the_contract_and_tracks(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("without", "ratio"), [
-    (["--set", "backend.bundle_adjustment=false"], 0.65),
-    (["--set", "backend.bundle_adjustment=false", "--set", "frontend.refine_keyframes=0"], 0.4)])
+@pytest.mark.parametrize(
+    ("without", "ratio"),
+    [
+        (["--set", "backend.bundle_adjustment=false"], 0.65),
+        (["--set", "backend.bundle_adjustment=false", "--set", "frontend.refine_keyframes=0"], 0.4),
+    ],
+)
 def test_bundle_adjustment_corrects_the_keyframe_depths_tracking_relies_on(tmp_path, without, ratio):
     """100 synthetic frames: with dense bundle adjustment (new keyframes in the frontend, the
     window in the backend) the ATE is a fraction of the pose-only system's (measured 1.7% of the
@@ -95,6 +114,7 @@ def test_interrupted_run_saves_what_was_computed(tmp_path):
 def test_realtime_drops_frames_it_cannot_keep_up_with(tmp_path):
     """A source ten times faster than real time (frames 3.3 ms apart): with ``realtime`` the
     run skips the frames it has fallen behind instead of lagging, and says how many."""
+
     class Fast(SyntheticSource):
         def _raw_frames(self):
             for raw in super()._raw_frames():
@@ -121,8 +141,9 @@ def test_tracking_lost_right_after_initialisation_restarts_cleanly(tmp_path, mon
         return estimate
 
     monkeypatch.setattr(ClassicalMotionModule, "flow", unconfident)
-    config = override(SystemConfig(), "backend.mode=disabled", "fusion.mesh=false", "frontend.max_lost=1",
-                      "frontend.init_frames=4")
+    config = override(
+        SystemConfig(), "backend.mode=disabled", "fusion.mesh=false", "frontend.max_lost=1", "frontend.init_frames=4"
+    )
     stats = run_slam(SyntheticSource("room", 0, 14, None, None), config, tmp_path)
     assert stats["frames_processed"] == 14 and stats["initialisations"] >= 2
     assert stats["frames_lost"] >= 6
@@ -136,8 +157,10 @@ def test_bad_source_and_config_are_one_line_errors(tmp_path, capsys):
     assert "unknown field" in capsys.readouterr().err
     assert main(["run", "synthetic", "--out", str(tmp_path / "o"), "--weights", str(tmp_path / "none.pt")]) == 2
     assert "weights file not found" in capsys.readouterr().err
-    assert main(["run", "synthetic", "--out", str(tmp_path / "o"), "--device", "cuda:0"]) == 2 or \
-        __import__("torch").cuda.is_available()
+    assert (
+        main(["run", "synthetic", "--out", str(tmp_path / "o"), "--device", "cuda:0"]) == 2
+        or __import__("torch").cuda.is_available()
+    )
 
 
 def test_default_modules_follow_the_benchmarks_and_fall_back_to_classical(tmp_path, monkeypatch, caplog):

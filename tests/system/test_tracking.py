@@ -23,8 +23,14 @@ from tests.geometry.test_projection import INTRINSICS, smooth_depth
 @pytest.fixture(scope="module")
 def initialised():
     """A system initialised on the first 4 synthetic room frames, and the next frame."""
-    config = override(SystemConfig(), "modules.depth=classical", "modules.motion=classical", "backend.mode=disabled",
-                      "fusion.mesh=false", "frontend.init_frames=4")
+    config = override(
+        SystemConfig(),
+        "modules.depth=classical",
+        "modules.motion=classical",
+        "backend.mode=disabled",
+        "fusion.mesh=false",
+        "frontend.init_frames=4",
+    )
     source = SyntheticSource("room", 0, 5, 240, 320)
     frames = list(source)
     system = SlamSystem(config, source.output_camera)
@@ -38,8 +44,13 @@ def _track(frontend: Frontend, frame, calls: list, monkeypatch, **settings) -> T
     """Track ``frame`` against the frontend's keyframe with a tracker whose settings are
     ``settings`` over the frontend's, counting the flow computations."""
     module = frontend.motion_module
-    tracker = Tracker(module, dataclasses.replace(frontend.config, **settings), frontend.intrinsics, frontend.image_size,
-                      frontend.device)
+    tracker = Tracker(
+        module,
+        dataclasses.replace(frontend.config, **settings),
+        frontend.intrinsics,
+        frontend.image_size,
+        frontend.device,
+    )
     flow = module.flow
     monkeypatch.setattr(module, "flow", lambda *args: calls.append(1) or flow(*args))
     features = module.encode(image_tensor(frame, frontend.device)[None, None])[0, 0]
@@ -58,8 +69,9 @@ def test_a_confident_flow_stops_tracking_after_one_step_and_a_doubtful_one_takes
     assert len(every) == 3
     # the further steps move the pose by a fraction of a pixel: the first had solved it
     depth, _ = frontend.tracker.small_depth(frontend.keyframe)
-    change, _ = induced_flow(depth, every_step.frame_from_keyframe * first.frame_from_keyframe.inv(),
-                             _feature_intrinsics(frontend))
+    change, _ = induced_flow(
+        depth, every_step.frame_from_keyframe * first.frame_from_keyframe.inv(), _feature_intrinsics(frontend)
+    )
     assert change < 0.5, change
 
 
@@ -70,8 +82,9 @@ def test_the_pooled_tracking_solve_agrees_with_the_full_grid(initialised, monkey
     pooled = _track(frontend, frame, [], monkeypatch, tracking_pool=2, tracking_confident=None)
     assert full.flow > 2.0  # the frame has moved: the test is not on a still camera
     depth, _ = frontend.tracker.small_depth(frontend.keyframe)
-    change, _ = induced_flow(depth, pooled.frame_from_keyframe * full.frame_from_keyframe.inv(),
-                             _feature_intrinsics(frontend))
+    change, _ = induced_flow(
+        depth, pooled.frame_from_keyframe * full.frame_from_keyframe.inv(), _feature_intrinsics(frontend)
+    )
     assert change < 0.3, change
     assert abs(pooled.flow - full.flow) < 0.05 * full.flow
 
@@ -79,7 +92,9 @@ def test_the_pooled_tracking_solve_agrees_with_the_full_grid(initialised, monkey
 def _feature_intrinsics(frontend: Frontend):
     """(4,) intrinsics at the motion module's feature resolution."""
     module = frontend.motion_module
-    return feature_intrinsics(frontend.intrinsics[None], frontend.image_size, module.config.input_size, module.stride)[0]
+    return feature_intrinsics(frontend.intrinsics[None], frontend.image_size, module.config.input_size, module.stride)[
+        0
+    ]
 
 
 def _result(quality: float = 0.9, flow: float = 1.0, parallax: float = 0.5, finite: bool = True) -> TrackingResult:
@@ -90,8 +105,10 @@ def _result(quality: float = 0.9, flow: float = 1.0, parallax: float = 0.5, fini
 def test_the_keyframe_policy_names_the_first_criterion_that_fires():
     config = SystemConfig().frontend
     assert keyframe_reason(_result(), config) is None
-    assert keyframe_reason(_result(parallax=config.keyframe_parallax + 1, flow=config.keyframe_flow + 1), config) \
+    assert (
+        keyframe_reason(_result(parallax=config.keyframe_parallax + 1, flow=config.keyframe_flow + 1), config)
         == "parallax"
+    )
     assert keyframe_reason(_result(flow=config.keyframe_flow + 1), config) == "flow"
     # a turn on the spot: the image moves, the translation does not: keyframe by flow only past its bound
     assert keyframe_reason(_result(flow=config.keyframe_flow - 1, parallax=0.0), config) is None

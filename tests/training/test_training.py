@@ -32,8 +32,16 @@ from training.model import DeepV2DTraining, build_networks, perturb
 from training.synthetic_data import SyntheticClips
 from training.trainer import _load_networks, learning_rate_factor
 
-QUICK = ["schedule.motion_steps=2", "schedule.joint_steps=2", "schedule.warmup=1", "run.validation_clips=1",
-         "run.validate_every=100", "run.log_every=1", "run.checkpoint_every=1", "data.workers=0"]
+QUICK = [
+    "schedule.motion_steps=2",
+    "schedule.joint_steps=2",
+    "schedule.warmup=1",
+    "run.validation_clips=1",
+    "run.validate_every=100",
+    "run.log_every=1",
+    "run.checkpoint_every=1",
+    "data.workers=0",
+]
 
 
 def test_config_checks_and_schedule():
@@ -69,7 +77,9 @@ def test_synthetic_clips_are_seeded_scaled_and_augmented():
     first = SyntheticClips(config.data, config.augment, config.model.depth_range, seed=3).take(3)
     again = SyntheticClips(config.data, config.augment, config.model.depth_range, seed=3).take(3)
     other = SyntheticClips(config.data, config.augment, config.model.depth_range, seed=4).take(1)
-    assert all(np.array_equal(a.images, b.images) and np.array_equal(a.poses_c2w, b.poses_c2w) for a, b in zip(first, again))
+    assert all(
+        np.array_equal(a.images, b.images) and np.array_equal(a.poses_c2w, b.poses_c2w) for a, b in zip(first, again)
+    )
     assert not np.array_equal(first[0].images, other[0].images)
     for clip in first:
         assert clip.images.shape == (4, 192, 256, 3) and clip.depths.shape == (4, 192, 256)
@@ -116,11 +126,20 @@ def test_losses_vanish_at_the_truth_and_grow_away_from_it():
     from networks.interfaces import DepthEstimate
 
     exact = DepthEstimate(depth_gt, torch.ones_like(depth_gt), [depth_gt, depth_gt])
-    loss = depth_loss(exact, depth_gt, batch.has_depth, batch.images[:, 0], config.model.depth_range,
-                      override(config.loss, "smoothness=0"))
+    loss = depth_loss(
+        exact,
+        depth_gt,
+        batch.has_depth,
+        batch.images[:, 0],
+        config.model.depth_range,
+        override(config.loss, "smoothness=0"),
+    )
     assert float(loss) == pytest.approx(0.0, abs=1e-6)
     off = DepthEstimate(depth_gt * 1.1, depth_gt, [depth_gt * 1.1])
-    assert float(depth_loss(off, depth_gt, batch.has_depth, batch.images[:, 0], config.model.depth_range, config.loss)) > 0.05
+    assert (
+        float(depth_loss(off, depth_gt, batch.has_depth, batch.images[:, 0], config.model.depth_range, config.loss))
+        > 0.05
+    )
 
     depths = batch.depths
     K = batch.intrinsics
@@ -182,8 +201,27 @@ def test_train_resume_and_use_the_weights_in_a_run(tmp_path, capsys):
 
     # the trained weights drive the SLAM system
     run_out = tmp_path / "slam"
-    assert main(["run", "synthetic", "--max-frames", "12", "--out", str(run_out), "--weights", str(out / "best.pt"),
-                 "--set", "modules.depth=lite", "--set", "modules.motion=lite", "--set", "fusion.mesh=false"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "synthetic",
+                "--max-frames",
+                "12",
+                "--out",
+                str(run_out),
+                "--weights",
+                str(out / "best.pt"),
+                "--set",
+                "modules.depth=lite",
+                "--set",
+                "modules.motion=lite",
+                "--set",
+                "fusion.mesh=false",
+            ]
+        )
+        == 0
+    )
     rows = [line for line in (run_out / "trajectory.txt").read_text().splitlines() if not line.startswith("#")]
     assert len(rows) == 12
 
@@ -223,11 +261,19 @@ def test_dataset_clips_from_a_users_folder(tmp_path, kind):
     sequence = SyntheticSequence("room", seed=11, num_frames=8, height=96, width=128)
     root = tmp_path / "data"
     (write_tum_sequence if kind == "tum" else write_scannet_scene)(root / "scene0", sequence)
-    config = override(TrainConfig(), f"data.kind={kind}", f"data.path={root}", "data.image_size=[48,64]", "data.max_gap=3",
-                      "data.min_gap=1")
+    config = override(
+        TrainConfig(),
+        f"data.kind={kind}",
+        f"data.path={root}",
+        "data.image_size=[48,64]",
+        "data.max_gap=3",
+        "data.min_gap=1",
+    )
     clip = next(iter(DatasetClips(config.data, config.augment, seed=0)))
     assert clip.images.shape == (4, 48, 64, 3) and clip.depths.shape == (4, 48, 64)
-    assert np.allclose(clip.intrinsics, sequence.camera.intrinsics * [0.5, 0.5, 0.5, 0.5] + [0, 0, -0.25, -0.25], atol=1e-3)
+    assert np.allclose(
+        clip.intrinsics, sequence.camera.intrinsics * [0.5, 0.5, 0.5, 0.5] + [0, 0, -0.25, -0.25], atol=1e-3
+    )
     # each frame's pose and depth are the sequence's own (the depth at the image centre matches)
     for pose, depth in zip(clip.poses_c2w, clip.depths):
         k = int(np.argmin(np.abs(sequence.poses - pose).sum(axis=(1, 2))))
@@ -241,17 +287,54 @@ def test_training_refuses_the_evaluation_data(tmp_path, shared_data, capsys):
     with pytest.raises(TrainingDataError):
         refuse_evaluation_data(shared_data.parent)
     refuse_evaluation_data(tmp_path)
-    assert main(["train", "--out", str(tmp_path / "x"), "--set", "data.kind=tum",
-                 "--set", f"data.path={shared_data / 'tum_fr1_rpy'}"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(tmp_path / "x"),
+                "--set",
+                "data.kind=tum",
+                "--set",
+                f"data.path={shared_data / 'tum_fr1_rpy'}",
+            ]
+        )
+        == 2
+    )
     assert "never trained on" in capsys.readouterr().err
 
 
 def test_training_data_errors_are_clear(tmp_path, capsys):
-    assert main(["train", "--out", str(tmp_path / "x"), "--set", "data.kind=scannet",
-                 "--set", f"data.path={tmp_path / 'missing'}"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(tmp_path / "x"),
+                "--set",
+                "data.kind=scannet",
+                "--set",
+                f"data.path={tmp_path / 'missing'}",
+            ]
+        )
+        == 2
+    )
     assert "not found" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert main(["train", "--out", str(tmp_path / "y"), "--set", "data.kind=tum", "--set", f"data.path={tmp_path / 'empty'}"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--out",
+                str(tmp_path / "y"),
+                "--set",
+                "data.kind=tum",
+                "--set",
+                f"data.path={tmp_path / 'empty'}",
+            ]
+        )
+        == 2
+    )
     assert "holds no tum sequence" in capsys.readouterr().err
 
 
@@ -260,9 +343,23 @@ def test_torchrun_two_cpu_processes(tmp_path):
     """Data-parallel training with two processes on the gloo backend: both finish with the same
     weights (checked across processes by the trainer) and the main process writes the run."""
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "apps.cli", "train", "--out", str(out), "--no-progress",
-               *[a for s in QUICK for a in ("--set", s)], "--set", "schedule.batch_size=1"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "apps.cli",
+        "train",
+        "--out",
+        str(out),
+        "--no-progress",
+        *[a for s in QUICK for a in ("--set", s)],
+        "--set",
+        "schedule.batch_size=1",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -69,12 +69,14 @@ def test_run_control_pauses_exports_and_stops_with_the_outputs_saved(tmp_path):
     result = {}
     source = SyntheticSource("room", 0, 60, None, None)
     config = SystemConfig()  # with the mesh: an export meshes a copy of the volume and the live keyframes
-    thread = threading.Thread(target=lambda: result.update(stats=run_slam(source, config, tmp_path, save_depth=True,
-                                                                          control=control)), daemon=True)
+    thread = threading.Thread(
+        target=lambda: result.update(stats=run_slam(source, config, tmp_path, save_depth=True, control=control)),
+        daemon=True,
+    )
     thread.start()
     wait_for(lambda: control.record is not None)
     time.sleep(1.0)
-    assert len(control.record.indices) == 0 and not control.done.is_set()   # paused before the first frame
+    assert len(control.record.indices) == 0 and not control.done.is_set()  # paused before the first frame
     control.resume()
     wait_for(lambda: len(control.record.indices) >= 12)
     assert control.status in ("tracked", "keyframe") and control.frame.index in control.record.indices
@@ -100,8 +102,12 @@ def test_run_control_pauses_exports_and_stops_with_the_outputs_saved(tmp_path):
 def finished_scene(tmp_path_factory) -> LiveScene:
     """The live scene of a finished 24-frame synthetic run."""
     control = RunControl()
-    run_slam(SyntheticSource("room", 0, 24, None, None), override(SystemConfig(), *FAST),
-             tmp_path_factory.mktemp("run"), control=control)
+    run_slam(
+        SyntheticSource("room", 0, 24, None, None),
+        override(SystemConfig(), *FAST),
+        tmp_path_factory.mktemp("run"),
+        control=control,
+    )
     return LiveScene(control)
 
 
@@ -129,12 +135,12 @@ def test_frustum_segments_reach_the_image_corners_at_the_given_depth():
     pose[:3, 3] = [1.0, 2.0, 3.0]
     segments = frustum_segments(pose[None], np.array([100.0, 100.0, 49.5, 29.5]), (100, 60), depth=2.0)
     assert segments.shape == (8, 2, 3)
-    assert np.allclose(segments[:4, 0], [1, 2, 3])                       # from the centre
+    assert np.allclose(segments[:4, 0], [1, 2, 3])  # from the centre
     corners = segments[:4, 1] - [1, 2, 3]
     assert np.allclose(corners[:, 2], 2.0)
-    assert np.allclose(np.abs(corners[:, :2]), [[1.0, 0.6]] * 4)          # half-width 50 px / f at depth 2
-    assert np.allclose(segments[4:, 0], segments[:4, 1])                  # the rectangle joins the corners
-    assert np.allclose(to_display([[0.0, -1.0, 0.0]]), [[0, 0, 1]])       # world up (-y) is display up
+    assert np.allclose(np.abs(corners[:, :2]), [[1.0, 0.6]] * 4)  # half-width 50 px / f at depth 2
+    assert np.allclose(segments[4:, 0], segments[:4, 1])  # the rectangle joins the corners
+    assert np.allclose(to_display([[0.0, -1.0, 0.0]]), [[0, 0, 1]])  # world up (-y) is display up
     grid = grid_segments(np.zeros(3), level=1.5, spacing=0.5, cells=4)
     assert grid.shape == (10, 2, 3) and np.allclose(grid[..., 1], 1.5)
 
@@ -161,10 +167,10 @@ def test_software_render_draws_the_cloud_and_every_line_layer():
     state = _hand_made_state()
     image = render(state, 480, 360)
     assert image.shape == (360, 480, 3)
-    assert _share(image, (220, 140, 40)) > 0.03                 # the wall covers a region
+    assert _share(image, (220, 140, 40)) > 0.03  # the wall covers a region
     for colour in (panels.TRAJECTORY, panels.KEYFRAMES, panels.CAMERA):
         assert _share(image, colour) > 2e-4, colour
-    assert _share(image, panels.GROUND_TRUTH) == 0             # no ground truth given
+    assert _share(image, panels.GROUND_TRUTH) == 0  # no ground truth given
     state.ground_truth = state.trajectory + [0.0, 0.2, 0.0]
     assert _share(render(state, 480, 360), panels.GROUND_TRUTH) > 2e-4
     empty = render(SceneState.empty(), 480, 360)
@@ -177,6 +183,6 @@ def test_side_panel_shows_the_frame_status_and_numbers():
     state.status = "lost"
     panel = panels.side_panel(state, 720)
     assert panel.shape == (720, panels.PANEL_WIDTH, 3)
-    assert _share(panel[:20], panels.STATUS["lost"], 10) > 0.5          # the status bar
-    assert _share(panel[30:260], (10, 200, 10), 10) > 0.3               # the frame
-    assert panel[300:].std() > 10                                      # text below
+    assert _share(panel[:20], panels.STATUS["lost"], 10) > 0.5  # the status bar
+    assert _share(panel[30:260], (10, 200, 10), 10) > 0.3  # the frame
+    assert panel[300:].std() > 10  # text below

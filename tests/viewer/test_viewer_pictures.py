@@ -29,8 +29,14 @@ def v2d_run(*args: str, display: bool = True, timeout: float = 240) -> subproces
     if not display:
         env.pop("DISPLAY", None)
         env.pop("WAYLAND_DISPLAY", None)
-    return subprocess.run([sys.executable, "-m", "apps.cli", "run", *args], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "apps.cli", "run", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def picture(path: Path) -> np.ndarray:
@@ -53,12 +59,13 @@ def cloud_share(view: np.ndarray) -> float:
     return float(coloured.mean())
 
 
-def check_picture(image: np.ndarray, frames_drawn: str, trajectory_pixels: int | None = 30, cloud: float = 0.03
-                  ) -> None:
+def check_picture(
+    image: np.ndarray, frames_drawn: str, trajectory_pixels: int | None = 30, cloud: float = 0.03
+) -> None:
     """The 3D view (left) shows the trajectory (unless ``trajectory_pixels`` is None) and the
     cloud; the side panel (right) shows a status bar and a frame. (The 30 synthetic frames make 4
     keyframes, whose cloud covers about 4.5% of the view at the end.)"""
-    view, panel = image[:, :-panels.PANEL_WIDTH], image[:, -panels.PANEL_WIDTH:]
+    view, panel = image[:, : -panels.PANEL_WIDTH], image[:, -panels.PANEL_WIDTH :]
     if trajectory_pixels is not None:
         assert pixels_near(view, panels.TRAJECTORY) > trajectory_pixels, f"no trajectory in the picture {frames_drawn}"
     assert cloud_share(view) > cloud, f"the cloud covers {cloud_share(view):.3f} of the view {frames_drawn}"
@@ -68,7 +75,7 @@ def check_picture(image: np.ndarray, frames_drawn: str, trajectory_pixels: int |
 
 
 def frame_panel(image: np.ndarray) -> np.ndarray:
-    return image[35:230, -panels.PANEL_WIDTH + 10:-10].astype(int)
+    return image[35:230, -panels.PANEL_WIDTH + 10 : -10].astype(int)
 
 
 def check_snapshots(folder: Path, every: int, frames: int, final: Path) -> None:
@@ -84,7 +91,7 @@ def check_snapshots(folder: Path, every: int, frames: int, final: Path) -> None:
     check_picture(last, "at the end")
     # the viewer kept drawing: the frame panel and the 3D view changed between the two
     assert np.abs(frame_panel(first) - frame_panel(last)).mean() > 3, "the frame panel did not change"
-    view_change = np.abs(first[:, :-panels.PANEL_WIDTH].astype(int) - last[:, :-panels.PANEL_WIDTH]).mean()
+    view_change = np.abs(first[:, : -panels.PANEL_WIDTH].astype(int) - last[:, : -panels.PANEL_WIDTH]).mean()
     assert view_change > 2, "the 3D view did not change"
 
 
@@ -102,8 +109,22 @@ def test_viewer_draws_the_run_live_and_exits_when_done(tmp_path, viewer):
     screenshot at the end, each showing the run as it grew. With the mesh: Open3D's memory must
     be freed before the process exits, or Open3D reports a leak and the exit status is 1."""
     out, shot = tmp_path / "out", tmp_path / f"{viewer}.png"
-    result = v2d_run("synthetic", "--viewer", viewer, "--max-frames", "30", "--out", str(out), "--exit-when-done",
-                     "--screenshot", str(shot), "--snapshot-every", "10", "--snapshot-dir", str(tmp_path / "snaps"))
+    result = v2d_run(
+        "synthetic",
+        "--viewer",
+        viewer,
+        "--max-frames",
+        "30",
+        "--out",
+        str(out),
+        "--exit-when-done",
+        "--screenshot",
+        str(shot),
+        "--snapshot-every",
+        "10",
+        "--snapshot-dir",
+        str(tmp_path / "snaps"),
+    )
     assert result.returncode == 0, result.stderr
     assert "Open3D WARNING" not in result.stderr + result.stdout
     check_outputs(out, 30)
@@ -116,9 +137,31 @@ def test_viewer_draws_the_run_live_and_exits_when_done(tmp_path, viewer):
 def test_qt_viewer_ctrl_c_stops_the_run_and_saves_its_outputs(tmp_path):
     out, snaps = tmp_path / "out", tmp_path / "snaps"
     env = dict(os.environ)
-    process = subprocess.Popen([sys.executable, "-m", "apps.cli", "run", "synthetic", "--viewer", "qt", "--max-frames",
-                                "200", "--out", str(out), "--snapshot-every", "10", "--snapshot-dir", str(snaps), *FAST],
-                               cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "apps.cli",
+            "run",
+            "synthetic",
+            "--viewer",
+            "qt",
+            "--max-frames",
+            "200",
+            "--out",
+            str(out),
+            "--snapshot-every",
+            "10",
+            "--snapshot-dir",
+            str(snaps),
+            *FAST,
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not list(snaps.glob("frame_*.png")):  # the window draws the run: 10 frames are done
@@ -135,18 +178,33 @@ def test_qt_viewer_ctrl_c_stops_the_run_and_saves_its_outputs(tmp_path):
     check_outputs(out, frames)
 
 
-
 @pytest.mark.slow
 def test_open3d_offscreen_snapshots_without_a_display(tmp_path):
     out, shot = tmp_path / "out", tmp_path / "offscreen.png"
-    result = v2d_run("synthetic", "--viewer", "open3d", "--max-frames", "30", "--out", str(out), "--screenshot",
-                     str(shot), "--snapshot-every", "10", "--snapshot-dir", str(tmp_path / "snaps"), *FAST, display=False)
+    result = v2d_run(
+        "synthetic",
+        "--viewer",
+        "open3d",
+        "--max-frames",
+        "30",
+        "--out",
+        str(out),
+        "--screenshot",
+        str(shot),
+        "--snapshot-every",
+        "10",
+        "--snapshot-dir",
+        str(tmp_path / "snaps"),
+        *FAST,
+        display=False,
+    )
     assert result.returncode == 0, result.stderr
     check_outputs(out, 30)
     check_snapshots(tmp_path / "snaps", 10, 30, shot)
 
 
 def test_open3d_without_a_display_or_pictures_is_a_clear_error(tmp_path):
-    result = v2d_run("synthetic", "--viewer", "open3d", "--max-frames", "2", "--out", str(tmp_path), display=False,
-                     timeout=60)
+    result = v2d_run(
+        "synthetic", "--viewer", "open3d", "--max-frames", "2", "--out", str(tmp_path), display=False, timeout=60
+    )
     assert result.returncode == 2 and "without a display shows nothing" in result.stderr

@@ -37,8 +37,9 @@ class SourceOptions:
 
     def __post_init__(self) -> None:
         if self.start < 0 or self.stride < 1 or (self.max_frames is not None and self.max_frames < 0):
-            raise SourceError(f"invalid source options: start={self.start} stride={self.stride} "
-                              f"max_frames={self.max_frames}")
+            raise SourceError(
+                f"invalid source options: start={self.start} stride={self.stride} max_frames={self.max_frames}"
+            )
         if self.resize is not None and (self.resize[0] < 8 or self.resize[1] < 8):
             raise SourceError(f"invalid resize {self.resize}: width and height must be at least 8 pixels")
 
@@ -194,4 +195,3 @@ def read_image(path) -> np.ndarray:
     if image is None:
         raise SourceError(f"cannot read image {path} (missing or corrupt)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-

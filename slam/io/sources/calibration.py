@@ -33,8 +33,16 @@ def guessed_camera(width: int, height: int, what: str) -> Camera:
     warning naming ``what`` (the source), since depth and trajectory scale follow from the guess."""
     focal = GUESSED_FOCAL_FACTOR * max(width, height)
     camera = Camera(focal, focal, (width - 1) / 2, (height - 1) / 2, width=int(width), height=int(height))
-    log.warning("%s has no calibration: guessing fx = fy = %.1f, cx = %.1f, cy = %.1f for %dx%d images "
-                "(pass --calib FILE for accurate depth and poses)", what, focal, camera.cx, camera.cy, width, height)
+    log.warning(
+        "%s has no calibration: guessing fx = fy = %.1f, cx = %.1f, cy = %.1f for %dx%d images "
+        "(pass --calib FILE for accurate depth and poses)",
+        what,
+        focal,
+        camera.cx,
+        camera.cy,
+        width,
+        height,
+    )
     return camera
 
 
@@ -42,5 +50,6 @@ def check_frame_size(image: np.ndarray, camera: Camera, path: str | Path) -> Non
     """Raise SourceError naming ``path`` when ``image`` is not the size of the source's images."""
     height, width = image.shape[:2]
     if (width, height) != camera.size:
-        raise SourceError(f"{path}: image is {width}x{height} but the sequence's images are "
-                          f"{camera.width}x{camera.height}")
+        raise SourceError(
+            f"{path}: image is {width}x{height} but the sequence's images are {camera.width}x{camera.height}"
+        )

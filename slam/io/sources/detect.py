@@ -56,11 +56,14 @@ def detect_kind(spec: str) -> str:
     if (path / "sequences").is_dir() or is_kitti_sequence(path):
         return "kitti"
     if (path / "rgb").is_dir():
-        raise SourceError(f"{path} looks like a TUM RGB-D sequence (it has rgb/) but its index file "
-                          f"{path / 'rgb.txt'} is missing")
+        raise SourceError(
+            f"{path} looks like a TUM RGB-D sequence (it has rgb/) but its index file {path / 'rgb.txt'} is missing"
+        )
     if any((path / name).is_dir() for name in DEFAULT_CAMERAS):
-        raise SourceError(f"{path} looks like a KITTI odometry sequence (it has image_0/ or image_2/) but "
-                          f"{path / 'times.txt'} is missing")
+        raise SourceError(
+            f"{path} looks like a KITTI odometry sequence (it has image_0/ or image_2/) but "
+            f"{path / 'times.txt'} is missing"
+        )
     if list_images(path):
         return "image_folder"
     raise SourceError(
@@ -80,8 +83,9 @@ def webcam_index(spec: str) -> int:
     return int(number)
 
 
-def open_source(spec: str | Path, calib: str | Path | None = None, options: SourceOptions | None = None,
-                kind: str | None = None) -> Source:
+def open_source(
+    spec: str | Path, calib: str | Path | None = None, options: SourceOptions | None = None, kind: str | None = None
+) -> Source:
     """Open the source ``spec`` names (see the module docstring), with calibration file ``calib``
     (None: the source's own or a guess) and ``options``; ``kind`` overrides detection.
 
@@ -104,6 +108,11 @@ def open_source(spec: str | Path, calib: str | Path | None = None, options: Sour
         return SyntheticSource.from_spec(spec, options)
     if kind == "webcam":
         return WebcamSource(webcam_index(spec), calib, options)
-    opener = {"video": VideoSource, "image_folder": ImageFolderSource, "tum": TumSource, "kitti": KittiSource,
-              "euroc": EurocSource}[kind]
+    opener = {
+        "video": VideoSource,
+        "image_folder": ImageFolderSource,
+        "tum": TumSource,
+        "kitti": KittiSource,
+        "euroc": EurocSource,
+    }[kind]
     return opener(spec, calib, options)

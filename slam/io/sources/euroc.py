@@ -126,8 +126,13 @@ class EurocSource(ImageFileSource):
 
     kind = "euroc"
 
-    def __init__(self, path: str | Path, calib: str | Path | None = None, options: SourceOptions | None = None,
-                 camera: str = "cam0"):
+    def __init__(
+        self,
+        path: str | Path,
+        calib: str | Path | None = None,
+        options: SourceOptions | None = None,
+        camera: str = "cam0",
+    ):
         super().__init__(options)
         path = Path(path)
         if not path.is_dir():
@@ -164,6 +169,11 @@ class EurocSource(ImageFileSource):
             self.poses_gt = [pose if ok else None for pose, ok in zip(poses, valid)]
 
     def describe(self) -> dict:
-        return {**super().describe(), "path": str(self.folder), "camera": self.camera_dir.name,
-                "images": self.num_raw, "calibration": str(self.calib_file),
-                "ground_truth_poses": 0 if self.poses_gt is None else sum(p is not None for p in self.poses_gt)}
+        return {
+            **super().describe(),
+            "path": str(self.folder),
+            "camera": self.camera_dir.name,
+            "images": self.num_raw,
+            "calibration": str(self.calib_file),
+            "ground_truth_poses": 0 if self.poses_gt is None else sum(p is not None for p in self.poses_gt),
+        }

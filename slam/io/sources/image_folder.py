@@ -75,8 +75,14 @@ class ImageFolderSource(ImageFileSource):
 
     kind = "image_folder"
 
-    def __init__(self, folder: str | Path, calib: str | Path | None = None, options: SourceOptions | None = None,
-                 timestamps: str | Path | None = None, fps: float = 30.0):
+    def __init__(
+        self,
+        folder: str | Path,
+        calib: str | Path | None = None,
+        options: SourceOptions | None = None,
+        timestamps: str | Path | None = None,
+        fps: float = 30.0,
+    ):
         super().__init__(options)
         self.folder = Path(folder)
         if not self.folder.is_dir():
@@ -114,6 +120,10 @@ class ImageFolderSource(ImageFileSource):
         return None, guessed_camera(width, height, f"image folder {self.folder}")
 
     def describe(self) -> dict:
-        return {**super().describe(), "path": str(self.folder), "images": self.num_raw,
-                "calibration": str(self.calib_file) if self.calib_file else "guessed",
-                "timestamps": str(self.timestamps_file) if self.timestamps_file else "frame rate"}
+        return {
+            **super().describe(),
+            "path": str(self.folder),
+            "images": self.num_raw,
+            "calibration": str(self.calib_file) if self.calib_file else "guessed",
+            "timestamps": str(self.timestamps_file) if self.timestamps_file else "frame rate",
+        }

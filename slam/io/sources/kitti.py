@@ -29,8 +29,11 @@ from slam.io.trajectory import read_kitti
 #: Image folders tried in order when no camera is named.
 DEFAULT_CAMERAS = ("image_0", "image_2")
 #: Shipped calibration for each odometry sequence with published calibration.
-_SHIPPED = {**{f"{n:02d}": "kitti_00-02" for n in range(0, 3)}, "03": "kitti_03",
-            **{f"{n:02d}": "kitti_04-12" for n in range(4, 13)}}
+_SHIPPED = {
+    **{f"{n:02d}": "kitti_00-02" for n in range(0, 3)},
+    "03": "kitti_03",
+    **{f"{n:02d}": "kitti_04-12" for n in range(4, 13)},
+}
 
 
 def is_kitti_sequence(folder: Path) -> bool:
@@ -66,8 +69,14 @@ class KittiSource(ImageFileSource):
 
     kind = "kitti"
 
-    def __init__(self, path: str | Path, calib: str | Path | None = None, options: SourceOptions | None = None,
-                 sequence: str | int | None = None, camera: str | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        calib: str | Path | None = None,
+        options: SourceOptions | None = None,
+        sequence: str | int | None = None,
+        camera: str | None = None,
+    ):
         super().__init__(options)
         path = Path(path)
         if not path.is_dir():
@@ -101,8 +110,9 @@ class KittiSource(ImageFileSource):
                 return path / "sequences" / available[0]
             name = _sequence_name(sequence)
             if name not in available:
-                raise SourceError(f"KITTI sequence {name} not found in {path / 'sequences'}; "
-                                  f"available: {', '.join(available)}")
+                raise SourceError(
+                    f"KITTI sequence {name} not found in {path / 'sequences'}; available: {', '.join(available)}"
+                )
             return path / "sequences" / name
         if sequence is not None and _sequence_name(sequence) != path.resolve().name:
             raise SourceError(f"{path} is KITTI sequence {path.resolve().name}, not {sequence}")
@@ -151,7 +161,12 @@ class KittiSource(ImageFileSource):
         return [poses[i] @ camera0_from_this if i < len(poses) else None for i in range(self.num_raw)]
 
     def describe(self) -> dict:
-        return {**super().describe(), "path": str(self.sequence_dir), "sequence": self.sequence,
-                "images": self.num_raw, "image_folder": self.image_dir.name,
-                "calibration": str(self.calib_file) if self.calib_file else "guessed",
-                "ground_truth": str(self.poses_file) if self.poses_gt is not None else None}
+        return {
+            **super().describe(),
+            "path": str(self.sequence_dir),
+            "sequence": self.sequence,
+            "images": self.num_raw,
+            "image_folder": self.image_dir.name,
+            "calibration": str(self.calib_file) if self.calib_file else "guessed",
+            "ground_truth": str(self.poses_file) if self.poses_gt is not None else None,
+        }

@@ -37,8 +37,15 @@ class SyntheticSource(IndexedSource):
 
     kind = "synthetic"
 
-    def __init__(self, kind: str = "room", seed: int = 0, num_frames: int | None = None, height: int | None = None,
-                 width: int | None = None, options: SourceOptions | None = None):
+    def __init__(
+        self,
+        kind: str = "room",
+        seed: int = 0,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        options: SourceOptions | None = None,
+    ):
         super().__init__(options)
         if kind not in KINDS:
             raise SourceError(f"unknown synthetic scene {kind!r}: use one of {', '.join(KINDS)}")
@@ -81,10 +88,13 @@ class SyntheticSource(IndexedSource):
                 except ValueError:
                     raise SourceError(f"{spec!r}: {key} must be an integer, got {value!r}") from None
             else:
-                raise SourceError(f"{spec!r}: unknown part {part!r}; expected one of {', '.join(KINDS)}, "
-                                  f"size=HxW or {', '.join(k + '=N' for k in _INT_KEYS)}")
-        return cls(kind, values.get("seed", 0), values.get("frames"), values.get("height"), values.get("width"),
-                   options)
+                raise SourceError(
+                    f"{spec!r}: unknown part {part!r}; expected one of {', '.join(KINDS)}, "
+                    f"size=HxW or {', '.join(k + '=N' for k in _INT_KEYS)}"
+                )
+        return cls(
+            kind, values.get("seed", 0), values.get("frames"), values.get("height"), values.get("width"), options
+        )
 
     @property
     def has_ground_truth(self) -> bool:
@@ -92,8 +102,7 @@ class SyntheticSource(IndexedSource):
 
     def _load(self, raw_index: int) -> RawFrame:
         image, depth = self.sequence.render(raw_index)
-        return RawFrame(float(self.sequence.timestamps[raw_index]), image,
-                        self.sequence.poses[raw_index].copy(), depth)
+        return RawFrame(float(self.sequence.timestamps[raw_index]), image, self.sequence.poses[raw_index].copy(), depth)
 
     def describe(self) -> dict:
         return {**super().describe(), "scene": self.scene_kind, "seed": self.seed, "raw_frames": self.num_raw}

@@ -67,8 +67,12 @@ def associate(first: np.ndarray, second: np.ndarray, max_offset: float = MAX_DEP
     # Candidate pairs lie within max_offset; a window in the sorted list finds them without N x M work.
     lo = np.searchsorted(sorted_second, first - max_offset, side="left")
     hi = np.searchsorted(sorted_second, first + max_offset, side="right")
-    pairs = [(abs(first[i] - sorted_second[j]), i, order[j])
-             for i in range(len(first)) for j in range(lo[i], hi[i]) if abs(first[i] - sorted_second[j]) < max_offset]
+    pairs = [
+        (abs(first[i] - sorted_second[j]), i, order[j])
+        for i in range(len(first))
+        for j in range(lo[i], hi[i])
+        if abs(first[i] - sorted_second[j]) < max_offset
+    ]
     used = set()
     for _, i, j in sorted(pairs):
         if match[i] < 0 and j not in used:
@@ -144,7 +148,11 @@ class TumSource(ImageFileSource):
         return self.undistorter(depth, nearest=True)
 
     def describe(self) -> dict:
-        return {**super().describe(), "path": str(self.folder), "images": self.num_raw,
-                "calibration": str(self.calib_file) if self.calib_file else "guessed",
-                "depth_maps": sum(p is not None for p in self.depth_files),
-                "ground_truth_poses": 0 if self.poses_gt is None else sum(p is not None for p in self.poses_gt)}
+        return {
+            **super().describe(),
+            "path": str(self.folder),
+            "images": self.num_raw,
+            "calibration": str(self.calib_file) if self.calib_file else "guessed",
+            "depth_maps": sum(p is not None for p in self.depth_files),
+            "ground_truth_poses": 0 if self.poses_gt is None else sum(p is not None for p in self.poses_gt),
+        }

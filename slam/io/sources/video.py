@@ -123,8 +123,13 @@ class VideoSource(Source):
 
     kind = "video"
 
-    def __init__(self, path: str | Path, calib: str | Path | None = None, options: SourceOptions | None = None,
-                 backend: str | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        calib: str | Path | None = None,
+        options: SourceOptions | None = None,
+        backend: str | None = None,
+    ):
         super().__init__(options)
         self.path = Path(path)
         if not self.path.is_file():
@@ -178,6 +183,12 @@ class VideoSource(Source):
             reader.close()
 
     def describe(self) -> dict:
-        return {**super().describe(), "path": str(self.path), "backend": self.backend, "fps": self.fps,
-                "frame_count": self.frame_count, "skipped_frames": self.skipped_frames,
-                "calibration": str(self.calib_file) if self.calib_file else "guessed"}
+        return {
+            **super().describe(),
+            "path": str(self.path),
+            "backend": self.backend,
+            "fps": self.fps,
+            "frame_count": self.frame_count,
+            "skipped_frames": self.skipped_frames,
+            "calibration": str(self.calib_file) if self.calib_file else "guessed",
+        }

@@ -52,8 +52,14 @@ class WebcamSource(Source):
     kind = "webcam"
     live = True
 
-    def __init__(self, device: int = 0, calib: str | Path | None = None, options: SourceOptions | None = None,
-                 capture_factory: Callable[[int], CaptureDevice] | None = None, frame_timeout: float = 5.0):
+    def __init__(
+        self,
+        device: int = 0,
+        calib: str | Path | None = None,
+        options: SourceOptions | None = None,
+        capture_factory: Callable[[int], CaptureDevice] | None = None,
+        frame_timeout: float = 5.0,
+    ):
         super().__init__(options)
         self.device = device
         self.frame_timeout = frame_timeout
@@ -70,8 +76,11 @@ class WebcamSource(Source):
         height, width = probe.shape[:2]
         self.calib_file = None if calib is None else Path(calib)
         try:
-            camera = (guessed_camera(width, height, f"webcam {device}") if calib is None
-                      else camera_from_file(calib, width, height))
+            camera = (
+                guessed_camera(width, height, f"webcam {device}")
+                if calib is None
+                else camera_from_file(calib, width, height)
+            )
         except CalibrationError:
             capture.release()
             raise
@@ -103,8 +112,11 @@ class WebcamSource(Source):
                 with self._condition:
                     if not ok or image is None:
                         if not self._stop.is_set():
-                            log.error("webcam %d stopped delivering images after %d frames (unplugged?); "
-                                      "ending the input", self.device, self.captured_frames)
+                            log.error(
+                                "webcam %d stopped delivering images after %d frames (unplugged?); ending the input",
+                                self.device,
+                                self.captured_frames,
+                            )
                         return
                     self.captured_frames += 1
                     self._latest = (self.captured_frames, stamp, image)
@@ -122,10 +134,12 @@ class WebcamSource(Source):
         last_taken = 0
         for raw_index in itertools.count():
             with self._condition:
-                if not self._condition.wait_for(lambda: self._has_newer(last_taken) or self._ended,
-                                                timeout=self.frame_timeout):
-                    log.error("webcam %d delivered no image for %.1f s; ending the input", self.device,
-                              self.frame_timeout)
+                if not self._condition.wait_for(
+                    lambda: self._has_newer(last_taken) or self._ended, timeout=self.frame_timeout
+                ):
+                    log.error(
+                        "webcam %d delivered no image for %.1f s; ending the input", self.device, self.frame_timeout
+                    )
                     self._stop.set()
                     return
                 if not self._has_newer(last_taken):
@@ -149,6 +163,11 @@ class WebcamSource(Source):
             self._thread.join(timeout=2.0)
 
     def describe(self) -> dict:
-        return {**super().describe(), "device": self.device, "reported_fps": self.reported_fps,
-                "captured_frames": self.captured_frames, "dropped_frames": self.dropped_frames,
-                "calibration": str(self.calib_file) if self.calib_file else "guessed"}
+        return {
+            **super().describe(),
+            "device": self.device,
+            "reported_fps": self.reported_fps,
+            "captured_frames": self.captured_frames,
+            "dropped_frames": self.dropped_frames,
+            "calibration": str(self.calib_file) if self.calib_file else "guessed",
+        }
