@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -93,7 +94,7 @@ class ClassicalDepthConfig:
     refine_radius: int = 2
 
     def __post_init__(self) -> None:
-        self.input_size = tuple(int(s) for s in self.input_size)
+        self.input_size = cast("tuple[int, int]", tuple(int(s) for s in self.input_size))  # length checked below
         if len(self.input_size) != 2 or self.stride < 1 or any(s <= 0 or s % self.stride for s in self.input_size):
             raise ValueError(
                 f"classical depth input size must be two positive multiples of the stride {self.stride}, "
@@ -111,7 +112,7 @@ class ClassicalDepthConfig:
         if self.aggregation not in ("best_half", "mean"):
             raise ValueError(f"unknown aggregation {self.aggregation!r}: use best_half or mean")
         if self.sgm_penalties is not None:
-            self.sgm_penalties = tuple(float(p) for p in self.sgm_penalties)
+            self.sgm_penalties = cast("tuple[float, float]", tuple(float(p) for p in self.sgm_penalties))
             if len(self.sgm_penalties) != 2 or not 0 <= self.sgm_penalties[0] <= self.sgm_penalties[1]:
                 raise ValueError(f"SGM penalties must be (P1, P2) with 0 <= P1 <= P2, got {self.sgm_penalties}")
         if self.sgm_edge <= 0:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -53,8 +54,8 @@ class ClassicalMotionConfig:
     pixels. ``preset`` names the DIS preset ("ultrafast", "fast", "medium"); ``finest_scale``
     overrides its finest pyramid level: 0 computes the flow at the feature resolution, 1 at half of
     it (half the time, but pose errors about 1.5-2x larger on the benchmark clips), the presets' 2
-    at a quarter (too coarse for images this small). ``fb_sigma`` (pixels at feature resolution) scales the forward-backward
-    confidence; ``texture_tau`` (grey level difference per pixel, images in [0, 1]; 0 = off)
+    at a quarter (too coarse for images this small). ``fb_sigma`` (pixels at feature resolution)
+    scales the forward-backward confidence; ``texture_tau`` (grey level difference per pixel, images in [0, 1]; 0 = off)
     down-weights textureless pixels, which helps on real images (flat walls) more than on the
     textured synthetic scenes."""
 
@@ -144,9 +145,10 @@ class ClassicalMotionModule(torch.nn.Module):
     def _dis_flows(self, grey_i: torch.Tensor, warped_j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """DIS flows I_i -> W_j and W_j -> I_i for (P, 1, h, w) grey pairs in [0, 1]:
         two (P, h, w, 2) CPU float32 tensors in pixels."""
-        dis = getattr(self._per_thread, "dis", None)
+        # Any: OpenCV's stubs require calc()'s flow argument, which the binding accepts as None
+        dis: Any = getattr(self._per_thread, "dis", None)
         if dis is None:  # made once per thread: its buffers are reused from call to call
-            dis = self._per_thread.dis = cv2.DISOpticalFlow_create(DIS_PRESETS[self.config.preset])
+            dis = self._per_thread.dis = cv2.DISOpticalFlow.create(DIS_PRESETS[self.config.preset])
             dis.setFinestScale(self.config.finest_scale)
         first, second = (_to_uint8(x) for x in (grey_i, warped_j))
         forward = np.stack([dis.calc(a, b, None) for a, b in zip(first, second)])

@@ -98,7 +98,7 @@ class DeepV2D:
             poses = SE3.identity(batch, num_frames, dtype=images.dtype, device=images.device)
         depth_features = self.depth_module.encode(images)
         motion_features = self.motion_module.encode(images)
-        feature_size = tuple(motion_features.shape[-2:])
+        feature_size = (motion_features.shape[-2], motion_features.shape[-1])
         estimates: list[DepthEstimate] = []
         global_mode = self.config.mode == "global"
         ii, jj = (all_pairs_edges if global_mode else keyframe_edges)(num_frames, device=images.device)

@@ -28,6 +28,7 @@ Normalisation is GroupNorm (see :mod:`networks.layers`): batch size 1 in SLAM.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -91,7 +92,7 @@ class DepthNetConfig:
     correlation: bool = False
 
     def __post_init__(self) -> None:
-        self.input_size = tuple(int(s) for s in self.input_size)
+        self.input_size = cast("tuple[int, int]", tuple(int(s) for s in self.input_size))  # length checked below
         multiple = FeatureEncoder.SIZE_MULTIPLE
         if len(self.input_size) != 2 or any(s <= 0 or s % multiple for s in self.input_size):
             raise ValueError(
@@ -164,6 +165,7 @@ class LearnedDepthModule(nn.Module):
     """:class:`networks.interfaces.DepthModule` with learned weights (DeepV2D's depth network)."""
 
     stride = FeatureEncoder.STRIDE
+    bins: torch.Tensor  # a registered buffer (see __init__), declared for the type checker
 
     def __init__(self, config: DepthNetConfig | None = None):
         super().__init__()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -59,9 +60,12 @@ def save_checkpoint(
     torch.save(checkpoint, path)
 
 
+_M = TypeVar("_M", bound=torch.nn.Module)
+
+
 def _learned_module(
-    role: str, kind: str, module_cls, config_cls, checkpoint: dict | None, device: str | torch.device
-) -> torch.nn.Module:
+    role: str, kind: str, module_cls: type[_M], config_cls, checkpoint: dict | None, device: str | torch.device
+) -> _M:
     """The learned ``role`` ("depth" or "motion") module stored in ``checkpoint``, on ``device``,
     in eval mode (its size comes from the stored config)."""
     if kind not in MODULE_KINDS:

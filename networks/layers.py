@@ -143,6 +143,9 @@ class FeatureEncoder(nn.Module):
 
     SIZE_MULTIPLE = 16
     STRIDE = 4
+    # registered buffers (see __init__), declared for the type checker
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, out_channels: int, base_channels: int, num_hourglasses: int = 2):
         super().__init__()

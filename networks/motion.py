@@ -17,6 +17,7 @@ features are ``input_size / 4`` whatever the camera.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -49,7 +50,7 @@ class MotionNetConfig:
     input_size: tuple[int, int] = (192, 256)
 
     def __post_init__(self) -> None:
-        self.input_size = tuple(int(s) for s in self.input_size)
+        self.input_size = cast("tuple[int, int]", tuple(int(s) for s in self.input_size))  # length checked below
         multiple = FeatureEncoder.SIZE_MULTIPLE
         if len(self.input_size) != 2 or any(s <= 0 or s % multiple for s in self.input_size):
             raise ValueError(

@@ -55,6 +55,11 @@ class Batch:
         )
 
     @property
+    def every_frame_has_depth(self) -> bool:
+        """Whether every frame of every clip has a depth map (some pixels > 0)."""
+        return bool((self.depths.flatten(2) > 0).any(dim=2).all())
+
+    @property
     def size(self) -> int:
         return self.images.shape[0]
 

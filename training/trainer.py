@@ -91,7 +91,8 @@ def write_model_card(path: Path, summary: dict) -> None:
     lines = [
         f"# DeepV2D {summary['model_size']} weights",
         "",
-        "Trained by this project's `v2d train` on CPU, from the synthetic generator only (never on the evaluation data).",
+        "Trained by this project's `v2d train` on CPU, from the synthetic generator only "
+        "(never on the evaluation data).",
         "",
         "| | |",
         "|---|---|",

@@ -1,4 +1,4 @@
-"""Pictures of frames and depth maps for previews, contact sheets and viewers."""
+"""Depth maps as colour pictures, for the viewers and contact sheets."""
 
 from __future__ import annotations
 
@@ -22,10 +22,3 @@ def colorize_depth(depth: np.ndarray, near: float | None = None, far: float | No
     colours = cv2.applyColorMap((255 * inverse).astype(np.uint8).reshape(-1, 1), cv2.COLORMAP_TURBO)
     out[valid] = colours.reshape(-1, 3)[:, ::-1]
     return out
-
-
-def side_by_side(
-    image: np.ndarray, depth: np.ndarray, near: float | None = None, far: float | None = None
-) -> np.ndarray:
-    """An RGB image and its colour-mapped depth next to each other, (H, 2W, 3) RGB uint8."""
-    return np.concatenate([image, colorize_depth(depth, near, far)], axis=1)

@@ -6,8 +6,8 @@ Qt owns the main thread; the SLAM loop runs in a :class:`viewer.session.SlamWork
 QTimer polls a :class:`viewer.scene.LiveScene` four times a second and redraws only what changed,
 so tracking never waits for drawing: the side panel at every poll, the 3D view when the cloud is
 refreshed and otherwise every :data:`SCENE_INTERVAL` seconds (repainting the view is the viewer's
-largest cost where OpenGL renders in software on the cores SLAM runs on). Closing the window (or Quit, or Ctrl-C) stops the run, waits
-for it to write its outputs, then closes.
+largest cost where OpenGL renders in software on the cores SLAM runs on). Closing the window (or
+Quit, or Ctrl-C) stops the run, waits for it to write its outputs, then closes.
 """
 
 from __future__ import annotations

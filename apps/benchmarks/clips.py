@@ -9,6 +9,10 @@ Clip sets (:func:`benchmark_sets`), the same for every module benchmark:
 - synthetic rooms as rendered (keyframe and 4 neighbours, spacing 3 frames, 240 x 320);
 - real sequences in the TUM layout with depth maps (``tum_fr1_rpy`` at 240 x 320,
   ``hololens_000`` at 240 x 360), keyframe and 4 neighbours at several spacings.
+
+Each clip is training's :class:`~training.clips.Clip` collated into a batch of one
+(:class:`~training.clips.Batch`: poses world-to-camera with the world at the keyframe; depth 0
+where unknown, on every frame without a depth map).
 """
 
 from __future__ import annotations
@@ -20,14 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from slam.geometry.lie import SE3
 from slam.io.frame import Frame
 from slam.io.shared_data import SHARED_DATA
 from slam.io.sources.base import SourceOptions
 from slam.io.sources.tum import TumSource
 from slam.synthetic import SyntheticSequence
+from training.clips import Batch, Clip, collate
 from training.config import TrainConfig
 from training.validation import validation_clips
 
@@ -45,36 +48,12 @@ ROOM_SPACING, ROOM_SIZE = 3, (240, 320)
 
 
 @dataclass
-class Clip:
-    """``images`` (N, 3, H, W) float32 RGB in [0, 1]; ``poses`` SE3 (N,) world-to-camera;
-    ``intrinsics`` (4,) float32 of the images; ``depths`` (N, H, W) float32 metres of every
-    frame, 0 where unknown (all 0 for a frame without a depth map); ``name`` says where it
-    comes from. Frame 0 is the keyframe."""
-
-    images: torch.Tensor
-    poses: SE3
-    intrinsics: torch.Tensor
-    depths: torch.Tensor
-    name: str
-
-    @property
-    def depth_gt(self) -> torch.Tensor:
-        """(H, W) ground-truth depth of the keyframe, metres, 0 where unknown."""
-        return self.depths[0]
-
-    @property
-    def every_frame_has_depth(self) -> bool:
-        """Whether every frame has a depth map (some known pixels)."""
-        return bool((self.depths.flatten(1) > 0).any(dim=1).all())
-
-
-@dataclass
 class ClipSet:
     """A named set of clips of one size; ``clips`` is None where the data is missing, and
     ``missing`` then says why."""
 
     name: str
-    clips: list[Clip] | None
+    clips: list[Batch] | None
     missing: str = ""
 
 
@@ -88,42 +67,27 @@ def _clip(
     poses_c2w: Sequence[np.ndarray],
     depths: Sequence[np.ndarray | None],
     intrinsics: np.ndarray,
-    name: str,
-) -> Clip:
-    """A :class:`Clip` from HxWx3 uint8 RGB images, 4x4 camera-to-world poses and HxW depth maps
-    in metres (None: unknown), all per frame, keyframe first."""
-    tensor = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
-    height, width = tensor.shape[-2:]
+) -> Batch:
+    """A batch of one clip (training's :class:`~training.clips.Clip`, collated: poses with the
+    world at the keyframe) from HxWx3 uint8 RGB images, 4x4 camera-to-world poses and HxW depth
+    maps in metres (None: unknown, all 0), all per frame, keyframe first."""
+    height, width = images[0].shape[:2]
     depth = np.stack([np.zeros((height, width), np.float32) if d is None else d.astype(np.float32) for d in depths])
-    world_to_camera = torch.from_numpy(np.linalg.inv(np.stack(poses_c2w))).float()
-    return Clip(
-        tensor,
-        SE3.from_matrix(world_to_camera),
-        torch.from_numpy(np.asarray(intrinsics, np.float32)),
-        torch.from_numpy(depth),
-        name,
-    )
+    return collate([Clip(np.stack(images), depth, np.stack(poses_c2w), np.asarray(intrinsics, np.float64))])
 
 
-def validation_set(count: int | None = None) -> list[Clip]:
+def validation_set(count: int | None = None) -> list[Batch]:
     """The first ``count`` (default: all) clips of training's synthetic validation set (the
-    default :class:`~training.config.TrainConfig`'s), converted from training clips."""
+    default :class:`~training.config.TrainConfig`'s), a batch of one clip each."""
     config = TrainConfig()
     if count is not None:
         config = dataclasses.replace(config, run=dataclasses.replace(config.run, validation_clips=count))
-    clips = validation_clips(config)
-    empty = [None] * config.data.frames
-    return [
-        _clip(
-            c.images, c.poses_c2w, empty if c.depths is None else list(c.depths), c.intrinsics, f"validation clip {k}"
-        )
-        for k, c in enumerate(clips)
-    ]
+    return [collate([clip]) for clip in validation_clips(config)]
 
 
 def synthetic_clips(
     kind: str, count: int, neighbours: int = 4, spacing: int = 3, height: int = 240, width: int = 320, seed: int = 0
-) -> list[Clip]:
+) -> list[Batch]:
     """``count`` clips of synthetic ``kind`` ("room"/"road") scenes, one scene per clip (seeds
     ``seed``, ``seed + 1``, ...), keyframe in the middle of a short stretch of its camera path."""
     offsets = neighbour_offsets(neighbours, spacing)
@@ -140,7 +104,6 @@ def synthetic_clips(
                 [sequence.poses[i] for i in indices],
                 [r[1] for r in renders],
                 sequence.camera.intrinsics,
-                f"synthetic {kind} seed {seed + c} frame {key}",
             )
         )
     return clips
@@ -155,7 +118,7 @@ def _sequence_frames(folder: Path, height: int, width: int) -> tuple[Frame, ...]
 
 def real_clips(
     folder: str | Path, count: int, neighbours: int = 4, spacing: int = 3, height: int = 240, width: int = 320
-) -> list[Clip]:
+) -> list[Batch]:
     """``count`` clips from a sequence in the TUM layout with depth and ground truth, images
     resized to ``height`` x ``width`` (undistorted first). Keyframes are spread evenly over the
     frames that have ground-truth depth and pose and whose neighbours all have poses; a
@@ -182,7 +145,6 @@ def real_clips(
                 [f.pose_gt for f in chosen],
                 [f.depth_gt for f in chosen],
                 frames[key].camera.intrinsics,
-                f"{folder.name} frame {key}",
             )
         )
     return clips
@@ -194,7 +156,7 @@ def benchmark_sets(count: int, validation_count: int | None = None, shared_data:
     folder is missing under ``shared_data`` have ``clips`` None."""
     validation = validation_set(validation_count)
     height, width = validation[0].images.shape[-2:]
-    frames = validation[0].images.shape[0]
+    frames = validation[0].images.shape[1]
     sets = [
         ClipSet(f"validation set ({height} x {width}, {frames} frames)", validation),
         ClipSet(

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from apps.bench import NO_WEIGHTS, weights_description
-from apps.benchmarks.clips import NEIGHBOURS, REAL_SEQUENCES, Clip, benchmark_sets
+from apps.benchmarks.clips import NEIGHBOURS, REAL_SEQUENCES, benchmark_sets
 from apps.benchmarks.common import CAMERA_SIZE, milliseconds
 from networks.classical_depth import ClassicalDepthConfig, ClassicalDepthModule
 from networks.depth import DepthNetConfig, LearnedDepthModule
@@ -19,6 +19,7 @@ from networks.factory import build_depth_module
 from networks.interfaces import DepthModule
 from slam.evaluation.depth import depth_metrics, valid_depth_mask
 from slam.geometry.lie import SE3
+from training.clips import Batch
 from training.config import TrainConfig
 
 #: depth update budget (ms) of the lite size: keyframe + neighbours, features included
@@ -83,7 +84,7 @@ def speed_table(quick: bool) -> str:
     return "\n".join(rows)
 
 
-def _evaluate(module: DepthModule, clips: list[Clip]) -> dict[str, float]:
+def _evaluate(module: DepthModule, clips: list[Batch]) -> dict[str, float]:
     """Mean metrics over ``clips`` of the keyframe depth from the true poses against ground
     truth, over the pixels with ground truth inside :data:`DEPTH_RANGE`: the metrics of
     :func:`slam.evaluation.trajectory.depth_metrics` without median scaling, ``median_abs_rel`` and
@@ -92,12 +93,12 @@ def _evaluate(module: DepthModule, clips: list[Clip]) -> dict[str, float]:
     low, high = DEPTH_RANGE
     rows = []
     for clip in clips:
-        size = tuple(clip.images.shape[-2:])
+        size = (clip.images.shape[-2], clip.images.shape[-1])
         with torch.inference_mode():
-            features = module.encode(clip.images[None])
-            estimate = module.depth(features, SE3(clip.poses.data[None]), clip.intrinsics[None], size)
+            features = module.encode(clip.images)
+            estimate = module.depth(features, clip.poses, clip.intrinsics, size)
         predicted, confidence = estimate.depth[0].numpy(), estimate.confidence[0].numpy()
-        gt = clip.depth_gt.numpy()
+        gt = clip.depths[0, 0].numpy()
         known = valid_depth_mask(gt, low, high)
         metrics = depth_metrics(predicted, gt, min_depth=low, max_depth=high)
         scaled = depth_metrics(predicted, gt, median_scaling=True, min_depth=low, max_depth=high)

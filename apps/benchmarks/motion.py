@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from apps.bench import NO_WEIGHTS, weights_description
-from apps.benchmarks.clips import Clip, benchmark_sets
+from apps.benchmarks.clips import benchmark_sets
 from apps.benchmarks.common import CAMERA_SIZE, milliseconds
 from networks.classical_motion import ClassicalMotionConfig, ClassicalMotionModule
 from networks.cost_volume import neighbour_transforms
@@ -25,6 +25,7 @@ from networks.motion import LearnedMotionModule, MotionNetConfig
 from slam.geometry.lie import SE3
 from slam.geometry.resize import resize_depth
 from slam.geometry.solver import all_pairs_edges, gauss_newton_step, keyframe_edges
+from training.clips import Batch
 from training.losses import relative_pose_errors
 
 #: tracking step budget (ms) of the lite size
@@ -133,7 +134,7 @@ def _starts(truth: SE3, seed: int) -> SE3:
     return SE3(torch.stack([perturbed, identity]))
 
 
-def track_clip(module: MotionModule, clip: Clip, starts: SE3, mode: str) -> SE3:
+def track_clip(module: MotionModule, clip: Batch, starts: SE3, mode: str) -> SE3:
     """World-to-camera poses (B, N) of ``clip`` after ROUNDS rounds of ``module``'s flow and one
     Gauss-Newton step each, from each of the B rows of ``starts`` (B, N), on ground-truth depth,
     frame 0 held fixed. ``mode`` "keyframe": edges keyframe -> neighbour (each pair solved on its
@@ -142,10 +143,10 @@ def track_clip(module: MotionModule, clip: Clip, starts: SE3, mode: str) -> SE3:
     height, width = clip.images.shape[-2:]
     batch, frames = starts.shape
     ii, jj = EDGES[mode](frames)
-    intrinsics = clip.intrinsics[None].expand(batch, -1)
+    intrinsics = clip.intrinsics.expand(batch, -1)
     with torch.inference_mode():
-        features = module.encode(clip.images[None]).expand(batch, -1, -1, -1, -1)
-        depths = resize_depth(clip.depths, tuple(features.shape[-2:]))[None].expand(batch, -1, -1, -1)
+        features = module.encode(clip.images).expand(batch, -1, -1, -1, -1)
+        depths = resize_depth(clip.depths, (features.shape[-2], features.shape[-1])).expand(batch, -1, -1, -1)
         poses = starts
         for _ in range(ROUNDS):
             flow = module.flow(features, depths, poses, intrinsics, ii, jj, (height, width))
@@ -159,13 +160,13 @@ def _median_p90(errors: list[tuple[np.ndarray, np.ndarray]], k: int) -> str:
     return f"{np.median(values):.2f} ({np.quantile(values, 0.9):.2f})"
 
 
-def _accuracy_cells(module: MotionModule, clips: list[Clip], mode: str) -> str:
+def _accuracy_cells(module: MotionModule, clips: list[Batch], mode: str) -> str:
     """The measured cells of one row: poses scored, true motion, perturbed start error, and the
     errors after tracking from the perturbed and identity starts."""
     start_errors, motions = [], []
     final: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"perturbed": [], "identity": []}
     for c, clip in enumerate(clips):
-        truth = clip.poses
+        truth = clip.poses[0]
         starts = _starts(truth, seed=c)
         start_errors.append(_pair_errors(starts[0], truth))
         motions.append(_motion(truth))

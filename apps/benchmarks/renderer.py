@@ -16,9 +16,10 @@ def suite(args: argparse.Namespace) -> str:
         if (height, width) == (240, 320):
             target = ">= 100 fps: " + ("met" if result["fps"] >= 100 else "MISSED")
         rows.append(
-            f"| {kind} | {height} x {width} | {frames} | {result['ms_per_frame']:.2f} | {result['fps']:.0f} | {target} |"
+            f"| {kind} | {height} x {width} | {frames} | {result['ms_per_frame']:.2f} "
+            f"| {result['fps']:.0f} | {target} |"
         )
     return (
-        "### Synthetic renderer\n\nRGB image and exact depth per frame, one process; 192 x 640 is the driving scene's default size.\n\n"
-        + "\n".join(rows)
+        "### Synthetic renderer\n\nRGB image and exact depth per frame, one process; "
+        "192 x 640 is the driving scene's default size.\n\n" + "\n".join(rows)
     )

@@ -45,6 +45,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a section (mapping), got {value!r}")
+        assert isinstance(annotation, type)  # a field's annotation: the dataclass type itself
         return from_dict(annotation, value, where)
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):

@@ -63,7 +63,9 @@ class Camera:
                 f"{origin}: expected 4, 8 or 9 numbers 'fx fy cx cy [k1 k2 p1 p2 [k3]]', found {len(values)}"
             )
         try:
-            return cls(*values[:4], distortion=tuple(values[4:]), width=width, height=height)
+            return cls(
+                values[0], values[1], values[2], values[3], distortion=tuple(values[4:]), width=width, height=height
+            )
         except CalibrationError as err:
             raise CalibrationError(f"{origin}: {err}") from None
 
@@ -161,6 +163,7 @@ class Camera:
         """Intrinsics after resizing the whole image to ``width`` x ``height`` (needs the size)."""
         if self.size is None:
             raise CalibrationError("cannot resize a camera whose image size is unknown")
+        assert self.width is not None and self.height is not None  # size is not None
         cam = self.scaled(width / self.width, height / self.height)
         return replace(cam, width=int(width), height=int(height))
 

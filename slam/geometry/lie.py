@@ -18,8 +18,8 @@ All operations are batched over leading dimensions, differentiable, and device/d
 Where no gradient is recorded (the SLAM system runs under ``torch.no_grad``), composition,
 inversion and ``matrix()`` use the plain quaternion formulas below instead of pypose's operators:
 the same values at a fraction of the per-call overhead, which dominates for the small batches of
-tracking. Differentiate through ``matrix()``, ``act()`` or ``log()``: the gradient pypose reports for the raw ``data`` (the quaternion) follows its tangent-space
-convention, not the ambient derivative of the 7 numbers.
+tracking. Differentiate through ``matrix()``, ``act()`` or ``log()``: the gradient pypose reports
+for the raw ``data`` (the quaternion) follows its tangent-space convention, not the ambient derivative of the 7 numbers.
 """
 
 from __future__ import annotations

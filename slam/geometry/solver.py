@@ -18,6 +18,8 @@ Both are this one function with different edges (see :func:`keyframe_edges`, :fu
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 from slam.geometry.lie import SE3
@@ -78,6 +80,7 @@ def _edge_systems(
         with_jacobians=True,
     )
     rows = height * width * 2
+    assert J_j is not None and J_depth is not None  # with_jacobians=True returns both
     J_j = J_j.reshape(batch * edges, rows, 6)
     w = (weights.reshape(batch * edges, height * width, 2) * valid.reshape(batch * edges, -1, 1)).reshape(-1, rows, 1)
     residual = targets.reshape(batch * edges, rows, 1) - coords.reshape(batch * edges, rows, 1)
@@ -113,14 +116,20 @@ def _pose_system(
     select_i = torch.nn.functional.one_hot(ii, num_frames).to(H_edge.dtype)  # (E, N)
     select_j = torch.nn.functional.one_hot(jj, num_frames).to(H_edge.dtype)
     selectors = (select_i, select_j)
-    H = sum(
-        torch.einsum(
-            "ea,ec,bexy->baxcy", selectors[r], selectors[c], H_edge[:, :, 6 * r : 6 * r + 6, 6 * c : 6 * c + 6]
-        )
-        for r in range(2)
-        for c in range(2)
+    # sum() of a non-empty generator of tensors is a tensor (never its start value 0)
+    H = cast(
+        torch.Tensor,
+        sum(
+            torch.einsum(
+                "ea,ec,bexy->baxcy", selectors[r], selectors[c], H_edge[:, :, 6 * r : 6 * r + 6, 6 * c : 6 * c + 6]
+            )
+            for r in range(2)
+            for c in range(2)
+        ),
     )
-    g = sum(torch.einsum("ea,bex->bax", selectors[r], g_edge[:, :, 6 * r : 6 * r + 6]) for r in range(2))
+    g = cast(
+        torch.Tensor, sum(torch.einsum("ea,bex->bax", selectors[r], g_edge[:, :, 6 * r : 6 * r + 6]) for r in range(2))
+    )
     return H, g
 
 
@@ -214,15 +223,17 @@ def bundle_adjustment_step(
     complement on the 6N x 6N pose system), then recovered from the pose step.
 
     Args are :func:`gauss_newton_step`'s, and ``prior_depths`` (B, N, h, w) > 0. ``depths`` must be
-    > 0 everywhere. ``huber``: a robust data term, see :func:`_edge_systems`. Returns (SE3 (B, N) world-to-camera, (B, N, h, w) depths); each inverse depth
-    moves at most by a factor of 2 per step.
+    > 0 everywhere. ``huber``: a robust data term, see :func:`_edge_systems`. Returns (SE3 (B, N)
+    world-to-camera, (B, N, h, w) depths); each inverse depth moves at most by a factor of 2 per step.
     """
     batch, num_frames = poses.shape
     _check_num_fixed(num_fixed, num_frames)
     pixels = depths.shape[-2] * depths.shape[-1]
-    H_edge, g_edge, (E_edge, C_edge, gz_edge) = _edge_systems(
+    H_edge, g_edge, depth_terms = _edge_systems(
         poses, depths, intrinsics, ii, jj, targets, weights, with_depth=True, huber=huber
     )
+    assert depth_terms is not None  # with_depth=True returns the depth terms
+    E_edge, C_edge, gz_edge = depth_terms
     H, g = _pose_system(H_edge, g_edge, ii, jj, num_frames)
     z = 1.0 / depths.reshape(batch, num_frames, pixels)
     z0 = 1.0 / prior_depths.reshape(batch, num_frames, pixels)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,7 +171,7 @@ def find_corners(grey: np.ndarray, board: Board, fast_check: bool = False) -> np
 
 # ---------------------------------------------------------------------------------- frame readers
 # Each yields (name, grey uint8 image, fast_check) for every candidate view.
-FrameStream = Iterator[tuple[str, np.ndarray, bool]]
+FrameStream = Generator[tuple[str, np.ndarray, bool], None, None]
 
 
 def _folder_frames(folder: Path) -> FrameStream:
@@ -316,12 +316,13 @@ def _calibrate_frames(
     if unused:
         keep = np.linspace(0, len(corners) - 1, max_views).round().astype(int)
         names, corners = [names[i] for i in keep], [corners[i] for i in keep]
+    assert views.image_size is not None  # set by the first view found
     width, height = views.image_size
     rms, K, dist, _, _, _, _, per_view = cv2.calibrateCameraExtended(
         [board.object_points()] * len(corners),
         [c.reshape(-1, 1, 2) for c in corners],
         (width, height),
-        None,
+        None,  # type: ignore[call-overload]  # OpenCV's stubs lack None (no initial guess) here
         None,
         flags=0,
     )

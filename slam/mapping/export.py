@@ -54,6 +54,7 @@ def _write_ply(path: str | Path, vertices: np.ndarray, triangles: np.ndarray | N
         "comment written by deepv2d-slam",
         f"element vertex {len(vertices)}",
     ]
+    assert vertices.dtype.names is not None  # a structured array of named fields
     header += [f"property {_PLY_TYPES[vertices.dtype[name].str[1:]]} {name}" for name in vertices.dtype.names]
     body = [vertices.tobytes()]
     if triangles is not None:

@@ -294,7 +294,7 @@ class PointCloudFuser:
 
     Keyframes are added or replaced by id (:meth:`add`, :meth:`sync`) as the backend moves poses
     and refines depths; :meth:`cloud` returns the fused cloud of the current keyframes, exactly
-    what :func:`fuse_point_cloud` gives for them (same settings, same result).
+    what fusing them all at once gives (same settings, same result).
 
     Cost model. Each keyframe caches its kept points with what they depend on: its own version,
     the number of views required, and its neighbours' ids and versions. :meth:`cloud` ranks the
@@ -467,36 +467,6 @@ def keyframe_points(
     return _consistent_points(keyframe, witnesses, required, min_confidence, max_reprojection_depth_error, False)
 
 
-def fuse_point_cloud(
-    keyframes: Sequence[FusionKeyframe],
-    min_confidence: float = 0.5,
-    consistency_views: int = 2,
-    num_neighbours: int = 6,
-    max_reprojection_depth_error: float = 0.05,
-    voxel_size: float | None = None,
-    max_points: int | None = 2_000_000,
-    estimate_normals: bool = False,
-) -> PointCloud:
-    """The coloured world-frame cloud of the keyframes' confident, geometrically consistent
-    pixels (see the module's docstring and :class:`PointCloudFuser` for the settings). Empty
-    input gives an empty cloud."""
-    ids = [kf.id for kf in keyframes]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"keyframe ids must be unique, got {ids}")
-    fuser = PointCloudFuser(
-        min_confidence,
-        consistency_views,
-        num_neighbours,
-        max_reprojection_depth_error,
-        voxel_size,
-        max_points,
-        estimate_normals,
-    )
-    for keyframe in keyframes:
-        fuser.add(keyframe)
-    return fuser.cloud()
-
-
 class TsdfVolume:
     """A coloured TSDF volume (Open3D ``t.geometry.VoxelBlockGrid`` on the CPU, world frame)
     that keyframes are integrated into one at a time and a mesh extracted from at any time.
@@ -616,57 +586,3 @@ class TsdfVolume:
             return o3d.geometry.TriangleMesh()
         weight_threshold = min(self.min_weight, float(self.integrated)) - 0.5
         return self._grid.extract_triangle_mesh(weight_threshold=weight_threshold).to_legacy()
-
-
-def fuse_mesh(
-    keyframes: Sequence[FusionKeyframe],
-    voxel_length: float | None = None,
-    sdf_trunc: float | None = None,
-    voxels_per_median_depth: float = AUTO_VOXELS_PER_MEDIAN_DEPTH,
-    depth_max: float | None = None,
-    min_confidence: float = 0.5,
-    min_weight: float = 3.0,
-    consistency_views: int = 0,
-    num_neighbours: int = 6,
-    max_reprojection_depth_error: float = 0.05,
-) -> open3d.geometry.TriangleMesh:
-    """A coloured triangle mesh (world frame, vertex colours in [0, 1], vertex normals) from
-    TSDF fusion of the keyframes' depths in an Open3D ``t.geometry.VoxelBlockGrid``.
-
-    - ``voxel_length``: metres; None = median valid depth / ``voxels_per_median_depth``,
-      so that a monocular map of any scale gets the same relative detail.
-    - ``sdf_trunc``: truncation distance in metres; None = :data:`AUTO_TRUNCATION_VOXELS` voxels.
-    - ``depth_max``: depths beyond it are ignored; None = no limit (the largest valid depth).
-    - Pixels with confidence below ``min_confidence`` are masked out before integration; with
-      ``consistency_views`` > 0, so are pixels failing the point cloud's consistency test.
-    - ``min_weight``: surfaces seen by fewer keyframes are dropped (capped at the number of
-      keyframes integrated, so that one keyframe still gives a mesh; a keyframe whose depth
-      touches no voxel block is left out, as Open3D refuses it). Each keyframe adds weight 1 to the
-      voxels it sees, and Open3D keeps voxels whose weight is strictly above its threshold, so
-      the threshold passed is ``min_weight - 0.5``.
-
-    Runs headless on the CPU. No valid depth gives an empty mesh.
-    """
-    import open3d as o3d
-
-    if consistency_views > 0:
-        masks = consistency_masks(
-            keyframes, min_confidence, consistency_views, num_neighbours, max_reprojection_depth_error
-        )
-        depths = [np.where(mask, kf.depth, np.float32(0.0)) for kf, mask in zip(keyframes, masks)]
-    else:
-        depths = [kf.masked_depth(min_confidence) for kf in keyframes]
-    valid = np.concatenate([d[d > 0] for d in depths]) if depths else np.zeros(0, np.float32)
-    if valid.size == 0:
-        log.debug("no valid depth to fuse into a mesh")
-        return o3d.geometry.TriangleMesh()
-    if voxel_length is None:
-        voxel_length = float(np.median(valid)) / voxels_per_median_depth
-    if sdf_trunc is None:
-        sdf_trunc = AUTO_TRUNCATION_VOXELS * voxel_length
-    volume = TsdfVolume(
-        voxel_length, sdf_trunc, float(valid.max()) * 1.001 if depth_max is None else depth_max, min_weight
-    )
-    for keyframe, depth in zip(keyframes, depths):
-        volume.integrate(keyframe, depth)
-    return volume.mesh()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    import open3d
+    pass
 
 #: Bits per axis of a packed voxel key: cells -2^20 .. 2^20 - 1 along each axis.
 _KEY_BITS = 21
@@ -63,16 +63,6 @@ class PointCloud:
             np.concatenate([c.colours for c in clouds]),
             np.concatenate([c.normals for c in clouds]) if with_normals else None,
         )
-
-    def to_open3d(self) -> open3d.geometry.PointCloud:
-        """The cloud as an Open3D legacy point cloud (colours in [0, 1])."""
-        import open3d as o3d
-
-        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(self.points.astype(np.float64)))
-        cloud.colors = o3d.utility.Vector3dVector(self.colours.astype(np.float64) / 255.0)
-        if self.normals is not None:
-            cloud.normals = o3d.utility.Vector3dVector(self.normals.astype(np.float64))
-        return cloud
 
 
 @dataclass(eq=False)

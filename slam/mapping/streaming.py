@@ -135,6 +135,7 @@ class StreamingFusion:
         self._pending = []
         while len(self._merged.keys) > self.config.max_points:  # over budget: a twice coarser grid
             self._merged = self._merged.coarsened(2)
+            assert self.scale is not None  # fixed by the first _add, before anything was pending
             self.scale = replace(self.scale, point_voxel=self._merged.voxel_size)
             log.info(
                 "the point cloud outgrew %d points: voxel now %.4g", self.config.max_points, self.scale.point_voxel
@@ -190,6 +191,7 @@ class StreamingFusion:
                 if not live or not self.config.mesh:
                     return o3d.geometry.TriangleMesh()
                 scale = self._sizes(live)
+                assert scale is not None  # live is not empty here
                 volume = TsdfVolume(scale.tsdf_voxel, scale.tsdf_truncation, scale.depth_max)
             elif live:
                 volume = volume.copy()

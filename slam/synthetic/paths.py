@@ -101,7 +101,7 @@ class HandheldPath:
         # control point to the next
         landmarks = np.array(layout.landmarks, np.float64)
         rng = np.random.default_rng([seed, 302])
-        angles = []
+        angles: list[tuple[float, float, float]] = []
         for position in self.control_positions:
             targets = landmarks[rng.integers(len(landmarks), size=3)] + rng.normal(0, 0.15, (3, 3))
             target = targets[np.argmax(np.linalg.norm(targets[:, :2] - position[:2], axis=1))]

@@ -125,7 +125,7 @@ class Renderer:
         depth = np.zeros_like(inv_depth)
         np.divide(1.0, inv_depth, out=depth, where=inv_depth > 0)
         if scene.sky is not None:
-            empty = cv2.compare(inv_depth, 0.0, cv2.CMP_LE)
+            empty = cv2.compare(inv_depth, 0.0, cv2.CMP_LE)  # type: ignore[call-overload]  # stubs lack a scalar src2
             cv2.copyTo(self._sky(scene, rot_wc), empty, image)
         return RenderResult(image, depth, ids)
 
@@ -312,6 +312,7 @@ class Renderer:
     def _sky(self, scene: Scene, rot_wc: np.ndarray) -> np.ndarray:
         """Sky gradient by elevation of each pixel's viewing ray (world z up), evaluated on a grid
         8 times coarser than the image and interpolated."""
+        assert scene.sky is not None  # only called for scenes with a sky
         step = 8
         cols = np.arange(step / 2 - 0.5, self.width + step, step)
         rows = np.arange(step / 2 - 0.5, self.height + step, step)

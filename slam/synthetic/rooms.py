@@ -154,10 +154,10 @@ def build_room(seed: int) -> tuple[Scene, RoomLayout]:
     pictures = [str(name) for name in rng.permutation(PICTURES)]
     for _ in range(int(rng.integers(3, 7))):
         photo = pictures.pop()
-        on_some_wall(lambda space: _picture(builder, rng, space, photo))
+        on_some_wall(lambda space, photo=photo: _picture(builder, rng, space, photo))
     furniture = [_bookcase, _cabinet, _sideboard, _boxes, _bookcase, _cabinet, _boxes]
     for make in furniture[: int(rng.integers(4, 8))]:
-        on_some_wall(lambda space: make(builder, rng, space, height))
+        on_some_wall(lambda space, make=make: make(builder, rng, space, height))
 
     free_min = (WALL_BAND + CLEARANCE, WALL_BAND + CLEARANCE)
     free_max = (lx - WALL_BAND - CLEARANCE, ly - WALL_BAND - CLEARANCE)

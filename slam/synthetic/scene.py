@@ -20,9 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from slam.synthetic.textures import Texture, get_texture
 
@@ -117,7 +119,11 @@ class SceneBuilder:
     _tints: list[np.ndarray] = field(default_factory=list)
 
     def add_quad(
-        self, corners: np.ndarray, texture: str, texel_corners: np.ndarray, tint: Sequence[float] = (1.0, 1.0, 1.0)
+        self,
+        corners: npt.ArrayLike,
+        texture: str,
+        texel_corners: npt.ArrayLike,
+        tint: Sequence[float] | np.ndarray = (1.0, 1.0, 1.0),
     ) -> None:
         """Add a convex planar quadrilateral: ``corners`` (4, 3) world p0..p3 (top-left, top-right,
         bottom-right, bottom-left seen from the visible side), mapped to ``texel_corners`` (4, 2)
@@ -137,11 +143,11 @@ class SceneBuilder:
 
     def add_rectangle(
         self,
-        corners: np.ndarray,
+        corners: npt.ArrayLike,
         texture: str,
         metres_per_texture: float | tuple[float, float] | None = None,
         texel_offset: tuple[float, float] = (0.0, 0.0),
-        tint: Sequence[float] = (1.0, 1.0, 1.0),
+        tint: Sequence[float] | np.ndarray = (1.0, 1.0, 1.0),
     ) -> None:
         """Add a quad whose texture is either stretched to fit exactly (``metres_per_texture``
         None: pictures, doors) or tiled with one texture repeat covering ``metres_per_texture``
@@ -153,7 +159,10 @@ class SceneBuilder:
         if metres_per_texture is None:
             span = np.array([tex.width, tex.height], np.float64)
         else:
-            mx, my = (metres_per_texture, metres_per_texture) if np.isscalar(metres_per_texture) else metres_per_texture
+            if np.isscalar(metres_per_texture):
+                mx = my = cast(float, metres_per_texture)
+            else:
+                mx, my = cast("tuple[float, float]", metres_per_texture)
             span = np.array([width_m * tex.width / mx, height_m * tex.height / my])
         start = np.asarray(texel_offset, np.float64) - 0.5
         texel_corners = start + np.array([[0, 0], [span[0], 0], span, [0, span[1]]])
@@ -161,12 +170,12 @@ class SceneBuilder:
 
     def add_box(
         self,
-        centre: Sequence[float],
-        size: Sequence[float],
+        centre: Sequence[float] | np.ndarray,
+        size: Sequence[float] | np.ndarray,
         yaw: float,
         texture: str | Sequence[str],
         metres_per_texture: float | tuple[float, float] | None = 1.0,
-        tint: Sequence[float] = (1.0, 1.0, 1.0),
+        tint: Sequence[float] | np.ndarray = (1.0, 1.0, 1.0),
         rng: np.random.Generator | None = None,
         skip_bottom: bool = True,
     ) -> None:

@@ -17,14 +17,16 @@ gives bit-identical images, depths and poses.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from slam.geometry.camera import Camera
 from slam.synthetic.paths import DrivingPath, HandheldPath
 from slam.synthetic.photometric import Photometric
 from slam.synthetic.render import Renderer, RenderResult
-from slam.synthetic.roads import build_road
-from slam.synthetic.rooms import build_room
+from slam.synthetic.roads import RoadLayout, build_road
+from slam.synthetic.rooms import RoomLayout, build_room
 
 KINDS = ("room", "road")
 #: (height, width) of the images by default.
@@ -87,6 +89,8 @@ class SyntheticSequence:
         self.rate = FRAME_RATE[kind]
         self.timestamps = np.arange(num_frames, dtype=np.float64) / self.rate
         duration = float(self.timestamps[-1])
+        self.path: HandheldPath | DrivingPath
+        self.layout: RoomLayout | RoadLayout
         if kind == "room":
             self.scene, self.layout = build_room(self.seed)
             self.path = HandheldPath(self.layout, duration, self.seed)
@@ -94,7 +98,7 @@ class SyntheticSequence:
         else:
             self.path = DrivingPath(duration, self.seed)
             self.scene, self.layout = build_road(self.seed, self.path.distance)
-            self._pose_at = lambda t: self.path.poses(t, self.layout.curve)
+            self._pose_at = lambda t: cast(DrivingPath, self.path).poses(t, cast(RoadLayout, self.layout).curve)
         self.poses = self._pose_at(self.timestamps)
         self._renderer = Renderer(camera)
 
@@ -123,6 +127,7 @@ class SyntheticSequence:
         exposure = self.photometric.motion_blur / self.rate
         offsets = np.linspace(-exposure / 2, exposure / 2, self.photometric.blur_samples)
         times = np.clip(self.timestamps[index] + offsets, 0.0, self.timestamps[-1])
+        assert self.camera.height is not None and self.camera.width is not None  # a render camera has a size
         total = np.zeros((self.camera.height, self.camera.width, 3), np.float32)
         for pose in self._pose_at(times):
             total += self._renderer.render(self.scene, pose).image

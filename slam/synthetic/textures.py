@@ -263,8 +263,8 @@ def _bricks(rng: np.random.Generator) -> np.ndarray:
     mortar_mask = ((rows % (size // courses)) < mortar)[:, None] | ((cols % brick_w) < mortar)
     rgb = np.where(
         mortar_mask[..., None],
-        np.float32([0.78, 0.76, 0.72]) * (1 + 0.05 * rough[..., None]),
-        grey[..., None] * np.float32([1.0, 0.55, 0.42]),
+        np.array([0.78, 0.76, 0.72], np.float32) * (1 + 0.05 * rough[..., None]),
+        grey[..., None] * np.array([1.0, 0.55, 0.42], np.float32),
     )
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
@@ -324,14 +324,14 @@ def _window(rng: np.random.Generator) -> np.ndarray:
     """A room window: frame, four panes showing a bright sky gradient with clouds."""
     height, width = 256, 256
     y = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
-    sky = (1 - y) * np.float32([0.55, 0.7, 0.95]) + y * np.float32([0.85, 0.9, 0.95])
+    sky = (1 - y) * np.array([0.55, 0.7, 0.95], np.float32) + y * np.array([0.85, 0.9, 0.95], np.float32)
     clouds = np.clip(fractal_noise((height, width), rng, beta=3.0), 0, None)[..., None]
     panes = np.clip(sky + 0.12 * clouds, 0, 1)
     frame = np.zeros((height, width), bool)
     frame[:14], frame[-14:], frame[:, :14], frame[:, -14:] = True, True, True, True
     frame[height // 2 - 6 : height // 2 + 6] = True
     frame[:, width // 2 - 6 : width // 2 + 6] = True
-    image = np.where(frame[..., None], np.float32([0.92, 0.92, 0.9]), panes)
+    image = np.where(frame[..., None], np.array([0.92, 0.92, 0.9], np.float32), panes)
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
@@ -360,7 +360,10 @@ def _facade(rng: np.random.Generator, brick: bool) -> np.ndarray:
         wall = np.repeat((0.8 + 0.04 * fractal_noise((size, size), rng, 2.0))[..., None], 3, axis=2)
     y0, y1, x0, x1 = 60, 200, 64, 192
     reflection = np.linspace(0.45, 0.15, y1 - y0, dtype=np.float32)[:, None, None]
-    glass = reflection * np.float32([0.7, 0.8, 1.0]) + 0.05 * fractal_noise((y1 - y0, x1 - x0), rng, 3.0)[..., None]
+    glass = (
+        reflection * np.array([0.7, 0.8, 1.0], np.float32)
+        + 0.05 * fractal_noise((y1 - y0, x1 - x0), rng, 3.0)[..., None]
+    )
     image = wall.copy()
     image[y0 - 8 : y1 + 8, x0 - 8 : x1 + 8] = 0.9  # frame
     image[y0:y1, x0:x1] = glass

@@ -102,7 +102,7 @@ class Backend:
     ) -> SE3:
         """Pose-only global optimization of the window (depths held): SE3 (N,) world-to-camera
         from (N, C, h, w) motion features, (N, H, W) depths and SE3 (N,) poses."""
-        small = resize_depth(depths[None], tuple(features.shape[-2:]))
+        small = resize_depth(depths[None], (features.shape[-2], features.shape[-1]))
         poses = poses[None]
         with torch.no_grad():
             for _ in range(self.config.pose_steps):

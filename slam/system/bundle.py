@@ -67,7 +67,7 @@ class BundleAdjuster:
         recomputed ``flow_steps`` times, through the flow cache when ``ids`` (N,) names the
         keyframes (keyframe ids) and there is one. Returns (SE3 (N,) world-to-camera, (N, H, W) depths);
         only frames that some edge leaves get new depths."""
-        feature_size = tuple(features.shape[-2:])
+        feature_size = (features.shape[-2], features.shape[-1])
         feature_depths = resize_depth(depths[None], feature_size).clamp(min=MIN_DEPTH)
         start = resize_depth(feature_depths, (feature_size[0] // self.pool, feature_size[1] // self.pool))
         estimate, current, poses = start, feature_depths, poses[None]

@@ -52,7 +52,7 @@ class Keyframe:
 
     @property
     def compacted(self) -> bool:
-        return self.released or self.image.dtype == torch.uint8
+        return self.released or (self.image is not None and self.image.dtype == torch.uint8)
 
     @property
     def released(self) -> bool:
@@ -63,6 +63,8 @@ class Keyframe:
         docstring); the keyframe can no longer take part in optimization."""
         self.depth_features = self.motion_features = None
         if not self.compacted:
+            # not released: image, depth and confidence are all still held
+            assert self.image is not None and self.depth is not None and self.confidence is not None
             self.image = _rgb8(self.image)
             self.depth = self.depth.half()
             self.confidence = self.confidence.half()
@@ -78,6 +80,7 @@ class Keyframe:
         ``with_images``."""
         image = depth = confidence = None
         if with_images and not self.released:
+            assert self.image is not None and self.depth is not None and self.confidence is not None  # not released
             image = (self.image if self.compacted else _rgb8(self.image)).permute(1, 2, 0).cpu().numpy().copy()
             depth = self.depth.float().cpu().numpy().copy()  # later writes must not show
             confidence = self.confidence.float().cpu().numpy().copy()
@@ -87,7 +90,8 @@ class Keyframe:
 @dataclass
 class FrameRecord:
     """A tracked input frame: its pose relative to keyframe ``keyframe_id``
-    (``frame_from_keyframe = G_frame G_keyframe^-1``, SE3 (): keyframe camera to frame camera), or None when it was not tracked."""
+    (``frame_from_keyframe = G_frame G_keyframe^-1``, SE3 (): keyframe camera to frame camera), or
+    None when it was not tracked."""
 
     index: int
     timestamp: float

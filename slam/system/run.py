@@ -187,6 +187,8 @@ def _run(
     source: Source, config: SystemConfig, out: Path, realtime: bool, save_depth: bool, control: RunControl | None
 ) -> dict:
     out.mkdir(parents=True, exist_ok=True)
+    assert source.camera is not None  # an opened source knows its camera, and its size
+    assert source.camera.width is not None and source.camera.height is not None
     size = processing_size(source.camera.width, source.camera.height, config.frontend.pixels)
     source.options = dataclasses.replace(source.options, resize=size, depth=False)  # frames' depth unused
     system = SlamSystem(config, source.output_camera, depth_folder=out / DEPTH_FOLDER if save_depth else None)

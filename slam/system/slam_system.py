@@ -1,8 +1,9 @@
 """The SLAM system: modules, map, frontend and backend wired together, fed frame by frame.
 
 Frames arrive at the processing resolution, that of the camera the system is built with (see
-:func:`slam.config.schema.processing_size`; :func:`slam.system.run.run_slam` opens sources at it). The map's scale is arbitrary (monocular): it is set by the constant
-depth the cold start begins from.
+:func:`slam.config.schema.processing_size`; :func:`slam.system.run.run_slam` opens sources at
+it). The map's scale is arbitrary (monocular): it is set by the constant depth the cold start
+begins from.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class SlamSystem:
     def __init__(self, config: SystemConfig, camera: Camera, depth_folder: Path | None = None):
         """``camera``: intrinsics and size of the frames to come (sides multiples of 16).
         ``depth_folder``: where each keyframe's final depth map is written (None: nowhere)."""
-        if camera.size is None or camera.width % 16 or camera.height % 16:
+        if camera.width is None or camera.height is None or camera.width % 16 or camera.height % 16:
             raise V2DError(f"the SLAM system needs frames whose sides are multiples of 16, got {camera.size}")
         config = self.config = _with_available_modules(config)
         torch.set_num_threads(config.modules.threads)

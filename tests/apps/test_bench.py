@@ -113,20 +113,19 @@ def test_validation_set_is_trainings_validation_set():
     )
     assert len(ours) == 2
     for k, clip in enumerate(ours):
-        assert torch.equal(clip.images, theirs.images[k]) and torch.equal(clip.depths, theirs.depths[k])
-        assert torch.allclose(clip.intrinsics, theirs.intrinsics[k])
-        relative = clip.poses * clip.poses[0:1].inv()  # world at the keyframe, as training's batches
-        assert torch.allclose(relative.matrix(), theirs.poses[k].matrix(), atol=1e-4)
+        assert torch.equal(clip.images[0], theirs.images[k]) and torch.equal(clip.depths[0], theirs.depths[k])
+        assert torch.allclose(clip.intrinsics[0], theirs.intrinsics[k])
+        assert torch.allclose(clip.poses[0].matrix(), theirs.poses[k].matrix(), atol=1e-6)
         assert clip.every_frame_has_depth
 
 
 def test_real_clips_carry_every_frames_depth_where_the_sequence_has_it(shared_data):
     clips = real_clips(shared_data / "tum_fr1_rpy", 3, neighbours=4, spacing=2)
     for clip in clips:
-        assert clip.depths.shape == (5, 240, 320) and (clip.depth_gt > 0).float().mean() > 0.5
+        assert clip.depths.shape == (1, 5, 240, 320) and (clip.depths[0, 0] > 0).float().mean() > 0.5
     # TUM's depth maps are matched to images by time: some frames have none, and then all 0
     assert any(clip.every_frame_has_depth for clip in clips)
-    assert any((clip.depths[1:].flatten(1) > 0).any(dim=1).sum() >= 3 for clip in clips)
+    assert any((clip.depths[0, 1:].flatten(1) > 0).any(dim=1).sum() >= 3 for clip in clips)
 
 
 def _errors(tracked, truth) -> np.ndarray:
@@ -138,9 +137,9 @@ def _errors(tracked, truth) -> np.ndarray:
 def test_classical_tracking_recovers_relative_poses_in_both_modes(mode):
     clip = synthetic_clips("room", 1, neighbours=2, spacing=3, seed=1)[0]
     module = build_motion_module("classical", (240, 320))
-    starts = motion._starts(clip.poses, seed=0)
-    before = _errors(starts, clip.poses)
-    errors = _errors(motion.track_clip(module, clip, starts, mode), clip.poses)  # (start, rotation/direction, pair)
+    starts = motion._starts(clip.poses[0], seed=0)
+    before = _errors(starts, clip.poses[0])
+    errors = _errors(motion.track_clip(module, clip, starts, mode), clip.poses[0])  # (start, rotation/direction, pair)
     assert before[0, 0].min() > 2.0 and before[1, 0].min() > 1.0  # both starts are well off
     assert errors[:, 0].max() < 0.2 and errors[:, 1].max() < 5.0, errors
 
@@ -149,7 +148,7 @@ def test_classical_tracking_recovers_relative_poses_in_both_modes(mode):
 def test_motion_table_has_a_row_per_set_module_and_mode(monkeypatch, fresh_weights):
     clip = synthetic_clips("room", 1, neighbours=2, spacing=3, height=96, width=128)[0]
     no_neighbour_depth = synthetic_clips("room", 1, neighbours=2, spacing=3, height=96, width=128, seed=3)[0]
-    no_neighbour_depth.depths[1:] = 0
+    no_neighbour_depth.depths[0, 1:] = 0
     sets = [ClipSet("tiny", [clip]), ClipSet("partial depth", [no_neighbour_depth]), ClipSet("real", None, "not here")]
     monkeypatch.setattr(motion, "ROUNDS", 1)
     monkeypatch.setattr(motion, "benchmark_sets", lambda count, validation_count: sets)

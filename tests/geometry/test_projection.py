@@ -106,7 +106,10 @@ def test_warp_recovers_image_under_pure_translation_of_a_plane():
     intrinsics = torch.tensor([[30.0, 30.0, 15.5, 11.5]])
     shift = 30.0 * baseline / depth_value  # 3 pixels
     u = torch.arange(width, dtype=torch.float32)
-    texture = lambda x: torch.sin(0.7 * x) + 0.3 * torch.cos(0.23 * x)
+
+    def texture(x):
+        return torch.sin(0.7 * x) + 0.3 * torch.cos(0.23 * x)
+
     image_i = texture(u).expand(height, width)[None, None]
     image_j = texture(u + shift).expand(height, width)[None, None]
     T_ji = SE3(torch.tensor([[-baseline, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]]))

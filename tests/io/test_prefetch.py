@@ -50,8 +50,7 @@ def test_stopping_early_closes_the_source_iterator_and_the_thread():
 
     def frames():
         try:
-            for k in range(1000):
-                yield k
+            yield from range(1000)
         finally:
             closed.set()
 

@@ -21,13 +21,12 @@ from slam.mapping.fusion import (
     PointCloudFuser,
     TsdfVolume,
     consistency_masks,
-    fuse_mesh,
-    fuse_point_cloud,
     nearest_neighbours,
 )
 from slam.mapping.point_cloud import PointCloud, VoxelSums, subsample, voxel_downsample
 from slam.mapping.streaming import StreamingFusion
 from slam.synthetic import SyntheticSequence
+from tests.mapping.reference_fusion import fuse_mesh, fuse_point_cloud
 
 #: Frames of the 60-frame room sequence used as keyframes.
 KEYFRAME_FRAMES = range(0, 60, 4)

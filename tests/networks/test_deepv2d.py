@@ -33,11 +33,11 @@ def relative_errors(estimate, truth):
 def test_classical_alternation_from_constant_depth_recovers_poses_and_depth():
     clip = synthetic_clips("room", 1, neighbours=4, spacing=3, seed=2)[0]
     system = DeepV2D(ClassicalDepthModule(), ClassicalMotionModule(), AlternationConfig(rounds=4, constant_depth=2.0))
-    result = system(clip.images[None], clip.intrinsics[None])
-    rotation, direction = relative_errors(result.poses[0], clip.poses)
+    result = system(clip.images, clip.intrinsics)
+    rotation, direction = relative_errors(result.poses[0], clip.poses[0])
     # measured: rotation under 0.1 deg, direction under 3 deg on this clip
     assert rotation.max() < 0.5 and direction.max() < 10, (rotation, direction)
-    depth, truth = result.depth[0], clip.depth_gt
+    depth, truth = result.depth[0], clip.depths[0, 0]
     valid = (depth > 0) & (truth > 0)
     scale = (truth[valid] / depth[valid]).median()
     abs_rel = ((depth[valid] * scale - truth[valid]).abs() / truth[valid]).mean()

@@ -12,12 +12,13 @@ from slam.config.loader import override
 from slam.config.schema import FusionConfig, SystemConfig
 from slam.geometry.lie import SE3
 from slam.io.sources.synthetic import SyntheticSource
-from slam.mapping.fusion import FusionKeyframe, fuse_point_cloud
+from slam.mapping.fusion import FusionKeyframe
 from slam.mapping.streaming import NUM_NEIGHBOURS, StreamingFusion
 from slam.synthetic import SyntheticSequence
 from slam.system.archive import KeyframeArchive
 from slam.system.map import FrameRecord, Keyframe, MapState
 from slam.system.slam_system import SlamSystem
+from tests.mapping.reference_fusion import fuse_point_cloud
 
 
 @pytest.fixture(scope="module")

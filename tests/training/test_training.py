@@ -165,7 +165,7 @@ def test_training_steps_fit_a_batch():
     generator = torch.Generator()
     for stage in ("motion", "joint"):
         losses = []
-        for step in range(12):
+        for _step in range(12):
             generator.manual_seed(7)  # the same start every step: the batch is to be fitted
             loss, metrics = model(batch, stage, generator)
             optimizer.zero_grad()

@@ -115,13 +115,16 @@ class Source(ABC):
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
         if (image.shape[1], image.shape[0]) != camera.size:
+            assert camera.size is not None  # output cameras always carry their image size
             image = camera.resize_image(image, *camera.size)
             if depth is not None:
                 depth = cv2.resize(depth, camera.size, interpolation=cv2.INTER_NEAREST)
         return Frame(index, raw.timestamp, np.ascontiguousarray(image), camera, raw.pose_gt, depth)
 
     def close(self) -> None:
-        """Release what the source holds (files, devices, threads)."""
+        """Release what the source holds (files, devices, threads). A deliberate no-op by default:
+        only sources that hold something (video files, devices, threads) override it."""
+        return None
 
     def __enter__(self) -> Source:
         return self
@@ -161,8 +164,8 @@ class IndexedSource(Source):
 
 class ImageFileSource(IndexedSource):
     """An indexed source whose raw frames are image files. Subclasses set ``image_files`` and
-    ``timestamps`` (seconds, one per file), call :meth:`set_camera`, optionally set ``poses_gt`` (per file: a camera-to-world 4x4 pose or None),
-    and override :meth:`_depth` where they have depth maps."""
+    ``timestamps`` (seconds, one per file), call :meth:`set_camera`, optionally set ``poses_gt``
+    (per file: a camera-to-world 4x4 pose or None), and override :meth:`_depth` where they have depth maps."""
 
     image_files: list[Path]
     timestamps: np.ndarray

@@ -62,7 +62,7 @@ def read_intrinsics_lines(path: Path, width: int, height: int) -> Camera:
     if len(values) != 4:
         raise CalibrationError(f"{path}: expected four numbers fx, fy, cx, cy, found {len(values)}")
     try:
-        camera = Camera(*values, width=width, height=height)
+        camera = Camera(values[0], values[1], values[2], values[3], width=width, height=height)
     except CalibrationError as err:
         raise CalibrationError(f"{path}: {err}") from None
     camera.check_image_size(width, height, origin=str(path))

@@ -94,8 +94,8 @@ class KittiSource(ImageFileSource):
         self.timestamps = read_timestamps(times, self.num_raw)
         first = read_image(self.image_files[0])
         height, width = first.shape[:2]
-        self.calib_file, camera, baseline = self._calibration(calib, width, height)
-        self.set_camera(camera)
+        self.calib_file, calibrated, baseline = self._calibration(calib, width, height)
+        self.set_camera(calibrated)
         self.poses_file = self.sequence_dir.resolve().parent.parent / "poses" / f"{self.sequence}.txt"
         in_layout = self.sequence_dir.resolve().parent.name == "sequences"
         self.poses_gt = self._ground_truth(baseline) if in_layout and self.poses_file.is_file() else None

@@ -100,13 +100,17 @@ class _PyAVReader:
                 yield None
                 continue
             for frame in decoded:
-                yield _EncodedFrame(frame.time, lambda f=frame: f.to_ndarray(format="rgb24"))
+
+                def decode(f=frame) -> np.ndarray | None:
+                    return f.to_ndarray(format="rgb24")
+
+                yield _EncodedFrame(frame.time, decode)
 
     def close(self) -> None:
         self._container.close()
 
 
-_READERS = {"opencv": _OpenCVReader, "pyav": _PyAVReader}
+_READERS: dict[str, type[_OpenCVReader] | type[_PyAVReader]] = {"opencv": _OpenCVReader, "pyav": _PyAVReader}
 
 
 def _first_image(reader: _OpenCVReader | _PyAVReader) -> np.ndarray | None:
@@ -177,6 +181,7 @@ class VideoSource(Source):
                     log.warning("%s: skipped frame %d, which cannot be decoded", self.path, raw_index)
                     continue
                 check_frame_size(image, self.undistorter.source_camera, f"{self.path} frame {raw_index}")
+                assert frame is not None  # image is not None, so the frame decoded
                 timestamp = frame.timestamp if frame.timestamp is not None else raw_index / self.fps
                 yield RawFrame(timestamp, self.undistorter(image))
         finally:

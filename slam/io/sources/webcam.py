@@ -134,9 +134,11 @@ class WebcamSource(Source):
         last_taken = 0
         for raw_index in itertools.count():
             with self._condition:
-                if not self._condition.wait_for(
-                    lambda: self._has_newer(last_taken) or self._ended, timeout=self.frame_timeout
-                ):
+
+                def ready(last_taken: int = last_taken) -> bool:
+                    return self._has_newer(last_taken) or self._ended
+
+                if not self._condition.wait_for(ready, timeout=self.frame_timeout):
                     log.error(
                         "webcam %d delivered no image for %.1f s; ending the input", self.device, self.frame_timeout
                     )
@@ -144,6 +146,7 @@ class WebcamSource(Source):
                     return
                 if not self._has_newer(last_taken):
                     return
+                assert self._latest is not None  # _has_newer checked it
                 last_taken, stamp, image = self._latest
                 self.taken_frames += 1
             if self.options.selects(raw_index):
