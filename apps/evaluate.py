@@ -57,7 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="scale each prediction by median(gt) / median(pred) (for scale-free predictions)",
     )
-    depth.add_argument("--depth-scale", type=float, default=5000.0, help="PNG depth units per metre (TUM: 5000)")
+    depth.add_argument(
+        "--depth-scale", type=float, default=None, help="PNG depth units per metre (default: TUM's, 5000)"
+    )
     depth.add_argument("--min-depth", type=float, default=1e-3, help="ignore ground truth closer than this (m)")
     depth.add_argument("--max-depth", type=float, default=80.0, help="ignore ground truth farther than this (m)")
     parser.add_argument("--json", metavar="FILE", help="write the numbers as JSON")
@@ -67,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from slam.evaluation.depth import evaluate_depth_folders
     from slam.evaluation.trajectory import evaluate_trajectory, plot_trajectories
+    from slam.io.depth_maps import TUM_DEPTH_SCALE
     from slam.io.trajectory import detect_format, read_trajectory
 
     wants_trajectory = args.gt is not None or args.est is not None
@@ -98,7 +101,12 @@ def run(args: argparse.Namespace) -> int:
         results["trajectory"] = metrics.to_dict()
     if wants_depth:
         evaluation = evaluate_depth_folders(
-            args.depth_pred, args.depth_gt, args.median_scaling, args.depth_scale, args.min_depth, args.max_depth
+            args.depth_pred,
+            args.depth_gt,
+            args.median_scaling,
+            TUM_DEPTH_SCALE if args.depth_scale is None else args.depth_scale,
+            args.min_depth,
+            args.max_depth,
         )
         print(evaluation.summary())
         results["depth"] = evaluation.to_dict()

@@ -13,7 +13,7 @@ import numpy as np
 from slam.errors import SourceError, V2DError
 from slam.io.depth_maps import read_depth
 from slam.io.shared_data import SHARED_DATA
-from slam.io.sources.base import IndexedSource, SourceOptions, read_image
+from slam.io.sources.base import ImageFileSource, SourceOptions, read_image
 from slam.io.sources.kitti import KittiSource
 from slam.io.sources.tum import TumSource
 from training.augment import augment_images
@@ -41,12 +41,12 @@ class FrameSequence:
     image (H, W, 3) uint8, the depth (H, W) float32 metres or None, and the camera-to-world
     pose (4, 4); ``valid`` lists the frames with a pose; ``intrinsics`` (4,)."""
 
-    def __init__(self, source: IndexedSource):
+    def __init__(self, source: ImageFileSource):
         self.source = source
         self.valid = [k for k, pose in enumerate(source.poses_gt or []) if pose is not None]
         self.intrinsics = source.output_camera.intrinsics.astype(np.float64)
 
-    def read(self, index: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         frame = self.source.frame_at(index)
         return frame.image, frame.depth_gt, frame.pose_gt
 
@@ -109,12 +109,14 @@ def _sequence_folders(root: Path, is_sequence) -> list[Path]:
 def open_sequences(data: DataConfig) -> list:
     """The sequences of the dataset ``data.path`` of kind ``data.kind`` (tum, scannet, kitti),
     each with random frame access at ``data.image_size``; TrainingDataError when none is usable."""
+    assert data.path is not None  # TrainConfig validation requires data.path for dataset kinds
     root = Path(data.path)
     if not root.is_dir():
         raise TrainingDataError(f"training data folder not found: {root}")
     refuse_evaluation_data(root)
     height, width = data.image_size
     options = SourceOptions(resize=(width, height))
+    sequences: list[FrameSequence | ScanNetScene]
     try:
         if data.kind == "tum":
             sequences = [

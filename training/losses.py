@@ -60,6 +60,7 @@ def depth_loss(
         config.head_gamma ** (len(heads) - 1 - k) * masked_mean((head - depth_gt).abs(), valid)
         for k, head in enumerate(heads)
     )
+    assert isinstance(loss, torch.Tensor)  # head_depths is never empty (its last one is the depth)
     if config.smoothness:
         loss = loss + config.smoothness * smoothness(estimate.depth, image, ~valid)
     return loss

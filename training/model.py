@@ -66,7 +66,7 @@ class DeepV2DTraining(nn.Module):
         config, schedule, losses = self.config, self.config.schedule, self.config.loss
         images, depth_gt, poses_true, intrinsics = batch.images, batch.depths, batch.poses, batch.intrinsics
         batch_size, frames = images.shape[:2]
-        size = tuple(images.shape[-2:])
+        size = (images.shape[-2], images.shape[-1])
         keyframe_depth = depth_gt[:, 0]
         has_depth = batch.has_depth
         median = torch.stack([d[d > 0].median() if (d > 0).any() else d.new_tensor(2.0) for d in keyframe_depth])
@@ -74,7 +74,7 @@ class DeepV2DTraining(nn.Module):
 
         depth_features = self.depth.encode(images)
         motion_features = self.motion.encode(images)
-        feature_size = tuple(motion_features.shape[-2:])
+        feature_size = (motion_features.shape[-2], motion_features.shape[-1])
         ii, jj = keyframe_edges(frames, device=images.device)
 
         estimates = [self.depth.depth(depth_features, poses_true if stage == "motion" else start, intrinsics, size)]
@@ -89,7 +89,9 @@ class DeepV2DTraining(nn.Module):
             small = resize_depth(predicted, feature_size).unsqueeze(1).expand(-1, frames, -1, -1)
 
         poses = start
-        flow_loss = residual_loss = confidence_loss = 0.0
+        flow_loss: torch.Tensor | float = 0.0
+        residual_loss: torch.Tensor | float = 0.0
+        confidence_loss: torch.Tensor | float = 0.0
         for _ in range(schedule.gauss_newton_steps):
             flow = self.motion.flow(motion_features, small, poses, intrinsics, ii, jj, size)
             poses = gauss_newton_step(poses, small, flow.intrinsics, ii, jj, flow.targets, flow.weights)
@@ -103,6 +105,7 @@ class DeepV2DTraining(nn.Module):
         depth_term = sum(
             depth_loss(e, keyframe_depth, has_depth, image_k, config.model.depth_range, losses) for e in estimates
         ) / len(estimates)
+        assert isinstance(depth_term, torch.Tensor)  # estimates is never empty
         motion_term = losses.flow * flow_loss + losses.residual * residual_loss + losses.weights * confidence_loss
         total = depth_term + motion_term / schedule.gauss_newton_steps
 
@@ -117,6 +120,7 @@ class DeepV2DTraining(nn.Module):
             errors = pose_errors(poses, poses_true, median)
             start_flow = induced_flow_error(start, poses_true, reference, flow.intrinsics, ii, jj)
             final_flow = induced_flow_error(poses, poses_true, reference, flow.intrinsics, ii, jj)
+        assert isinstance(flow_loss, torch.Tensor)  # the Gauss-Newton loop ran (flow is used above)
         metrics = {
             "loss": float(total.detach()),
             "depth_loss": float(depth_term.detach()),

@@ -30,6 +30,7 @@ from networks.factory import load_checkpoint, save_checkpoint
 from slam.config.loader import to_dict
 from slam.errors import V2DError
 from training import distributed
+from training.clips import Clip
 from training.config import TrainConfig
 from training.curves import plot_training_curves
 from training.loader import batches
@@ -169,7 +170,7 @@ class Trainer:
             _load_networks(self.model, load_checkpoint(init), init, allow_new_layers=True)
         self.init = init
         self.wrapped = DistributedDataParallel(self.model) if self.process.distributed else self.model
-        self._validation = None
+        self._validation: list[Clip] | None = None
 
     # ------------------------------------------------------------------ checkpoints
     def _restore(self, checkpoint: dict) -> None:

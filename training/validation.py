@@ -59,8 +59,9 @@ def evaluate_modules(
     per_clip_depth, motion = [], []
     for clip in clips:
         batch = collate([clip]).to(device)
-        size = tuple(batch.images.shape[-2:])
+        size = (batch.images.shape[-2], batch.images.shape[-1])
         estimate = depth_module.depth(depth_module.encode(batch.images), batch.poses, batch.intrinsics, size)
+        assert clip.depths is not None  # validation clips are synthetic, always with depth
         per_clip_depth.append(
             depth_metrics(estimate.depth[0].cpu().numpy(), clip.depths[0], min_depth=low, max_depth=high)
         )
@@ -70,7 +71,11 @@ def evaluate_modules(
         median = keyframe_depth[keyframe_depth > 0].median().view(1)
         start = perturb(batch.poses, schedule.rotation_noise, schedule.translation_noise * median, generator)
         features = motion_module.encode(batch.images)
-        small = resize_depth(keyframe_depth, tuple(features.shape[-2:])).unsqueeze(1).expand(-1, frames, -1, -1)
+        small = (
+            resize_depth(keyframe_depth, (features.shape[-2], features.shape[-1]))
+            .unsqueeze(1)
+            .expand(-1, frames, -1, -1)
+        )
         ii, jj = keyframe_edges(frames, device=batch.images.device)
         poses = start
         for _ in range(steps):

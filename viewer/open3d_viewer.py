@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from slam.errors import V2DError
+from slam.mapping.point_cloud import PointCloud
 from viewer import has_display, panels
 from viewer.geometry import (
     axes_segments,
@@ -100,7 +101,7 @@ class _Open3DWindow:
         self.cloud = o3d.geometry.PointCloud()
         self.path = o3d.geometry.PointCloud()  # the trajectory again, as dots: Open3D draws 1-pixel lines
         self.lines = o3d.geometry.LineSet()
-        self._cloud_shown = None
+        self._cloud_shown: PointCloud | None = None
         self._added = False
         keys = {
             ord(" "): self._toggle_pause,
@@ -207,6 +208,7 @@ def _scene_lines(state: SceneState) -> list[tuple[np.ndarray, tuple[int, int, in
     parts = [(grid_segments(state.centre(), state.ground_level(), spacing), panels.GRID)]
     parts += [(axis[None], colour) for axis, colour in zip(axes_segments(spacing), panels.AXES)]
     if state.intrinsics is not None:
+        assert state.image_size is not None  # set together with intrinsics
         keyframe_depth, camera_depth = state.frustum_depths()
         parts.append(
             (

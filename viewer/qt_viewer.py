@@ -22,6 +22,7 @@ import pyqtgraph.opengl as gl
 from OpenGL import GL
 from PyQt5 import QtCore, QtGui, QtWidgets
 
+from slam.mapping.point_cloud import PointCloud
 from viewer import panels
 from viewer.geometry import (
     axes_segments,
@@ -66,7 +67,8 @@ def _segments_to_lines(segments: np.ndarray) -> np.ndarray:
 def _qimage(image: np.ndarray) -> QtGui.QImage:
     image = np.ascontiguousarray(image)
     height, width = image.shape[:2]
-    return QtGui.QImage(image.data, width, height, 3 * width, QtGui.QImage.Format_RGB888).copy()
+    # the stubs take bytes or sip.voidptr; PyQt5 accepts any buffer, here the array's memoryview
+    return QtGui.QImage(image.data, width, height, 3 * width, QtGui.QImage.Format_RGB888).copy()  # type: ignore[call-overload]
 
 
 class _View(gl.GLViewWidget):
@@ -97,7 +99,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self._closing = False
         self._finished = False
         self._auto_frame = True
-        self._cloud_shown = None
+        self._cloud_shown: PointCloud | None = None
         self._scene_drawn = -np.inf  # time.monotonic() of the last 3D redraw
         self._screenshots = 0
         self.setWindowTitle(f"v2d: {title}")
@@ -130,12 +132,12 @@ class ViewerWindow(QtWidgets.QMainWindow):
         layout = QtWidgets.QVBoxLayout(side)
         layout.setContentsMargins(6, 6, 6, 6)
         self.status_label = QtWidgets.QLabel()
-        self.status_label.setAlignment(QtCore.Qt.AlignCenter)
+        self.status_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         self.frame_label = QtWidgets.QLabel()
         self.depth_label = QtWidgets.QLabel()
         for label in (self.frame_label, self.depth_label):
             label.setFixedSize(panels.PANEL_WIDTH - 12, (panels.PANEL_WIDTH - 12) * 3 // 4)
-            label.setAlignment(QtCore.Qt.AlignCenter)
+            label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
             label.setStyleSheet("background: black")
         self.stats_label = QtWidgets.QLabel()
         self.stats_label.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.FixedFont))
@@ -161,7 +163,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         row.addWidget(self.view, 1)
         row.addWidget(side)
         self.setCentralWidget(central)
-        self.statusBar().showMessage("starting")
+        self.statusBar().showMessage("starting")  # type: ignore[union-attr]  # QMainWindow.statusBar() creates the bar, never None
 
     def _controls(self) -> QtWidgets.QWidget:
         box = QtWidgets.QWidget()
@@ -192,7 +194,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         buttons = (("Screenshot", self.save_screenshot), ("Export now", self._export), ("Quit", self.close))
         for k, (text, slot) in enumerate(buttons):
             button = QtWidgets.QPushButton(text)
-            button.clicked.connect(slot)
+            button.clicked.connect(slot)  # type: ignore[arg-type]  # stubs want slots returning None; Qt ignores the value
             grid.addWidget(button, 5 + k // 2, k % 2)
         return box
 
@@ -207,10 +209,10 @@ class ViewerWindow(QtWidgets.QMainWindow):
 
     def _export(self) -> None:
         if self._finished:
-            self.statusBar().showMessage(f"the run has ended: its outputs are in {self.options.out_dir}")
+            self.statusBar().showMessage(f"the run has ended: its outputs are in {self.options.out_dir}")  # type: ignore[union-attr]  # QMainWindow.statusBar() creates the bar, never None
             return
         self.control.request_export()
-        self.statusBar().showMessage(f"exporting the outputs so far to {self.options.out_dir} (tracking goes on)")
+        self.statusBar().showMessage(f"exporting the outputs so far to {self.options.out_dir} (tracking goes on)")  # type: ignore[union-attr]  # QMainWindow.statusBar() creates the bar, never None
 
     def _user_moved(self) -> None:
         self._auto_frame = False
@@ -235,9 +237,9 @@ class ViewerWindow(QtWidgets.QMainWindow):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if not self.grab().save(str(path)):
-            self.statusBar().showMessage(f"could not write {path}")
+            self.statusBar().showMessage(f"could not write {path}")  # type: ignore[union-attr]  # QMainWindow.statusBar() creates the bar, never None
         else:
-            self.statusBar().showMessage(f"saved {path}")
+            self.statusBar().showMessage(f"saved {path}")  # type: ignore[union-attr]  # QMainWindow.statusBar() creates the bar, never None
         return path
 
     # ------------------------------------------------------------------ updates
@@ -257,7 +259,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.show_state(self.scene.update(force=True))
         QtWidgets.QApplication.processEvents()
         error = self.worker.error
-        self.statusBar().showMessage(
+        self.statusBar().showMessage(  # type: ignore[union-attr]  # QMainWindow.statusBar() creates the bar, never None
             f"run failed: {error}"
             if error is not None and not isinstance(error, KeyboardInterrupt)
             else f"finished: outputs written to {self.options.out_dir}"
@@ -287,6 +289,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         gt = state.ground_truth
         items["ground_truth"].setData(pos=to_display(gt) if gt is not None else np.zeros((0, 3), np.float32))
         if state.intrinsics is not None:
+            assert state.image_size is not None  # set together with intrinsics
             keyframe_depth, camera_depth = state.frustum_depths()
             items["keyframes"].setData(
                 pos=_segments_to_lines(
@@ -320,12 +323,15 @@ class ViewerWindow(QtWidgets.QMainWindow):
                 pixmap = QtGui.QPixmap.fromImage(_qimage(image))
                 label.setPixmap(
                     pixmap.scaled(
-                        label.width() - 6, label.height() - 6, QtCore.Qt.KeepAspectRatio, QtCore.Qt.SmoothTransformation
+                        label.width() - 6,
+                        label.height() - 6,
+                        QtCore.Qt.AspectRatioMode.KeepAspectRatio,
+                        QtCore.Qt.TransformationMode.SmoothTransformation,
                     )
                 )
         self.stats_label.setText("\n".join(state.stats.lines()))
         if not self._finished:
-            self.statusBar().showMessage("paused" if state.stats.paused else f"running: frame {state.stats.frames}")
+            self.statusBar().showMessage("paused" if state.stats.paused else f"running: frame {state.stats.frames}")  # type: ignore[union-attr]  # QMainWindow.statusBar() creates the bar, never None
 
     # ------------------------------------------------------------------ closing
     def request_quit(self, interrupted: bool = False) -> None:
@@ -333,7 +339,8 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.interrupted |= interrupted
         self.close()
 
-    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+    def closeEvent(self, event: QtGui.QCloseEvent | None) -> None:  # noqa: N802 (Qt's name)
+        assert event is not None  # Qt always passes the close event
         if self.control.done.is_set() and self._finished:
             self.timer.stop()
             event.accept()
@@ -341,7 +348,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self._closing = True
         self.control.request_stop()
         self.control.resume()
-        self.statusBar().showMessage("stopping: writing the outputs computed so far ...")
+        self.statusBar().showMessage("stopping: writing the outputs computed so far ...")  # type: ignore[union-attr]  # QMainWindow.statusBar() creates the bar, never None
         event.ignore()
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Literal, overload
 
 import numpy as np
 
@@ -182,6 +183,8 @@ class _KeyframeCache:
             del self._sources[keyframe_id], self.arrays[keyframe_id]
         step = self.step
         for view in views:
+            # changed keyframes are not released and the views carry their pixels
+            assert view.image is not None and view.depth is not None and view.confidence is not None
             self.arrays[view.id] = (
                 view.image[::step, ::step],
                 view.depth[::step, ::step],
@@ -222,6 +225,10 @@ class LiveScene:
         self._gt_alignment: np.ndarray | None = None  # (4, 4) map-from-ground-truth similarity
         self._ended: float | None = None  # perf_counter() when the run was first seen done
 
+    @overload
+    def update(self, force: Literal[True]) -> SceneState: ...
+    @overload
+    def update(self, force: bool = False) -> SceneState | None: ...
     def update(self, force: bool = False) -> SceneState | None:
         """A new picture, or None when nothing changed since the last one (``force``: always a
         picture, from a fresh snapshot, with the cloud and alignment refreshed)."""
@@ -305,13 +312,17 @@ class LiveScene:
     def _align_ground_truth(self, snapshot: MapSnapshot) -> None:
         """Sim3-align the estimate to the ground truth seen so far (kept until the next call)."""
         record = self.control.record
-        count = min(len(record.timestamps), len(record.poses_gt)) if record is not None else 0
+        if record is None:  # no ground truth seen yet
+            self._gt_alignment = None
+            return
+        count = min(len(record.timestamps), len(record.poses_gt))
         with_gt = [k for k in range(count) if record.poses_gt[k] is not None]
         if len(with_gt) < 3 or len(snapshot.frame_poses_c2w) < 3:
             self._gt_alignment = None
             return
         gt = Trajectory(
-            np.array([record.timestamps[k] for k in with_gt]), np.stack([record.poses_gt[k] for k in with_gt])
+            np.array([record.timestamps[k] for k in with_gt]),
+            np.stack([pose for k in with_gt if (pose := record.poses_gt[k]) is not None]),
         )
         try:
             aligned = associate_and_align(gt, Trajectory(snapshot.frame_timestamps, snapshot.frame_poses_c2w), "sim3")

@@ -95,6 +95,7 @@ def render(state: SceneState, width: int = 960, height: int = 720, point_size: i
         lines(axis[None], colour, 2)
     keyframe_depth, camera_depth = state.frustum_depths()
     if state.intrinsics is not None:
+        assert state.image_size is not None  # set together with intrinsics
         lines(
             frustum_segments(state.keyframe_poses_c2w, state.intrinsics, state.image_size, keyframe_depth),
             panels.KEYFRAMES,
@@ -104,6 +105,7 @@ def render(state: SceneState, width: int = 960, height: int = 720, point_size: i
         lines(polyline_segments(state.ground_truth), panels.GROUND_TRUTH, 2)
     lines(polyline_segments(state.trajectory), panels.TRAJECTORY, 3)
     if state.current_pose_c2w is not None and state.intrinsics is not None:
+        assert state.image_size is not None  # set together with intrinsics
         lines(
             frustum_segments(state.current_pose_c2w, state.intrinsics, state.image_size, camera_depth), panels.CAMERA, 2
         )

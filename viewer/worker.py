@@ -31,6 +31,7 @@ class ViewerOptions:
 
     def snapshot_path(self, frames: int) -> Path:
         """Where the snapshot taken after ``frames`` frames goes."""
+        assert self.snapshot_dir is not None  # set whenever snapshot_every is (apps/run.py)
         return self.snapshot_dir / f"frame_{frames:06d}.png"
 
 
@@ -86,4 +87,5 @@ class SlamWorker:
         self._thread.join()
         if self._error is not None:
             raise self._error
+        assert self._stats is not None  # the run ended without an error: _main stored its stats
         return self._stats

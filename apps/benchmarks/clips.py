@@ -22,6 +22,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -142,7 +143,7 @@ def real_clips(
         clips.append(
             _clip(
                 [f.image for f in chosen],
-                [f.pose_gt for f in chosen],
+                [cast(np.ndarray, f.pose_gt) for f in chosen],  # usable(): every pose is known
                 [f.depth_gt for f in chosen],
                 frames[key].camera.intrinsics,
             )

@@ -123,7 +123,8 @@ def accuracy_table(quick: bool, checkpoint: dict | None) -> str:
         if clip_set.clips is None:
             rows.append(f"| {clip_set.name} | all | - | {clip_set.missing} | | | | | | |")
             continue
-        size = tuple(clip_set.clips[0].images.shape[-2:])
+        image_shape = clip_set.clips[0].images.shape
+        size = (image_shape[-2], image_shape[-1])
         learned = build_depth_module(LEARNED, size, DEPTH_RANGE, checkpoint) if checkpoint is not None else None
         modules = [("classical", build_depth_module("classical", size, DEPTH_RANGE)), (LEARNED, learned)]
         for name, module in modules:

@@ -51,6 +51,7 @@ def _sampled_run(frames: int, out: Path) -> tuple[np.ndarray, np.ndarray, dict]:
         except psutil.NoSuchProcess:
             break
         time.sleep(SAMPLE_SECONDS)
+    assert process.stderr is not None  # stderr=PIPE
     error = process.stderr.read()
     if process.returncode != 0:
         raise failed_run(process.returncode, error)

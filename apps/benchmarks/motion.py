@@ -44,7 +44,7 @@ MODE_LABELS = {"keyframe": "two frames (keyframe mode)", "global": "N frames (gl
 PERTURB_DEGREES, PERTURB_METRES = 2.5, 0.03
 
 
-def _speed_row(name: str, module: torch.nn.Module, repeats: int) -> str:
+def _speed_row(name: str, module: LearnedMotionModule | ClassicalMotionModule, repeats: int) -> str:
     """One table row: encoder per frame, flow per edge, one LS step, one tracking step, at
     :data:`CAMERA_SIZE` input (the module resizes to its internal resolution)."""
     g = torch.Generator().manual_seed(0)
@@ -82,7 +82,7 @@ def _speed_row(name: str, module: torch.nn.Module, repeats: int) -> str:
 
 
 def _speed_table(quick: bool) -> str:
-    modules = [
+    modules: list[tuple[str, LearnedMotionModule | ClassicalMotionModule]] = [
         ("lite", LearnedMotionModule(MotionNetConfig.lite()).eval()),
         ("paper", LearnedMotionModule(MotionNetConfig.paper()).eval()),
         ("classical", ClassicalMotionModule()),
@@ -200,7 +200,8 @@ def _accuracy_table(quick: bool, checkpoint: dict | None) -> str:
         if clip_set.clips is None:
             rows.append(f"| {clip_set.name} | all | all | {clip_set.missing} |{empty}")
             continue
-        size = tuple(clip_set.clips[0].images.shape[-2:])
+        image_shape = clip_set.clips[0].images.shape
+        size = (image_shape[-2], image_shape[-1])
         learned = build_motion_module(LEARNED, size, checkpoint) if checkpoint is not None else None
         for name, module in (("classical", build_motion_module("classical", size)), (LEARNED, learned)):
             for mode in EDGES:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from slam.errors import EvaluationError
-from slam.io.depth_maps import read_depth
+from slam.io.depth_maps import TUM_DEPTH_SCALE, read_depth
 
 #: Extensions of depth map files: .npy in metres, 16-bit .png as value / depth_scale metres.
 DEPTH_EXTENSIONS = (".npy", ".png")
@@ -131,7 +131,7 @@ def evaluate_depth_folders(
     pred_dir: str | Path,
     gt_dir: str | Path,
     median_scaling: bool = False,
-    depth_scale: float = 5000.0,
+    depth_scale: float = TUM_DEPTH_SCALE,
     min_depth: float = 1e-3,
     max_depth: float = 80.0,
 ) -> DepthEvaluation:

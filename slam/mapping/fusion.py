@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -403,12 +403,15 @@ class PointCloudFuser:
             if not entries:
                 cloud = PointCloud.empty(self.estimate_normals)
             elif self.voxel_size is None:
-                cloud = PointCloud.concatenate([e.points for e in entries])
+                # every entry's points are set above: a PointCloud without a voxel size
+                cloud = PointCloud.concatenate([cast(PointCloud, e.points) for e in entries])
             else:
-                cloud = VoxelSums.merge([e.points for e in entries]).means()
+                # ... and VoxelSums with one
+                cloud = VoxelSums.merge([cast(VoxelSums, e.points) for e in entries]).means()
             if self.max_points is not None:
                 cloud = subsample(cloud, self.max_points)
             self._cloud, self._cloud_key = cloud, key
+        assert self._cloud is not None  # set on the first call (its key never matches None)
         return self._cloud
 
     def _witness(self, entry: _Entry) -> _Witness:

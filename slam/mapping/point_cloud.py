@@ -152,14 +152,14 @@ class VoxelSums:
             result[shifted] += theirs[found]
             return result
 
-        return VoxelSums(
-            self.voxel_size,
-            keys,
-            combined(self.counts, other.counts),
-            combined(self.offsets, other.offsets),
-            combined(self.colours, other.colours),
-            None if self.normals is None else combined(self.normals, other.normals),
-        )
+        counts = combined(self.counts, other.counts)
+        offsets = combined(self.offsets, other.offsets)
+        colours = combined(self.colours, other.colours)
+        normals = None
+        if self.normals is not None:
+            assert other.normals is not None  # both have normals or neither (checked above)
+            normals = combined(self.normals, other.normals)
+        return VoxelSums(self.voxel_size, keys, counts, offsets, colours, normals)
 
     @classmethod
     def _grouped(

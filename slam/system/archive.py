@@ -56,6 +56,7 @@ class KeyframeArchive:
 
     def fusion_keyframe(self, view: KeyframeView) -> FusionKeyframe:
         """A keyframe's view (with its pixels) as fusion input."""
+        assert view.image is not None and view.depth is not None  # views with pixels only
         return FusionKeyframe(
             view.image, view.depth, view.confidence, view.pose_c2w, self.intrinsics, view.timestamp, view.id
         )
@@ -71,10 +72,11 @@ class KeyframeArchive:
             views = self.map.keyframe_views([kf for kf in keyframes if not kf.released]) if fresh else []
         candidates = [self.fusion_keyframe(view) for view in views]
         fresh_ids = {kf.id for kf in fresh}
-        for keyframe, view in zip(candidates, views):
-            if keyframe.id in fresh_ids:
-                self.fusion.add(keyframe, candidates)
+        for candidate, view in zip(candidates, views):
+            if candidate.id in fresh_ids:
+                self.fusion.add(candidate, candidates)
                 if self.depth_folder is not None:
+                    assert view.depth is not None  # views of unreleased keyframes carry pixels
                     write_depth_npy(self.depth_folder, view.frame_index, view.depth)
         fused = [kf for kf in done if self.fusion.fused(kf.id)]
         with self.map.lock:

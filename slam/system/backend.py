@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import cast
 
 import torch
 
@@ -72,8 +73,9 @@ class Backend:
         start = time.perf_counter()
         count = len(window)
         poses = started_from = SE3.stack([kf.pose_w2c for kf in window])
-        features = torch.stack([kf.motion_features for kf in window])
-        depths = torch.stack([kf.depth for kf in window])
+        # window keyframes have their features (checked above) and depths (see Keyframe)
+        features = torch.stack([cast(torch.Tensor, kf.motion_features) for kf in window])
+        depths = torch.stack([cast(torch.Tensor, kf.depth) for kf in window])
         ii, jj = all_pairs_edges(count, device=features.device, max_span=self.config.edge_span)
         new_depths = new_confidences = None
         if self.config.bundle_adjustment:
@@ -118,11 +120,13 @@ class Backend:
         """The newest ``config.depth_updates`` window keyframes' depths with the other window
         keyframes as neighbours; where the new estimate is not confident the ``current`` (K, H, W)
         depth stays (None: the keyframes' own), and the older keyframes keep theirs."""
-        features = torch.stack([kf.depth_features for kf in window])
-        depths = list(current) if current is not None else [kf.depth for kf in window]
-        confidences = [kf.confidence for kf in window]
+        # window keyframes are not compacted: features, depths and confidences are set (see Keyframe)
+        features = torch.stack([cast(torch.Tensor, kf.depth_features) for kf in window])
+        depths = list(current) if current is not None else [cast(torch.Tensor, kf.depth) for kf in window]
+        confidences = [cast(torch.Tensor, kf.confidence) for kf in window]
         for k in range(max(0, len(window) - self.config.depth_updates), len(window)):
             keyframe = window[k]
+            assert keyframe.depth is not None and keyframe.confidence is not None  # in the window
             order = [k] + [m for m in range(len(window)) if m != k]
             estimate = self.depth_module.depth(
                 features[order][None], SE3(poses.data[order][None]), self.intrinsics[None], self.image_size

@@ -59,7 +59,7 @@ class FlowCache:
         SE3 (1, N) world-to-camera, ``intrinsics`` (1, 4) at ``image_size``), reusing the
         targets of the pairs that have not moved (see the class docstring)."""
         module = self.motion_module
-        K = feature_intrinsics(intrinsics, image_size, module.config.input_size, module.stride)
+        K = feature_intrinsics(intrinsics, image_size, module.config.input_size, module.stride)  # type: ignore[attr-defined]  # every MotionModule implementation has a config
         coords, valid = edge_reprojection(depths, poses, K, ii, jj)
         keys = [(ids[i], ids[j]) for i, j in zip(ii.tolist(), jj.tolist())]
         stale = [e for e, key in enumerate(keys) if not self._still_valid(key, coords[0, e], valid[0, e])]

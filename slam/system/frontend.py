@@ -14,6 +14,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -134,6 +135,7 @@ class Frontend:
 
     # ------------------------------------------------------------------ tracking
     def _track_and_record(self, frame: Frame, image: torch.Tensor) -> None:
+        assert self.keyframe is not None and self._last is not None  # only once initialised
         features = self.motion_module.encode(image[None, None])[0, 0]
         last = self._last[0]
         result = self.tracker.track(self.keyframe, features, self.start_pose())
@@ -164,6 +166,7 @@ class Frontend:
                 self._lost,
                 frame.index,
             )
+            assert self._last is not None  # set with the first keyframe
             self._anchor_w2c = self._last[0] * self.keyframe.pose_w2c
             self.keyframe = None
             self._recent.clear()
@@ -210,11 +213,12 @@ class Frontend:
         keyframe and recent frames (tracked against it) as neighbours, then pose and depth refined
         against the newest keyframes."""
         previous = self.keyframe
+        assert previous is not None and self._last is not None  # only once initialised
         previous_w2c = previous.pose_w2c  # read once: the backend may move it meanwhile
         recent = list(self._recent)[::-1]
         step = max(1, len(recent) // max(self.config.neighbours - 1, 1))
         neighbours = [
-            (item.image, item.record.frame_from_keyframe * previous_w2c)
+            (item.image, cast(SE3, item.record.frame_from_keyframe) * previous_w2c)  # recent frames: tracked
             for item in recent[::step][: self.config.neighbours - 1]
         ]
         relative = result.frame_from_keyframe

@@ -6,6 +6,8 @@ Poses are world-to-camera SE3 (``G``); depths are in the map's units."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 from networks.interfaces import DepthModule
@@ -83,6 +85,8 @@ class KeyframeDepth:
         # the previous keyframe's features are in the map already; the others are computed once
         images = torch.stack([image] + [n[0] for n in neighbours])[None]
         poses = SE3.stack([pose_w2c, previous_w2c] + [n[1] for n in neighbours]).view(1, -1)
+        # the previous (newest) keyframe is in the window: it has its depth and features
+        assert previous.depth is not None and previous.depth_features is not None
         with torch.no_grad():
             encoded = self.depth_module.encode(images)
             features = torch.cat([encoded[:, :1], previous.depth_features[None, None], encoded[:, 1:]], dim=1)
@@ -107,7 +111,12 @@ class KeyframeDepth:
                 (kf.pose_w2c, kf.motion_features, kf.depth)
                 for kf in self.map.keyframe_list()[-self.config.refine_keyframes :]
             ]
-        previous = [item for item in newest if item[1] is not None]
+        # keyframes with features are in the window, so they have their depth too
+        previous = [
+            (pose, features, cast(torch.Tensor, keyframe_depth))
+            for pose, features, keyframe_depth in newest
+            if features is not None
+        ]
         if not previous:
             return frame_from_anchor, depth
         count = len(previous) + 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -205,7 +206,7 @@ class MapState:
             views = self.keyframe_views(self.keyframe_list(), with_images)
             tracked = [r for r in self.frames if r.frame_from_keyframe is not None]
             if tracked:
-                relative = SE3.stack([r.frame_from_keyframe for r in tracked])
+                relative = SE3.stack([cast(SE3, r.frame_from_keyframe) for r in tracked])  # tracked: not None
                 keyframe_poses = SE3.stack([self.keyframes[r.keyframe_id].pose_w2c for r in tracked])
                 poses = _camera_to_world([relative * keyframe_poses])
             else:

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -237,6 +238,7 @@ def _track(
         if control is not None:
             go_on, export = control.next_step()
             while export:  # then wait again if paused
+                assert exporter is not None  # made along with control (see run_slam)
                 exporter.start(record)
                 go_on, export = control.next_step()
             if not go_on:
@@ -261,6 +263,7 @@ def write_keyframe_depths(system: SlamSystem, snapshot: MapSnapshot, out: Path) 
     ``keyframes.txt`` (TUM format: every keyframe's camera-to-world pose)."""
     for keyframe in snapshot.keyframes:
         if keyframe.has_pixels and not system.fusion.fused(keyframe.id):
+            assert keyframe.depth is not None  # has_pixels
             write_depth_npy(out / DEPTH_FOLDER, keyframe.frame_index, keyframe.depth)
     if snapshot.keyframes:
         write_tum(
@@ -294,7 +297,7 @@ def write_outputs(
     if with_gt:
         write_tum(
             out / "groundtruth.txt",
-            Trajectory(timestamps[with_gt], np.stack([record.poses_gt[k] for k in with_gt])),
+            Trajectory(timestamps[with_gt], np.stack([cast(np.ndarray, record.poses_gt[k]) for k in with_gt])),
             header="ground truth at the frame times, camera-to-world\ntimestamp tx ty tz qx qy qz qw",
         )
     statuses = dict(zip(snapshot.frame_indices.tolist(), snapshot.frame_status))
@@ -316,6 +319,8 @@ def write_outputs(
 
     frames = len(indices)
     counts = system.frontend.counts
+    camera_size = system.processing_camera.size
+    assert camera_size is not None  # SlamSystem requires a camera with its size
     stats = {
         "software_version": __version__,
         "source": source.describe(),
@@ -336,7 +341,7 @@ def write_outputs(
         "mesh_triangles": mesh_triangles,
         "peak_memory_mb": round(peak_memory_mb(), 1),
         "device": str(system.device),
-        "processing_size": list(system.processing_camera.size),
+        "processing_size": list(camera_size),
         "machine": machine_summary(),
         "config": to_dict(system.config),
     }

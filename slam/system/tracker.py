@@ -54,7 +54,7 @@ def induced_flow(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor) -> tu
     valid = valid[0]
     if not valid.any():
         return 0.0, 0.0
-    grid = pixel_grid(*depth.shape, dtype=depth.dtype, device=depth.device)
+    grid = pixel_grid(depth.shape[0], depth.shape[1], dtype=depth.dtype, device=depth.device)
     return (
         float((coords[0] - grid).norm(dim=-1)[valid].mean()),
         float((coords[0] - coords[1]).norm(dim=-1)[valid].mean()),
@@ -86,7 +86,9 @@ class Tracker:
         tracking solve's ``config.tracking_pool`` times coarser grid; computed again when the
         keyframe's depth tensor changes (a new keyframe, or the backend's update)."""
         depth = keyframe.depth
+        assert depth is not None  # tracked keyframes are in the window
         if self._small_depth is None or self._small_depth[0] is not depth:
+            assert keyframe.motion_features is not None  # tracked keyframes are in the window
             height, width = keyframe.motion_features.shape[-2:]
             pool = self.config.tracking_pool
             small = resize_depth(depth[None, None], (height, width))[0, 0]
@@ -103,6 +105,7 @@ class Tracker:
         pooled_depths = torch.stack([pooled_depth, torch.zeros_like(pooled_depth)])[None]
         keyframe_w2c = keyframe.pose_w2c  # read once: the backend may move it meanwhile
         poses = SE3.stack([keyframe_w2c, start * keyframe_w2c]).view(1, 2)
+        assert keyframe.motion_features is not None  # tracked keyframes are in the window
         stacked = torch.stack([keyframe.motion_features, features])[None]
         scale = self.image_size[1] / depth.shape[1]  # processing pixels per feature pixel
         has_depth = depth > 0

@@ -172,7 +172,7 @@ class ImageFileSource(IndexedSource):
     poses_gt: list[np.ndarray | None] | None = None
 
     @property
-    def num_raw(self) -> int:
+    def num_raw(self) -> int:  # type: ignore[override]  # derived from image_files, never set
         return len(self.image_files)
 
     @property
