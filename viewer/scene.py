@@ -40,13 +40,16 @@ MAX_MAP_SHARE = 0.03
 
 @dataclasses.dataclass
 class LiveStats:
-    """The run's numbers: input frames processed, keyframes, frames lost, frontend and
-    end-to-end frames per second (None before the first frame), points drawn, resident memory
+    """The run's numbers: input frames processed, keyframes, frames lost, relocalizations (losses
+    recovered in the same map), map segments (cold starts), frontend and end-to-end frames per
+    second (None before the first frame), points drawn, resident memory
     of the process in MiB, and whether the run is paused or done."""
 
     frames: int = 0
     keyframes: int = 0
     lost: int = 0
+    relocalizations: int = 0
+    segments: int = 0
     frontend_fps: float | None = None
     end_to_end_fps: float | None = None
     points: int = 0
@@ -66,6 +69,8 @@ class LiveStats:
             f"frames     {self.frames}",
             f"keyframes  {self.keyframes}",
             f"lost       {self.lost}",
+            f"recovered  {self.relocalizations}",
+            f"segments   {self.segments}",
             f"frontend   {fps(self.frontend_fps)} fps",
             f"end to end {fps(self.end_to_end_fps)} fps",
             f"points     {self.points:,}",
@@ -353,6 +358,8 @@ class LiveScene:
             frames=frames,
             keyframes=keyframes,
             lost=system.frontend.counts["lost"] if system is not None else 0,
+            relocalizations=system.frontend.counts["relocalizations"] if system is not None else 0,
+            segments=system.frontend.counts["initialisations"] if system is not None else 0,
             frontend_fps=system.frames_processed / system.frontend_seconds
             if system is not None and system.frontend_seconds > 0
             else None,

@@ -44,7 +44,16 @@ class FrontendConfig:
     - ``keyframe_quality``: tracking quality (mean flow confidence over the keyframe's pixels with
       depth, 0-1) below which the frame becomes a keyframe.
     - ``min_quality``: tracking quality below which the frame is lost.
-    - ``max_lost``: consecutive lost frames after which the system re-initialises.
+    - ``max_lost``: consecutive lost frames after which tracking stops and relocalization begins.
+    - ``relocalize_frames``: lost frames (not counting blank ones) that relocalization tries to
+      register against the map before a new map segment starts from a cold start (0: a new
+      segment at once, no relocalization).
+    - ``relocalize_by_appearance``, ``relocalize_by_proximity``: keyframes tried per frame, by
+      appearance and by nearness to the last tracked pose.
+    - ``relocalize_steps``: Gauss-Newton steps of a relocalization attempt.
+    - ``relocalize_quality``: flow quality a relocalization needs (as ``keyframe_quality``).
+    - ``relocalize_residual``: the most residual flow (processing pixels, confidence-weighted mean,
+      before the last step) a relocalization may leave: the pose has converged.
     - ``init_frames``: frames gathered before the cold start.
     - ``init_rounds``: motion-depth rounds of the cold start's alternation.
     - ``init_depth``: the constant depth the cold start begins from (sets the map's scale).
@@ -66,6 +75,12 @@ class FrontendConfig:
     keyframe_quality: float = 0.3
     min_quality: float = 0.15
     max_lost: int = 5
+    relocalize_frames: int = 30
+    relocalize_by_appearance: int = 3
+    relocalize_by_proximity: int = 2
+    relocalize_steps: int = 4
+    relocalize_quality: float = 0.3
+    relocalize_residual: float = 1.0
     init_frames: int = 8
     init_rounds: int = 4
     init_depth: float = 2.0
@@ -162,6 +177,14 @@ class SystemConfig:
         if self.frontend.refine_keyframes < 0 or self.backend.bundle_iterations < 1 or self.backend.depth_prior <= 0:
             raise ConfigError(
                 "need frontend.refine_keyframes >= 0, backend.bundle_iterations >= 1 and backend.depth_prior > 0"
+            )
+        frontend = self.frontend
+        if min(frontend.relocalize_frames, frontend.relocalize_by_appearance, frontend.relocalize_by_proximity) < 0 or (
+            frontend.relocalize_steps < 1 or frontend.relocalize_residual <= 0
+        ):
+            raise ConfigError(
+                "need frontend.relocalize_frames, relocalize_by_appearance and relocalize_by_proximity >= 0, "
+                "relocalize_steps >= 1 and relocalize_residual > 0"
             )
         if self.backend.edge_span is not None and self.backend.edge_span < 1:
             raise ConfigError(f"backend.edge_span must be >= 1 or null, got {self.backend.edge_span}")

@@ -2,8 +2,10 @@
 older than its window again, so such a keyframe is fused (:class:`~slam.mapping.streaming.StreamingFusion`),
 its depth map written when the run saves them, and its pixels released a few keyframes later
 (it serves as a witness for the consistency of the next ones first). What stays of it in the
-map is its pose and times, which the trajectory needs. Memory is then flat over a long run: the
-newest keyframes, the fused geometry of the volume mapped and a pose per frame.
+map is its pose and times, which the trajectory needs, and its place record (coarse features and
+depth, an appearance descriptor), which relocalization matches against. Memory then grows slowly
+over a long run: the newest keyframes, the fused geometry of the volume mapped, a pose per frame
+and a place record per keyframe.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """The frontend: feeds every frame to the map. It gathers frames for the cold start
 (:mod:`.initializer`), tracks each later frame against the newest keyframe (:mod:`.tracker`),
 decides what the frame is (:mod:`.keyframe_policy`), gives a new keyframe its depth
-(:mod:`.keyframe_depth`), and starts a new map after tracking was lost for too long.
+(:mod:`.keyframe_depth`). When tracking is lost for longer than ``max_lost`` frames, each new
+frame is registered against the map's keyframes (:mod:`.relocalizer`) and tracking resumes in the
+same map, at the same scale, from the first that matches; only after ``relocalize_frames`` frames
+that match nothing does a new map segment start from a cold start.
 
 Poses are world-to-camera SE3 (``G``). A tracked frame is stored relative to its keyframe
 (``frame_from_keyframe = G_frame G_keyframe^-1``), so it follows the keyframe when the backend
@@ -27,6 +30,8 @@ from slam.system.initializer import cold_start, initial_picks
 from slam.system.keyframe_depth import KeyframeDepth
 from slam.system.keyframe_policy import is_lost, keyframe_reason
 from slam.system.map import FrameRecord, Keyframe, MapState
+from slam.system.places import appearance
+from slam.system.relocalizer import Relocalization, Relocalizer
 from slam.system.tracker import Tracker, TrackingResult
 
 log = logging.getLogger(__name__)
@@ -72,6 +77,7 @@ class Frontend:
         self.on_keyframe = on_keyframe
         self.tracker = Tracker(motion_module, config, intrinsics, image_size, device)
         self.keyframe_depth = KeyframeDepth(depth_module, map_state, bundle, config, intrinsics, image_size, device)
+        self.relocalizer = Relocalizer(self.tracker, map_state, config)
         self.keyframe: Keyframe | None = None
         self._pending: list[tuple[Frame, torch.Tensor]] = []  # frames awaiting initialisation
         self._recent: deque[_Recent] = deque(maxlen=4 * config.neighbours)
@@ -80,12 +86,32 @@ class Frontend:
         self._last: tuple[SE3, SE3 | None] | None = None
         self._anchor_w2c = SE3.identity(device=device)  # world pose of the next initialisation
         self._lost = 0
-        self.counts = {"tracked": 0, "lost": 0, "keyframes": 0, "initialisations": 0}
+        # while relocalizing: the last tracked world pose, and the frames with texture tried so far
+        self._lost_w2c: SE3 | None = None
+        self._tried = 0
+        self.counts = {
+            "tracked": 0,
+            "lost": 0,
+            "blank": 0,
+            "keyframes": 0,
+            "initialisations": 0,
+            "relocalizations": 0,
+        }
 
     # ------------------------------------------------------------------ public
     def process(self, frame: Frame) -> None:
-        """Track one frame (or buffer it until initialisation), updating the map."""
+        """Track one frame (or buffer it until initialisation, or relocalize it), updating the
+        map. A blank frame (black, saturated, textureless: see :mod:`.places`) is lost: it never
+        becomes a keyframe or part of a cold start."""
         image = image_tensor(frame, self.device)
+        look = appearance(image)
+        if look.blank:  # nothing to track or map in it: lost, whatever else goes on
+            self.counts["blank"] += 1
+            self._record_lost(frame, "blank image")
+            return
+        if self.relocalizing:
+            self._relocalize(frame, image, look.descriptor)
+            return
         if self.keyframe is None:
             self._pending.append((frame, image))
             if len(self._pending) >= self.config.init_frames:
@@ -100,6 +126,11 @@ class Frontend:
         for frame, _ in self._pending:
             self._record_lost(frame, "not initialised")
         self._pending.clear()
+
+    @property
+    def relocalizing(self) -> bool:
+        """Whether tracking is lost and frames are being registered against the map."""
+        return self._lost_w2c is not None
 
     def start_pose(self) -> SE3:
         """Where tracking starts the next frame: the last good pose moved on by the constant
@@ -161,15 +192,59 @@ class Frontend:
         self._lost += 1
         log.debug("frame %d lost (%s)", frame.index, why)
         if self.keyframe is not None and self._lost > self.config.max_lost:
-            log.warning(
-                "tracking lost for %d frames at frame %d: re-initialising from the last good pose",
-                self._lost,
-                frame.index,
-            )
             assert self._last is not None  # set with the first keyframe
-            self._anchor_w2c = self._last[0] * self.keyframe.pose_w2c
+            lost_w2c = self._last[0] * self.keyframe.pose_w2c
             self.keyframe = None
             self._recent.clear()
+            if self.config.relocalize_frames > 0:
+                log.warning("tracking lost for %d frames at frame %d: relocalizing", self._lost, frame.index)
+                self._lost_w2c, self._tried = lost_w2c, 0
+            else:
+                self._new_segment(lost_w2c, frame.index)
+
+    def _new_segment(self, lost_w2c: SE3, index: int) -> None:
+        """Give up on the map: the next frames gather for a cold start, at the last tracked pose."""
+        log.warning("a new map segment starts after frame %d, from the last tracked pose", index)
+        self._anchor_w2c = lost_w2c
+        self._lost_w2c = None
+
+    # ------------------------------------------------------------------ relocalization
+    def _relocalize(self, frame: Frame, image: torch.Tensor, descriptor: torch.Tensor) -> None:
+        """Register a frame (not blank; appearance ``descriptor`` (D,)) against the map's
+        keyframes: tracking resumes from it when one matches; after ``config.relocalize_frames``
+        such frames that match nothing, a new map segment starts."""
+        assert self._lost_w2c is not None  # relocalizing
+        features = self.motion_module.encode(image[None, None])[0, 0]
+        found = self.relocalizer.relocalize(features, descriptor, self._lost_w2c)
+        if found is not None:
+            self._resume(frame, image, found, features)
+            return
+        self._tried += 1
+        self._record_lost(frame, "not relocalized")
+        if self._tried >= self.config.relocalize_frames:
+            self._new_segment(self._lost_w2c, frame.index)
+
+    def _resume(self, frame: Frame, image: torch.Tensor, found: Relocalization, features: torch.Tensor) -> None:
+        """Tracking resumes at a relocalized frame: it becomes a keyframe, posed against the
+        keyframe it matched, with that keyframe's depth carried over (the map's scale)."""
+        relative = found.result.frame_from_keyframe
+        depth, confidence = self.keyframe_depth.carry(found.keyframe, relative)
+        pose_w2c = relative * found.keyframe.pose_w2c
+        keyframe = self._add_keyframe(frame, image, pose_w2c, depth, confidence, features)
+        self.map.add_frame(
+            FrameRecord(frame.index, frame.timestamp, keyframe.id, SE3.identity(device=self.device), "keyframe")
+        )
+        self._last = (SE3.identity(device=self.device), None)
+        self._lost, self._lost_w2c = 0, None
+        self.counts["tracked"] += 1
+        self.counts["relocalizations"] += 1
+        log.info(
+            "relocalized at frame %d against keyframe %d (%s match, quality %.2f)",
+            frame.index,
+            found.keyframe.id,
+            found.why,
+            found.result.quality,
+        )
 
     # ------------------------------------------------------------------ keyframes
     def _add_keyframe(
@@ -198,6 +273,7 @@ class Frontend:
             confidence,
             depth_features=depth_features,
             motion_features=motion_features,
+            descriptor=appearance(image).descriptor,
         )
         self.map.add_keyframe(keyframe)
         self.keyframe = keyframe

@@ -14,11 +14,19 @@ from networks.interfaces import DepthModule
 from slam.config.schema import FrontendConfig
 from slam.geometry.lie import SE3
 from slam.geometry.projection import MIN_DEPTH, backproject, project
+from slam.geometry.resize import resize_depth
 from slam.system.bundle import BundleAdjuster
 from slam.system.map import Keyframe, MapState
 
 #: depth confidence above which the depth module's new estimate replaces the depth a keyframe has
 CONFIDENT_DEPTH = 0.3
+
+#: confidence given to depth carried over from an older keyframe to a relocalized one (what the
+#: map already knew, seen again): enough for fusion and to be kept over a doubtful estimate
+CARRIED_CONFIDENCE = 0.5
+
+#: holes left by forward-splatting depth are filled from a grid this many times coarser
+CARRY_FILL_STRIDE = 4
 
 
 def propagate_depth(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor) -> torch.Tensor:
@@ -97,6 +105,23 @@ class KeyframeDepth:
         depth = fill_invalid(depth, self.config.init_depth)
         confidence = torch.where(confident, estimate.confidence[0], torch.zeros_like(depth))
         return depth, confidence, encoded[0, 0]
+
+    def carry(self, reference: Keyframe, frame_from_reference: SE3) -> tuple[torch.Tensor, torch.Tensor]:
+        """Depth and confidence (H, W) at the processing size for a frame relocalized at
+        ``frame_from_reference`` (``G_frame G_reference^-1``) against the ``reference`` keyframe:
+        its depth (the window's, or its place record's) forward-splatted into the frame, holes
+        filled from a coarser grid, in the map's scale. :data:`CARRIED_CONFIDENCE` where depth was
+        carried, 0 where none was (filled with the median there)."""
+        source = reference.depth if reference.depth is not None else reference.place_depth
+        if source is None:
+            raise ValueError(f"keyframe {reference.id} holds no depth to carry")
+        height, width = self.image_size
+        full = resize_depth(source.float(), self.image_size)
+        moved = propagate_depth(full, frame_from_reference, self.intrinsics)
+        coarse = resize_depth(moved, (height // CARRY_FILL_STRIDE, width // CARRY_FILL_STRIDE))
+        depth = torch.where(moved > 0, moved, resize_depth(coarse, self.image_size))
+        confidence = torch.where(depth > 0, torch.full_like(depth, CARRIED_CONFIDENCE), torch.zeros_like(depth))
+        return fill_invalid(depth, self.config.init_depth), confidence
 
     def refine(
         self, anchor: Keyframe, frame_from_anchor: SE3, depth: torch.Tensor, motion_features: torch.Tensor

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from slam.geometry.lie import SE3
+from slam.geometry.resize import resize_depth
 
 
 @dataclass
@@ -28,12 +29,17 @@ class Keyframe:
     - ``pose_w2c``: SE3 () world-to-camera.
     - ``depth``: (H, W) metres; ``confidence``: (H, W) in [0, 1].
     - ``depth_features`` / ``motion_features``: (C, h, w) module features.
+    - ``descriptor``: (D,) appearance descriptor (:func:`slam.system.places.appearance_descriptor`).
+    - ``place_features``, ``place_depth``: what relocalization matches against once the window
+      features are gone (set by :meth:`compact`): the motion features as float16 (C, h, w) and
+      the depth at half their resolution, (h/2, w/2) float16 map units, 0 where unknown.
 
     When the keyframe leaves the optimization window, :meth:`compact` drops the features and
     keeps the image as uint8 in [0, 255] and depth and confidence as float16: what fusion and
     export need, in a quarter to half of the memory. Once it is fused (see slam.system.archive),
-    :meth:`release` drops those too: ``image``, ``depth`` and ``confidence`` become None and
-    only the pose and times stay.
+    :meth:`release` drops those too: ``image``, ``depth`` and ``confidence`` become None. The
+    pose, times, descriptor and place record stay for the whole run: every keyframe remains a
+    place the camera can be relocalized against.
     """
 
     id: int
@@ -45,6 +51,9 @@ class Keyframe:
     confidence: torch.Tensor | None
     depth_features: torch.Tensor | None = None
     motion_features: torch.Tensor | None = None
+    descriptor: torch.Tensor | None = None
+    place_features: torch.Tensor | None = None
+    place_depth: torch.Tensor | None = None
 
     @property
     def pose_c2w(self) -> np.ndarray:
@@ -60,8 +69,13 @@ class Keyframe:
         return self.image is None
 
     def compact(self) -> None:
-        """Drop the features and store image, depth and confidence compactly (see the class
-        docstring); the keyframe can no longer take part in optimization."""
+        """Keep the place record, drop the features and store image, depth and confidence
+        compactly (see the class docstring); the keyframe can no longer take part in
+        optimization."""
+        if self.motion_features is not None and self.depth is not None:
+            height, width = self.motion_features.shape[-2:]
+            self.place_features = self.motion_features.half()
+            self.place_depth = resize_depth(self.depth.float(), (height // 2, width // 2)).half()
         self.depth_features = self.motion_features = None
         if not self.compacted:
             # not released: image, depth and confidence are all still held
@@ -69,6 +83,16 @@ class Keyframe:
             self.image = _rgb8(self.image)
             self.depth = self.depth.half()
             self.confidence = self.confidence.half()
+
+    def matching(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """What tracking against this keyframe needs: (C, h, w) float32 motion features and a
+        float32 depth map (map units, 0 unknown; the window's full resolution, or the place
+        record's half of the features'), or None for a keyframe without either."""
+        if self.motion_features is not None and self.depth is not None:
+            return self.motion_features, self.depth
+        if self.place_features is not None and self.place_depth is not None:
+            return self.place_features.float(), self.place_depth.float()
+        return None
 
     def release(self) -> None:
         """Drop the pixels too (see the class docstring): for a keyframe already fused."""

@@ -330,7 +330,10 @@ def write_outputs(
         "frames_tracked": int(tracked.sum()),
         "frames_lost": int(frames - tracked.sum()),
         "keyframes": len(snapshot.keyframes),
+        # map segments started by a cold start (the first included), and losses recovered in the same map
         "initialisations": counts["initialisations"],
+        "relocalizations": counts["relocalizations"],
+        "blank_frames": counts["blank"],
         "backend_passes": system.backend.passes,
         "frontend_fps": round(frames / system.frontend_seconds, 2) if system.frontend_seconds > 0 else None,
         # reading, tracking and the backend; the final fusion is timed on its own

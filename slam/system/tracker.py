@@ -28,12 +28,16 @@ class TrackingResult:
     - ``flow``: mean flow the motion induces on the keyframe's pixels, processing pixels.
     - ``parallax``: the part of ``flow`` the translation induces (the flow less that of the
       rotation alone), processing pixels: zero for a turn on the spot.
+    - ``residual``: the confidence-weighted mean residual flow of the last flow computation
+      (how far the correspondences were from the reprojection before the last step), processing
+      pixels: small once the pose has converged.
     """
 
     frame_from_keyframe: SE3
     quality: float
     flow: float
     parallax: float
+    residual: float
 
     @property
     def finite(self) -> bool:
@@ -79,39 +83,57 @@ class Tracker:
         self.image_size = image_size
         self._ii = torch.zeros(1, dtype=torch.long, device=device)
         self._jj = torch.ones(1, dtype=torch.long, device=device)
-        self._small_depth: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (source, resized, pooled)
+        # (depth it was made from, keyframe, features, resized depth, pooled depth)
+        self._small_depth: tuple[torch.Tensor | None, Keyframe, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
-    def small_depth(self, keyframe: Keyframe) -> tuple[torch.Tensor, torch.Tensor]:
-        """The keyframe's depth at the motion module's feature resolution (h, w) and on the
-        tracking solve's ``config.tracking_pool`` times coarser grid; computed again when the
-        keyframe's depth tensor changes (a new keyframe, or the backend's update)."""
-        depth = keyframe.depth
-        assert depth is not None  # tracked keyframes are in the window
-        if self._small_depth is None or self._small_depth[0] is not depth:
-            assert keyframe.motion_features is not None  # tracked keyframes are in the window
-            height, width = keyframe.motion_features.shape[-2:]
+    def reference(self, keyframe: Keyframe) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The keyframe's motion features (C, h, w), its depth at their resolution (h, w) and on
+        the tracking solve's ``config.tracking_pool`` times coarser grid, from what it holds for
+        matching (:meth:`Keyframe.matching`: the window's depth, or a released keyframe's place
+        record); computed again when that depth tensor changes (a new keyframe, or the backend's
+        update). ValueError for a keyframe that holds nothing to match against."""
+        matching = keyframe.matching()
+        if matching is None:
+            raise ValueError(f"keyframe {keyframe.id} holds nothing to track against")
+        features, depth = matching
+        source = keyframe.depth if keyframe.motion_features is not None else keyframe.place_depth
+        if self._small_depth is None or self._small_depth[0] is not source or self._small_depth[1] is not keyframe:
+            height, width = features.shape[-2:]
             pool = self.config.tracking_pool
             small = resize_depth(depth[None, None], (height, width))[0, 0]
-            self._small_depth = (depth, small, resize_depth(small, (height // pool, width // pool)))
-        return self._small_depth[1], self._small_depth[2]
+            self._small_depth = (
+                source,
+                keyframe,
+                features,
+                small,
+                resize_depth(small, (height // pool, width // pool)),
+            )
+        return self._small_depth[2], self._small_depth[3], self._small_depth[4]
 
-    def track(self, keyframe: Keyframe, features: torch.Tensor, start: SE3) -> TrackingResult:
+    def track(
+        self,
+        keyframe: Keyframe,
+        features: torch.Tensor,
+        start: SE3,
+        steps: int | None = None,
+        stop_when_confident: bool = True,
+    ) -> TrackingResult:
         """Track a frame with motion ``features`` (C, h, w) against ``keyframe`` from ``start``
-        (``G_frame G_keyframe^-1``): at most ``config.tracking_steps`` Gauss-Newton steps, the
-        flow computed again before each, stopping after a step whose flow quality reached
-        ``config.tracking_confident``."""
-        depth, pooled_depth = self.small_depth(keyframe)
+        (``G_frame G_keyframe^-1``): at most ``steps`` (None: ``config.tracking_steps``)
+        Gauss-Newton steps, the flow computed again before each, stopping after a step whose flow
+        quality reached ``config.tracking_confident`` when ``stop_when_confident``."""
+        keyframe_features, depth, pooled_depth = self.reference(keyframe)
         depths = torch.stack([depth, torch.zeros_like(depth)])[None]
         pooled_depths = torch.stack([pooled_depth, torch.zeros_like(pooled_depth)])[None]
         keyframe_w2c = keyframe.pose_w2c  # read once: the backend may move it meanwhile
         poses = SE3.stack([keyframe_w2c, start * keyframe_w2c]).view(1, 2)
-        assert keyframe.motion_features is not None  # tracked keyframes are in the window
-        stacked = torch.stack([keyframe.motion_features, features])[None]
+        stacked = torch.stack([keyframe_features, features])[None]
         scale = self.image_size[1] / depth.shape[1]  # processing pixels per feature pixel
         has_depth = depth > 0
         any_depth = bool(has_depth.any())
+        confident = self.config.tracking_confident if stop_when_confident else None
         with torch.no_grad():
-            for _ in range(self.config.tracking_steps):
+            for _ in range(self.config.tracking_steps if steps is None else steps):
                 flow = self.motion_module.flow(
                     stacked, depths, poses, self.intrinsics[None], self._ii, self._jj, self.image_size
                 )
@@ -120,8 +142,17 @@ class Tracker:
                 )
                 poses = gauss_newton_step(poses, pooled_depths, intrinsics, self._ii, self._jj, targets, weights)
                 quality = float(flow.weights[0, 0, ..., 0][has_depth].mean()) if any_depth else 0.0
-                if self.config.tracking_confident is not None and quality >= self.config.tracking_confident:
+                if confident is not None and quality >= confident:
                     break  # reliable correspondences: the step has solved the pose
+        residual = _weighted_residual(flow.residual[0, 0], flow.weights[0, 0, ..., 0], has_depth)
         frame_from_keyframe = poses[0, 1] * poses[0, 0].inv()
         induced, parallax = induced_flow(depth, frame_from_keyframe, flow.intrinsics[0])
-        return TrackingResult(frame_from_keyframe, quality, induced * scale, parallax * scale)
+        return TrackingResult(frame_from_keyframe, quality, induced * scale, parallax * scale, residual * scale)
+
+
+def _weighted_residual(residual: torch.Tensor, weights: torch.Tensor, has_depth: torch.Tensor) -> float:
+    """Confidence-weighted mean length of the (h, w, 2) residual flow over the pixels with depth
+    (``weights`` (h, w)), in the flow's pixels; infinite when no pixel has any weight."""
+    mask = weights * has_depth
+    total = float(mask.sum())
+    return float((residual.norm(dim=-1) * mask).sum()) / total if total > 0 else float("inf")

@@ -148,3 +148,29 @@ def test_released_keyframes_keep_their_pose_and_frames_only():
     assert not after.keyframes[0].has_pixels and after.keyframes[0].depth is None
     np.testing.assert_allclose(after.keyframes[0].pose_c2w, before.keyframes[0].pose_c2w)
     np.testing.assert_allclose(after.frame_poses_c2w, before.frame_poses_c2w)
+
+
+def test_a_released_keyframe_stays_a_place_to_match_against():
+    """Compaction keeps the motion features (float16) and a coarse depth for relocalization;
+    release keeps them too, so every keyframe can be matched for the whole run."""
+    state = MapState()
+    keyframe = make_keyframe(state, 0, [0.1, 0, 0, 0, 0, 0])
+    keyframe.motion_features = torch.rand(1, 6, 8)
+    features, depth = keyframe.matching()
+    assert features is keyframe.motion_features and depth is keyframe.depth
+    expected = keyframe.motion_features.clone()
+    keyframe.release()
+    assert keyframe.motion_features is None and keyframe.depth is None
+    features, depth = keyframe.matching()
+    assert features.dtype == depth.dtype == torch.float32
+    assert torch.allclose(features, expected, atol=1e-3)
+    assert depth.shape == (3, 4) and torch.allclose(depth, torch.full((3, 4), 2.0))
+    assert keyframe.place_features.dtype == keyframe.place_depth.dtype == torch.float16
+
+
+def test_a_keyframe_without_features_or_place_cannot_be_matched():
+    state = MapState()
+    keyframe = make_keyframe(state, 0, [0.0] * 6)
+    assert keyframe.matching() is None  # never had motion features
+    keyframe.release()
+    assert keyframe.matching() is None

@@ -68,7 +68,7 @@ def test_a_confident_flow_stops_tracking_after_one_step_and_a_doubtful_one_takes
     every_step = _track(frontend, frame, every, monkeypatch, tracking_steps=3, tracking_confident=None)
     assert len(every) == 3
     # the further steps move the pose by a fraction of a pixel: the first had solved it
-    depth, _ = frontend.tracker.small_depth(frontend.keyframe)
+    _, depth, _ = frontend.tracker.reference(frontend.keyframe)
     change, _ = induced_flow(
         depth, every_step.frame_from_keyframe * first.frame_from_keyframe.inv(), _feature_intrinsics(frontend)
     )
@@ -81,7 +81,7 @@ def test_the_pooled_tracking_solve_agrees_with_the_full_grid(initialised, monkey
     full = _track(frontend, frame, [], monkeypatch, tracking_pool=1, tracking_confident=None)
     pooled = _track(frontend, frame, [], monkeypatch, tracking_pool=2, tracking_confident=None)
     assert full.flow > 2.0  # the frame has moved: the test is not on a still camera
-    depth, _ = frontend.tracker.small_depth(frontend.keyframe)
+    _, depth, _ = frontend.tracker.reference(frontend.keyframe)
     change, _ = induced_flow(
         depth, pooled.frame_from_keyframe * full.frame_from_keyframe.inv(), _feature_intrinsics(frontend)
     )
@@ -99,7 +99,7 @@ def _feature_intrinsics(frontend: Frontend):
 
 def _result(quality: float = 0.9, flow: float = 1.0, parallax: float = 0.5, finite: bool = True) -> TrackingResult:
     pose = SE3.identity() if finite else SE3(SE3.identity().data * float("nan"))
-    return TrackingResult(pose, quality, flow, parallax)
+    return TrackingResult(pose, quality, flow, parallax, residual=0.5)
 
 
 def test_the_keyframe_policy_names_the_first_criterion_that_fires():

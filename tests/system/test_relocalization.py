@@ -1,0 +1,86 @@
+"""Relocalization end to end on synthetic rooms: after a blackout the camera is found again in the
+same map, at the same scale; a place the map has never seen is not accepted."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from slam.config.loader import override
+from slam.config.schema import SystemConfig
+from slam.evaluation.trajectory import associate_and_align
+from slam.io.sources.synthetic import SyntheticSource
+from slam.io.trajectory import Trajectory
+from slam.system.slam_system import SlamSystem, full_trajectory
+
+CONFIG = ("backend.mode=inline", "fusion.mesh=false")
+
+
+def _run(frames: list, extra: tuple[str, ...] = ()) -> tuple[SlamSystem, np.ndarray, np.ndarray]:
+    """Run the default system on ``frames``; the estimated camera-to-world poses of every frame
+    and the mask of the tracked ones."""
+    system = SlamSystem(override(SystemConfig(), *CONFIG, *extra), frames[0].camera)
+    for frame in frames:
+        system.process(frame)
+    system.finish()
+    indices = np.array([f.index for f in frames])
+    timestamps = np.array([f.timestamp for f in frames])
+    trajectory, tracked = full_trajectory(system.snapshot(with_images=False), indices, timestamps)
+    return system, trajectory.poses, tracked
+
+
+def there_and_back(kind: str, seed: int, frames: int) -> list:
+    """The frames of a synthetic sequence played forward, then backward to the first (the camera
+    walks back along its own path), indexed and timed in playing order (30 Hz)."""
+    played = list(SyntheticSource(kind, seed, frames))
+    played += [copy.copy(frame) for frame in played[-2::-1]]
+    for k, frame in enumerate(played):
+        frame.index, frame.timestamp = k, k / 30.0
+    return played
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("relocalize_frames", "found"), [(30, True), (0, False)])
+def test_after_a_blackout_of_30_frames_tracking_resumes_in_the_same_map_at_the_true_pose(relocalize_frames, found):
+    """A hand-held camera walks through a room and back; 30 frames around the turn are black
+    (lost at frame 50 going out, light again at frame 80 = the 38th on the way back). The first
+    frame after the blackout is relocalized against the map: aligned (Sim(3)) on the frames
+    before the blackout only, the frames after it land within a few centimetres of the truth
+    (measured: 3 mm at the first, 3 cm median). Without relocalization a new map starts at the
+    last tracked pose, a metre off (measured: 0.99 m)."""
+    frames = there_and_back("room", 0, 60)
+    for frame in frames[50:80]:
+        frame.image = np.zeros_like(frame.image)
+    system, poses, tracked = _run(frames, (f"frontend.relocalize_frames={relocalize_frames}",))
+    counts = system.frontend.counts
+    assert counts["blank"] == 30 and tracked[:50].all() and tracked[80:].mean() > 0.9, (counts, tracked)
+    assert (counts["initialisations"], counts["relocalizations"] > 0) == ((1, True) if found else (2, False)), counts
+    indices = np.arange(len(frames))
+    truth = np.stack([f.pose_gt for f in frames])
+    before, after = tracked & (indices < 50), tracked & (indices >= 80)
+    aligned = associate_and_align(
+        Trajectory(indices[before] / 30.0, truth[before]), Trajectory(indices[before] / 30.0, poses[before]), "sim3"
+    )
+    positions = poses[after][:, :3, 3] @ aligned.transform[:3, :3].T + aligned.transform[:3, 3]
+    errors = np.linalg.norm(positions - truth[after][:, :3, 3], axis=1)
+    if found:
+        assert errors[0] < 0.03 and np.median(errors) < 0.08, errors
+    else:
+        assert errors[0] > 0.3, errors
+
+
+@pytest.mark.slow
+def test_a_place_the_map_has_never_seen_is_not_relocalized_against_it():
+    """The map is built in one room; then the camera is in another room: every candidate fails
+    the geometric verification, and after ``relocalize_frames`` frames a new map segment starts."""
+    first = list(SyntheticSource("room", 0, 40))
+    second = list(SyntheticSource("room", 3, 40))
+    for k, frame in enumerate(second):
+        frame.index = 40 + k
+    system, _, tracked = _run(first + second, ("frontend.relocalize_frames=10",))
+    counts = system.frontend.counts
+    assert counts["relocalizations"] == 0, counts
+    assert counts["initialisations"] == 2, counts
+    assert system.frontend.relocalizer.attempts >= 10
