@@ -112,6 +112,10 @@ class BackendConfig:
     - ``flow_reuse``: a keyframe pair's correspondences are reused while its reprojection has
       moved less than this many pixels (motion module's grid, on average) since they were
       computed (:mod:`slam.system.flow_cache`); None: recomputed every pass.
+    - ``covisible``: older keyframes (at least ``window`` keyframes older than the window) that
+      join each bundle adjustment pass, held fixed, when they see at least ``covisible_overlap``
+      of what the newest keyframe sees (0: none); edges join them with the newest
+      ``covisible_edges`` window keyframes, both ways.
     - ``max_lag`` (thread mode): tracking waits for the pass under way when more than this many
       keyframes have not been seen by a finished pass; None: never waits.
 
@@ -129,6 +133,9 @@ class BackendConfig:
     huber: float | None = 1.0
     edge_span: int | None = 2
     max_lag: int | None = 2
+    covisible: int = 2
+    covisible_overlap: float = 0.5
+    covisible_edges: int = 2
     flow_reuse: float | None = 0.5
 
 
@@ -186,6 +193,12 @@ class SystemConfig:
                 "need frontend.relocalize_frames, relocalize_by_appearance and relocalize_by_proximity >= 0, "
                 "relocalize_steps >= 1 and relocalize_residual > 0"
             )
+        if (
+            self.backend.covisible < 0
+            or self.backend.covisible_edges < 1
+            or not 0 < self.backend.covisible_overlap <= 1
+        ):
+            raise ConfigError("need backend.covisible >= 0, covisible_edges >= 1 and 0 < covisible_overlap <= 1")
         if self.backend.edge_span is not None and self.backend.edge_span < 1:
             raise ConfigError(f"backend.edge_span must be >= 1 or null, got {self.backend.edge_span}")
         if self.backend.max_lag is not None and self.backend.max_lag < 1:

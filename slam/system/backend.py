@@ -1,10 +1,12 @@
 """The backend: on a sliding window of the newest keyframes, global pose optimization (the motion
 module on every keyframe pair, one joint Gauss-Newton solve with the oldest keyframe fixed) and
-depth updates, written back to the map. Depth is updated by a dense bundle adjustment in the same
-solve (each keyframe's per-pixel depth moves with the poses to fit the motion module's
-correspondences, on a coarser grid; the change is applied to the full-resolution depth as a
-ratio), and/or by the depth module with the other window keyframes as neighbours. Runs in its own
-thread, or inline after each keyframe.
+depth updates, written back to the map. Older keyframes that see what the newest one sees
+(:mod:`slam.system.covisibility`) join the window, held fixed, with edges to the newest
+keyframes: a camera that lingers or returns is optimised against the map it built before.
+Depth is updated by a dense bundle adjustment in the same solve (each keyframe's per-pixel depth
+moves with the poses to fit the motion module's correspondences, on a coarser grid; the change is
+applied to the full-resolution depth as a ratio), and/or by the depth module with the other window
+keyframes as neighbours. Runs in its own thread, or inline after each keyframe.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from slam.geometry.lie import SE3
 from slam.geometry.resize import resize_depth
 from slam.geometry.solver import all_pairs_edges, gauss_newton_step
 from slam.system.bundle import BundleAdjuster
+from slam.system.covisibility import covisible_keyframes
 from slam.system.keyframe_depth import CONFIDENT_DEPTH
 from slam.system.map import Keyframe, MapState
 
@@ -55,6 +58,7 @@ class Backend:
         self.intrinsics = intrinsics  # (4,) at the processing resolution
         self.image_size = image_size  # (H, W)
         self.passes = 0
+        self.covisible_passes = 0  # passes that joined older covisible keyframes
         self.seconds = 0.0
 
     def window(self) -> list[Keyframe]:
@@ -65,32 +69,49 @@ class Backend:
                 old.compact()
         return keyframes[-self.config.window :]
 
+    def covisible(self, window: list[Keyframe]) -> list[Keyframe]:
+        """Up to ``config.covisible`` keyframes at least ``config.window`` keyframes older than
+        the window that see ``config.covisible_overlap`` of what its newest keyframe sees."""
+        if self.config.covisible == 0 or not window:
+            return []
+        older = [kf for kf in self.map.keyframe_list() if kf.id < window[0].id - self.config.window]
+        return covisible_keyframes(
+            window[-1], older, self.config.covisible, self.config.covisible_overlap, self.intrinsics, self.image_size
+        )
+
     def optimise(self) -> bool:
-        """One pass on the current window; returns False when it holds fewer than 3 keyframes."""
+        """One pass on the current window and the keyframes covisible with it (held fixed, see
+        :meth:`covisible`); returns False when the window holds fewer than 3 keyframes."""
         window = self.window()
         if len(window) < 3 or any(kf.motion_features is None for kf in window):
             return False
         start = time.perf_counter()
-        count = len(window)
-        poses = started_from = SE3.stack([kf.pose_w2c for kf in window])
+        fixed = self.covisible(window) if self.config.bundle_adjustment else []
+        count, extra = len(window), len(fixed)
+        all_poses = SE3.stack([kf.pose_w2c for kf in fixed + window])
+        started_from = SE3(all_poses.data[extra:])
         # window keyframes have their features (checked above) and depths (see Keyframe)
         features = torch.stack([cast(torch.Tensor, kf.motion_features) for kf in window])
         depths = torch.stack([cast(torch.Tensor, kf.depth) for kf in window])
         ii, jj = all_pairs_edges(count, device=features.device, max_span=self.config.edge_span)
         new_depths = new_confidences = None
         if self.config.bundle_adjustment:
+            if fixed:
+                self.covisible_passes += 1
+                features, depths, ii, jj = self._with_fixed(fixed, features, depths, ii, jj)
             poses, new_depths = self.bundle.refine(
                 features,
                 depths,
-                poses,
+                all_poses,
                 ii,
                 jj,
-                num_fixed=1,
+                num_fixed=extra + 1,
                 flow_steps=self.config.pose_steps,
-                ids=[kf.id for kf in window],
+                ids=[kf.id for kf in fixed + window],
             )
+            poses, new_depths = SE3(poses.data[extra:]), new_depths[extra:]
         else:
-            poses = self._optimise_poses(features, depths, poses, ii, jj)
+            poses = self._optimise_poses(features, depths, started_from, ii, jj)
         if self.config.depth_updates > 0:
             with torch.no_grad():
                 new_depths, new_confidences = self._update_depths(window, poses, new_depths)
@@ -98,6 +119,31 @@ class Backend:
         self.passes += 1
         self.seconds += time.perf_counter() - start
         return True
+
+    def _with_fixed(
+        self,
+        fixed: list[Keyframe],
+        features: torch.Tensor,
+        depths: torch.Tensor,
+        ii: torch.Tensor,
+        jj: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The window's (N, C, h, w) features, (N, H, W) depths and edges ``ii -> jj`` with the
+        ``fixed`` keyframes (M) put first: their features and depths (from what they keep for
+        matching, depth resized to the processing size) and edges both ways between each of them
+        and the window's newest ``config.covisible_edges`` keyframes, window indices shifted by M."""
+        matching = [cast(tuple[torch.Tensor, torch.Tensor], kf.matching()) for kf in fixed]  # checked by covisible
+        extra = len(fixed)
+        features = torch.cat([torch.stack([m[0] for m in matching]).to(features.dtype), features])
+        held = torch.stack([resize_depth(m[1], self.image_size) for m in matching]).to(depths.dtype)
+        depths = torch.cat([held, depths])
+        count = features.shape[0]
+        newest = torch.arange(max(extra, count - self.config.covisible_edges), count, device=ii.device)
+        old = torch.arange(extra, device=ii.device)
+        pairs_old, pairs_new = torch.meshgrid(old, newest, indexing="ij")
+        ii = torch.cat([ii + extra, pairs_old.flatten(), pairs_new.flatten()])
+        jj = torch.cat([jj + extra, pairs_new.flatten(), pairs_old.flatten()])
+        return features, depths, ii, jj
 
     def _optimise_poses(
         self, features: torch.Tensor, depths: torch.Tensor, poses: SE3, ii: torch.Tensor, jj: torch.Tensor

@@ -1,0 +1,79 @@
+"""Covisibility in the keyframe graph: which older keyframes see what a keyframe sees, from the
+reprojection of its depth. The backend joins such keyframes to its window (held fixed), so that a
+camera that lingers or returns is optimised against the map it built before, not only against
+its newest keyframes.
+
+Poses are world-to-camera SE3 (``G``); depths are in the map's units.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from slam.geometry.lie import SE3
+from slam.geometry.projection import MIN_DEPTH, backproject, project
+from slam.geometry.resize import resize_depth
+from slam.system.map import Keyframe
+from slam.system.places import camera_centre
+
+#: (h, w) of the depth grid reprojected to measure overlaps
+OVERLAP_GRID = (24, 32)
+
+#: keyframes nearest in position whose overlap is measured (the others are not considered)
+NEAREST = 16
+
+
+def overlaps(
+    depth: torch.Tensor, pose_w2c: SE3, others_w2c: SE3, intrinsics: torch.Tensor, image_size: tuple[int, int]
+) -> torch.Tensor:
+    """(K,) share of the pixels with depth of a keyframe (``depth`` (H', W') any resolution,
+    ``pose_w2c`` SE3 ()) that land in front of and inside each of K other keyframes (``others_w2c``
+    SE3 (K,)); ``intrinsics`` (4,) at the processing size ``image_size`` (H, W)."""
+    small = resize_depth(depth.float(), OVERLAP_GRID)
+    along_u, along_v = OVERLAP_GRID[1] / image_size[1], OVERLAP_GRID[0] / image_size[0]
+    fx, fy, cx, cy = intrinsics.unbind(-1)
+    # pixel-centre convention, as slam.geometry.resize.scale_intrinsics
+    grid_intrinsics = torch.stack([fx * along_u, fy * along_v, (cx + 0.5) * along_u - 0.5, (cy + 0.5) * along_v - 0.5])
+    points = backproject(small[None], grid_intrinsics[None])[0]  # (h, w, 3) in the keyframe's camera
+    known = small > 0
+    if not bool(known.any()):
+        return torch.zeros(others_w2c.data.shape[0], device=depth.device)
+    world = pose_w2c.inv().act(points[known])  # (P, 3)
+    count = others_w2c.data.shape[0]
+    in_others = SE3(others_w2c.data[:, None].expand(-1, world.shape[0], -1)).act(world[None].expand(count, -1, -1))
+    coords = project(in_others, grid_intrinsics, extra_dims=2)
+    height, width = OVERLAP_GRID
+    inside = (
+        (in_others[..., 2] > MIN_DEPTH)
+        & (coords[..., 0] >= -0.5)
+        & (coords[..., 0] <= width - 0.5)
+        & (coords[..., 1] >= -0.5)
+        & (coords[..., 1] <= height - 0.5)
+    )
+    return inside.float().mean(dim=1)
+
+
+def covisible_keyframes(
+    keyframe: Keyframe,
+    older: list[Keyframe],
+    count: int,
+    min_overlap: float,
+    intrinsics: torch.Tensor,
+    image_size: tuple[int, int],
+) -> list[Keyframe]:
+    """Up to ``count`` of the ``older`` keyframes (those that can be matched against,
+    :meth:`Keyframe.matching`) that see at least ``min_overlap`` of what ``keyframe`` sees
+    (:func:`overlaps`), most overlapping first; only the :data:`NEAREST` nearest in position are
+    measured. Empty when ``keyframe`` holds no depth."""
+    matching = keyframe.matching()
+    usable = [kf for kf in older if kf.matching() is not None]
+    if count <= 0 or matching is None or not usable:
+        return []
+    centre = camera_centre(keyframe.pose_w2c)
+    distances = torch.stack([(camera_centre(kf.pose_w2c) - centre).norm() for kf in usable])
+    nearest = [usable[k] for k in torch.argsort(distances)[:NEAREST].tolist()]
+    shares = overlaps(
+        matching[1], keyframe.pose_w2c, SE3.stack([kf.pose_w2c for kf in nearest]), intrinsics, image_size
+    )
+    order = torch.argsort(shares, descending=True).tolist()
+    return [nearest[k] for k in order if float(shares[k]) >= min_overlap][:count]
