@@ -62,6 +62,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_source: str | Non
     parser.add_argument("--stride", type=int, default=1, help="use every K-th frame")
     parser.add_argument("--start", type=int, default=0, help="skip the first N frames")
     parser.add_argument(
+        "--there-and-back",
+        action="store_true",
+        help="play the frames forward, then backward to the first: a closed path, to see the map reused "
+        "(image folders, datasets and synthetic scenes)",
+    )
+    parser.add_argument(
         "--kind", help="source kind, overriding detection (video, image_folder, tum, kitti, euroc, webcam, synthetic)"
     )
     parser.add_argument("--config", help="YAML file with configuration sections (see slam/config/schema.py)")
@@ -128,7 +134,9 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="v2d: %(message)s")
     config = build_config(args)
     viewer, display = viewer_options(args)
-    options = SourceOptions(start=args.start, stride=args.stride, max_frames=args.max_frames)
+    options = SourceOptions(
+        start=args.start, stride=args.stride, max_frames=args.max_frames, there_and_back=args.there_and_back
+    )
     with open_source(args.source, calib=args.calib, options=options, kind=args.kind) as source:
         if viewer == "none":
             stats = run_slam(source, config, args.out, realtime=args.realtime, save_depth=args.save_depth)

@@ -1,10 +1,14 @@
-"""What the benchmark suites share: the camera size of speed
-measurements, a timer, and the error of a failed `v2d run`."""
+"""What the benchmark suites share: the camera size of speed measurements, a timer, a `v2d run`
+in its own process, and the error of a failed one."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -28,3 +32,27 @@ def failed_run(returncode: int, stderr: str) -> RuntimeError:
     its ``stderr`` (the last line alone may be a library's warning that hides the cause)."""
     tail = " | ".join(line.strip() for line in stderr.strip().splitlines()[-3:])
     return RuntimeError(f"v2d run exited with status {returncode}" + (f": {tail}" if tail else ""))
+
+
+def run_cli(source: str, frames: int, out: Path, extra: list[str]) -> dict:
+    """`v2d run SOURCE --max-frames FRAMES` with ``extra`` arguments and no viewer, in its own
+    process (so that its peak memory is its own), writing into ``out``; its stats.json. Raises
+    :func:`failed_run`'s error when it fails."""
+    command = [
+        sys.executable,
+        "-m",
+        "apps.cli",
+        "run",
+        source,
+        "--out",
+        str(out),
+        "--max-frames",
+        str(frames),
+        "--viewer",
+        "none",
+        *extra,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        raise failed_run(result.returncode, result.stderr)
+    return json.loads((out / "stats.json").read_text())

@@ -10,13 +10,11 @@ keyframes at 32 pixels of flow: ``frontend.tracking_confident``, ``backend.flow_
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from apps.benchmarks.common import failed_run
+from apps.benchmarks.common import run_cli
 from slam.evaluation.trajectory import evaluate_trajectory
 from slam.io.shared_data import SHARED_DATA
 from slam.io.trajectory import read_trajectory
@@ -29,27 +27,6 @@ SEQUENCES = [
     ("kitti_07", "kitti_07", 100, 30, "<= 1.0 m", lambda ate, path: ate <= 1.0),
     ("hololens_000", "hololens_000", 150, 40, "<= 0.15 m", lambda ate, path: ate <= 0.15),
 ]
-
-
-def _run(source: str, frames: int, out: Path, extra: list[str]) -> dict:
-    command = [
-        sys.executable,
-        "-m",
-        "apps.cli",
-        "run",
-        source,
-        "--out",
-        str(out),
-        "--max-frames",
-        str(frames),
-        "--viewer",
-        "none",
-        *extra,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
-    if result.returncode != 0:
-        raise failed_run(result.returncode, result.stderr)
-    return json.loads((out / "stats.json").read_text())
 
 
 def configurations_for(weights: Path | None) -> dict[str, list[str]]:
@@ -103,7 +80,7 @@ def suite(args: argparse.Namespace, configurations: dict[str, list[str]] | None 
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp)
                 try:
-                    stats = _run(source, frames, out, extra)
+                    stats = run_cli(source, frames, out, extra)
                 except (RuntimeError, subprocess.TimeoutExpired) as err:
                     rows.append(f"| {config_name} | {name} | {frames} | failed: {err} | | {target_text} | | | | |")
                     continue

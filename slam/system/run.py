@@ -335,6 +335,7 @@ def write_outputs(
         "relocalizations": counts["relocalizations"],
         "blank_frames": counts["blank"],
         "backend_passes": system.backend.passes,
+        "covisible_passes": system.backend.covisible_passes,
         "frontend_fps": round(frames / system.frontend_seconds, 2) if system.frontend_seconds > 0 else None,
         # reading, tracking and the backend; the final fusion is timed on its own
         "end_to_end_fps": round(frames / wall_seconds, 2) if wall_seconds > 0 else None,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -555,3 +556,28 @@ def test_calibration_for_another_image_size(tmp_path, kind):
         make_kitti(tmp_path / "data", "00", "image_0", None)
     with pytest.raises(CalibrationError, match=f"{calib}: principal point .* outside the 64x48 image"):
         open_source(tmp_path / "data", calib=calib)
+
+
+def test_there_and_back_plays_the_selected_frames_forward_then_backward_at_the_forward_rate(tmp_path):
+    from slam.io.sources.synthetic import SyntheticSource
+
+    selection = SourceOptions(start=2, stride=3, max_frames=4)
+    forward = list(SyntheticSource("room", 0, 20, 48, 64, selection))
+    played = list(SyntheticSource("room", 0, 20, 48, 64, dataclasses.replace(selection, there_and_back=True)))
+    assert [f.index for f in played] == list(range(7))
+    order = [0, 1, 2, 3, 2, 1, 0]
+    for frame, k in zip(played, order):
+        assert np.array_equal(frame.image, forward[k].image) and np.allclose(frame.pose_gt, forward[k].pose_gt)
+    times = np.array([f.timestamp for f in played])
+    assert np.allclose(np.diff(times), times[1] - times[0])  # on at the forward rate, never backward in time
+    assert len(SyntheticSource("room", 0, 20, 48, 64, SourceOptions(max_frames=4, there_and_back=True))) == 7
+
+
+def test_a_video_cannot_be_played_there_and_back(tmp_path):
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for image in write_frames(tmp_path / "frames", ["a.png", "b.png"]):
+        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    writer.release()
+    with pytest.raises(SourceError, match="there and back"):
+        open_source(path, options=SourceOptions(there_and_back=True))

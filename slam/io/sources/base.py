@@ -27,6 +27,9 @@ class SourceOptions:
     as stored (after undistortion). Intrinsics and ground-truth depth follow the resize.
     ``depth``: whether stored ground-truth depth maps are read (the SLAM run does not use them;
     reading a 16-bit png per frame costs about as much as reading the image).
+    ``there_and_back`` (sources with random access only): the selected frames are played forward,
+    then backward to the first, as a camera that walks back along its own path (a closed path:
+    what relocalization and loop closure are tested on); timestamps go on at the forward rate.
     """
 
     start: int = 0
@@ -34,6 +37,7 @@ class SourceOptions:
     max_frames: int | None = None
     resize: tuple[int, int] | None = None
     depth: bool = True
+    there_and_back: bool = False
 
     def __post_init__(self) -> None:
         if self.start < 0 or self.stride < 1 or (self.max_frames is not None and self.max_frames < 0):
@@ -107,7 +111,7 @@ class Source(ABC):
     def __iter__(self) -> Iterator[Frame]:
         camera = self.output_camera
         # islice stops before asking for one frame too many (a live source would wait for it).
-        for index, raw in enumerate(itertools.islice(self._raw_frames(), self.options.max_frames)):
+        for index, raw in enumerate(itertools.islice(self._raw_frames(), self._frame_limit())):
             yield self._finish(index, raw, camera)
 
     def _finish(self, index: int, raw: RawFrame, camera: Camera) -> Frame:
@@ -120,6 +124,10 @@ class Source(ABC):
             if depth is not None:
                 depth = cv2.resize(depth, camera.size, interpolation=cv2.INTER_NEAREST)
         return Frame(index, raw.timestamp, np.ascontiguousarray(image), camera, raw.pose_gt, depth)
+
+    def _frame_limit(self) -> int | None:
+        """The most frames :meth:`_raw_frames` is read for (None: all it yields)."""
+        return self.options.max_frames
 
     def close(self) -> None:
         """Release what the source holds (files, devices, threads). A deliberate no-op by default:
@@ -148,7 +156,11 @@ class IndexedSource(Source):
         """Read raw frame ``raw_index`` (0 <= raw_index < num_raw)."""
 
     def __len__(self) -> int:
-        return len(self.options.selected_indices(self.num_raw))
+        count = len(self.options.selected_indices(self.num_raw))
+        return 2 * count - 1 if self.options.there_and_back and count else count
+
+    def _frame_limit(self) -> int | None:
+        return None  # the selection is exact (see _raw_frames)
 
     def frame_at(self, raw_index: int) -> Frame:
         """Raw frame ``raw_index`` as a Frame at the output size, read out of order (training
@@ -158,8 +170,20 @@ class IndexedSource(Source):
         return self._finish(raw_index, self._load(raw_index), self.output_camera)
 
     def _raw_frames(self) -> Iterator[RawFrame]:
-        for raw_index in self.options.selected_indices(self.num_raw):
-            yield self._load(raw_index)
+        selected = list(self.options.selected_indices(self.num_raw))
+        forward = len(selected)
+        played = selected + selected[-2::-1] if self.options.there_and_back else selected
+        first = last = step = 0.0
+        for position, raw_index in enumerate(played):
+            raw = self._load(raw_index)
+            if position == 0:
+                first = raw.timestamp
+            if position == forward - 1:  # the turn: the way back goes on at the forward rate
+                last = raw.timestamp
+                step = (last - first) / max(forward - 1, 1)
+            if position >= forward:
+                raw.timestamp = last + (position - forward + 1) * step
+            yield raw
 
 
 class ImageFileSource(IndexedSource):

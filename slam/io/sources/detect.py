@@ -99,6 +99,8 @@ def open_source(
         raise SourceError(f"unknown source kind {kind!r}; expected one of {', '.join(SOURCE_KINDS)}")
     elif kind not in _LIVE_KINDS and not Path(spec).exists():
         raise SourceError(f"source not found: {spec}")
+    if options.there_and_back and kind in ("video", "webcam"):
+        raise SourceError(f"a {kind} source cannot be played there and back: it is read in order only")
     log.info("opening %s source %s", kind, spec)
     if kind == "synthetic":
         from slam.io.sources.synthetic import SyntheticSource
