@@ -30,15 +30,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``v2d`` with ``argv``; input errors print one line and return 2, Ctrl-C returns 130."""
+    """Run ``v2d`` with ``argv``; input errors print one line and return 2; Ctrl-C returns 130,
+    SIGTERM and SIGHUP 128 + the signal's number, each after the command saved what it had."""
+    from slam.system.stop_signals import Terminated, raising_on_stop_signals
+
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # the command line as given, for records such as BENCHMARKS.md
     try:
-        return int(args.func(args) or 0)
+        with raising_on_stop_signals():
+            return int(args.func(args) or 0)
     except V2DError as err:
         print(f"v2d {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Terminated as err:
+        print(f"v2d {args.command}: stopped by {err}", file=sys.stderr)
+        return 128 + err.signum
     except KeyboardInterrupt:
         print(f"v2d {args.command}: interrupted", file=sys.stderr)
         return 130

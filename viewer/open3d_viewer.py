@@ -16,7 +16,6 @@ snapshots only (the window's title names the run).
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from slam.errors import V2DError
 from slam.mapping.point_cloud import PointCloud
+from slam.system.stop_signals import calling_on_stop_signals
 from viewer import has_display, panels
 from viewer.geometry import (
     axes_segments,
@@ -231,7 +231,7 @@ def _scene_lines(state: SceneState) -> list[tuple[np.ndarray, tuple[int, int, in
 
 def show(worker: SlamWorker, options: ViewerOptions, title: str) -> bool:
     """Start ``worker`` and show it until the run ends (with ``exit_when_done`` or without a
-    window) or the window is closed. Returns True when interrupted with Ctrl-C."""
+    window) or the window is closed. Returns True when interrupted (Ctrl-C, SIGTERM or SIGHUP)."""
     windowed = has_display()
     if not windowed and options.snapshot_every is None and options.screenshot is None:
         raise V2DError(
@@ -242,38 +242,37 @@ def show(worker: SlamWorker, options: ViewerOptions, title: str) -> bool:
     scene = LiveScene(worker.control, max_points=options.max_points)
     picture = _Picture(window)
     snapshots = SnapshotSchedule(options.snapshot_every)
-    interrupted = []
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
-    worker.start()
-    try:
-        finished = False
-        while True:
-            state = scene.update()
-            if window is not None and state is not None:
-                window.show(state)
-            frames = scene.state.stats.frames
-            if snapshots.due(frames):
-                save_png(options.snapshot_path(frames), picture(scene.state))
-            if window is not None and window.snapshot_requested:
-                window.snapshot_requested = False
-                save_png(options.out_dir / f"snapshot_{frames:06d}.png", picture(scene.state))
-            if worker.control.done.is_set() and not finished:
-                finished = True
-                final = scene.update(force=True)
-                if window is not None:
-                    window.show(final)
-                if options.screenshot is not None:
-                    save_png(options.screenshot, picture(final))
-                if window is None or options.exit_when_done:
+    interrupted: list[int] = []
+    with calling_on_stop_signals(interrupted.append):
+        worker.start()
+        try:
+            finished = False
+            while True:
+                state = scene.update()
+                if window is not None and state is not None:
+                    window.show(state)
+                frames = scene.state.stats.frames
+                if snapshots.due(frames):
+                    save_png(options.snapshot_path(frames), picture(scene.state))
+                if window is not None and window.snapshot_requested:
+                    window.snapshot_requested = False
+                    save_png(options.out_dir / f"snapshot_{frames:06d}.png", picture(scene.state))
+                if worker.control.done.is_set() and not finished:
+                    finished = True
+                    final = scene.update(force=True)
+                    if window is not None:
+                        window.show(final)
+                    if options.screenshot is not None:
+                        save_png(options.screenshot, picture(final))
+                    if window is None or options.exit_when_done:
+                        break
+                if interrupted or (window is not None and not window.alive()):
+                    worker.stop_and_wait()
+                    if not finished and options.screenshot is not None:
+                        save_png(options.screenshot, picture(scene.update(force=True)))
                     break
-            if interrupted or (window is not None and not window.alive()):
-                worker.stop_and_wait()
-                if not finished and options.screenshot is not None:
-                    save_png(options.screenshot, picture(scene.update(force=True)))
-                break
-            time.sleep(POLL_SECONDS)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if window is not None:
-            window.close()
+                time.sleep(POLL_SECONDS)
+        finally:
+            if window is not None:
+                window.close()
     return bool(interrupted)

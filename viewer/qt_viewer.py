@@ -7,12 +7,11 @@ QTimer polls a :class:`viewer.scene.LiveScene` four times a second and redraws o
 so tracking never waits for drawing: the side panel at every poll, the 3D view when the cloud is
 refreshed and otherwise every :data:`SCENE_INTERVAL` seconds (repainting the view is the viewer's
 largest cost where OpenGL renders in software on the cores SLAM runs on). Closing the window (or
-Quit, or Ctrl-C) stops the run, waits for it to write its outputs, then closes.
+Quit, Ctrl-C, SIGTERM or SIGHUP) stops the run, waits for it to write its outputs, then closes.
 """
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from OpenGL import GL
 from PyQt5 import QtCore, QtGui, QtWidgets
 
 from slam.mapping.point_cloud import PointCloud
+from slam.system.stop_signals import calling_on_stop_signals
 from viewer import panels
 from viewer.geometry import (
     axes_segments,
@@ -354,18 +354,15 @@ class ViewerWindow(QtWidgets.QMainWindow):
 
 def show(worker: SlamWorker, options: ViewerOptions, title: str) -> bool:
     """Start ``worker`` and show its window until it is closed (see the module's docstring).
-    Returns True when the run was interrupted with Ctrl-C."""
+    Returns True when the run was interrupted (Ctrl-C, SIGTERM or SIGHUP)."""
     pg.setConfigOptions(antialias=False)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["v2d"])
     window = ViewerWindow(worker, options, title)
-    previous = signal.signal(signal.SIGINT, lambda *_: window.request_quit(interrupted=True))
-    try:
+    with calling_on_stop_signals(lambda _signum: window.request_quit(interrupted=True)):
         window.show()
         worker.start()
         window.timer.start(POLL_MS)
         app.exec_()
         if not worker.control.done.is_set():  # the event loop ended without the window (should not happen)
             worker.stop_and_wait()
-    finally:
-        signal.signal(signal.SIGINT, previous)
     return window.interrupted

@@ -194,3 +194,45 @@ def test_full_trajectory_fills_untracked_frames_with_the_last_pose():
     trajectory, tracked = full_trajectory(snapshot, np.arange(5), np.arange(5) * 0.1)
     assert tracked.tolist() == [False, True, False, True, False]
     assert [p[0, 3] for p in trajectory.poses] == [0.0, 0.0, 0.0, 1.0, 1.0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_the_run_and_save_what_was_computed(tmp_path, stop):
+    """What ``timeout``, ``kill``, docker, systemd and Slurm send (and a closed terminal) ends a
+    run the way Ctrl-C does: every output for the frames so far, exit status 128 + the signal."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO_ROOT
+
+    out = tmp_path / "run"
+    log = tmp_path / "log.txt"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "apps.cli", "run", "synthetic:room:frames=100000", "--viewer", "none"]
+            + ["--out", str(out), "--verbose", "--set", "fusion.mesh=false"],
+            cwd=REPO_ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while "initialised at frame" not in log.read_text():  # tracking is under way
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            time.sleep(2)
+            process.send_signal(getattr(signal, stop))
+            process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    signum = getattr(signal, stop)
+    assert process.returncode == 128 + signum, log.read_text()
+    assert f"stopped by {stop}" in log.read_text()
+    stats = json.loads((out / "stats.json").read_text())
+    assert 8 <= stats["frames_processed"] < 100000
+    assert len(read_trajectory(out / "trajectory.txt")) == stats["frames_processed"]
+    assert (out / "points.ply").stat().st_size > 0

@@ -1,0 +1,55 @@
+"""The signals that stop a run: SIGINT (Ctrl-C), SIGTERM (what ``timeout``, ``kill``, docker,
+systemd and Slurm send) and SIGHUP (a closed terminal). Each ends a run the way Ctrl-C does:
+tracking stops and whatever was computed is saved (see :func:`slam.system.run.run_slam`)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+
+#: the signals that stop a run besides SIGINT (those this platform has)
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class Terminated(KeyboardInterrupt):
+    """A run stopped by SIGTERM or SIGHUP: handled as Ctrl-C is; the process should exit with
+    status 128 + ``signum``, as one killed by the signal would."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _handlers(signals: tuple[signal.Signals, ...], handler: Callable[[int, object], None]) -> Iterator[None]:
+    """``handler`` for ``signals`` while inside, the previous handlers after; nothing outside the
+    main thread (only it may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in signals}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def raising_on_stop_signals() -> contextlib.AbstractContextManager[None]:
+    """While inside, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread, as SIGINT
+    raises KeyboardInterrupt."""
+    return _handlers(STOP_SIGNALS, _raise_terminated)
+
+
+def calling_on_stop_signals(callback: Callable[[int], None]) -> contextlib.AbstractContextManager[None]:
+    """While inside, SIGINT, SIGTERM and SIGHUP call ``callback(signum)`` instead (a viewer's event
+    loop: it asks the run to stop and save)."""
+    return _handlers((signal.SIGINT, *STOP_SIGNALS), lambda signum, _frame: callback(signum))
