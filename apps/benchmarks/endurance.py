@@ -87,9 +87,9 @@ def suite(args: argparse.Namespace) -> str:
         "each stretch's median, which leaves out the passing peaks of a merge of the point cloud's voxel sums. "
         "Keyframes that leave the optimization window are final: they are fused into the point cloud (voxel "
         "sums) and the TSDF volume as they come, and their pixels released a few keyframes later, so that only "
-        "their poses stay (slam/system/archive.py); the TSDF's blocks too light to reach the mesh are pruned once out "
-        "of sight, and the newest keyframes' voxel sums join the rest in small batches (slam/mapping/streaming.py); "
-        "freed memory is handed back to the system every 50 frames. Speed "
+        "their poses and place records stay (slam/system/archive.py); the TSDF's blocks too light to reach the "
+        "mesh are pruned once out of sight, and the newest keyframes' voxel sums join the rest in small batches "
+        "(slam/mapping/streaming.py); freed memory is handed back to the system every 50 frames. Speed "
         "is not reported here (the run is long and the machine may be shared): see the SLAM table.\n\n"
         + "\n".join(rows)
     )
