@@ -1,16 +1,20 @@
 """What the benchmark suites share: the camera size of speed measurements, a timer, a `v2d run`
-in its own process, and the error of a failed one."""
+in its own process (and the error of a failed one), and where a benchmark sequence is."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from slam.io.shared_data import SHARED_DATA
+from slam.io.trajectory import Trajectory, read_trajectory
 
 #: camera resolution (H, W) of the speed measurements (TUM's / a webcam's)
 CAMERA_SIZE = (480, 640)
@@ -56,3 +60,20 @@ def run_cli(source: str, frames: int, out: Path, extra: list[str]) -> dict:
     if result.returncode != 0:
         raise failed_run(result.returncode, result.stderr)
     return json.loads((out / "stats.json").read_text())
+
+
+def run_and_read(source: str, frames: int, extra: list[str]) -> tuple[dict, Trajectory, Trajectory]:
+    """:func:`run_cli` into a temporary folder: its stats.json, ground truth and estimated
+    trajectory (a source with ground truth)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        stats = run_cli(source, frames, out, extra)
+        return stats, read_trajectory(out / "groundtruth.txt"), read_trajectory(out / "trajectory.txt")
+
+
+def sequence_source(source: str) -> str | None:
+    """The `v2d run` SOURCE of a benchmark sequence: a synthetic spec as it is, a folder name
+    in ../shared/data (None where that is absent)."""
+    if source.startswith("synthetic"):
+        return source
+    return str(SHARED_DATA / source) if SHARED_DATA.is_dir() else None

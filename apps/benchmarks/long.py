@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
-from apps.benchmarks.common import run_cli
+from apps.benchmarks.common import run_and_read, sequence_source
 from slam.evaluation.trajectory import evaluate_trajectory
-from slam.io.shared_data import SHARED_DATA
-from slam.io.trajectory import Trajectory, read_trajectory
+from slam.io.trajectory import Trajectory
 
 #: (name, source, frames forward in a full run, in a quick run)
 SEQUENCES = [
@@ -53,21 +50,17 @@ def suite(args: argparse.Namespace) -> str:
     notes = []
     for config_name, extra in CONFIGURATIONS.items():
         for name, source, full, quick in SEQUENCES:
-            if not source.startswith("synthetic"):
-                if not SHARED_DATA.is_dir():
-                    notes.append(f"{name}: skipped, ../shared/data is absent")
-                    continue
-                source = str(SHARED_DATA / source)
+            spec = sequence_source(source)
+            if spec is None:
+                notes.append(f"{name}: skipped, ../shared/data is absent")
+                continue
             frames = quick if args.quick else full
-            with tempfile.TemporaryDirectory() as tmp:
-                out = Path(tmp)
-                try:
-                    stats = run_cli(source, frames, out, ["--there-and-back", *extra])
-                except (RuntimeError, subprocess.TimeoutExpired) as err:
-                    rows.append(f"| {config_name} | {name} | {2 * frames - 1} | failed: {err} |" + " |" * 7)
-                    continue
-                estimate = read_trajectory(out / "trajectory.txt")
-                metrics = evaluate_trajectory(read_trajectory(out / "groundtruth.txt"), estimate, align="sim3")
+            try:
+                stats, gt, estimate = run_and_read(spec, frames, ["--there-and-back", *extra])
+            except (RuntimeError, subprocess.TimeoutExpired) as err:
+                rows.append(f"| {config_name} | {name} | {2 * frames - 1} | failed: {err} |" + " |" * 7)
+                continue
+            metrics = evaluate_trajectory(gt, estimate, align="sim3")
             tracked = stats["frames_tracked"] / max(stats["frames_processed"], 1)
             rows.append(
                 f"| {config_name} | {name} | {stats['frames_processed']} | {metrics.ate_rmse:.3f} | "

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import tempfile
 from pathlib import Path
 
-from apps.benchmarks.common import run_cli
+from apps.benchmarks.common import run_and_read, sequence_source
 from slam.evaluation.trajectory import evaluate_trajectory
-from slam.io.shared_data import SHARED_DATA
-from slam.io.trajectory import read_trajectory
 
 #: (name, source, frames in a full run, frames in a quick run, target ATE as text, target check)
 SEQUENCES = [
@@ -71,21 +68,17 @@ def suite(args: argparse.Namespace, configurations: dict[str, list[str]] | None 
     notes = []
     for config_name, extra in configurations.items():
         for name, source, full, quick, target_text, target in SEQUENCES:
-            if not source.startswith("synthetic"):
-                if not SHARED_DATA.is_dir():
-                    notes.append(f"{name}: skipped, ../shared/data is absent")
-                    continue
-                source = str(SHARED_DATA / source)
+            spec = sequence_source(source)
+            if spec is None:
+                notes.append(f"{name}: skipped, ../shared/data is absent")
+                continue
             frames = quick if args.quick else full
-            with tempfile.TemporaryDirectory() as tmp:
-                out = Path(tmp)
-                try:
-                    stats = run_cli(source, frames, out, extra)
-                except (RuntimeError, subprocess.TimeoutExpired) as err:
-                    rows.append(f"| {config_name} | {name} | {frames} | failed: {err} | | {target_text} | | | | |")
-                    continue
-                gt = read_trajectory(out / "groundtruth.txt")
-                metrics = evaluate_trajectory(gt, read_trajectory(out / "trajectory.txt"), align="sim3")
+            try:
+                stats, gt, estimate = run_and_read(spec, frames, extra)
+            except (RuntimeError, subprocess.TimeoutExpired) as err:
+                rows.append(f"| {config_name} | {name} | {frames} | failed: {err} | | {target_text} | | | | |")
+                continue
+            metrics = evaluate_trajectory(gt, estimate, align="sim3")
             path = gt.path_length()
             verdict = "met" if target(metrics.ate_rmse, path) else "**missed**"
             tracked = stats["frames_tracked"] / max(stats["frames_processed"], 1)

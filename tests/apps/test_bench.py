@@ -168,3 +168,22 @@ def test_a_failed_run_reports_its_status_and_last_lines():
     error = failed_run(1, "Traceback\n  File x\nV2DError: no frames\nQStandardPaths: XDG_RUNTIME_DIR not set\n")
     assert "status 1" in str(error) and "V2DError: no frames" in str(error)
     assert str(failed_run(-9, "")) == "v2d run exited with status -9"
+
+
+@pytest.mark.slow
+def test_the_long_suite_plays_a_sequence_there_and_back_with_and_without_the_map_reused(monkeypatch):
+    """One short synthetic sequence: a row per configuration, every frame played (forward and
+    back), the return gap and the map's counters in the row."""
+    import argparse
+
+    from apps.benchmarks import long
+
+    monkeypatch.setattr(long, "SEQUENCES", [("synthetic room (hand-held)", "synthetic:room", 40, 20)])
+    table = long.suite(argparse.Namespace(quick=True))
+    rows = [line for line in table.splitlines() if line.startswith("| default") or line.startswith("| without")]
+    assert len(rows) == 2, table
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[2] == "39" and cells[5] == "100%" and cells[4].endswith("%"), row
+        assert float(cells[3]) < 0.1, row  # ATE (m) on 20 frames of the room and back
+    assert "| without the map reused |" in table and " 0 of " in rows[1], table
