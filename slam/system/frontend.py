@@ -159,8 +159,9 @@ class Frontend:
         self._lost = 0
         log.info("initialised at frame %d from %d frames", first.index, len(frames))
         for k in range(1, len(frames)):
-            if self.keyframe is None:  # lost again while catching up: the rest wait for the next start
-                self._pending = frames[k:]
+            if self.keyframe is None:  # lost again while catching up: the rest go as new frames go
+                for frame, _ in frames[k:]:
+                    self.process(frame)
                 break
             self._track_and_record(*frames[k])
 
@@ -230,7 +231,7 @@ class Frontend:
         relative = found.result.frame_from_keyframe
         depth, confidence = self.keyframe_depth.carry(found.keyframe, relative)
         pose_w2c = relative * found.keyframe.pose_w2c
-        keyframe = self._add_keyframe(frame, image, pose_w2c, depth, confidence, features)
+        keyframe = self._add_keyframe(frame, image, pose_w2c, depth, confidence, features, anchor_id=found.keyframe.id)
         self.map.add_frame(
             FrameRecord(frame.index, frame.timestamp, keyframe.id, SE3.identity(device=self.device), "keyframe")
         )
@@ -256,8 +257,10 @@ class Frontend:
         confidence: torch.Tensor,
         motion_features: torch.Tensor | None = None,
         depth_features: torch.Tensor | None = None,
+        anchor_id: int | None = None,
     ) -> Keyframe:
-        """Add a keyframe to the map (features computed here where not given, (C, h, w) each)."""
+        """Add a keyframe to the map (features computed here where not given, (C, h, w) each),
+        its pose computed from keyframe ``anchor_id``'s (None: from none)."""
         images = image[None, None]
         if motion_features is None:
             motion_features = self.motion_module.encode(images)[0, 0]
@@ -273,6 +276,7 @@ class Frontend:
             confidence,
             depth_features=depth_features,
             motion_features=motion_features,
+            anchor_id=anchor_id,
             descriptor=appearance(image).descriptor,
         )
         self.map.add_keyframe(keyframe)
@@ -304,7 +308,9 @@ class Frontend:
         if self.config.refine_keyframes > 0:
             relative, depth = self.keyframe_depth.refine(previous, relative, depth, motion_features)
         pose_w2c = relative * previous.pose_w2c  # anchored to the previous keyframe as it is now
-        keyframe = self._add_keyframe(frame, image, pose_w2c, depth, confidence, motion_features, depth_features)
+        keyframe = self._add_keyframe(
+            frame, image, pose_w2c, depth, confidence, motion_features, depth_features, anchor_id=previous.id
+        )
         self.map.add_frame(
             FrameRecord(frame.index, frame.timestamp, keyframe.id, SE3.identity(device=self.device), "keyframe")
         )

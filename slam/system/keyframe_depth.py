@@ -112,7 +112,8 @@ class KeyframeDepth:
         its depth (the window's, or its place record's) forward-splatted into the frame, holes
         filled from a coarser grid, in the map's scale. :data:`CARRIED_CONFIDENCE` where depth was
         carried, 0 where none was (filled with the median there)."""
-        source = reference.depth if reference.depth is not None else reference.place_depth
+        depth = reference.depth  # read once: the archive may release the keyframe meanwhile
+        source = depth if depth is not None else reference.place_depth
         if source is None:
             raise ValueError(f"keyframe {reference.id} holds no depth to carry")
         height, width = self.image_size

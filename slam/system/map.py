@@ -29,6 +29,9 @@ class Keyframe:
     - ``pose_w2c``: SE3 () world-to-camera.
     - ``depth``: (H, W) metres; ``confidence``: (H, W) in [0, 1].
     - ``depth_features`` / ``motion_features``: (C, h, w) module features.
+    - ``anchor_id``: the keyframe whose pose this one's was computed from (None: none, a cold
+      start); a backend pass that moves the anchor moves this one with it (see
+      :meth:`MapState.update_keyframes`).
     - ``descriptor``: (D,) appearance descriptor (:func:`slam.system.places.appearance_descriptor`).
     - ``place_features``, ``place_depth``: what relocalization matches against once the window
       features are gone (set by :meth:`compact`): the motion features as float16 (C, h, w) and
@@ -51,6 +54,7 @@ class Keyframe:
     confidence: torch.Tensor | None
     depth_features: torch.Tensor | None = None
     motion_features: torch.Tensor | None = None
+    anchor_id: int | None = None
     descriptor: torch.Tensor | None = None
     place_features: torch.Tensor | None = None
     place_depth: torch.Tensor | None = None
@@ -88,10 +92,14 @@ class Keyframe:
         """What tracking against this keyframe needs: (C, h, w) float32 motion features and a
         float32 depth map (map units, 0 unknown; the window's full resolution, or the place
         record's half of the features'), or None for a keyframe without either."""
-        if self.motion_features is not None and self.depth is not None:
-            return self.motion_features, self.depth
-        if self.place_features is not None and self.place_depth is not None:
-            return self.place_features.float(), self.place_depth.float()
+        # each attribute read once: the backend may compact or release the keyframe meanwhile
+        # (it sets the place record before it drops the features)
+        features, depth = self.motion_features, self.depth
+        if features is not None and depth is not None:
+            return features, depth.float()
+        place_features, place_depth = self.place_features, self.place_depth
+        if place_features is not None and place_depth is not None:
+            return place_features.float(), place_depth.float()
         return None
 
     def release(self) -> None:
@@ -195,13 +203,20 @@ class MapState:
         would keep the whole batch alive for as long as the keyframe lives).
 
         ``started_from``: SE3 (K,), the poses the backend started from. Keyframes newer than
-        ``ids[-1]`` were added meanwhile, anchored to its pose then: they move with it, keeping
-        their pose relative to it (``G_k <- G_k G_old^-1 G_new``), all in one step under the lock."""
+        ``ids[-1]`` were added meanwhile, anchored to a keyframe's pose then (``anchor_id``): one
+        anchored to a keyframe of ``ids``, or to a newer one so anchored, moves with it, keeping
+        its pose relative to it (``G_k <- G_k G_old^-1 G_new``); one anchored elsewhere (a
+        relocalization against an older keyframe, a cold start) stays. All in one step under the
+        lock."""
         with self.lock:
             if poses is not None and started_from is not None:
-                correction = started_from[-1].inv() * SE3(poses.data[-1])
-                for kf_id in (k for k in self.keyframes if k > ids[-1]):
-                    self.keyframes[kf_id].pose_w2c = self.keyframes[kf_id].pose_w2c * correction
+                corrections = {kf_id: started_from[k].inv() * SE3(poses.data[k]) for k, kf_id in enumerate(ids)}
+                for kf_id in sorted(k for k in self.keyframes if k > ids[-1]):
+                    keyframe = self.keyframes[kf_id]
+                    correction = corrections.get(keyframe.anchor_id) if keyframe.anchor_id is not None else None
+                    if correction is not None:
+                        keyframe.pose_w2c = keyframe.pose_w2c * correction
+                        corrections[kf_id] = correction
             for k, kf_id in enumerate(ids):
                 keyframe = self.keyframes[kf_id]
                 if poses is not None:

@@ -30,17 +30,21 @@ def _raise_terminated(signum: int, _frame: object) -> None:
 
 @contextlib.contextmanager
 def _handlers(signals: tuple[signal.Signals, ...], handler: Callable[[int, object], None]) -> Iterator[None]:
-    """``handler`` for ``signals`` while inside, the previous handlers after; nothing outside the
-    main thread (only it may set handlers)."""
+    """``handler`` for ``signals`` while inside, the previous handlers after; a signal that was
+    ignored stays ignored (``nohup`` ignores SIGHUP); nothing outside the main thread (only it
+    may set handlers)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.signal(signum, handler) for signum in signals}
+    previous = {
+        signum: signal.signal(signum, handler) for signum in signals if signal.getsignal(signum) != signal.SIG_IGN
+    }
     try:
         yield
     finally:
         for signum, old in previous.items():
-            signal.signal(signum, old)
+            if old is not None:  # None: a handler set outside Python, which cannot be put back
+                signal.signal(signum, old)
 
 
 def raising_on_stop_signals() -> contextlib.AbstractContextManager[None]:

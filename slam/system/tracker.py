@@ -84,7 +84,7 @@ class Tracker:
         self._ii = torch.zeros(1, dtype=torch.long, device=device)
         self._jj = torch.ones(1, dtype=torch.long, device=device)
         # (depth it was made from, keyframe, features, resized depth, pooled depth)
-        self._small_depth: tuple[torch.Tensor | None, Keyframe, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._small_depth: tuple[torch.Tensor, Keyframe, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def reference(self, keyframe: Keyframe) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The keyframe's motion features (C, h, w), its depth at their resolution (h, w) and on
@@ -96,13 +96,12 @@ class Tracker:
         if matching is None:
             raise ValueError(f"keyframe {keyframe.id} holds nothing to track against")
         features, depth = matching
-        source = keyframe.depth if keyframe.motion_features is not None else keyframe.place_depth
-        if self._small_depth is None or self._small_depth[0] is not source or self._small_depth[1] is not keyframe:
+        if self._small_depth is None or self._small_depth[0] is not depth or self._small_depth[1] is not keyframe:
             height, width = features.shape[-2:]
             pool = self.config.tracking_pool
             small = resize_depth(depth[None, None], (height, width))[0, 0]
             self._small_depth = (
-                source,
+                depth,
                 keyframe,
                 features,
                 small,

@@ -47,7 +47,8 @@ def test_frames_follow_their_keyframe_when_the_backend_moves_it():
 
 def test_keyframes_added_during_a_backend_pass_move_with_the_newest_it_optimised():
     """The frontend anchors a new keyframe to the newest one's pose as it was; when the backend
-    writes back a pass begun before, the newer keyframes keep their pose relative to it."""
+    writes back a pass begun before, the newer keyframes keep their pose relative to it; one
+    anchored to a keyframe the pass did not move stays."""
     state = MapState()
     window = [make_keyframe(state, k, [0.0, 0.0, 0.1 * k, 0.0, 0.0, 0.0]) for k in range(3)]
     started_from = SE3.stack([kf.pose_w2c for kf in window])
@@ -55,6 +56,10 @@ def test_keyframes_added_during_a_backend_pass_move_with_the_newest_it_optimised
         make_keyframe(state, 3, [0.0, 0.0, 0.3, 0.0, 0.1, 0.0]),
         make_keyframe(state, 4, [0.1, 0.0, 0.4, 0.0, 0.2, 0.0]),
     ]
+    newer[0].anchor_id, newer[1].anchor_id = window[-1].id, newer[0].id  # a chain from the newest
+    elsewhere = make_keyframe(state, 5, [0.3, 0.0, 0.0, 0.0, 0.0, 0.0])  # relocalized against an older one
+    elsewhere.anchor_id = -7
+    kept = elsewhere.pose_w2c.data.clone()
     relative = [(kf.pose_w2c * window[-1].pose_w2c.inv()).matrix() for kf in newer]
     optimised = SE3.exp(
         torch.tensor(
@@ -65,6 +70,7 @@ def test_keyframes_added_during_a_backend_pass_move_with_the_newest_it_optimised
     assert torch.allclose(window[-1].pose_w2c.data, optimised.data[-1])
     for kf, before in zip(newer, relative):
         assert torch.allclose((kf.pose_w2c * window[-1].pose_w2c.inv()).matrix(), before, atol=1e-5)
+    assert torch.equal(elsewhere.pose_w2c.data, kept)
     untouched = newer[0].pose_w2c.data.clone()
     state.update_keyframes([kf.id for kf in window], optimised)  # no start given: nothing newer moves
     assert torch.equal(newer[0].pose_w2c.data, untouched)

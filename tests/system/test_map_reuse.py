@@ -51,7 +51,8 @@ def test_after_a_blackout_of_30_frames_tracking_resumes_in_the_same_map_at_the_t
     frame after the blackout is relocalized against the map: aligned (Sim(3)) on the frames
     before the blackout only, the frames after it land within a few centimetres of the truth
     (measured: 3 mm at the first, 3 cm median). Without relocalization a new map starts at the
-    last tracked pose, a metre off (measured: 0.99 m)."""
+    last tracked pose, where the camera was 11 frames (about 0.2 m) before: 0.19-0.99 m off in
+    measured runs, as the new map's scale varies."""
     frames = there_and_back("room", 0, 60)
     for frame in frames[50:80]:
         frame.image = np.zeros_like(frame.image)
@@ -70,7 +71,7 @@ def test_after_a_blackout_of_30_frames_tracking_resumes_in_the_same_map_at_the_t
     if found:
         assert errors[0] < 0.03 and np.median(errors) < 0.08, errors
     else:
-        assert errors[0] > 0.3, errors
+        assert errors[0] > 0.1, errors
 
 
 @pytest.mark.slow

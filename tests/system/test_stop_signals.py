@@ -1,0 +1,33 @@
+"""The signals that stop a run: SIGTERM raises Terminated while the handlers are in place, an
+ignored SIGHUP (nohup) stays ignored, and the previous handlers come back."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from slam.system.stop_signals import Terminated, calling_on_stop_signals, raising_on_stop_signals
+
+
+def test_sigterm_raises_terminated_and_an_ignored_sighup_stays_ignored():
+    term_before = signal.getsignal(signal.SIGTERM)
+    hup_before = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup leaves it
+    try:
+        with raising_on_stop_signals():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            with pytest.raises(Terminated) as caught:
+                signal.raise_signal(signal.SIGTERM)
+            assert caught.value.signum == signal.SIGTERM and isinstance(caught.value, KeyboardInterrupt)
+        assert signal.getsignal(signal.SIGTERM) == term_before
+    finally:
+        signal.signal(signal.SIGHUP, hup_before)
+
+
+def test_a_viewer_gets_every_stop_signal_as_a_call():
+    received = []
+    with calling_on_stop_signals(received.append):
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)
+    assert received == [signal.SIGINT, signal.SIGTERM]
+    assert signal.getsignal(signal.SIGINT) == signal.default_int_handler
