@@ -30,14 +30,17 @@ def _raise_terminated(signum: int, _frame: object) -> None:
 
 @contextlib.contextmanager
 def _handlers(signals: tuple[signal.Signals, ...], handler: Callable[[int, object], None]) -> Iterator[None]:
-    """``handler`` for ``signals`` while inside, the previous handlers after; a signal that was
-    ignored stays ignored (``nohup`` ignores SIGHUP); nothing outside the main thread (only it
-    may set handlers)."""
+    """``handler`` for ``signals`` while inside, the previous handlers after; an ignored SIGHUP
+    stays ignored (``nohup`` asks for that; SIGINT and SIGTERM are handled even where a
+    background shell ignored them); nothing outside the main thread (only it may set handlers)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    hangup = getattr(signal, "SIGHUP", None)
     previous = {
-        signum: signal.signal(signum, handler) for signum in signals if signal.getsignal(signum) != signal.SIG_IGN
+        signum: signal.signal(signum, handler)
+        for signum in signals
+        if not (signum == hangup and signal.getsignal(signum) == signal.SIG_IGN)
     }
     try:
         yield

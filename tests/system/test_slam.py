@@ -217,6 +217,8 @@ def test_sigterm_and_sighup_stop_the_run_and_save_what_was_computed(tmp_path, st
             cwd=REPO_ROOT,
             stdout=sink,
             stderr=subprocess.STDOUT,
+            # as from a terminal: a test run under nohup would pass SIGHUP on ignored (and kept so)
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
         )
         try:
             deadline = time.monotonic() + 120

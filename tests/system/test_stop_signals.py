@@ -24,10 +24,14 @@ def test_sigterm_raises_terminated_and_an_ignored_sighup_stays_ignored():
         signal.signal(signal.SIGHUP, hup_before)
 
 
-def test_a_viewer_gets_every_stop_signal_as_a_call():
+def test_a_viewer_gets_every_stop_signal_as_a_call_even_where_a_shell_ignored_sigint():
     received = []
-    with calling_on_stop_signals(received.append):
-        signal.raise_signal(signal.SIGINT)
-        signal.raise_signal(signal.SIGTERM)
-    assert received == [signal.SIGINT, signal.SIGTERM]
-    assert signal.getsignal(signal.SIGINT) == signal.default_int_handler
+    int_before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for a background job of a script
+    try:
+        with calling_on_stop_signals(received.append):
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGTERM)
+        assert received == [signal.SIGINT, signal.SIGTERM]
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, int_before)
