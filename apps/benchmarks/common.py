@@ -39,9 +39,10 @@ def failed_run(returncode: int, stderr: str) -> RuntimeError:
 
 
 def run_cli(source: str, frames: int, out: Path, extra: list[str]) -> dict:
-    """`v2d run SOURCE --max-frames FRAMES` with ``extra`` arguments and no viewer, in its own
-    process (so that its peak memory is its own), writing into ``out``; its stats.json. Raises
-    :func:`failed_run`'s error when it fails."""
+    """`v2d run SOURCE --max-frames FRAMES` with ``extra`` arguments, in its own process (so that
+    its peak memory is its own), writing into ``out``; its stats.json. No viewer unless ``extra``
+    names one (it comes last, so its ``--viewer`` wins). Raises :func:`failed_run`'s error when
+    it fails."""
     command = [
         sys.executable,
         "-m",

@@ -5,14 +5,11 @@ viewer and with the Qt window on the current display, each configuration run thr
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from apps.benchmarks.common import failed_run
+from apps.benchmarks.common import run_cli
 from slam.io.shared_data import SHARED_DATA
 from viewer import has_display
 
@@ -24,22 +21,7 @@ REPEATS = 3
 
 def _run(source: Path, frames: int, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        command = [
-            sys.executable,
-            "-m",
-            "apps.cli",
-            "run",
-            str(source),
-            "--out",
-            tmp,
-            "--max-frames",
-            str(frames),
-            *extra,
-        ]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
-        if result.returncode != 0:
-            raise failed_run(result.returncode, result.stderr)
-        return json.loads((Path(tmp) / "stats.json").read_text())
+        return run_cli(str(source), frames, Path(tmp), extra)
 
 
 def suite(args: argparse.Namespace) -> str:

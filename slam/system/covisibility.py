@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import torch
 
+from networks.flow_geometry import resize_intrinsics
 from slam.geometry.lie import SE3
 from slam.geometry.projection import MIN_DEPTH, backproject, project
 from slam.geometry.resize import resize_depth
 from slam.system.map import Keyframe
-from slam.system.places import camera_centre
+from slam.system.places import camera_centre, camera_centres
 
 #: (h, w) of the depth grid reprojected to measure overlaps
 OVERLAP_GRID = (24, 32)
@@ -30,10 +31,7 @@ def overlaps(
     ``pose_w2c`` SE3 ()) that land in front of and inside each of K other keyframes (``others_w2c``
     SE3 (K,)); ``intrinsics`` (4,) at the processing size ``image_size`` (H, W)."""
     small = resize_depth(depth.float(), OVERLAP_GRID)
-    along_u, along_v = OVERLAP_GRID[1] / image_size[1], OVERLAP_GRID[0] / image_size[0]
-    fx, fy, cx, cy = intrinsics.unbind(-1)
-    # pixel-centre convention, as slam.geometry.resize.scale_intrinsics
-    grid_intrinsics = torch.stack([fx * along_u, fy * along_v, (cx + 0.5) * along_u - 0.5, (cy + 0.5) * along_v - 0.5])
+    grid_intrinsics = resize_intrinsics(intrinsics, image_size, OVERLAP_GRID)
     points = backproject(small[None], grid_intrinsics[None])[0]  # (h, w, 3) in the keyframe's camera
     known = small > 0
     if not bool(known.any()):
@@ -62,15 +60,14 @@ def covisible_keyframes(
     image_size: tuple[int, int],
 ) -> list[Keyframe]:
     """Up to ``count`` of the ``older`` keyframes (those that can be matched against,
-    :meth:`Keyframe.matching`) that see at least ``min_overlap`` of what ``keyframe`` sees
+    :attr:`Keyframe.matchable`) that see at least ``min_overlap`` of what ``keyframe`` sees
     (:func:`overlaps`), most overlapping first; only the :data:`NEAREST` nearest in position are
     measured. Empty when ``keyframe`` holds no depth."""
     matching = keyframe.matching()
-    usable = [kf for kf in older if kf.matching() is not None]
+    usable = [kf for kf in older if kf.matchable]
     if count <= 0 or matching is None or not usable:
         return []
-    centre = camera_centre(keyframe.pose_w2c)
-    distances = torch.stack([(camera_centre(kf.pose_w2c) - centre).norm() for kf in usable])
+    distances = (camera_centres([kf.pose_w2c for kf in usable]) - camera_centre(keyframe.pose_w2c)).norm(dim=-1)
     nearest = [usable[k] for k in torch.argsort(distances)[:NEAREST].tolist()]
     shares = overlaps(
         matching[1], keyframe.pose_w2c, SE3.stack([kf.pose_w2c for kf in nearest]), intrinsics, image_size

@@ -32,7 +32,7 @@ class Keyframe:
     - ``anchor_id``: the keyframe whose pose this one's was computed from (None: none, a cold
       start); a backend pass that moves the anchor moves this one with it (see
       :meth:`MapState.update_keyframes`).
-    - ``descriptor``: (D,) appearance descriptor (:func:`slam.system.places.appearance_descriptor`).
+    - ``descriptor``: (D,) appearance descriptor (:func:`slam.system.places.appearance`).
     - ``place_features``, ``place_depth``: what relocalization matches against once the window
       features are gone (set by :meth:`compact`): the motion features as float16 (C, h, w) and
       the depth at half their resolution, (h/2, w/2) float16 map units, 0 where unknown.
@@ -87,6 +87,13 @@ class Keyframe:
             self.image = _rgb8(self.image)
             self.depth = self.depth.half()
             self.confidence = self.confidence.half()
+
+    @property
+    def matchable(self) -> bool:
+        """Whether :meth:`matching` has something to give (checked without converting it)."""
+        return (self.motion_features is not None and self.depth is not None) or (
+            self.place_features is not None and self.place_depth is not None
+        )
 
     def matching(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """What tracking against this keyframe needs: (C, h, w) float32 motion features and a

@@ -116,7 +116,7 @@ def candidates(
     ``keyframes`` that can be matched against (:meth:`Keyframe.matching`); each keyframe once,
     best first. A blank frame (zero descriptor) gets neither. ``intrinsics`` (4,) at the
     processing size ``image_size`` (H, W) turn shifts into start rotations."""
-    usable = [kf for kf in keyframes if kf.descriptor is not None and kf.matching() is not None]
+    usable = [kf for kf in keyframes if kf.descriptor is not None and kf.matchable]
     if not usable or not bool(descriptor.any()):
         return []
     scores, shifts = shifted_scores(descriptor, torch.stack([cast(torch.Tensor, kf.descriptor) for kf in usable]))
@@ -126,8 +126,7 @@ def candidates(
             chosen.append(Candidate(usable[k], rotation_from_shift(shifts[k], intrinsics, image_size), "appearance"))
     if last_w2c is not None and by_proximity > 0:
         taken = {c.keyframe.id for c in chosen}
-        centre = camera_centre(last_w2c)
-        distances = torch.stack([(camera_centre(kf.pose_w2c) - centre).norm() for kf in usable])
+        distances = (camera_centres([kf.pose_w2c for kf in usable]) - camera_centre(last_w2c)).norm(dim=-1)
         near = [k for k in torch.argsort(distances).tolist() if usable[k].id not in taken][:by_proximity]
         chosen += [
             Candidate(usable[k], rotation_from_shift(shifts[k], intrinsics, image_size), "proximity") for k in near
@@ -138,3 +137,9 @@ def candidates(
 def camera_centre(pose_w2c: SE3) -> torch.Tensor:
     """(3,) world position of the camera centre of a world-to-camera pose (SE3 ())."""
     return pose_w2c.inv().data[:3]
+
+
+def camera_centres(poses_w2c: list[SE3]) -> torch.Tensor:
+    """(K, 3) world positions of the camera centres of K world-to-camera poses (SE3 () each), in
+    one batch."""
+    return SE3.stack(poses_w2c).inv().data[:, :3]

@@ -89,9 +89,10 @@ class Tracker:
     def reference(self, keyframe: Keyframe) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The keyframe's motion features (C, h, w), its depth at their resolution (h, w) and on
         the tracking solve's ``config.tracking_pool`` times coarser grid, from what it holds for
-        matching (:meth:`Keyframe.matching`: the window's depth, or a released keyframe's place
-        record); computed again when that depth tensor changes (a new keyframe, or the backend's
-        update). ValueError for a keyframe that holds nothing to match against."""
+        matching (:meth:`Keyframe.matching`: the window's depth, or a compacted keyframe's place
+        record); computed again when that depth tensor changes (a new keyframe, the backend's
+        update, and every call for a compacted keyframe, whose record is converted anew).
+        ValueError for a keyframe that holds nothing to match against."""
         matching = keyframe.matching()
         if matching is None:
             raise ValueError(f"keyframe {keyframe.id} holds nothing to track against")
