@@ -116,6 +116,15 @@ class BackendConfig:
       join each bundle adjustment pass, held fixed, when they see at least ``covisible_overlap``
       of what the newest keyframe sees (0: none); edges join them with the newest
       ``covisible_edges`` window keyframes, both ways.
+    - ``loops``: detect, verify and close loops (:mod:`slam.system.loop_closure`): keyframes at
+      least ``loop_gap`` keyframes older than the window are candidates, up to
+      ``loop_by_proximity`` per pass, then (when none passes) ``loop_by_appearance``, each verified by
+      ``loop_steps`` tracking steps that must reach a flow quality of ``loop_quality`` and a
+      residual under ``loop_residual`` pixels; an accepted loop that disagrees with the estimate
+      by more than ``loop_correction`` standard deviations of a loop measurement (in
+      translation, rotation or scale) triggers a Sim(3) pose-graph optimization of the
+      keyframes older than the window. Off by default until the SLAM benchmark has measured it
+      on every row (docs/tuning.md).
     - ``max_lag`` (thread mode): tracking waits for the pass under way when more than this many
       keyframes have not been seen by a finished pass; None: never waits.
 
@@ -136,6 +145,14 @@ class BackendConfig:
     covisible: int = 2
     covisible_overlap: float = 0.5
     covisible_edges: int = 2
+    loops: bool = False
+    loop_gap: int = 10
+    loop_by_proximity: int = 1
+    loop_by_appearance: int = 1
+    loop_steps: int = 4
+    loop_quality: float = 0.3
+    loop_residual: float = 1.0
+    loop_correction: float = 3.0
     flow_reuse: float | None = 0.5
 
 
@@ -199,6 +216,14 @@ class SystemConfig:
             or not 0 < self.backend.covisible_overlap <= 1
         ):
             raise ConfigError("need backend.covisible >= 0, covisible_edges >= 1 and 0 < covisible_overlap <= 1")
+        backend = self.backend
+        if min(backend.loop_gap, backend.loop_by_proximity, backend.loop_by_appearance) < 0 or (
+            backend.loop_steps < 1 or backend.loop_residual <= 0 or backend.loop_correction <= 0
+        ):
+            raise ConfigError(
+                "need backend.loop_gap, loop_by_proximity and loop_by_appearance >= 0, loop_steps >= 1, "
+                "loop_residual > 0 and loop_correction > 0"
+            )
         if self.backend.edge_span is not None and self.backend.edge_span < 1:
             raise ConfigError(f"backend.edge_span must be >= 1 or null, got {self.backend.edge_span}")
         if self.backend.max_lag is not None and self.backend.max_lag < 1:

@@ -5,6 +5,9 @@ frame of the scene: z up).
 - :class:`HandheldPath`: TUM-like, a person walking through a room holding a camera: 0.3-1 m/s,
   turning by up to a few tens of degrees per second toward things across the room, with a
   small shake; always inside the room's free rectangle (:class:`~.rooms.RoomLayout`).
+- :class:`LoopPath`: a hand-held camera walking laps of a closed path through a room, an ellipse
+  ("loop") or a figure-eight ("figure8"), at 0.5 m/s, looking to its right: each lap comes back
+  to the places the one before saw (loop closure's test).
 - :class:`DrivingPath`: KITTI-like, a car in the right lane of a street at 5-10 m/s, the camera
   1.6 m above the ground looking forward, with small bounces and wobbles.
 
@@ -124,6 +127,57 @@ class HandheldPath:
         position = bspline(self.control_positions, self.knot_interval, t) + self._position_shake(t)
         yaw, pitch, roll = (bspline(self.control_angles, self.knot_interval, t) + self._rotation_shake(t)).T
         return _poses(look_rotation(yaw, pitch, roll), position)
+
+
+class LoopPath:
+    """Laps of a closed path through a room (see the module docstring): an ellipse or a
+    figure-eight (Gerono's lemniscate) filling 80% of the free rectangle, walked at a constant
+    :attr:`speed` from a point drawn from the seed, the camera at a constant height, looking
+    :attr:`look_aside` to the right of the walking direction and 10 degrees down, with a small
+    shake."""
+
+    speed = 0.5  # m/s
+    look_aside = np.radians(75)
+    shapes = ("loop", "figure8")
+
+    def __init__(self, layout: RoomLayout, seed: int, shape: str = "loop"):
+        if shape not in self.shapes:
+            raise ValueError(f"unknown closed path {shape!r}: use one of {', '.join(self.shapes)}")
+        rng = np.random.default_rng([seed, 321])
+        lo, hi = np.array(layout.free_min), np.array(layout.free_max)
+        self.centre, self.radii = (lo + hi) / 2, 0.8 * (hi - lo) / 2
+        self.shape = shape
+        self.height = float(np.mean(layout.camera_heights))
+        # arc length along one lap, to walk it at a constant speed
+        angles = np.linspace(0.0, 2 * np.pi, 4097)
+        steps = np.linalg.norm(np.diff(self._point(angles), axis=0), axis=1)
+        self._angles, self._arc = angles, np.concatenate([[0.0], np.cumsum(steps)])
+        self._start = rng.uniform(0, self._arc[-1])
+        self._rotation_shake = _shake(rng, 3, np.radians(0.6), (1.0, 6.0))
+        self._position_shake = _shake(rng, 3, 0.004, (1.0, 5.0))
+
+    @property
+    def lap_length(self) -> float:
+        """Metres walked in one lap."""
+        return float(self._arc[-1])
+
+    def _point(self, angle: np.ndarray) -> np.ndarray:
+        """(N, 2) positions on the path at parameters ``angle`` (N,) radians."""
+        x = self.radii[0] * np.sin(angle)
+        y = self.radii[1] * (np.cos(angle) if self.shape == "loop" else np.sin(angle) * np.cos(angle))
+        return self.centre + np.stack([x, y], axis=-1)
+
+    def poses(self, t: np.ndarray) -> np.ndarray:
+        """Camera-to-world poses (N, 4, 4) at times ``t`` (N,) seconds."""
+        t = np.asarray(t, np.float64)
+        laps, along = np.divmod(self._start + self.speed * t, self.lap_length)
+        angle = np.interp(along, self._arc, self._angles) + 2 * np.pi * laps
+        ahead = self._point(angle + 1e-3) - self._point(angle - 1e-3)
+        heading = np.unwrap(np.arctan2(ahead[:, 1], ahead[:, 0]))
+        shake = self._rotation_shake(t)
+        rotation = look_rotation(heading - self.look_aside + shake[:, 0], np.radians(-10) + shake[:, 1], shake[:, 2])
+        position = np.concatenate([self._point(angle), np.full((len(t), 1), self.height)], axis=1)
+        return _poses(rotation, position + self._position_shake(t))
 
 
 class DrivingPath:

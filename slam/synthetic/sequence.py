@@ -4,7 +4,8 @@ Two kinds:
 
 - ``"room"``: a furnished closed room seen by a hand-held camera (TUM-like) at 30 Hz. Default
   image 240 x 320 (height x width), fx = fy = 0.9 * width (about 58 degrees across). Depth is
-  valid (> 0) at every pixel.
+  valid (> 0) at every pixel. The camera walks about at random (path ``"walk"``) or laps a
+  closed path (``"loop"``, ``"figure8"``: :class:`~slam.synthetic.paths.LoopPath`).
 - ``"road"``: a street driven along at 5-10 m/s (KITTI-like) at 10 Hz, camera 1.6 m above the
   ground. Default image 192 x 640 (KITTI's wide aspect), fx = fy = 0.58 * width (about 82
   degrees across, as KITTI's). Sky pixels have depth 0 (invalid).
@@ -22,7 +23,7 @@ from typing import cast
 import numpy as np
 
 from slam.geometry.camera import Camera
-from slam.synthetic.paths import DrivingPath, HandheldPath
+from slam.synthetic.paths import DrivingPath, HandheldPath, LoopPath
 from slam.synthetic.photometric import Photometric
 from slam.synthetic.render import Renderer, RenderResult
 from slam.synthetic.roads import RoadLayout, build_road
@@ -36,6 +37,8 @@ DEFAULT_FRAMES = {"room": 300, "road": 200}
 FRAME_RATE = {"room": 30.0, "road": 10.0}
 #: focal length (pixels) as a fraction of the image width
 FOCAL_PER_WIDTH = {"room": 0.9, "road": 0.58}
+#: the camera paths of each kind, the first the default
+PATHS = {"room": ("walk", *LoopPath.shapes), "road": ("drive",)}
 
 
 def default_camera(kind: str, height: int, width: int) -> Camera:
@@ -53,6 +56,7 @@ def _check_kind(kind: str) -> None:
 class SyntheticSequence:
     """``num_frames`` frames of a ``kind`` scene (``"room"`` or ``"road"``) made from ``seed``.
 
+    ``path``: one of :data:`PATHS` for the kind (None: its first).
     ``height``/``width`` default to :data:`DEFAULT_SIZE`; ``camera`` replaces the default
     intrinsics (its size then sets the image size). ``photometric`` adds optional camera effects
     (noise, vignetting, motion blur) to the images; off by default.
@@ -70,8 +74,12 @@ class SyntheticSequence:
         width: int | None = None,
         camera: Camera | None = None,
         photometric: Photometric | None = None,
+        path: str | None = None,
     ):
         _check_kind(kind)
+        path = PATHS[kind][0] if path is None else path
+        if path not in PATHS[kind]:
+            raise ValueError(f"a {kind} has no path {path!r}: use one of {', '.join(PATHS[kind])}")
         num_frames = DEFAULT_FRAMES[kind] if num_frames is None else int(num_frames)
         if num_frames < 1:
             raise ValueError(f"a synthetic sequence needs at least one frame, got {num_frames}")
@@ -89,11 +97,15 @@ class SyntheticSequence:
         self.rate = FRAME_RATE[kind]
         self.timestamps = np.arange(num_frames, dtype=np.float64) / self.rate
         duration = float(self.timestamps[-1])
-        self.path: HandheldPath | DrivingPath
+        self.path: HandheldPath | LoopPath | DrivingPath
         self.layout: RoomLayout | RoadLayout
         if kind == "room":
             self.scene, self.layout = build_room(self.seed)
-            self.path = HandheldPath(self.layout, duration, self.seed)
+            self.path = (
+                HandheldPath(self.layout, duration, self.seed)
+                if path == "walk"
+                else LoopPath(self.layout, self.seed, path)
+            )
             self._pose_at = self.path.poses
         else:
             self.path = DrivingPath(duration, self.seed)

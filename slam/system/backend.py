@@ -28,6 +28,7 @@ from slam.geometry.solver import all_pairs_edges, gauss_newton_step
 from slam.system.bundle import BundleAdjuster
 from slam.system.covisibility import covisible_keyframes
 from slam.system.keyframe_depth import CONFIDENT_DEPTH
+from slam.system.loop_closure import LoopCloser
 from slam.system.map import Keyframe, MapState
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,10 @@ class Backend:
         intrinsics: torch.Tensor,
         image_size: tuple[int, int],
         bundle: BundleAdjuster,
+        loop_closer: LoopCloser | None = None,
     ):
         self.depth_module = depth_module
+        self.loop_closer = loop_closer
         self.bundle = bundle
         self.motion_module = motion_module
         self.map = map_state
@@ -80,12 +83,16 @@ class Backend:
         )
 
     def optimise(self) -> bool:
-        """One pass on the current window and the keyframes covisible with it (held fixed, see
-        :meth:`covisible`); returns False when the window holds fewer than 3 keyframes."""
+        """One pass: loop closure at the window's newest keyframe (when a ``loop_closer`` is
+        given), then the optimisation of the current window and the keyframes covisible with it
+        (held fixed, see :meth:`covisible`); returns False when the window holds fewer than 3
+        keyframes."""
         window = self.window()
         if len(window) < 3 or any(kf.motion_features is None for kf in window):
             return False
         start = time.perf_counter()
+        if self.loop_closer is not None:
+            self.loop_closer.close(window)
         fixed = self.covisible(window) if self.config.bundle_adjustment else []
         count, extra = len(window), len(fixed)
         all_poses = SE3.stack([kf.pose_w2c for kf in fixed + window])

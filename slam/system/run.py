@@ -319,6 +319,7 @@ def write_outputs(
 
     frames = len(indices)
     counts = system.frontend.counts
+    loops = system.loop_closer
     camera_size = system.processing_camera.size
     assert camera_size is not None  # SlamSystem requires a camera with its size
     stats = {
@@ -336,6 +337,11 @@ def write_outputs(
         "blank_frames": counts["blank"],
         "backend_passes": system.backend.passes,
         "covisible_passes": system.backend.covisible_passes,
+        # loops accepted (verified) and rejected, pose-graph corrections and their mean time
+        "loops_accepted": len(loops.edges),
+        "loops_rejected": loops.rejected,
+        "loop_corrections": loops.corrections,
+        "loop_correction_s": round(float(np.mean(loops.correction_seconds)), 3) if loops.correction_seconds else None,
         "frontend_fps": round(frames / system.frontend_seconds, 2) if system.frontend_seconds > 0 else None,
         # reading, tracking and the backend; the final fusion is timed on its own
         "end_to_end_fps": round(frames / wall_seconds, 2) if wall_seconds > 0 else None,

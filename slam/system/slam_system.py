@@ -30,8 +30,10 @@ from slam.system.backend import Backend, BackendThread
 from slam.system.bundle import BundleAdjuster
 from slam.system.flow_cache import FlowCache
 from slam.system.frontend import Frontend
+from slam.system.loop_closure import LoopCloser
 from slam.system.machine import release_free_memory
 from slam.system.map import Keyframe, MapSnapshot, MapState
+from slam.system.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +83,18 @@ class SlamSystem:
             backend.huber,
             flow_cache,
         )
+        # the backend tracks keyframes against old ones with a tracker of its own (trackers cache)
+        backend_tracker = Tracker(self.motion_module, config.frontend, intrinsics, self.image_size, self.device)
+        self.loop_closer = LoopCloser(backend_tracker, self.map, backend, intrinsics, self.image_size)
         self.backend = Backend(
-            self.depth_module, self.motion_module, self.map, backend, intrinsics, self.image_size, bundle
+            self.depth_module,
+            self.motion_module,
+            self.map,
+            backend,
+            intrinsics,
+            self.image_size,
+            bundle,
+            self.loop_closer if backend.loops else None,
         )
         self.fusion = StreamingFusion(config.fusion)
         self.archive = KeyframeArchive(

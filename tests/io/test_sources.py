@@ -16,6 +16,7 @@ from slam.errors import CalibrationError, SourceError
 from slam.geometry.camera import Camera
 from slam.io.sources.base import SourceOptions
 from slam.io.sources.detect import SOURCE_KINDS, detect_kind, open_source
+from slam.io.sources.synthetic import SyntheticSource
 from slam.io.sources.tum import associate
 from slam.io.sources.video import VideoSource
 from slam.io.trajectory import read_kitti, read_tum
@@ -581,3 +582,15 @@ def test_a_video_cannot_be_played_there_and_back(tmp_path):
     writer.release()
     with pytest.raises(SourceError, match="there and back"):
         open_source(path, options=SourceOptions(there_and_back=True))
+
+
+def test_a_synthetic_room_can_lap_a_closed_path_and_a_bad_path_is_one_line():
+    """``path=loop`` and ``path=figure8`` walk laps: one lap later the camera is back where it
+    was; a path a scene kind does not have is refused naming the choices."""
+    source = SyntheticSource.from_spec("synthetic:room:path=loop:frames=2")
+    lap = source.sequence.path.lap_length / source.sequence.path.speed  # seconds per lap
+    poses = source.sequence.path.poses(np.array([1.0, 1.0 + lap]))
+    assert np.allclose(poses[0][:3, 3], poses[1][:3, 3], atol=0.02) and source.describe()["path"] == "loop"
+    assert SyntheticSource.from_spec("synthetic:room:path=figure8:frames=2").path == "figure8"
+    with pytest.raises(SourceError, match="has no path 'loop': use one of drive"):
+        SyntheticSource.from_spec("synthetic:road:path=loop")

@@ -7,10 +7,11 @@ Spec strings (the SOURCE argument of ``v2d run``), parsed by :meth:`SyntheticSou
     synthetic:road                         a street
     synthetic:room:seed=3:frames=500       options as key=value, in any order
     synthetic:road:size=240x320            image size as HEIGHTxWIDTH (or height=..., width=...)
+    synthetic:room:path=loop:frames=900    laps of a closed path (loop or figure8)
 
 Keys: ``seed`` (int), ``frames`` (number of raw frames), ``size`` (HEIGHTxWIDTH), ``height``,
-``width``. Defaults: room 300 frames of 240 x 320 at 30 Hz, road 200 frames of 192 x 640 at
-10 Hz (see :mod:`slam.synthetic.sequence`).
+``width``, ``path`` (a room's: walk, loop or figure8). Defaults: room 300 frames of 240 x 320
+at 30 Hz, road 200 frames of 192 x 640 at 10 Hz (see :mod:`slam.synthetic.sequence`).
 
 Source options: start, stride and max_frames select raw frames as for every source (only the
 selected frames are rendered); ``resize`` renders directly at the requested size with the
@@ -24,6 +25,7 @@ from slam.io.sources.base import IndexedSource, RawFrame, SourceOptions
 from slam.synthetic.sequence import (
     DEFAULT_SIZE,
     KINDS,
+    PATHS,
     SyntheticSequence,
     default_camera,
 )
@@ -45,10 +47,13 @@ class SyntheticSource(IndexedSource):
         height: int | None = None,
         width: int | None = None,
         options: SourceOptions | None = None,
+        path: str | None = None,
     ):
         super().__init__(options)
         if kind not in KINDS:
             raise SourceError(f"unknown synthetic scene {kind!r}: use one of {', '.join(KINDS)}")
+        if path is not None and path not in PATHS[kind]:
+            raise SourceError(f"a synthetic {kind} has no path {path!r}: use one of {', '.join(PATHS[kind])}")
         if num_frames is not None and num_frames < 1:
             raise SourceError(f"a synthetic sequence needs at least one frame, got frames={num_frames}")
         if seed < 0:
@@ -60,7 +65,8 @@ class SyntheticSource(IndexedSource):
         default_height, default_width = DEFAULT_SIZE[kind]
         self.camera = default_camera(kind, height or default_height, width or default_width)
         # rendered at the delivered size directly (exact depth, no resampling)
-        self.sequence = SyntheticSequence(kind, seed, num_frames, camera=self.output_camera)
+        self.sequence = SyntheticSequence(kind, seed, num_frames, camera=self.output_camera, path=path)
+        self.path = path or PATHS[kind][0]
         self.num_raw = len(self.sequence)
 
     @classmethod
@@ -72,9 +78,12 @@ class SyntheticSource(IndexedSource):
             raise SourceError(f"not a synthetic source spec: {spec!r}")
         kind = "room"
         values: dict[str, int] = {}
+        path = None
         for part in parts[1:]:
             if part.lower() in KINDS:
                 kind = part.lower()
+            elif part.startswith("path="):
+                path = part[5:].lower()
             elif part.startswith("size="):
                 try:
                     height, width = (int(v) for v in part[5:].lower().split("x"))
@@ -90,10 +99,10 @@ class SyntheticSource(IndexedSource):
             else:
                 raise SourceError(
                     f"{spec!r}: unknown part {part!r}; expected one of {', '.join(KINDS)}, "
-                    f"size=HxW or {', '.join(k + '=N' for k in _INT_KEYS)}"
+                    f"size=HxW, path=NAME or {', '.join(k + '=N' for k in _INT_KEYS)}"
                 )
         return cls(
-            kind, values.get("seed", 0), values.get("frames"), values.get("height"), values.get("width"), options
+            kind, values.get("seed", 0), values.get("frames"), values.get("height"), values.get("width"), options, path
         )
 
     @property
@@ -105,4 +114,10 @@ class SyntheticSource(IndexedSource):
         return RawFrame(float(self.sequence.timestamps[raw_index]), image, self.sequence.poses[raw_index].copy(), depth)
 
     def describe(self) -> dict:
-        return {**super().describe(), "scene": self.scene_kind, "seed": self.seed, "raw_frames": self.num_raw}
+        return {
+            **super().describe(),
+            "scene": self.scene_kind,
+            "path": self.path,
+            "seed": self.seed,
+            "raw_frames": self.num_raw,
+        }

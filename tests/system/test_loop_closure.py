@@ -1,0 +1,62 @@
+"""Loop closure: the scale between two keyframes' depths; on a synthetic figure-eight, every loop
+accepted is a true one (its measured rotation agrees with the ground truth), the graph is
+corrected, and the trajectory is closer to the truth than without loop closure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from slam.config.loader import override
+from slam.config.schema import SystemConfig
+from slam.evaluation.trajectory import associate_and_align
+from slam.geometry.lie import SE3
+from slam.io.sources.synthetic import SyntheticSource
+from slam.io.trajectory import Trajectory
+from slam.system.loop_closure import relative_scale
+from slam.system.slam_system import SlamSystem, full_trajectory
+
+
+def test_the_scale_between_two_depth_maps_of_the_same_view_is_their_ratio():
+    intrinsics = torch.tensor([288.0, 288.0, 159.5, 119.5])
+    new_depth = 1.0 + torch.rand(240, 320)
+    old_depth = 2.0 * torch.nn.functional.interpolate(new_depth[None, None], size=(30, 40), mode="area")[0, 0]
+    ratio, share, spread = relative_scale(new_depth, old_depth, SE3.identity(), intrinsics, (240, 320))
+    assert ratio == pytest.approx(2.0, rel=0.05) and share > 0.95 and spread < 0.1
+    far = SE3(torch.tensor([0.0, 0.0, -100.0, 0, 0, 0, 1]))  # moved behind the new camera: nothing lands
+    ratio, share, _ = relative_scale(new_depth, old_depth, far, intrinsics, (240, 320))
+    assert np.isnan(ratio) and share == 0
+
+
+@pytest.mark.slow
+def test_loops_on_a_figure_eight_are_true_ones_and_reduce_the_error():
+    """900 frames of a figure-eight (about 1.9 laps) with loop closure: its first loop is found
+    by appearance (the drift hides it from proximity), then by proximity at nearly every
+    keyframe. Measured: 87 loops, none off by more than 2 degrees; ATE 0.25-0.35 m, against
+    0.51 m without loop closure (the path's scale drifts by up to two times around the lap)."""
+    frames = list(SyntheticSource.from_spec("synthetic:room:path=figure8:frames=900"))
+    config = override(SystemConfig(), "backend.mode=inline", "fusion.mesh=false", "backend.loops=true")
+    system = SlamSystem(config, frames[0].camera)
+    for frame in frames:
+        system.process(frame)
+    system.finish()
+    loops = system.loop_closer
+    assert len(loops.edges) >= 10 and loops.corrections >= 1, (len(loops.edges), loops.corrections)
+    truth = np.stack([f.pose_gt for f in frames])
+    keyframes = {kf.id: kf for kf in system.map.keyframe_list()}
+    for edge in loops.edges:
+        new_c2w, old_c2w = truth[keyframes[edge.new_id].frame_index], truth[keyframes[edge.old_id].frame_index]
+        true_rotation = np.linalg.inv(new_c2w)[:3, :3] @ old_c2w[:3, :3]
+        measured = Rotation.from_quat(edge.new_from_old[3:7].numpy()).as_matrix()
+        error = np.degrees(Rotation.from_matrix(true_rotation.T @ measured).magnitude())
+        assert error < 2.0, (edge.new_id, edge.old_id, edge.why, error)
+    indices = np.array([f.index for f in frames])
+    trajectory, tracked = full_trajectory(system.snapshot(with_images=False), indices, indices / 30.0)
+    times = indices[tracked] / 30.0
+    estimate = Trajectory(times, trajectory.poses[tracked])
+    aligned = associate_and_align(Trajectory(times, truth[tracked]), estimate, "sim3")
+    positions = trajectory.poses[tracked][:, :3, 3] @ aligned.transform[:3, :3].T + aligned.transform[:3, 3]
+    ate = float(np.sqrt(((positions - truth[tracked][:, :3, 3]) ** 2).sum(axis=1).mean()))
+    assert tracked.mean() > 0.95 and ate < 0.45, (tracked.mean(), ate)
