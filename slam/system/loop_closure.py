@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import cast
 
 import torch
 
@@ -49,7 +48,7 @@ from slam.geometry.projection import MIN_DEPTH, backproject, project
 from slam.geometry.resize import resize_depth
 from slam.system.covisibility import covisible_keyframes
 from slam.system.map import Keyframe, MapState
-from slam.system.places import rotation_from_shift, shifted_scores
+from slam.system.places import Candidate, candidates
 from slam.system.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ MIN_SHARED = 0.25
 #: the depths of the same surfaces differ by one scale factor, those of different ones do not
 MAX_SCALE_SPREAD = 0.15
 
-#: the least thumbnail score (normalized cross-correlation) of an appearance candidate
+#: the thumbnail score (normalized cross-correlation) an appearance candidate must exceed
 MIN_APPEARANCE = 0.3
 
 #: standard deviations of the pose graph's measurements, which weight its residuals (by the
@@ -194,10 +193,10 @@ class LoopCloser:
         """The verified loop edge from ``newest`` to one of the ``older`` keyframes: the
         proximity candidates first; the appearance ones only when none of those passes (drift
         has hidden the place); of those that pass, the one with the best flow quality."""
-        for candidates in (self._by_proximity(newest, older), self._by_appearance(newest, older)):
+        for found in (self._by_proximity(newest, older), self._by_appearance(newest, older)):
             best: tuple[LoopEdge, float] | None = None
-            for old, start, why in candidates:
-                verified = self._verify(newest, old, start, why)
+            for candidate in found:
+                verified = self._verify(newest, candidate)
                 if verified is None:
                     self.rejected += 1
                 elif best is None or verified[1] > best[1]:
@@ -206,7 +205,7 @@ class LoopCloser:
                 return best[0]
         return None
 
-    def _by_proximity(self, newest: Keyframe, older: list[Keyframe]) -> list[tuple[Keyframe, SE3, str]]:
+    def _by_proximity(self, newest: Keyframe, older: list[Keyframe]) -> list[Candidate]:
         """Old keyframes that see what ``newest`` sees at the current poses, each with the start
         of its verification (``G_new G_old^-1``: the current relative pose)."""
         near = covisible_keyframes(
@@ -217,29 +216,31 @@ class LoopCloser:
             self.intrinsics,
             self.image_size,
         )
-        return [(old, newest.pose_w2c * old.pose_w2c.inv(), "proximity") for old in near]
+        return [Candidate(old, newest.pose_w2c * old.pose_w2c.inv(), "proximity") for old in near]
 
-    def _by_appearance(self, newest: Keyframe, older: list[Keyframe]) -> list[tuple[Keyframe, SE3, str]]:
-        """Old keyframes whose thumbnails match that of ``newest`` best, each with the start of
-        its verification (the turn the thumbnails' best shift says)."""
-        usable = [kf for kf in older if kf.descriptor is not None and kf.matchable]
-        if self.config.loop_by_appearance == 0 or newest.descriptor is None or not usable:
+    def _by_appearance(self, newest: Keyframe, older: list[Keyframe]) -> list[Candidate]:
+        """Old keyframes whose thumbnails match that of ``newest`` best (scoring above
+        :data:`MIN_APPEARANCE`), each with the start of its verification (the turn the
+        thumbnails' best shift says)."""
+        if newest.descriptor is None:
             return []
-        descriptors = torch.stack([cast(torch.Tensor, kf.descriptor) for kf in usable])  # filtered above
-        scores, shifts = shifted_scores(newest.descriptor, descriptors)
-        ranked = torch.argsort(scores, descending=True)[: self.config.loop_by_appearance].tolist()
-        return [
-            (usable[k], rotation_from_shift(shifts[k], self.intrinsics, self.image_size), "appearance")
-            for k in ranked
-            if float(scores[k]) >= MIN_APPEARANCE
-        ]
+        return candidates(
+            older,
+            newest.descriptor,
+            None,
+            self.config.loop_by_appearance,
+            0,
+            self.intrinsics,
+            self.image_size,
+            min_score=MIN_APPEARANCE,
+        )
 
-    def _verify(self, newest: Keyframe, old: Keyframe, start: SE3, why: str) -> tuple[LoopEdge, float] | None:
-        """The loop edge from ``newest`` to ``old`` and its flow quality when the verification
-        passes (see the module docstring), else None."""
+    def _verify(self, newest: Keyframe, candidate: Candidate) -> tuple[LoopEdge, float] | None:
+        """The loop edge from ``newest`` to the candidate's keyframe and its flow quality when the
+        verification passes (see the module docstring), else None."""
         assert newest.motion_features is not None and newest.depth is not None  # checked by close
-        features = newest.motion_features
-        result = self.tracker.track(old, features, start, steps=1, stop_when_confident=False)
+        old, why, features = candidate.keyframe, candidate.why, newest.motion_features
+        result = self.tracker.track(old, features, candidate.start, steps=1, stop_when_confident=False)
         if result.quality < self.config.loop_quality * GIVE_UP_SHARE:
             return None  # nothing alike after the first step: not worth the others
         if self.config.loop_steps > 1:

@@ -109,9 +109,10 @@ def candidates(
     by_proximity: int,
     intrinsics: torch.Tensor,
     image_size: tuple[int, int],
+    min_score: float = 0.0,
 ) -> list[Candidate]:
-    """Up to ``by_appearance`` keyframes whose thumbnail correlates best (and positively) with the
-    frame's ``descriptor`` (D,), then up to ``by_proximity`` more whose camera centre is nearest
+    """Up to ``by_appearance`` keyframes whose thumbnail correlates best (and by more than
+    ``min_score``) with the frame's ``descriptor`` (D,), then up to ``by_proximity`` more whose camera centre is nearest
     that of ``last_w2c`` (the last tracked pose; None: no proximity candidates), among the
     ``keyframes`` that can be matched against (:meth:`Keyframe.matching`); each keyframe once,
     best first. A blank frame (zero descriptor) gets neither. ``intrinsics`` (4,) at the
@@ -122,7 +123,7 @@ def candidates(
     scores, shifts = shifted_scores(descriptor, torch.stack([cast(torch.Tensor, kf.descriptor) for kf in usable]))
     chosen: list[Candidate] = []
     for k in torch.argsort(scores, descending=True)[:by_appearance].tolist():
-        if float(scores[k]) > 0:
+        if float(scores[k]) > min_score:
             chosen.append(Candidate(usable[k], rotation_from_shift(shifts[k], intrinsics, image_size), "appearance"))
     if last_w2c is not None and by_proximity > 0:
         taken = {c.keyframe.id for c in chosen}
