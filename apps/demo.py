@@ -11,7 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="run SLAM on the built-in synthetic scene (no download needed)",
-        description="`v2d run synthetic` with the demo's defaults: a hand-held room sequence, outputs in outputs/demo.",
+        description="`v2d run synthetic` with the demo's defaults: a hand-held room sequence, outputs in "
+        "outputs/demo (replaced on each run).",
     )
     add_run_arguments(parser, default_source="synthetic")
-    parser.set_defaults(func=run, out="outputs/demo", max_frames=90)
+    parser.set_defaults(func=run, out="outputs/demo", max_frames=90, overwrite=True)  # replaces its own run

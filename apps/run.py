@@ -31,7 +31,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_source: str | Non
             "source", nargs="?", default=default_source, help=f"{source_help} (default: {default_source})"
         )
     parser.add_argument("--calib", help="calibration file 'fx fy cx cy [k1 k2 p1 p2 [k3]]' (see calib/README.md)")
-    parser.add_argument("--out", default="outputs/run", help="output folder (default: outputs/run)")
+    parser.add_argument("--out", default="outputs/run", help="output folder, new or empty (default: outputs/run)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the previous run in --out (its files are removed first)",
+    )
     parser.add_argument(
         "--viewer",
         choices=VIEWERS,
@@ -127,6 +132,7 @@ def viewer_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from slam.io.run_folder import check_output_folder
     from slam.io.sources.base import SourceOptions
     from slam.io.sources.detect import open_source
     from slam.system.run import run_slam
@@ -134,19 +140,33 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="v2d: %(message)s")
     config = build_config(args)
     viewer, display = viewer_options(args)
+    check_output_folder(args.out, args.overwrite)
     options = SourceOptions(
         start=args.start, stride=args.stride, max_frames=args.max_frames, there_and_back=args.there_and_back
     )
     with open_source(args.source, calib=args.calib, options=options, kind=args.kind) as source:
         if viewer == "none":
-            stats = run_slam(source, config, args.out, realtime=args.realtime, save_depth=args.save_depth)
+            stats = run_slam(
+                source,
+                config,
+                args.out,
+                realtime=args.realtime,
+                save_depth=args.save_depth,
+                overwrite=args.overwrite,
+            )
         else:
             from viewer.session import run_with_viewer
 
             stats = run_with_viewer(
                 viewer,
                 lambda control: run_slam(
-                    source, config, args.out, realtime=args.realtime, save_depth=args.save_depth, control=control
+                    source,
+                    config,
+                    args.out,
+                    realtime=args.realtime,
+                    save_depth=args.save_depth,
+                    control=control,
+                    overwrite=args.overwrite,
                 ),
                 display,
                 title=args.source,
@@ -155,11 +175,5 @@ def run(args: argparse.Namespace) -> int:
         f"{stats['frames_tracked']}/{stats['frames_processed']} frames tracked, {stats['keyframes']} keyframes, "
         f"{stats['end_to_end_fps']} frames/s end to end, {stats['points']} points"
     )
-    print(
-        f"wrote {args.out}/: trajectory.txt, points.ply"
-        + (", mesh.ply" if config.fusion.mesh else "")
-        + ", stats.json, tracking.csv"
-        + (", groundtruth.txt" if source.has_ground_truth else "")
-        + (", trajectory_kitti.txt" if source.kind == "kitti" else "")
-    )
+    print(f"wrote {args.out}/: " + ", ".join(stats["outputs"]))
     return 0

@@ -51,6 +51,7 @@ def run_cli(source: str, frames: int, out: Path, extra: list[str]) -> dict:
         source,
         "--out",
         str(out),
+        "--overwrite",
         "--max-frames",
         str(frames),
         "--viewer",

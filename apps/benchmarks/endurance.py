@@ -35,6 +35,7 @@ def _sampled_run(frames: int, out: Path) -> tuple[np.ndarray, np.ndarray, dict]:
         f"synthetic:room:frames={frames}",
         "--out",
         str(out),
+        "--overwrite",
         "--viewer",
         "none",
         "--set",

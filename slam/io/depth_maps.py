@@ -1,5 +1,6 @@
 """Depth map files: read as metres from ``.npy`` or 16-bit PNG (TUM convention, value / scale =
-metres), written as 16-bit PNG or as a keyframe's float32 ``.npy`` (map units)."""
+metres), written as 16-bit PNG or as a keyframe's float32 ``.npy`` (map units), atomically (see
+:mod:`slam.io.atomic`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import cv2
 import numpy as np
 
 from slam.errors import DepthMapError, ExportError
+from slam.io.atomic import atomic_file, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +65,18 @@ def write_depth_png(path: str | Path, depth: np.ndarray, scale: float = TUM_DEPT
             scale,
         )
     units = np.where(too_far, 0.0, units).astype(np.uint16)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        written = cv2.imwrite(str(path), units)
-    except (OSError, cv2.error) as err:
-        raise ExportError(f"cannot write {path}: {err}") from None
-    if not written:
-        raise ExportError(f"cannot write {path} (check the folder's permissions and that the name ends in .png)")
+    if path.suffix.lower() != ".png":
+        raise ExportError(f"cannot write {path}: a 16-bit depth map's name must end in .png")
+    encoded, data = cv2.imencode(".png", units)
+    if not encoded:
+        raise ExportError(f"cannot write {path}: PNG encoding failed")
+    write_bytes_atomic(path, data.tobytes())
 
 
 def write_depth_npy(folder: str | Path, frame_index: int, depth: np.ndarray) -> Path:
     """Write a keyframe's (H, W) depth (map units, 0 = unknown) as float32
     ``folder/NNNNNN.npy``, NNNNNN the keyframe's frame index; returns the path."""
     path = Path(folder) / f"{frame_index:06d}.npy"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, np.asarray(depth, dtype=np.float32))
-    except OSError as err:
-        raise ExportError(f"cannot write {path}: {err.strerror or err}") from None
+    with atomic_file(path, binary=True) as handle:
+        np.save(handle, np.asarray(depth, dtype=np.float32))
     return path

@@ -10,6 +10,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from slam.errors import TrajectoryError
+from slam.io.atomic import write_text_atomic
 
 
 @dataclass
@@ -112,13 +113,12 @@ def read_tum(path: str | Path) -> Trajectory:
 
 
 def write_tum(path: str | Path, trajectory: Trajectory, header: str | None = None) -> None:
-    """Write a TUM trajectory file (full float precision; optional ``#`` header)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a TUM trajectory file (full float precision; optional ``#`` header), atomically
+    (see :mod:`slam.io.atomic`)."""
     values = poses_to_tum(trajectory.poses)
     lines = [f"# {ln}" for ln in (header or "timestamp tx ty tz qx qy qz qw").splitlines()]
     lines += [f"{t:.6f} " + " ".join(f"{v:.9f}" for v in row) for t, row in zip(trajectory.timestamps, values)]
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def read_kitti(path: str | Path, timestamps: np.ndarray | None = None) -> Trajectory:
@@ -135,11 +135,9 @@ def read_kitti(path: str | Path, timestamps: np.ndarray | None = None) -> Trajec
 
 
 def write_kitti(path: str | Path, trajectory: Trajectory) -> None:
-    """Write a KITTI pose file (the top 3x4 of each camera-to-world pose, row-major)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a KITTI pose file (the top 3x4 of each camera-to-world pose, row-major), atomically."""
     rows = trajectory.poses[:, :3, :].reshape(-1, 12)
-    path.write_text("".join(" ".join(f"{v:.9e}" for v in row) + "\n" for row in rows))
+    write_text_atomic(path, "".join(" ".join(f"{v:.9e}" for v in row) + "\n" for row in rows))
 
 
 TRAJECTORY_FORMATS = ("auto", "tum", "kitti")

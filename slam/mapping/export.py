@@ -5,7 +5,8 @@ arrays (map units) or 16-bit PNG (TUM convention, value / scale = metres).
 The PLY writer is our own (a header and numpy records): Open3D refuses to write an empty cloud
 or mesh, and a run that tracked nothing must still leave valid files. An empty cloud or mesh is
 written as a PLY with no elements, with a logged warning. Parent folders are created; a file
-that cannot be written raises :class:`~slam.errors.ExportError` naming it.
+that cannot be written raises :class:`~slam.errors.ExportError` naming it. Files are written
+atomically (see :mod:`slam.io.atomic`): a PLY is whole or absent, never truncated.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from slam.errors import ExportError
+from slam.io.atomic import atomic_file
 from slam.mapping.point_cloud import PointCloud
 
 if TYPE_CHECKING:
@@ -64,14 +65,10 @@ def _write_ply(path: str | Path, vertices: np.ndarray, triangles: np.ndarray | N
         header += [f"element face {len(faces)}", "property list uchar int vertex_indices"]
         body.append(faces.tobytes())
     header.append("end_header")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as file:
-            file.write(("\n".join(header) + "\n").encode("ascii"))
-            for chunk in body:
-                file.write(chunk)
-    except OSError as err:
-        raise ExportError(f"cannot write {path}: {err.strerror or err}") from None
+    with atomic_file(path, binary=True) as file:
+        file.write(("\n".join(header) + "\n").encode("ascii"))
+        for chunk in body:
+            file.write(chunk)
 
 
 def write_point_cloud_ply(path: str | Path, cloud: PointCloud) -> None:

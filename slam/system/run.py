@@ -2,8 +2,11 @@
 input frame), trajectory_kitti.txt for KITTI sources, groundtruth.txt where the source has
 ground truth, points.ply, mesh.ply, stats.json and tracking.csv (each frame's status).
 
-Whatever was computed is written even when the run stops early (Ctrl-C, a camera unplugged, a
-corrupt file): the error is re-raised after the outputs are saved.
+Whatever was computed is written even when the run stops early (Ctrl-C, SIGTERM, SIGHUP, a
+camera unplugged, a corrupt file, a stop from the viewer): the error is re-raised after the
+outputs are saved. Every file is written atomically (whole or absent); stats.json is written
+first as a placeholder marked incomplete and last with ``completed`` and ``stopped_by``, so a
+run killed while saving leaves a folder marked incomplete, never a truncated file.
 
 A viewer steers a run from another thread through a :class:`RunControl`: pause and resume, stop
 (the run ends as if the source had ended, outputs saved) and export now (outputs written from a
@@ -19,7 +22,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import cast
 
@@ -28,8 +31,11 @@ import numpy as np
 from slam import __version__
 from slam.config.loader import to_dict
 from slam.config.schema import SystemConfig, processing_size
+from slam.errors import ExportError, V2DError
+from slam.io.atomic import write_text_atomic
 from slam.io.depth_maps import write_depth_npy
 from slam.io.frame import Frame
+from slam.io.run_folder import STATS_FILE, prepare_output_folder
 from slam.io.sources.base import Source
 from slam.io.sources.prefetch import Prefetcher
 from slam.io.trajectory import Trajectory, write_kitti, write_tum
@@ -37,6 +43,7 @@ from slam.mapping.export import write_mesh_ply, write_point_cloud_ply
 from slam.system.machine import machine_summary, peak_memory_mb
 from slam.system.map import MapSnapshot
 from slam.system.slam_system import SlamSystem, full_trajectory
+from slam.system.stop_signals import SavingGuard, Terminated
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +98,10 @@ class RunControl:
     @property
     def paused(self) -> bool:
         return self._paused
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop
 
     def pause(self) -> None:
         with self._condition:
@@ -171,29 +182,64 @@ def run_slam(
     realtime: bool = False,
     save_depth: bool = False,
     control: RunControl | None = None,
+    overwrite: bool = False,
 ) -> dict:
-    """Run the system on ``source`` and write the outputs to ``out_dir``. The source's resize
-    option is replaced by the processing resolution. ``realtime`` drops frames whose timestamp
-    the processing has fallen behind. ``control`` lets another thread pause, stop and export
-    the run, and watch it (see :class:`RunControl`). Returns the stats written to stats.json."""
+    """Run the system on ``source`` and write the outputs to ``out_dir``, a new or empty folder,
+    or one holding a previous run when ``overwrite`` (its files are removed first: see
+    :mod:`slam.io.run_folder`). The source's resize option is replaced by the processing
+    resolution. ``realtime`` drops frames whose timestamp the processing has fallen behind.
+    ``control`` lets another thread pause, stop and export the run, and watch it (see
+    :class:`RunControl`). Returns the stats written to stats.json.
+
+    Whatever ends the run (the source's end, a stop request, SIGINT, SIGTERM, SIGHUP, an error)
+    goes through one shutdown: the system finishes and every output is written, then an error
+    or signal is re-raised. While saving, the first signal is only reported (see
+    :class:`~slam.system.stop_signals.SavingGuard`). An output that cannot be written does not
+    stop the others; :class:`~slam.errors.ExportError` is raised after them."""
     out = Path(out_dir)
     try:
-        return _run(source, config, out, realtime, save_depth, control)
+        with SavingGuard() as guard:
+            return _run(source, config, out, realtime, save_depth, control, overwrite, guard)
     finally:
         if control is not None:
             control.done.set()
 
 
+def _stop_reason(err: BaseException | None, control: RunControl | None) -> str:
+    """How a run ended, for stats.json's ``stopped_by``."""
+    if isinstance(err, Terminated):
+        return str(err)
+    if isinstance(err, KeyboardInterrupt):
+        return "SIGINT"
+    if err is not None:
+        return f"error: {err}"
+    if control is not None and control.stop_requested:
+        return "stop requested"
+    return "end of source"
+
+
 def _run(
-    source: Source, config: SystemConfig, out: Path, realtime: bool, save_depth: bool, control: RunControl | None
+    source: Source,
+    config: SystemConfig,
+    out: Path,
+    realtime: bool,
+    save_depth: bool,
+    control: RunControl | None,
+    overwrite: bool,
+    guard: SavingGuard,
 ) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
     assert source.camera is not None  # an opened source knows its camera, and its size
     assert source.camera.width is not None and source.camera.height is not None
     size = processing_size(source.camera.width, source.camera.height, config.frontend.pixels)
     source.options = dataclasses.replace(source.options, resize=size, depth=False)  # frames' depth unused
     system = SlamSystem(config, source.output_camera, depth_folder=out / DEPTH_FOLDER if save_depth else None)
     record = RunRecord()
+    try:
+        prepare_output_folder(out, overwrite)
+        write_text_atomic(out / STATS_FILE, json.dumps(_placeholder_stats(source), indent=2) + "\n")
+    except BaseException:
+        system.fusion.close()
+        raise
     start = time.perf_counter()
     exporter = None
     if control is not None:
@@ -204,22 +250,55 @@ def _run(
         with contextlib.nullcontext(source) if source.live else Prefetcher(source) as frames:
             _track(frames, system, record, start, realtime, control, exporter)
     except (KeyboardInterrupt, Exception) as err:  # saved below, then re-raised
+        guard.saving()
         stopped_by = err
-        log.warning("run stopped early (%s); saving what was computed", err.__class__.__name__)
+        log.warning("run stopped early (%s); saving what was computed", _stop_reason(err, control))
+    guard.saving()
+    finish_error: Exception | None = None
     try:
         system.finish()
     except Exception as err:  # the frontend's results are still saved
         log.error("finishing the run failed: %s", err)
-        stopped_by = stopped_by or err
+        finish_error = err
     if exporter is not None:
         exporter.join()
     try:
-        stats = write_outputs(system, record, source, out, time.perf_counter() - start, save_depth)
+        stats = write_outputs(
+            system,
+            record,
+            source,
+            out,
+            time.perf_counter() - start,
+            save_depth,
+            stopped_by=_stop_reason(stopped_by or finish_error, control),
+        )
+    except KeyboardInterrupt:
+        log.warning("saving aborted: %s holds what was written so far, marked incomplete in its %s", out, STATS_FILE)
+        raise
     finally:
         system.fusion.close()
     if stopped_by is not None:
+        log.warning("saved the outputs of %d frames to %s", len(record.indices), out)
         raise stopped_by
+    if finish_error is not None:
+        raise finish_error
+    if stats["write_errors"]:
+        errors = stats["write_errors"]
+        more = f" (and {len(errors) - 1} more: see {out / STATS_FILE})" if len(errors) > 1 else ""
+        raise ExportError(errors[0] + more)
     return stats
+
+
+def _placeholder_stats(source: Source) -> dict:
+    """The stats.json a run writes before its first frame: it marks the folder as a run's, and
+    as incomplete until the final stats replace it."""
+    return {
+        "software_version": __version__,
+        "source": source.describe(),
+        "completed": False,
+        "stopped_by": None,
+        "note": "the run was still going or was killed before its outputs were saved",
+    }
 
 
 def _track(
@@ -259,7 +338,7 @@ def _track(
 
 def write_keyframe_depths(system: SlamSystem, snapshot: MapSnapshot, out: Path) -> None:
     """``depth/NNNNNN.npy`` for each of the snapshot's keyframes not fused yet (see
-    :func:`slam.mapping.export.write_depth_npy`; the system wrote the others as it fused them) and
+    :func:`slam.io.depth_maps.write_depth_npy`; the system wrote the others as it fused them) and
     ``keyframes.txt`` (TUM format: every keyframe's camera-to-world pose)."""
     for keyframe in snapshot.keyframes:
         if keyframe.has_pixels and not system.fusion.fused(keyframe.id):
@@ -276,44 +355,89 @@ def write_keyframe_depths(system: SlamSystem, snapshot: MapSnapshot, out: Path) 
         )
 
 
+class _Writer:
+    """Writes a run's output files one by one: a file that cannot be written is reported and
+    does not stop the others."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.written: list[str] = []
+        self.errors: list[str] = []
+
+    def __call__(self, name: str, write: Callable[[Path], object]) -> None:
+        """``write(out / name)``, recording ``name`` as written or the error's message."""
+        try:
+            write(self.out / name)
+        except V2DError as err:
+            log.error("%s", err)
+            self.errors.append(str(err))
+        else:
+            self.written.append(name)
+
+
 def write_outputs(
-    system: SlamSystem, record: RunRecord, source: Source, out: Path, wall_seconds: float, save_depth: bool = False
+    system: SlamSystem,
+    record: RunRecord,
+    source: Source,
+    out: Path,
+    wall_seconds: float,
+    save_depth: bool = False,
+    stopped_by: str | None = None,
 ) -> dict:
     """Write every output file of the contract (and the keyframe depths with ``save_depth``), all
-    from one snapshot of the map, and return the stats."""
+    from one snapshot of the map, each atomically, stats.json last, and return the stats.
+    ``stopped_by``: how the run ended (None while it goes on: an export of a running run). An
+    output that cannot be written is listed in the stats' ``write_errors``; only stats.json
+    failing raises."""
     snapshot = system.snapshot()
-    if save_depth:
-        write_keyframe_depths(system, snapshot, out)
+    write = _Writer(out)
+    if save_depth and snapshot.keyframes:
+        write("keyframes.txt", lambda _path: write_keyframe_depths(system, snapshot, out))
     indices, timestamps = np.array(record.indices, dtype=int), np.array(record.timestamps, dtype=np.float64)
     trajectory, tracked = full_trajectory(snapshot, indices, timestamps)
-    write_tum(
-        out / "trajectory.txt",
-        trajectory,
-        header="v2d estimate, camera-to-world, arbitrary scale (monocular)\ntimestamp tx ty tz qx qy qz qw",
+    write(
+        "trajectory.txt",
+        lambda path: write_tum(
+            path,
+            trajectory,
+            header="v2d estimate, camera-to-world, arbitrary scale (monocular)\ntimestamp tx ty tz qx qy qz qw",
+        ),
     )
     if source.kind == "kitti":
-        write_kitti(out / "trajectory_kitti.txt", trajectory)
+        write("trajectory_kitti.txt", lambda path: write_kitti(path, trajectory))
     with_gt = [k for k, pose in enumerate(record.poses_gt) if pose is not None]
     if with_gt:
-        write_tum(
-            out / "groundtruth.txt",
-            Trajectory(timestamps[with_gt], np.stack([cast(np.ndarray, record.poses_gt[k]) for k in with_gt])),
-            header="ground truth at the frame times, camera-to-world\ntimestamp tx ty tz qx qy qz qw",
+        ground_truth = Trajectory(
+            timestamps[with_gt], np.stack([cast(np.ndarray, record.poses_gt[k]) for k in with_gt])
+        )
+        write(
+            "groundtruth.txt",
+            lambda path: write_tum(
+                path,
+                ground_truth,
+                header="ground truth at the frame times, camera-to-world\ntimestamp tx ty tz qx qy qz qw",
+            ),
         )
     statuses = dict(zip(snapshot.frame_indices.tolist(), snapshot.frame_status))
-    (out / "tracking.csv").write_text(
-        "index,timestamp,status\n"
-        + "".join(f"{i},{t:.6f},{statuses.get(i, 'lost')}\n" for i, t in zip(indices.tolist(), timestamps.tolist()))
+    write(
+        "tracking.csv",
+        lambda path: write_text_atomic(
+            path,
+            "index,timestamp,status\n"
+            + "".join(
+                f"{i},{t:.6f},{statuses.get(i, 'lost')}\n" for i, t in zip(indices.tolist(), timestamps.tolist())
+            ),
+        ),
     )
 
     fusion_start = time.perf_counter()
     held = system.held_keyframes(snapshot)
     cloud = system.fusion.cloud(held)
-    write_point_cloud_ply(out / "points.ply", cloud)
+    write("points.ply", lambda path: write_point_cloud_ply(path, cloud))
     mesh_triangles = 0
     if system.config.fusion.mesh:
         mesh = system.fusion.mesh(held)
-        write_mesh_ply(out / "mesh.ply", mesh)
+        write("mesh.ply", lambda path: write_mesh_ply(path, mesh))
         mesh_triangles = len(mesh.triangles)
     fusion_seconds = time.perf_counter() - fusion_start
 
@@ -325,8 +449,17 @@ def write_outputs(
     stats = {
         "software_version": __version__,
         "source": source.describe(),
+        # every output written, for every frame processed; false in the placeholder a run starts
+        # with, in an export of a running run, and when an output could not be written
+        "completed": stopped_by is not None and not write.errors,
+        # end of source, stop requested (a viewer), SIGINT, SIGTERM, SIGHUP or error: MESSAGE
+        "stopped_by": stopped_by,
+        "outputs": [*write.written, STATS_FILE],
+        "write_errors": write.errors,
         "frames_read": frames + record.dropped,
         "frames_processed": frames,
+        # frames not used, by reason (blank: black, saturated or textureless; never keyframes or map points)
+        "frames_skipped": {"behind real time": record.dropped, "blank image": counts["blank"]},
         "frames_dropped_realtime": record.dropped,
         "frames_tracked": int(tracked.sum()),
         "frames_lost": int(frames - tracked.sum()),
@@ -355,5 +488,5 @@ def write_outputs(
         "machine": machine_summary(),
         "config": to_dict(system.config),
     }
-    (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    write_text_atomic(out / STATS_FILE, json.dumps(stats, indent=2) + "\n")
     return stats

@@ -5,6 +5,7 @@ tracking stops and whatever was computed is saved (see :func:`slam.system.run.ru
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -48,6 +49,45 @@ def _handlers(signals: tuple[signal.Signals, ...], handler: Callable[[int, objec
         for signum, old in previous.items():
             if old is not None:  # None: a handler set outside Python, which cannot be put back
                 signal.signal(signum, old)
+
+
+class SavingGuard:
+    """Stop signals for one run, installed while inside (main thread only): until
+    :meth:`saving` is called, SIGINT raises KeyboardInterrupt and SIGTERM and SIGHUP raise
+    :class:`Terminated`, which stops tracking; after it, the first signal prints "saving, please
+    wait" and is otherwise ignored, so that the outputs are written whole; the next one raises as
+    before and aborts the save (each output file stays whole or absent: see
+    :mod:`slam.io.atomic`)."""
+
+    #: what the first signal during saving prints on stderr
+    MESSAGE = "v2d: saving, please wait (another signal aborts the save)\n"
+
+    def __init__(self):
+        self._saving = False
+        self._warned = False
+        self._installed: contextlib.AbstractContextManager[None] | None = None
+
+    def saving(self) -> None:
+        """From now on the first signal is only reported."""
+        self._saving = True
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self._saving and not self._warned:
+            self._warned = True
+            os.write(2, self.MESSAGE.encode())  # stderr; print() may be mid-write
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(signum)
+
+    def __enter__(self) -> SavingGuard:
+        self._installed = _handlers((signal.SIGINT, *STOP_SIGNALS), self._handle)
+        self._installed.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._installed is not None  # entered
+        self._installed.__exit__(None, None, None)
 
 
 def raising_on_stop_signals() -> contextlib.AbstractContextManager[None]:

@@ -235,6 +235,7 @@ def test_sigterm_and_sighup_stop_the_run_and_save_what_was_computed(tmp_path, st
     assert process.returncode == 128 + signum, log.read_text()
     assert f"stopped by {stop}" in log.read_text()
     stats = json.loads((out / "stats.json").read_text())
+    assert stats["completed"] and stats["stopped_by"] == stop
     assert 8 <= stats["frames_processed"] < 100000
     assert len(read_trajectory(out / "trajectory.txt")) == stats["frames_processed"]
     assert (out / "points.ply").stat().st_size > 0
