@@ -11,6 +11,7 @@ import re
 import shlex
 from pathlib import Path
 
+from apps.cli import positive_int
 from slam.errors import V2DError
 from weights import LITE
 
@@ -56,7 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output", default="BENCHMARKS.md", help="markdown file to update (default: BENCHMARKS.md)")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (for smoke tests; numbers are noisier)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2, this project's CPU budget)")
+    parser.add_argument(
+        "--threads", type=positive_int, default=2, help="torch threads (default: 2, this project's CPU budget)"
+    )
     parser.add_argument(
         "--weights",
         type=Path,

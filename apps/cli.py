@@ -18,6 +18,18 @@ from slam.errors import V2DError
 SUBCOMMANDS = ("run", "demo", "calibrate", "evaluate", "bench", "train")
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type`` for a count of at least 1: the integer in ``text``, or an
+    ArgumentTypeError naming the value."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="v2d", description="DeepV2D SLAM: monocular SLAM with learned depth and motion."

@@ -5,7 +5,8 @@ A learned module takes its size from the checkpoint it is loaded from.
 Checkpoints of learned modules are plain dicts loaded with ``torch.load(weights_only=True)``:
 ``{"format": 1, "depth": {"config": {...}, "state_dict": {...}}, "motion": {...}}``, where
 each config holds the fields of DepthNetConfig / MotionNetConfig. A checkpoint may hold only one
-of the two modules.
+of the two modules. :func:`load_checkpoint` refuses weights that are not finite and adds
+``"file"`` (the path it read, for messages) to the dict it returns.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from networks.motion import LearnedMotionModule, MotionNetConfig
 from slam.errors import V2DError
 
 MODULE_KINDS = ("classical", "lite", "paper")
+#: the checkpoint keys of the learned modules
+MODULE_ROLES = ("depth", "motion")
 CHECKPOINT_FORMAT = 1
 
 
@@ -42,7 +45,14 @@ def load_checkpoint(path: str | Path) -> dict:
         raise WeightsError(f"cannot read weights {path}: {err.__class__.__name__}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{path} is not a v2d checkpoint (format {CHECKPOINT_FORMAT})")
-    return checkpoint
+    for role in MODULE_ROLES:
+        for name, tensor in (checkpoint.get(role) or {}).get("state_dict", {}).items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise WeightsError(
+                    f"{path}: {role}.{name} holds NaN or infinite values: the weights are broken "
+                    "(a diverged training?); use another checkpoint"
+                )
+    return {**checkpoint, "file": str(path)}
 
 
 def save_checkpoint(
@@ -53,7 +63,7 @@ def save_checkpoint(
 ) -> None:
     """Write the learned modules' configs and weights (and JSON-able ``extra`` metadata)."""
     checkpoint: dict = {"format": CHECKPOINT_FORMAT, **(extra or {})}
-    for name, module in (("depth", depth), ("motion", motion)):
+    for name, module in zip(MODULE_ROLES, (depth, motion)):
         if module is not None:
             checkpoint[name] = {"config": dataclasses.asdict(module.config), "state_dict": module.state_dict()}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +80,8 @@ def _learned_module(
     in eval mode (its size comes from the stored config)."""
     if kind not in MODULE_KINDS:
         raise V2DError(f"unknown {role} module {kind!r}: use one of {', '.join(MODULE_KINDS)}")
-    stored = checkpoint.get(role) if checkpoint else None
+    checkpoint = checkpoint or {}
+    stored = checkpoint.get(role)
     if stored is None:
         raise WeightsError(
             f"the {kind} {role} network needs trained weights (--weights FILE with a {role} module); "
@@ -78,8 +89,28 @@ def _learned_module(
         )
     config = config_cls(**{**stored["config"], "input_size": tuple(stored["config"]["input_size"])})
     module = module_cls(config)
+    _check_fits(module, stored["state_dict"], str(checkpoint.get("file", "the checkpoint")), role)
     module.load_state_dict(stored["state_dict"])
     return module.to(device).eval()
+
+
+def _check_fits(module: torch.nn.Module, state_dict: dict, file: str, role: str) -> None:
+    """WeightsError naming ``file`` and the first tensor of ``state_dict`` that ``module`` (the
+    ``role`` network built from the checkpoint's stored config) lacks, has not, or has in
+    another shape."""
+    expected = module.state_dict()
+    hint = "its stored config and weights disagree; write checkpoints with v2d train (save_checkpoint)"
+    for name, tensor in state_dict.items():
+        if name not in expected:
+            raise WeightsError(f"{file}: {role}.{name} is not a tensor of the {role} network; {hint}")
+        if tensor.shape != expected[name].shape:
+            raise WeightsError(
+                f"{file}: {role}.{name} has shape {tuple(tensor.shape)}, the {role} network of its stored "
+                f"config expects {tuple(expected[name].shape)}; {hint}"
+            )
+    missing = [name for name in expected if name not in state_dict]
+    if missing:
+        raise WeightsError(f"{file}: the {role} weights lack {role}.{missing[0]}; {hint}")
 
 
 def build_depth_module(

@@ -33,3 +33,7 @@ class EvaluationError(V2DError):
 class ExportError(V2DError):
     """An output file (point cloud, mesh, depth map) cannot be written: missing permissions,
     a full disk, a path that is a folder."""
+
+
+class TextFileError(V2DError):
+    """A text input file cannot be read, or is not UTF-8 or UTF-16 (with a byte order mark) text."""

@@ -16,6 +16,7 @@ snapshots only (the window's title names the run).
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from pathlib import Path
 
@@ -229,9 +230,10 @@ def _scene_lines(state: SceneState) -> list[tuple[np.ndarray, tuple[int, int, in
     return parts
 
 
-def show(worker: SlamWorker, options: ViewerOptions, title: str) -> bool:
+def show(worker: SlamWorker, options: ViewerOptions, title: str) -> int | None:
     """Start ``worker`` and show it until the run ends (with ``exit_when_done`` or without a
-    window) or the window is closed. Returns True when interrupted (Ctrl-C, SIGTERM or SIGHUP)."""
+    window) or the window is closed. Returns the signal that interrupted it (SIGINT, SIGTERM or
+    SIGHUP), or None."""
     windowed = has_display()
     if not windowed and options.snapshot_every is None and options.screenshot is None:
         raise V2DError(
@@ -267,7 +269,7 @@ def show(worker: SlamWorker, options: ViewerOptions, title: str) -> bool:
                     if window is None or options.exit_when_done:
                         break
                 if interrupted or (window is not None and not window.alive()):
-                    worker.stop_and_wait()
+                    worker.stop_and_wait(signal.Signals(interrupted[0]).name if interrupted else "viewer closed")
                     if not finished and options.screenshot is not None:
                         save_png(options.screenshot, picture(scene.update(force=True)))
                     break
@@ -275,4 +277,4 @@ def show(worker: SlamWorker, options: ViewerOptions, title: str) -> bool:
         finally:
             if window is not None:
                 window.close()
-    return bool(interrupted)
+    return interrupted[0] if interrupted else None

@@ -22,6 +22,7 @@ STATUS = {
     "tracked": (0, 190, 0),
     "keyframe": (0, 150, 255),
     "lost": (230, 30, 30),
+    "blank": (150, 60, 200),
     "initialising": (230, 170, 0),
     "starting": (130, 130, 130),
 }

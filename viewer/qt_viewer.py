@@ -12,6 +12,7 @@ Quit, Ctrl-C, SIGTERM or SIGHUP) stops the run, waits for it to write its output
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -95,7 +96,7 @@ class ViewerWindow(QtWidgets.QMainWindow):
         self.options = options
         self.scene = LiveScene(self.control, max_points=options.max_points)
         self.snapshots = SnapshotSchedule(options.snapshot_every)
-        self.interrupted = False
+        self.interrupted: int | None = None  # the signal that stopped the run
         self._closing = False
         self._finished = False
         self._auto_frame = True
@@ -334,9 +335,11 @@ class ViewerWindow(QtWidgets.QMainWindow):
             self.statusBar().showMessage("paused" if state.stats.paused else f"running: frame {state.stats.frames}")  # type: ignore[union-attr]  # QMainWindow.statusBar() creates the bar, never None
 
     # ------------------------------------------------------------------ closing
-    def request_quit(self, interrupted: bool = False) -> None:
-        """Stop the run (its outputs are written) and close when it has ended."""
-        self.interrupted |= interrupted
+    def request_quit(self, signum: int | None = None) -> None:
+        """Stop the run (its outputs are written) and close when it has ended; ``signum``: the
+        signal that asks (SIGINT, SIGTERM or SIGHUP), None for the window's own Quit."""
+        if self.interrupted is None:
+            self.interrupted = signum
         self.close()
 
     def closeEvent(self, event: QtGui.QCloseEvent | None) -> None:  # noqa: N802 (Qt's name)
@@ -346,23 +349,25 @@ class ViewerWindow(QtWidgets.QMainWindow):
             event.accept()
             return
         self._closing = True
-        self.control.request_stop()
+        self.control.request_stop(
+            "viewer closed" if self.interrupted is None else signal.Signals(self.interrupted).name
+        )
         self.control.resume()
         self.statusBar().showMessage("stopping: writing the outputs computed so far ...")  # type: ignore[union-attr]  # QMainWindow.statusBar() creates the bar, never None
         event.ignore()
 
 
-def show(worker: SlamWorker, options: ViewerOptions, title: str) -> bool:
+def show(worker: SlamWorker, options: ViewerOptions, title: str) -> int | None:
     """Start ``worker`` and show its window until it is closed (see the module's docstring).
-    Returns True when the run was interrupted (Ctrl-C, SIGTERM or SIGHUP)."""
+    Returns the signal that interrupted the run (SIGINT, SIGTERM or SIGHUP), or None."""
     pg.setConfigOptions(antialias=False)
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["v2d"])
     window = ViewerWindow(worker, options, title)
-    with calling_on_stop_signals(lambda _signum: window.request_quit(interrupted=True)):
+    with calling_on_stop_signals(window.request_quit):
         window.show()
         worker.start()
         window.timer.start(POLL_MS)
         app.exec_()
         if not worker.control.done.is_set():  # the event loop ended without the window (should not happen)
-            worker.stop_and_wait()
+            worker.stop_and_wait("viewer closed")
     return window.interrupted

@@ -40,7 +40,8 @@ MAX_MAP_SHARE = 0.03
 
 @dataclasses.dataclass
 class LiveStats:
-    """The run's numbers: input frames processed, keyframes, frames lost, relocalizations (losses
+    """The run's numbers: input frames processed, keyframes, frames lost (blank ones included),
+    blank frames (black, saturated or textureless: never tracked or mapped), relocalizations (losses
     recovered in the same map), map segments (cold starts), frontend and end-to-end frames per
     second (None before the first frame), points drawn, resident memory
     of the process in MiB, and whether the run is paused or done."""
@@ -48,6 +49,7 @@ class LiveStats:
     frames: int = 0
     keyframes: int = 0
     lost: int = 0
+    blank: int = 0
     relocalizations: int = 0
     segments: int = 0
     frontend_fps: float | None = None
@@ -69,6 +71,7 @@ class LiveStats:
             f"frames     {self.frames}",
             f"keyframes  {self.keyframes}",
             f"lost       {self.lost}",
+            f"blank      {self.blank}",
             f"recovered  {self.relocalizations}",
             f"segments   {self.segments}",
             f"frontend   {fps(self.frontend_fps)} fps",
@@ -91,7 +94,7 @@ class SceneState:
       Sim3 alignment of the estimate to the ground truth, or None (no ground truth, or too few
       poses to align yet).
     - ``frame``: the newest frame (H, W, 3) RGB at the processing resolution, or None;
-      ``status``: its tracking status (tracked, keyframe, lost, initialising, starting).
+      ``status``: its tracking status (tracked, keyframe, lost, blank, initialising, starting).
     - ``depth``: the newest keyframe's depth as (H, W, 3) RGB (turbo on inverse depth), or None.
     - ``intrinsics`` ``[fx, fy, cx, cy]`` and ``image_size`` (W, H): the processing camera.
     - ``scale``: the scene's depth scale (median depth of the newest keyframe), the least
@@ -358,6 +361,7 @@ class LiveScene:
             frames=frames,
             keyframes=keyframes,
             lost=system.frontend.counts["lost"] if system is not None else 0,
+            blank=system.frontend.counts["blank"] if system is not None else 0,
             relocalizations=system.frontend.counts["relocalizations"] if system is not None else 0,
             segments=system.frontend.counts["initialisations"] if system is not None else 0,
             frontend_fps=system.frames_processed / system.frontend_seconds

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable
 
 from slam.errors import V2DError
 from slam.system.run import RunControl
+from slam.system.stop_signals import Terminated
 from viewer import has_display
 from viewer.worker import SlamWorker, ViewerOptions
 
@@ -30,8 +32,10 @@ def run_with_viewer(viewer: str, run: Callable[[RunControl], dict], options: Vie
     else:
         raise V2DError(f"unknown viewer {viewer!r}")
     worker = SlamWorker(run)
-    interrupted = show(worker, options, title)
+    interrupted_by = show(worker, options, title)
     stats = worker.result()
-    if interrupted:
+    if interrupted_by == signal.SIGINT:
         raise KeyboardInterrupt
+    if interrupted_by is not None:
+        raise Terminated(interrupted_by)
     return stats

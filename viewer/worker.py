@@ -76,9 +76,10 @@ class SlamWorker:
         """The run's error once it has ended with one."""
         return self._error
 
-    def stop_and_wait(self) -> None:
-        """Ask the run to stop (outputs are still written) and wait until it has ended."""
-        self.control.request_stop()
+    def stop_and_wait(self, reason: str) -> None:
+        """Ask the run to stop (outputs are still written; ``reason``: what stopped it, for
+        stats.json) and wait until it has ended."""
+        self.control.request_stop(reason)
         self.control.resume()
         self._thread.join()
 

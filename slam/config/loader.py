@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from slam.errors import ConfigError
+from slam.text_files import parse_yaml, read_text
 
 T = TypeVar("T")
 
@@ -75,7 +76,10 @@ def _merge(base: Any, data: dict, where: str) -> Any:
     names = {f.name for f in dataclasses.fields(base)}
     unknown = set(data) - names
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(names))}")
+        unknown_names = ", ".join(
+            sorted(repr(str(key)) for key in unknown)
+        )  # YAML keys may be numbers or hold newlines
+        raise ConfigError(f"{where}: unknown field(s) {unknown_names}; known: {', '.join(sorted(names))}")
     changes = {}
     for name, value in data.items():
         current = getattr(base, name)
@@ -83,18 +87,19 @@ def _merge(base: Any, data: dict, where: str) -> Any:
             changes[name] = _merge(current, value, f"{where}.{name}")
         else:
             changes[name] = _coerce(value, hints[name], f"{where}.{name}")
-    return dataclasses.replace(base, **changes)
+    try:
+        return dataclasses.replace(base, **changes)
+    except ConfigError as err:  # the dataclass's own checks of its fields against each other
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def load(config: T, path: str | Path) -> T:
-    """``config`` updated with the YAML file at ``path`` (a partial tree)."""
+    """``config`` updated with the YAML file at ``path`` (a partial tree). Raises ConfigError naming
+    the file, with the line and column of a YAML syntax error or of a key given twice."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"configuration file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__})") from None
+    data = parse_yaml(read_text(path), str(path), ConfigError) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return _merge(config, data, str(path))

@@ -8,6 +8,12 @@ from dataclasses import dataclass, field
 
 from slam.errors import ConfigError
 
+#: The smallest processing image area (``frontend.pixels``): the classical motion module computes
+#: OpenCV DIS optical flow at half the processing resolution, and DIS needs an image side of at
+#: least 12 pixels, so a processing side of 24; sides are multiples of 16, hence 32 x 32. (The
+#: learned modules resize the images to their own input size.)
+MIN_PIXELS = 32 * 32
+
 
 @dataclass(frozen=True)
 class ModulesConfig:
@@ -16,7 +22,7 @@ class ModulesConfig:
     - ``depth``, ``motion``: "classical" (no weights), "lite" or "paper" (learned).
     - ``weights``: checkpoint of the learned modules; None: the shipped ``weights/lite.pt``.
     - ``device``: torch device the modules run on.
-    - ``threads``: torch threads (2: this project's CPU budget).
+    - ``threads``: torch threads (2: this project's CPU budget); at least 1.
     """
 
     depth: str = "lite"
@@ -31,7 +37,7 @@ class FrontendConfig:
     """Tracking and keyframes. Flows and parallax are in processing pixels; depths in map units.
 
     - ``pixels``: processing image area (H x W); the source's aspect ratio is kept, both sides
-      rounded to multiples of 16.
+      rounded to multiples of 16. At least :data:`MIN_PIXELS`.
     - ``tracking_steps``: the most Gauss-Newton steps per frame (the flow recomputed before each).
     - ``tracking_confident``: tracking stops after a step whose flow quality (see
       ``keyframe_quality``) reached this; None: always ``tracking_steps`` steps.
@@ -192,6 +198,13 @@ class SystemConfig:
     fusion: FusionConfig = field(default_factory=FusionConfig)
 
     def __post_init__(self) -> None:
+        if self.modules.threads < 1:
+            raise ConfigError(f"modules.threads must be at least 1, got {self.modules.threads}")
+        if self.frontend.pixels < MIN_PIXELS:
+            raise ConfigError(
+                f"frontend.pixels must be at least {MIN_PIXELS} (a 32 x 32 image, the smallest the classical "
+                f"motion module's optical flow works on), got {self.frontend.pixels}"
+            )
         if self.backend.mode not in ("thread", "inline", "disabled"):
             raise ConfigError(f"backend.mode must be thread, inline or disabled, got {self.backend.mode!r}")
         if self.backend.window < 2 or self.frontend.init_frames < 2 or self.frontend.neighbours < 1:
@@ -259,3 +272,17 @@ def processing_size(width: int, height: int, pixels: int) -> tuple[int, int]:
     sides multiples of 16."""
     scale = (pixels / (width * height)) ** 0.5
     return max(16, int(round(width * scale / 16)) * 16), max(16, int(round(height * scale / 16)) * 16)
+
+
+def upscale_warning(width: int, height: int, pixels: int) -> str | None:
+    """A one-line warning when ``pixels`` (``frontend.pixels``) asks for more than the source's
+    ``width`` x ``height`` image area, so that its frames would be upscaled to the processing size
+    (more time, no detail); None otherwise."""
+    if pixels <= width * height:
+        return None
+    processing_width, processing_height = processing_size(width, height, pixels)
+    return (
+        f"frontend.pixels={pixels} is more than the source's {width}x{height} = {width * height} pixels: "
+        f"its frames are upscaled to {processing_width}x{processing_height}, which costs time and adds no "
+        f"detail; set frontend.pixels={width * height} or less"
+    )

@@ -16,6 +16,13 @@ Trajectories
     is sampled at the frame times, as ``v2d run`` writes ``groundtruth.txt``; against a denser
     ground truth (TUM's 100 Hz motion capture for a 30 Hz camera) it is at most the ratio of the
     rates.
+
+Degenerate scale
+    A Sim(3) alignment can shrink a poor estimate towards a point: the ATE is then about the
+    ground truth's own extent, whatever the tracking did. ``spread_ratio`` is the aligned
+    estimate's spread (RMS distance of its positions from their centroid) over the ground truth's,
+    on the matched poses; below :data:`DEGENERATE_SPREAD` the result says so (``degenerate_scale``
+    and a line of the summary).
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ from slam.errors import TrajectoryError
 from slam.io.trajectory import Trajectory
 
 ALIGNMENTS = ("sim3", "se3", "none")
+#: aligned estimate's spread, as a share of the ground truth's, below which the alignment is
+#: taken to have collapsed the estimate (see "Degenerate scale" in the module docstring)
+DEGENERATE_SPREAD = 0.1
 
 
 @dataclass
@@ -51,8 +61,10 @@ class TrajectoryMetrics:
     ``rpe_rot_rmse_deg``: RMSE of the relative pose error between associated poses
     ``rpe_delta`` apart. ``scale``: the alignment's scale (1 unless sim3). ``matched``: associated
     pairs; ``gt_frames``: ground-truth poses in the run's time span; ``coverage`` =
-    ``matched / gt_frames``; ``est_poses``: poses in the estimate file. ``aligned``: the
-    associated, aligned poses (for plots; not in :meth:`to_dict`).
+    ``matched / gt_frames``; ``est_poses``: poses in the estimate file. ``spread_ratio``: the
+    aligned estimate's spread over the ground truth's (None when the ground truth does not move);
+    ``degenerate_scale``: it is below :data:`DEGENERATE_SPREAD`. ``aligned``: the associated,
+    aligned poses (for plots; not in :meth:`to_dict`).
     """
 
     ate_rmse: float
@@ -68,6 +80,8 @@ class TrajectoryMetrics:
     gt_frames: int
     est_poses: int
     coverage: float
+    spread_ratio: float | None
+    degenerate_scale: bool
     aligned: AlignedTrajectories = field(repr=False, compare=False)
 
     def to_dict(self) -> dict:
@@ -75,7 +89,16 @@ class TrajectoryMetrics:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "aligned"}
 
     def summary(self) -> str:
-        """A few human-readable lines."""
+        """A few human-readable lines (one more, a warning, when the scale is degenerate)."""
+        warning = (
+            [
+                f"warning: the {self.align} alignment shrank the estimate to {self.spread_ratio:.1%} of the "
+                f"ground truth's spread (scale {self.scale:.4f}): the ATE mostly measures the ground truth's "
+                "extent, not the tracking"
+            ]
+            if self.degenerate_scale
+            else []
+        )
         return "\n".join(
             [
                 f"ATE RMSE {self.ate_rmse:.4f} m (mean {self.ate_mean:.4f}, median {self.ate_median:.4f}, "
@@ -84,6 +107,7 @@ class TrajectoryMetrics:
                 f"{self.rpe_trans_rmse:.4f} m, rotation RMSE {self.rpe_rot_rmse_deg:.3f} deg",
                 f"coverage {100 * self.coverage:.1f}%: {self.matched} estimated poses matched of {self.gt_frames} "
                 f"ground-truth poses in the run's time span ({self.est_poses} estimated poses in all)",
+                *warning,
             ]
         )
 
@@ -92,6 +116,12 @@ def _to_evo(trajectory: Trajectory, name: str):
     from evo.core.trajectory import PoseTrajectory3D
 
     return PoseTrajectory3D(poses_se3=list(trajectory.poses), timestamps=trajectory.timestamps.copy(), name=name)
+
+
+def _spread(trajectory: Trajectory) -> float:
+    """RMS distance of the trajectory's positions from their centroid (its units)."""
+    positions = trajectory.poses[:, :3, 3]
+    return float(np.sqrt(np.mean(np.sum((positions - positions.mean(axis=0)) ** 2, axis=1))))
 
 
 def _from_evo(trajectory) -> Trajectory:
@@ -174,6 +204,8 @@ def evaluate_trajectory(
 
     start, end = run_span if run_span is not None else (est.timestamps.min(), est.timestamps.max())
     gt_frames = int(np.count_nonzero((gt.timestamps >= start - max_diff) & (gt.timestamps <= end + max_diff)))
+    gt_spread = _spread(aligned.gt)
+    spread_ratio = _spread(aligned.est) / gt_spread if gt_spread > 0 else None
     return TrajectoryMetrics(
         ate_rmse=float(ape.get_statistic(StatisticsType.rmse)),
         ate_mean=float(ape.get_statistic(StatisticsType.mean)),
@@ -188,6 +220,8 @@ def evaluate_trajectory(
         gt_frames=gt_frames,
         est_poses=len(est),
         coverage=matched / gt_frames if gt_frames else 0.0,
+        spread_ratio=spread_ratio,
+        degenerate_scale=spread_ratio is not None and spread_ratio < DEGENERATE_SPREAD,
         aligned=aligned,
     )
 

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from slam.errors import CalibrationError
+from slam.text_files import read_text
 
 #: Distortion vectors accepted in a calibration file: none, k1 k2 p1 p2, or k1 k2 p1 p2 k3.
 _VALID_DISTORTION_LENGTHS = (0, 4, 5)
@@ -38,8 +39,11 @@ class Camera:
     height: int | None = None
 
     def __post_init__(self) -> None:
-        if not (np.isfinite([self.fx, self.fy, self.cx, self.cy]).all() and self.fx > 0 and self.fy > 0):
-            raise CalibrationError(f"focal lengths must be positive and finite, got fx={self.fx} fy={self.fy}")
+        values = (self.fx, self.fy, self.cx, self.cy, *self.distortion)
+        if not np.isfinite(values).all():
+            raise CalibrationError(f"values must be finite numbers, got {' '.join(str(v) for v in values)}")
+        if not (self.fx > 0 and self.fy > 0):
+            raise CalibrationError(f"focal lengths must be positive, got fx={self.fx} fy={self.fy}")
         if len(self.distortion) not in _VALID_DISTORTION_LENGTHS:
             raise CalibrationError(
                 f"distortion needs 0, 4 (k1 k2 p1 p2) or 5 (k1 k2 p1 p2 k3) values, got {len(self.distortion)}"
@@ -71,11 +75,12 @@ class Camera:
 
     @classmethod
     def from_file(cls, path: str | Path, width: int | None = None, height: int | None = None) -> Camera:
-        """Read a calibration file; raises CalibrationError naming the file when it is missing or bad."""
+        """Read a calibration file (UTF-8 or UTF-16 text); raises CalibrationError naming the file
+        when it is missing or bad, TextFileError when it is not text."""
         path = Path(path)
         if not path.is_file():
             raise CalibrationError(f"calibration file not found: {path}")
-        return cls.from_string(path.read_text(), width, height, origin=str(path))
+        return cls.from_string(read_text(path), width, height, origin=str(path))
 
     @classmethod
     def from_matrix(

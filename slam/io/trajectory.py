@@ -3,14 +3,19 @@ to other timestamps (linear in translation, spherical in rotation)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from slam.errors import TrajectoryError
+from slam.errors import TrajectoryError, V2DError
 from slam.io.atomic import write_text_atomic
+from slam.text_files import read_text
+
+#: Quaternions of a smaller norm are refused: they hold no rotation (a unit quaternion has norm 1).
+MIN_QUATERNION_NORM = 1e-6
 
 
 @dataclass
@@ -86,29 +91,73 @@ def tum_to_poses(values: np.ndarray) -> np.ndarray:
     return poses
 
 
-def _read_table(path: Path, columns: int, what: str) -> np.ndarray:
+def finite_numbers(fields: Sequence[str], where: str) -> list[float]:
+    """``fields`` (the values of one line of a pose file) as finite floats; raises TrajectoryError
+    starting with ``where`` (``FILE:LINE``) at one that is not a number or not finite."""
+    try:
+        numbers = [float(f) for f in fields]
+    except ValueError:
+        raise TrajectoryError(f"{where}: not a number in {' '.join(fields)!r}") from None
+    for field, number in zip(fields, numbers):
+        if not np.isfinite(number):
+            raise TrajectoryError(f"{where}: {field!r} is not a finite number")
+    return numbers
+
+
+def check_quaternions(quaternions: np.ndarray, path: Path, line_numbers: Sequence[int]) -> None:
+    """Raise TrajectoryError naming the file and line of the first of the (N, 4) ``quaternions``
+    (read from lines ``line_numbers`` of ``path``) that cannot be normalised: a norm below
+    :data:`MIN_QUATERNION_NORM`, or too large to compute."""
+    with np.errstate(over="ignore"):  # an overflowing norm is inf, refused below
+        norms = np.linalg.norm(quaternions, axis=1)
+    bad = np.flatnonzero(~(np.isfinite(norms) & (norms >= MIN_QUATERNION_NORM)))
+    if len(bad):
+        k = bad[0]
+        raise TrajectoryError(
+            f"{path}:{line_numbers[k]}: quaternion {' '.join(f'{q:g}' for q in quaternions[k])} has norm "
+            f"{norms[k]:g}; a rotation needs a unit quaternion"
+        )
+
+
+def time_order(timestamps: np.ndarray, line_numbers: Sequence[int], path: Path, error: type[V2DError]) -> np.ndarray:
+    """The indices that sort ``timestamps`` (read from lines ``line_numbers`` of ``path``) in time
+    order; raises ``error`` naming the file and both lines when a timestamp appears twice, since
+    the order of such lines (and which pose or image holds then) is ambiguous."""
+    order = np.argsort(timestamps, kind="stable")
+    repeats = np.flatnonzero(np.diff(timestamps[order]) == 0)
+    if len(repeats):
+        first, second = order[repeats[0]], order[repeats[0] + 1]
+        raise error(
+            f"{path}:{line_numbers[second]}: same timestamp as line {line_numbers[first]}; each line needs its own time"
+        )
+    return order
+
+
+def _read_table(path: Path, columns: int, what: str) -> tuple[np.ndarray, list[int]]:
+    """The numbers of a pose file, ``columns`` a line, and the line number of each row."""
     if not path.is_file():
         raise TrajectoryError(f"{what} file not found: {path}")
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    rows, line_numbers = [], []
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         fields = line.replace(",", " ").split()
         if len(fields) != columns:
             raise TrajectoryError(f"{path}:{number}: expected {columns} numbers in a {what} line, found {len(fields)}")
-        try:
-            rows.append([float(f) for f in fields])
-        except ValueError:
-            raise TrajectoryError(f"{path}:{number}: not a number in {line!r}") from None
-    return np.array(rows, dtype=np.float64).reshape(-1, columns)
+        rows.append(finite_numbers(fields, f"{path}:{number}"))
+        line_numbers.append(number)
+    return np.array(rows, dtype=np.float64).reshape(-1, columns), line_numbers
 
 
 def read_tum(path: str | Path) -> Trajectory:
     """Read a TUM trajectory (``timestamp tx ty tz qx qy qz qw`` a line, ``#`` comments),
-    sorted by timestamp."""
-    table = _read_table(Path(path), 8, "TUM trajectory")
-    order = np.argsort(table[:, 0], kind="stable")
+    sorted by timestamp. Raises TrajectoryError naming the file and line of a malformed or
+    non-finite value, a quaternion that cannot be normalised, or a repeated timestamp."""
+    path = Path(path)
+    table, line_numbers = _read_table(path, 8, "TUM trajectory")
+    check_quaternions(table[:, 4:], path, line_numbers)
+    order = time_order(table[:, 0], line_numbers, path, TrajectoryError)
     return Trajectory(table[order, 0], tum_to_poses(table[order, 1:]))
 
 
@@ -122,9 +171,9 @@ def write_tum(path: str | Path, trajectory: Trajectory, header: str | None = Non
 
 
 def read_kitti(path: str | Path, timestamps: np.ndarray | None = None) -> Trajectory:
-    """Read a KITTI pose file (12 numbers a line: the top 3x4 of the camera-to-world matrix).
-    Timestamps default to the line number."""
-    table = _read_table(Path(path), 12, "KITTI pose")
+    """Read a KITTI pose file (12 finite numbers a line: the top 3x4 of the camera-to-world
+    matrix). Timestamps default to the line number."""
+    table, _ = _read_table(Path(path), 12, "KITTI pose")
     poses = np.tile(np.eye(4), (len(table), 1, 1))
     poses[:, :3, :] = table.reshape(-1, 3, 4)
     if timestamps is None:
@@ -164,7 +213,7 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise TrajectoryError(f"trajectory file not found: {path}")
-    for line in path.read_text(errors="replace").splitlines():
+    for line in read_text(path).splitlines():
         fields = line.replace(",", " ").split()
         if not fields or fields[0].startswith("#"):
             continue

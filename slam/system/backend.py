@@ -27,7 +27,7 @@ from slam.geometry.resize import resize_depth
 from slam.geometry.solver import all_pairs_edges, gauss_newton_step
 from slam.system.bundle import BundleAdjuster
 from slam.system.covisibility import covisible_keyframes
-from slam.system.keyframe_depth import CONFIDENT_DEPTH
+from slam.system.keyframe_depth import CONFIDENT_DEPTH, all_finite
 from slam.system.loop_closure import LoopCloser
 from slam.system.map import Keyframe, MapState
 
@@ -62,6 +62,7 @@ class Backend:
         self.image_size = image_size  # (H, W)
         self.passes = 0
         self.covisible_passes = 0  # passes that joined older covisible keyframes
+        self.rejected_passes = 0  # passes whose poses or depths held NaN or inf: the map kept its own
         self.seconds = 0.0
 
     def window(self) -> list[Keyframe]:
@@ -86,7 +87,8 @@ class Backend:
         """One pass: loop closure at the window's newest keyframe (when a ``loop_closer`` is
         given), then the optimisation of the current window and the keyframes covisible with it
         (held fixed, see :meth:`covisible`); returns False when the window holds fewer than 3
-        keyframes."""
+        keyframes. A result with NaN or infinite poses, depths or confidences is not written to
+        the map (counted in ``rejected_passes``, a warning the first time)."""
         window = self.window()
         if len(window) < 3 or any(kf.motion_features is None for kf in window):
             return False
@@ -122,7 +124,16 @@ class Backend:
         if self.config.depth_updates > 0:
             with torch.no_grad():
                 new_depths, new_confidences = self._update_depths(window, poses, new_depths)
-        self.map.update_keyframes([kf.id for kf in window], poses, new_depths, new_confidences, started_from)
+        results = [t for t in (poses.data, new_depths, new_confidences) if t is not None]
+        if all_finite(*results):
+            self.map.update_keyframes([kf.id for kf in window], poses, new_depths, new_confidences, started_from)
+        else:
+            self.rejected_passes += 1
+            if self.rejected_passes == 1:
+                log.warning(
+                    "a backend pass gave NaN or infinite poses or depths: the map keeps its own "
+                    "(later ones are only counted)"
+                )
         self.passes += 1
         self.seconds += time.perf_counter() - start
         return True

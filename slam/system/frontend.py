@@ -96,6 +96,7 @@ class Frontend:
             "keyframes": 0,
             "initialisations": 0,
             "relocalizations": 0,
+            "nonfinite_depths": 0,  # keyframe depths and refinements dropped for NaN or inf values
         }
 
     # ------------------------------------------------------------------ public
@@ -107,7 +108,7 @@ class Frontend:
         look = appearance(image)
         if look.blank:  # nothing to track or map in it: lost, whatever else goes on
             self.counts["blank"] += 1
-            self._record_lost(frame, "blank image")
+            self._record_lost(frame, "blank image", status="blank")
             return
         if self.relocalizing:
             self._relocalize(frame, image, look.descriptor)
@@ -147,8 +148,14 @@ class Frontend:
         frames = self._pending
         self._pending = []
         images = torch.stack([frames[k][1] for k in initial_picks(len(frames), self.config.neighbours)])
-        depth, confidence = cold_start(self.depth_module, self.motion_module, images, self.intrinsics, self.config)
+        started = cold_start(self.depth_module, self.motion_module, images, self.intrinsics, self.config)
         first, image = frames[0]
+        if started is None:  # no map from a broken depth: the frames are lost, the next ones try again
+            self._depth_not_finite(first, "cold start's depth")
+            for frame, _ in frames:
+                self._record_lost(frame, "cold start depth not finite")
+            return
+        depth, confidence = started
         keyframe = self._add_keyframe(first, image, self._anchor_w2c, depth, confidence)
         self.map.add_frame(
             FrameRecord(first.index, first.timestamp, keyframe.id, SE3.identity(device=self.device), "keyframe")
@@ -172,7 +179,7 @@ class Frontend:
         last = self._last[0]
         result = self.tracker.track(self.keyframe, features, self.start_pose())
         if is_lost(result, self.config):
-            self._record_lost(frame, f"quality {result.quality:.3f}")
+            self._record_lost(frame, f"quality {result.quality:.3f}" if result.finite else "pose not finite")
             return
         relative = result.frame_from_keyframe
         self._lost = 0
@@ -181,13 +188,32 @@ class Frontend:
         if keyframe_reason(result, self.config) is not None:
             self._new_keyframe(frame, image, result, features)
             return
-        record = FrameRecord(frame.index, frame.timestamp, self.keyframe.id, relative)
+        self._record_tracked(frame, image, relative)
+
+    def _record_tracked(self, frame: Frame, image: torch.Tensor, frame_from_keyframe: SE3) -> None:
+        """Add a tracked frame (``image`` (3, H, W)) at ``frame_from_keyframe`` (``G_frame
+        G_keyframe^-1``) to the map, and keep it as a neighbour for the next keyframe's depth."""
+        assert self.keyframe is not None  # tracked against it
+        record = FrameRecord(frame.index, frame.timestamp, self.keyframe.id, frame_from_keyframe)
         self.map.add_frame(record)
         self._recent.append(_Recent(record, image))
 
-    def _record_lost(self, frame: Frame, why: str) -> None:
+    def _depth_not_finite(self, frame: Frame, what: str) -> None:
+        """Count a depth (``what``) computed at ``frame`` that held NaN or infinite values and was
+        dropped; warn the first time only (the count goes on in ``counts``)."""
+        self.counts["nonfinite_depths"] += 1
+        if self.counts["nonfinite_depths"] == 1:
+            log.warning(
+                "frame %d: the %s holds NaN or infinite values and is dropped (later ones are only counted)",
+                frame.index,
+                what,
+            )
+
+    def _record_lost(self, frame: Frame, why: str, status: str = "lost") -> None:
+        """Record ``frame`` as not tracked (``status``: lost, or blank for a blank image), for
+        the reason ``why`` (logged); after ``max_lost`` in a row, tracking gives up its keyframe."""
         self.map.add_frame(
-            FrameRecord(frame.index, frame.timestamp, -1 if self.keyframe is None else self.keyframe.id, None, "lost")
+            FrameRecord(frame.index, frame.timestamp, -1 if self.keyframe is None else self.keyframe.id, None, status)
         )
         self.counts["lost"] += 1
         self._lost += 1
@@ -302,11 +328,18 @@ class Frontend:
             for item in recent[::step][: self.config.neighbours - 1]
         ]
         relative = result.frame_from_keyframe
-        depth, confidence, depth_features = self.keyframe_depth.estimate(
-            image, previous, previous_w2c, relative, neighbours
-        )
+        estimated = self.keyframe_depth.estimate(image, previous, previous_w2c, relative, neighbours)
+        if estimated is None:  # no keyframe from a broken depth: the frame stays an ordinary tracked one
+            self._depth_not_finite(frame, "keyframe depth")
+            self._record_tracked(frame, image, relative)
+            return
+        depth, confidence, depth_features = estimated
         if self.config.refine_keyframes > 0:
-            relative, depth = self.keyframe_depth.refine(previous, relative, depth, motion_features)
+            refined = self.keyframe_depth.refine(previous, relative, depth, motion_features)
+            if refined is None:  # the keyframe keeps the depth module's depth and the tracked pose
+                self._depth_not_finite(frame, "keyframe refinement")
+            else:
+                relative, depth = refined
         pose_w2c = relative * previous.pose_w2c  # anchored to the previous keyframe as it is now
         keyframe = self._add_keyframe(
             frame, image, pose_w2c, depth, confidence, motion_features, depth_features, anchor_id=previous.id

@@ -8,7 +8,7 @@ import torch
 from networks.deepv2d import AlternationConfig, DeepV2D
 from networks.interfaces import DepthModule, MotionModule
 from slam.config.schema import FrontendConfig
-from slam.system.keyframe_depth import fill_invalid
+from slam.system.keyframe_depth import all_finite, fill_invalid
 
 
 def initial_picks(num_frames: int, neighbours: int) -> list[int]:
@@ -24,10 +24,11 @@ def cold_start(
     images: torch.Tensor,
     intrinsics: torch.Tensor,
     config: FrontendConfig,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Depth and confidence, (H, W) each, of the first of ``images`` (N, 3, H, W) with (4,)
     ``intrinsics``: ``config.init_rounds`` rounds of the alternation from the constant depth
-    ``config.init_depth`` (which sets the map's scale), holes filled with the median depth."""
+    ``config.init_depth`` (which sets the map's scale), holes filled with the median depth. None when
+    any value of the alternation's depth or confidence is not finite (no map is to start from it)."""
     alternation = DeepV2D(
         depth_module,
         motion_module,
@@ -35,5 +36,7 @@ def cold_start(
     )
     with torch.no_grad():
         result = alternation(images[None], intrinsics[None])
-    depth = fill_invalid(result.depth[0], config.init_depth)
-    return depth, result.depth_estimates[-1].confidence[0]
+    confidence = result.depth_estimates[-1].confidence[0]
+    if not all_finite(result.depth[0], confidence):
+        return None
+    return fill_invalid(result.depth[0], config.init_depth), confidence

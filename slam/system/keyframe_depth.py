@@ -46,6 +46,12 @@ def propagate_depth(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor) ->
     return torch.where(torch.isfinite(out), out, torch.zeros_like(out))
 
 
+def all_finite(*tensors: torch.Tensor) -> bool:
+    """Whether every value of ``tensors`` (any shapes, one device) is finite: no NaN from a
+    degenerate solve or a network, no infinity. One host sync for all of them."""
+    return bool(torch.stack([torch.isfinite(tensor).all() for tensor in tensors]).all())
+
+
 def fill_invalid(depth: torch.Tensor, fallback: float) -> torch.Tensor:
     """Replace invalid (<= 0) depths by the median of the valid ones (``fallback`` if none)."""
     valid = depth > 0
@@ -82,13 +88,14 @@ class KeyframeDepth:
         previous_w2c: SE3,
         frame_from_previous: SE3,
         neighbours: list[tuple[torch.Tensor, SE3]],
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """Depth and confidence (H, W) of the new keyframe ``image`` (3, H, W), at
         ``frame_from_previous`` from the ``previous`` keyframe (whose pose was ``previous_w2c``
         when it was read), with that keyframe and ``neighbours`` (image (3, H, W), pose_w2c) as
         the depth module's neighbours; and the new keyframe's depth features (C, h, w). Where the
         estimate is not confident, the previous keyframe's depth carried over (forward-splatted)
-        stays; the confidence there is 0."""
+        stays; the confidence there is 0. None when any value of the depth module's depth or
+        confidence is not finite (the keyframe is not to be made from it)."""
         pose_w2c = frame_from_previous * previous_w2c
         # the previous keyframe's features are in the map already; the others are computed once
         images = torch.stack([image] + [n[0] for n in neighbours])[None]
@@ -99,6 +106,8 @@ class KeyframeDepth:
             encoded = self.depth_module.encode(images)
             features = torch.cat([encoded[:, :1], previous.depth_features[None, None], encoded[:, 1:]], dim=1)
             estimate = self.depth_module.depth(features, poses, self.intrinsics[None], self.image_size)
+        if not all_finite(estimate.depth, estimate.confidence):
+            return None
         carried = propagate_depth(previous.depth, frame_from_previous, self.intrinsics)
         confident = (estimate.confidence[0] > CONFIDENT_DEPTH) & (estimate.depth[0] > 0)
         depth = torch.where(confident | (carried <= 0), estimate.depth[0], carried)
@@ -126,11 +135,12 @@ class KeyframeDepth:
 
     def refine(
         self, anchor: Keyframe, frame_from_anchor: SE3, depth: torch.Tensor, motion_features: torch.Tensor
-    ) -> tuple[SE3, torch.Tensor]:
+    ) -> tuple[SE3, torch.Tensor] | None:
         """A new keyframe's pose relative to the ``anchor`` keyframe (``G_new G_anchor^-1``, in
         and out) and its (H, W) depth, refined by a dense bundle adjustment against the newest
         ``config.refine_keyframes`` keyframes (held fixed): their correspondences correct the
-        depth where the depth module is wrong, before any frame is tracked on it."""
+        depth where the depth module is wrong, before any frame is tracked on it. None when the
+        refined pose or depth is not finite (the refinement is to be dropped)."""
         with self.map.lock:  # one consistent read: the backend writes a pass's poses under this lock
             anchor_w2c = anchor.pose_w2c
             newest = [
@@ -152,4 +162,6 @@ class KeyframeDepth:
         ii = torch.full((count - 1,), count - 1, dtype=torch.long, device=self.device)
         jj = torch.arange(count - 1, device=self.device)
         poses, depths = self.bundle.refine(features, depths, poses, ii, jj, num_fixed=count - 1, flow_steps=1)
+        if not all_finite(poses.data[-1], depths[-1]):
+            return None
         return poses[-1] * anchor_w2c.inv(), depths[-1]

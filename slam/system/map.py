@@ -131,7 +131,8 @@ class Keyframe:
 class FrameRecord:
     """A tracked input frame: its pose relative to keyframe ``keyframe_id``
     (``frame_from_keyframe = G_frame G_keyframe^-1``, SE3 (): keyframe camera to frame camera), or
-    None when it was not tracked."""
+    None when it was not tracked. ``status``: tracked, keyframe, lost, or blank (an image with
+    nothing to track: black, saturated or textureless)."""
 
     index: int
     timestamp: float
@@ -169,6 +170,7 @@ class MapSnapshot:
     frame_timestamps: np.ndarray  # (M,) float64
     frame_poses_c2w: np.ndarray  # (M, 4, 4) float64 camera-to-world
     frame_status: list[str] = field(default_factory=list)
+    untracked_status: dict[int, str] = field(default_factory=dict)  # frame index -> lost or blank
 
 
 class MapState:
@@ -264,6 +266,7 @@ class MapState:
                 np.array([r.timestamp for r in tracked], dtype=np.float64),
                 poses,
                 [r.status for r in tracked],
+                {r.index: r.status for r in self.frames if r.frame_from_keyframe is None},
             )
 
 

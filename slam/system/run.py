@@ -30,7 +30,7 @@ import numpy as np
 
 from slam import __version__
 from slam.config.loader import to_dict
-from slam.config.schema import SystemConfig, processing_size
+from slam.config.schema import SystemConfig, processing_size, upscale_warning
 from slam.errors import ExportError, V2DError
 from slam.io.atomic import write_text_atomic
 from slam.io.depth_maps import write_depth_npy
@@ -77,7 +77,7 @@ class RunControl:
     Live state (written by the loop, one reference assignment per frame, so reading never blocks
     it): ``system`` and ``record`` (set when the loop starts), ``frame`` (the newest processed
     :class:`Frame`, at the processing resolution) and ``status`` (its tracking status:
-    ``tracked``, ``keyframe``, ``lost``, or ``initialising`` while the cold start gathers frames),
+    ``tracked``, ``keyframe``, ``lost``, ``blank``, or ``initialising`` while the cold start gathers frames),
     ``started`` (``time.perf_counter()`` at the start), ``exports`` (exports written so far) and
     ``done`` (set when the loop has ended and the outputs are written, or the run failed).
     """
@@ -86,6 +86,7 @@ class RunControl:
         self._condition = threading.Condition()
         self._paused = False
         self._stop = False
+        self.stop_reason = "stop requested"
         self._export = False
         self.system: SlamSystem | None = None
         self.record: RunRecord | None = None
@@ -112,8 +113,12 @@ class RunControl:
             self._paused = False
             self._condition.notify_all()
 
-    def request_stop(self) -> None:
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Ask the loop to end (``reason``: stats.json's ``stopped_by``, e.g. viewer closed,
+        SIGTERM)."""
         with self._condition:
+            if not self._stop:
+                self.stop_reason = reason
             self._stop = True
             self._condition.notify_all()
 
@@ -214,7 +219,7 @@ def _stop_reason(err: BaseException | None, control: RunControl | None) -> str:
     if err is not None:
         return f"error: {err}"
     if control is not None and control.stop_requested:
-        return "stop requested"
+        return control.stop_reason
     return "end of source"
 
 
@@ -231,6 +236,8 @@ def _run(
     assert source.camera is not None  # an opened source knows its camera, and its size
     assert source.camera.width is not None and source.camera.height is not None
     size = processing_size(source.camera.width, source.camera.height, config.frontend.pixels)
+    if (warning := upscale_warning(source.camera.width, source.camera.height, config.frontend.pixels)) is not None:
+        log.warning(warning)
     source.options = dataclasses.replace(source.options, resize=size, depth=False)  # frames' depth unused
     system = SlamSystem(config, source.output_camera, depth_folder=out / DEPTH_FOLDER if save_depth else None)
     record = RunRecord()
@@ -418,7 +425,7 @@ def write_outputs(
                 header="ground truth at the frame times, camera-to-world\ntimestamp tx ty tz qx qy qz qw",
             ),
         )
-    statuses = dict(zip(snapshot.frame_indices.tolist(), snapshot.frame_status))
+    statuses = {**snapshot.untracked_status, **dict(zip(snapshot.frame_indices.tolist(), snapshot.frame_status))}
     write(
         "tracking.csv",
         lambda path: write_text_atomic(
@@ -468,6 +475,9 @@ def write_outputs(
         "initialisations": counts["initialisations"],
         "relocalizations": counts["relocalizations"],
         "blank_frames": counts["blank"],
+        # keyframe depths dropped and backend passes not applied for NaN or infinite values
+        "nonfinite_depths": counts["nonfinite_depths"],
+        "rejected_backend_passes": system.backend.rejected_passes,
         "backend_passes": system.backend.passes,
         "covisible_passes": system.backend.covisible_passes,
         # loops accepted (verified) and rejected, pose-graph corrections and their mean time

@@ -9,6 +9,7 @@ import pytest
 from slam.config.loader import from_dict, load, override, to_dict
 from slam.config.schema import SystemConfig
 from slam.errors import ConfigError
+from slam.text_files import parse_yaml
 
 
 @dataclass(frozen=True)
@@ -96,3 +97,27 @@ def test_overrides_apply_together():
     assert override(Ranged(), "low=5", "high=10") == Ranged(5.0, 10.0)
     with pytest.raises(ConfigError, match="need low < high"):
         override(Ranged(), "low=5")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("inner:\n  window: 5\n  name: [lite\n", r":4:1: not valid YAML: while parsing a flow sequence, expected ','"),
+        ("inner:\n  window: 5\n window: 6\n", r":3:2: not valid YAML: .*expected <block end>"),
+        ("threads: 2\n\tverbose: true\n", r":2:1: not valid YAML: .*found character '\\t'"),
+        ("inner:\n  window: 5\n  window: 6\n", r":3:3: not valid YAML: key 'window' given twice \(first on line 2\)"),
+        ("threads: 2\ninner: {window: 5}\nthreads: 3\n", r":3:1: not valid YAML: key 'threads' given twice"),
+        ("threads: 2\nwhen: 2001-13-45\n", r":2:7: not valid YAML: invalid date '2001-13-45'"),
+    ],
+)
+def test_yaml_errors_give_the_line_and_column_and_duplicate_keys_are_refused(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"^{path}{message}") as caught:
+        load(Outer(), path)
+    assert "\n" not in str(caught.value)
+
+
+def test_yaml_merge_keys_may_repeat_a_key_as_an_override():
+    text = "base: &base {window: 5, name: paper}\ninner:\n  <<: *base\n  window: 6\n"
+    assert parse_yaml(text, "merge.yaml", ConfigError)["inner"] == {"window": 6, "name": "paper"}

@@ -84,3 +84,24 @@ def test_while_saving_the_first_signal_is_reported_and_the_next_aborts(capfd):
         assert "saving, please wait" in capfd.readouterr().err
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_blank_frames_are_counted_and_never_mapped(tmp_path, capsys):
+    """Black, saturated and flat grey frames (a covered lens, a camera facing a lamp or a wall)
+    give no keyframe and no point; each is counted and marked blank in tracking.csv."""
+    import cv2
+    import numpy as np
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for k in range(24):
+        cv2.imwrite(str(images / f"{k:03d}.png"), np.full((96, 128, 3), (0, 255, 128)[k % 3], np.uint8))
+    (tmp_path / "calib.txt").write_text("100 100 64 48\n")
+    out = tmp_path / "run"
+    command = ["run", str(images), "--calib", str(tmp_path / "calib.txt"), "--out", str(out), "--viewer", "none"]
+    assert main(command) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["keyframes"] == 0 and stats["points"] == 0 and stats["frames_tracked"] == 0
+    assert stats["blank_frames"] == 24 and stats["frames_skipped"]["blank image"] == 24
+    statuses = (out / "tracking.csv").read_text().splitlines()[1:]
+    assert [line.rsplit(",", 1)[1] for line in statuses] == ["blank"] * 24

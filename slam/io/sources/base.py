@@ -40,10 +40,12 @@ class SourceOptions:
     there_and_back: bool = False
 
     def __post_init__(self) -> None:
-        if self.start < 0 or self.stride < 1 or (self.max_frames is not None and self.max_frames < 0):
-            raise SourceError(
-                f"invalid source options: start={self.start} stride={self.stride} max_frames={self.max_frames}"
-            )
+        if self.start < 0:
+            raise SourceError(f"--start must be 0 or more (frames skipped), got {self.start}")
+        if self.stride < 1:
+            raise SourceError(f"--stride must be 1 or more (1: every frame), got {self.stride}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise SourceError(f"--max-frames must be 1 or more (leave it out for all frames), got {self.max_frames}")
         if self.resize is not None and (self.resize[0] < 8 or self.resize[1] < 8):
             raise SourceError(f"invalid resize {self.resize}: width and height must be at least 8 pixels")
 
@@ -89,6 +91,28 @@ class Source(ABC):
         images: ``self.undistorter`` maps stored images to ``self.camera``."""
         self.undistorter = Undistorter(stored)
         self.camera = self.undistorter.camera
+
+    @property
+    def name(self) -> str:
+        """What the source reads, for messages: its path (``describe()["path"]``), else its kind."""
+        return str(self.describe().get("path") or self.kind)
+
+    @property
+    def raw_count(self) -> int | None:
+        """Raw frames the source holds, where known before reading them (None: a live source, or
+        a container that does not say)."""
+        return None
+
+    def start_past_end(self, raw_count: int) -> SourceError:
+        """The error for a ``start`` option at or past the source's ``raw_count`` raw frames."""
+        return SourceError(f"--start {self.options.start} is past the end of {self.name} ({raw_count} frames)")
+
+    def check_start(self) -> None:
+        """SourceError when the ``start`` option is at or past the end of a source whose length
+        is known (:attr:`raw_count`): it would deliver no frame."""
+        count = self.raw_count
+        if count is not None and self.options.start >= count:
+            raise self.start_past_end(count)
 
     @property
     def has_ground_truth(self) -> bool:
@@ -155,6 +179,10 @@ class IndexedSource(Source):
     def _load(self, raw_index: int) -> RawFrame:
         """Read raw frame ``raw_index`` (0 <= raw_index < num_raw)."""
 
+    @property
+    def raw_count(self) -> int:
+        return self.num_raw
+
     def __len__(self) -> int:
         count = len(self.options.selected_indices(self.num_raw))
         return 2 * count - 1 if self.options.there_and_back and count else count
@@ -170,6 +198,7 @@ class IndexedSource(Source):
         return self._finish(raw_index, self._load(raw_index), self.output_camera)
 
     def _raw_frames(self) -> Iterator[RawFrame]:
+        self.check_start()
         selected = list(self.options.selected_indices(self.num_raw))
         forward = len(selected)
         played = selected + selected[-2::-1] if self.options.there_and_back else selected
@@ -217,8 +246,29 @@ class ImageFileSource(IndexedSource):
 
 
 def read_image(path) -> np.ndarray:
-    """Read an image file as RGB uint8 (H x W x 3), or raise SourceError naming the file."""
+    """Read an image file as RGB uint8 (H x W x 3), or raise SourceError naming the file when it is
+    missing, corrupt, or a JPEG cut short (which OpenCV decodes with a grey lower part; a PNG cut
+    short it refuses)."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise SourceError(f"cannot read image {path} (missing or corrupt)")
+    if image is None or is_cut_short(path):
+        raise SourceError(f"cannot read image {path} (missing, corrupt or cut short)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+#: Bytes read from the end of a JPEG file to look for its end marker past any padding.
+_END_MARKER_WINDOW = 4096
+
+
+def is_cut_short(path: str | Path) -> bool:
+    """Whether the image file at ``path`` is a JPEG without its end-of-image marker (FF D9, before
+    any trailing zero or whitespace padding): the sign of a file whose copy or download stopped
+    early. Other formats, and unreadable files, give False."""
+    path = Path(path)
+    try:
+        with path.open("rb") as file:
+            head = file.read(3)
+            file.seek(max(path.stat().st_size - _END_MARKER_WINDOW, 0))
+            tail = file.read()
+    except OSError:
+        return False
+    return head == b"\xff\xd8\xff" and not tail.rstrip(b"\0 \t\r\n").endswith(b"\xff\xd9")

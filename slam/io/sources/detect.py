@@ -89,8 +89,9 @@ def open_source(
     """Open the source ``spec`` names (see the module docstring), with calibration file ``calib``
     (None: the source's own or a guess) and ``options``; ``kind`` overrides detection.
 
-    Raises SourceError (missing path, unknown layout, unreadable data) or CalibrationError (a
-    calibration that is malformed or does not fit the images), each naming the file."""
+    Raises SourceError (missing path, unknown layout, unreadable data, a ``start`` option past the
+    end of a source of known length) or CalibrationError (a calibration that is malformed or does
+    not fit the images), each naming the file."""
     spec = str(spec)
     options = options or SourceOptions()
     if kind is None:
@@ -107,14 +108,21 @@ def open_source(
 
         if calib is not None:
             log.warning("ignoring calibration %s: the synthetic scene has its own camera", calib)
-        return SyntheticSource.from_spec(spec, options)
-    if kind == "webcam":
-        return WebcamSource(webcam_index(spec), calib, options)
-    opener = {
-        "video": VideoSource,
-        "image_folder": ImageFolderSource,
-        "tum": TumSource,
-        "kitti": KittiSource,
-        "euroc": EurocSource,
-    }[kind]
-    return opener(spec, calib, options)
+        source: Source = SyntheticSource.from_spec(spec, options)
+    elif kind == "webcam":
+        source = WebcamSource(webcam_index(spec), calib, options)
+    else:
+        opener = {
+            "video": VideoSource,
+            "image_folder": ImageFolderSource,
+            "tum": TumSource,
+            "kitti": KittiSource,
+            "euroc": EurocSource,
+        }[kind]
+        source = opener(spec, calib, options)
+    try:
+        source.check_start()
+    except SourceError:
+        source.close()
+        raise
+    return source

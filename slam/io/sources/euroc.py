@@ -16,14 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import yaml
 from scipy.spatial.transform import Rotation
 
-from slam.errors import CalibrationError, SourceError
+from slam.errors import CalibrationError, SourceError, TrajectoryError
 from slam.geometry.camera import Camera
 from slam.io.sources.base import ImageFileSource, SourceOptions, read_image
 from slam.io.sources.calibration import camera_from_file
-from slam.io.trajectory import Trajectory
+from slam.io.trajectory import Trajectory, check_quaternions, finite_numbers, time_order
+from slam.text_files import parse_yaml, read_text
 
 #: Ground truth is not interpolated across gaps longer than this (seconds); it is sampled at 200 Hz.
 MAX_GROUND_TRUTH_GAP = 0.25
@@ -38,39 +38,43 @@ def find_mav0(path: Path) -> Path | None:
     return None
 
 
-def read_csv(path: Path, min_columns: int) -> list[list[str]]:
-    """Rows of a EuRoC csv (``#`` header lines skipped), each at least ``min_columns`` fields;
-    raises SourceError naming the file when a row is short."""
+def read_csv(path: Path, min_columns: int) -> list[tuple[int, list[str]]]:
+    """Rows of a EuRoC csv (``#`` header lines skipped) as ``(line number, fields)``, each with at
+    least ``min_columns`` fields; raises SourceError naming the file and line when a row is short."""
     if not path.is_file():
         raise SourceError(f"EuRoC file not found: {path}")
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         fields = [f.strip() for f in line.split(",")]
         if len(fields) < min_columns:
             raise SourceError(f"{path}:{number}: expected {min_columns} comma-separated fields, found {line!r}")
-        rows.append(fields)
+        rows.append((number, fields))
     return rows
 
 
-def _nanoseconds(value: str, path: Path) -> int:
+def _nanoseconds(value: str, where: str) -> int:
+    """``value`` as a timestamp in nanoseconds (an integer that fits 64 bits); raises SourceError
+    starting with ``where`` (``FILE:LINE``) otherwise."""
     try:
-        return int(value)
+        nanoseconds = int(value)
+        if not 0 <= nanoseconds < 2**63:
+            raise ValueError
     except ValueError:
-        raise SourceError(f"{path}: not a timestamp in nanoseconds: {value!r}") from None
+        raise SourceError(f"{where}: not a timestamp in nanoseconds: {value!r}") from None
+    return nanoseconds
 
 
 def read_sensor_yaml(path: Path) -> dict:
-    """Parse a EuRoC/Kalibr ``sensor.yaml`` (an OpenCV-style ``%YAML:1.0`` first line is skipped)."""
+    """Parse a EuRoC/Kalibr ``sensor.yaml`` (an OpenCV-style ``%YAML:1.0`` first line is skipped);
+    raises CalibrationError naming the file (and the line of a YAML error) when it is not YAML."""
     if not path.is_file():
         raise CalibrationError(f"EuRoC camera description not found: {path}")
-    text = "\n".join(line for line in path.read_text().splitlines() if not line.startswith("%YAML"))
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise CalibrationError(f"{path}: not valid YAML ({err})") from None
+    lines = read_text(path).splitlines()
+    text = "\n".join("" if line.startswith("%YAML") else line for line in lines)  # blank: line numbers hold
+    data = parse_yaml(text, str(path), CalibrationError)
     if not isinstance(data, dict):
         raise CalibrationError(f"{path}: expected a mapping of camera properties")
     return data
@@ -88,8 +92,10 @@ def camera_from_sensor_yaml(sensor: dict, path: Path, width: int, height: int) -
     try:
         fu, fv, cu, cv = (float(v) for v in sensor["intrinsics"])
         camera = Camera(fu, fv, cu, cv, distortion=tuple(float(d) for d in distortion), width=width, height=height)
-    except (KeyError, TypeError, ValueError):
-        raise CalibrationError(f"{path}: expected 'intrinsics: [fu, fv, cu, cv]'") from None
+    except (KeyError, TypeError, ValueError, OverflowError):
+        raise CalibrationError(
+            f"{path}: expected 'intrinsics: [fu, fv, cu, cv]' and 'distortion_coefficients: [k1, k2, p1, p2]'"
+        ) from None
     except CalibrationError as err:
         raise CalibrationError(f"{path}: {err}") from None
     camera.check_image_size(width, height, origin=str(path))
@@ -100,24 +106,29 @@ def sensor_to_body(sensor: dict, path: Path) -> np.ndarray:
     """``T_BS`` of a ``sensor.yaml``: 4x4, the sensor's pose in the body frame (sensor-to-body)."""
     try:
         matrix = np.array(sensor["T_BS"]["data"], dtype=np.float64).reshape(4, 4)
-    except (KeyError, TypeError, ValueError):
-        raise CalibrationError(f"{path}: expected 'T_BS' with a 16-number 'data' list") from None
+        if not np.isfinite(matrix).all():
+            raise ValueError
+    except (KeyError, TypeError, ValueError, OverflowError):
+        raise CalibrationError(f"{path}: expected 'T_BS' with a 'data' list of 16 finite numbers") from None
     return matrix
 
 
 def read_groundtruth(path: Path) -> Trajectory:
-    """Body-to-world poses of ``state_groundtruth_estimate0/data.csv`` (quaternions w first)."""
+    """Body-to-world poses of ``state_groundtruth_estimate0/data.csv`` (quaternions w first), in
+    time order. Raises SourceError or TrajectoryError naming the file and line of a malformed or
+    non-finite value, a quaternion that cannot be normalised, or a repeated timestamp."""
     rows = read_csv(path, 8)
-    stamps = np.array([_nanoseconds(r[0], path) for r in rows], dtype=np.int64)
-    try:
-        values = np.array([[float(v) for v in r[1:8]] for r in rows], dtype=np.float64).reshape(-1, 7)
-    except ValueError:
-        raise SourceError(f"{path}: non-numeric pose values") from None
+    line_numbers = [number for number, _ in rows]
+    stamps = np.array([_nanoseconds(fields[0], f"{path}:{number}") for number, fields in rows], dtype=np.int64)
+    values = np.array(
+        [finite_numbers(fields[1:8], f"{path}:{number}") for number, fields in rows], dtype=np.float64
+    ).reshape(-1, 7)
+    check_quaternions(values[:, 3:], path, line_numbers)
+    order = time_order(stamps, line_numbers, path, TrajectoryError)
     poses = np.tile(np.eye(4), (len(rows), 1, 1))
     poses[:, :3, 3] = values[:, :3]
     if len(rows):
         poses[:, :3, :3] = Rotation.from_quat(values[:, [4, 5, 6, 3]]).as_matrix()  # w x y z -> x y z w
-    order = np.argsort(stamps, kind="stable")
     return Trajectory(stamps[order] * 1e-9, poses[order])
 
 
@@ -146,9 +157,11 @@ class EurocSource(ImageFileSource):
         rows = read_csv(index, 2)
         if not rows:
             raise SourceError(f"{index} lists no images")
-        self.timestamps_ns = np.array([_nanoseconds(r[0], index) for r in rows], dtype=np.int64)
+        self.timestamps_ns = np.array(
+            [_nanoseconds(fields[0], f"{index}:{number}") for number, fields in rows], dtype=np.int64
+        )
         self.timestamps = self.timestamps_ns * 1e-9
-        self.image_files = [self.camera_dir / "data" / r[1] for r in rows]
+        self.image_files = [self.camera_dir / "data" / fields[1] for _, fields in rows]
         first = read_image(self.image_files[0])
         height, width = first.shape[:2]
         sensor_file = self.camera_dir / "sensor.yaml"

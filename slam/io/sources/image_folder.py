@@ -8,6 +8,7 @@ the folder), else from the frame number and ``fps``. Calibration: the file given
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from slam.errors import CalibrationError, SourceError
 from slam.geometry.camera import Camera
 from slam.io.sources.base import ImageFileSource, SourceOptions, read_image
 from slam.io.sources.calibration import camera_from_file, guessed_camera
+from slam.text_files import read_text
 
 #: File name endings read as images (case-insensitive).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
@@ -37,16 +39,28 @@ def list_images(folder: Path) -> list[Path]:
 
 def read_timestamps(path: Path, count: int) -> np.ndarray:
     """Read ``count`` timestamps in seconds (the first number of each non-comment line) from
-    ``path``; raises SourceError naming the file when it is malformed or has too few lines."""
-    values = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    ``path``. Line k holds the time of image k, so the times must increase line by line; raises
+    SourceError naming the file (and line) when one is malformed, not finite or not after the one
+    before, or when there are too few lines."""
+    values: list[float] = []
+    previous_line = 0
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         try:
-            values.append(float(line.replace(",", " ").split()[0]))
-        except ValueError:
+            value = float(line.replace(",", " ").split()[0])
+            if not math.isfinite(value):
+                raise ValueError
+        except (ValueError, IndexError):  # IndexError: a line of commas only
             raise SourceError(f"{path}:{number}: not a timestamp: {line!r}") from None
+        if values and value <= values[-1]:
+            raise SourceError(
+                f"{path}:{number}: timestamp {value} is not after the one on line {previous_line} "
+                f"({values[-1]}); the times must increase line by line, one line per image in image order"
+            )
+        values.append(value)
+        previous_line = number
     if len(values) < count:
         raise SourceError(f"{path}: {len(values)} timestamps for {count} images")
     return np.array(values[:count], dtype=np.float64)
@@ -56,7 +70,7 @@ def read_intrinsics_lines(path: Path, width: int, height: int) -> Camera:
     """Read an ``intrinsics.txt`` (fx, fy, cx, cy, one number a line) for ``width`` x ``height``
     images; raises CalibrationError naming the file when it is malformed or does not fit."""
     try:
-        values = [float(v) for v in path.read_text().split()]
+        values = [float(v) for v in read_text(path).split()]
     except ValueError:
         raise CalibrationError(f"{path}: expected four numbers fx, fy, cx, cy") from None
     if len(values) != 4:

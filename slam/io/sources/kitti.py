@@ -25,6 +25,7 @@ from slam.io.sources.base import ImageFileSource, SourceOptions, read_image
 from slam.io.sources.calibration import camera_from_file, guessed_camera
 from slam.io.sources.image_folder import read_timestamps
 from slam.io.trajectory import read_kitti
+from slam.text_files import read_text
 
 #: Image folders tried in order when no camera is named.
 DEFAULT_CAMERAS = ("image_0", "image_2")
@@ -43,16 +44,19 @@ def is_kitti_sequence(folder: Path) -> bool:
 
 def read_projections(path: Path) -> dict[str, np.ndarray]:
     """Read the ``P0: ...`` lines (and any other ``KEY: 12 numbers``) of a KITTI calib.txt as 3x4
-    matrices; raises CalibrationError naming the file when a line is malformed."""
+    matrices; raises CalibrationError naming the file and line when one is malformed or holds a
+    value that is not a finite number."""
     matrices = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         key, _, values = line.partition(":")
         try:
             numbers = [float(v) for v in values.split()]
+            if not np.isfinite(numbers).all():
+                raise ValueError
         except ValueError:
-            raise CalibrationError(f"{path}:{number}: not a list of numbers: {line!r}") from None
+            raise CalibrationError(f"{path}:{number}: not a list of finite numbers: {line!r}") from None
         if len(numbers) != 12:
             raise CalibrationError(f"{path}:{number}: expected 'KEY: 12 numbers', found {line!r}")
         matrices[key.strip()] = np.array(numbers, dtype=np.float64).reshape(3, 4)
@@ -144,7 +148,10 @@ class KittiSource(ImageFileSource):
             except CalibrationError as err:
                 raise CalibrationError(f"{calib_file}: {key}: {err}") from None
             camera.check_image_size(width, height, origin=f"{calib_file} ({key})")
-            return calib_file, camera, np.linalg.solve(P[:, :3], P[:, 3])
+            try:
+                return calib_file, camera, np.linalg.solve(P[:, :3], P[:, 3])
+            except np.linalg.LinAlgError:
+                raise CalibrationError(f"{calib_file}: {key}: the left 3x3 block is singular") from None
         if self.sequence in _SHIPPED:
             from calib import path_for
 

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 from pathlib import Path
 
@@ -27,7 +29,10 @@ from slam.io.sources.calibration import (
     check_frame_size,
     guessed_camera,
 )
-from slam.io.trajectory import read_tum
+from slam.io.trajectory import read_tum, time_order
+from slam.text_files import read_text
+
+log = logging.getLogger(__name__)
 
 #: Largest timestamp difference (seconds) between an image and its depth map (TUM's default).
 MAX_DEPTH_OFFSET = 0.02
@@ -39,21 +44,30 @@ _FREIBURG_NAME = re.compile(r"(?<![a-z])(?:freiburg|fr)([123])(?![0-9])")
 
 def read_file_list(path: Path) -> tuple[np.ndarray, list[str]]:
     """Read a TUM index file (``timestamp filename`` a line, ``#`` comments): timestamps in
-    seconds and file names relative to the sequence folder, in file order."""
-    stamps, names = [], []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    seconds and file names relative to the sequence folder, in time order. Lines out of time
+    order are sorted, with one logged warning; raises SourceError naming the file and line of a
+    malformed line, a non-finite timestamp, or a timestamp given twice."""
+    stamps, names, line_numbers = [], [], []
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         fields = line.split()
         try:
-            if len(fields) != 2:
+            if len(fields) != 2 or not math.isfinite(float(fields[0])):
                 raise ValueError
-            stamps.append(float(fields[0]))
         except ValueError:
-            raise SourceError(f"{path}:{number}: expected 'timestamp filename', found {line!r}") from None
+            raise SourceError(
+                f"{path}:{number}: expected 'timestamp filename' with a finite timestamp in seconds, found {line!r}"
+            ) from None
+        stamps.append(float(fields[0]))
         names.append(fields[1])
-    return np.array(stamps, dtype=np.float64), names
+        line_numbers.append(number)
+    timestamps = np.array(stamps, dtype=np.float64)
+    order = time_order(timestamps, line_numbers, path, SourceError)
+    if np.any(np.diff(order) < 0):
+        log.warning("%s: the lines are not in time order; frames are taken sorted by timestamp", path)
+    return timestamps[order], [names[k] for k in order]
 
 
 def associate(first: np.ndarray, second: np.ndarray, max_offset: float = MAX_DEPTH_OFFSET) -> np.ndarray:

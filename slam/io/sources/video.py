@@ -3,7 +3,8 @@
 Timestamps come from the container (seconds from the start of the stream), or from the frame
 number and frame rate where the container gives none. Frames left out by ``start``/``stride`` are
 grabbed but not converted. A frame that cannot be decoded is skipped with a warning and counted in
-:attr:`VideoSource.skipped_frames`; the frame numbers (raw indices) of the others are kept.
+:attr:`VideoSource.skipped_frames`; the frame numbers (raw indices) of the others are kept. A file
+that ends before the frame count its header declares (cut short) gives a warning.
 Calibration: the file given, else a guess (with a warning).
 """
 
@@ -169,10 +170,18 @@ class VideoSource(Source):
             raise SourceError(f"cannot open video {self.path}: not a video that OpenCV or PyAV can read")
         raise SourceError(f"no decodable frame in video {self.path} (empty or corrupt)")
 
+    @property
+    def raw_count(self) -> int | None:
+        """The frame count the container's header declares (None where it declares none); the
+        file may hold fewer (see :meth:`_raw_frames`)."""
+        return self.frame_count or None
+
     def _raw_frames(self) -> Iterator[RawFrame]:
         reader = _READERS[self.backend](self.path)
+        raw_count = 0  # raw frames the container held (decodable or not)
         try:
             for raw_index, frame in enumerate(reader.frames()):
+                raw_count = raw_index + 1
                 if frame is not None and not self.options.selects(raw_index):
                     continue
                 image = None if frame is None else frame.decode()
@@ -186,6 +195,12 @@ class VideoSource(Source):
                 yield RawFrame(timestamp, self.undistorter(image))
         finally:
             reader.close()
+        if raw_count <= self.options.start:
+            raise self.start_past_end(raw_count)
+        if raw_count < self.frame_count:
+            log.warning(
+                "%s ended after %d of the %d frames its header declares", self.path, raw_count, self.frame_count
+            )
 
     def describe(self) -> dict:
         return {

@@ -24,7 +24,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from slam.errors import CalibrationError, SourceError
+from slam.errors import SourceError, V2DError
 from slam.io.sources.base import RawFrame, Source, SourceOptions
 from slam.io.sources.calibration import (
     camera_from_file,
@@ -81,7 +81,7 @@ class WebcamSource(Source):
                 if calib is None
                 else camera_from_file(calib, width, height)
             )
-        except CalibrationError:
+        except V2DError:  # a bad calibration file: release the camera before reporting it
             capture.release()
             raise
         self.set_camera(camera)
