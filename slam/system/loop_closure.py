@@ -24,8 +24,8 @@ keyframe graph (an edge between consecutive keyframes and from each relocalized 
 anchor, at their current relative poses; every loop edge accepted so far) is optimised with the
 window's keyframes held: the live end of the map, which tracking uses, does not move; the older
 keyframes move to meet it, with their depths rescaled and the frames tracked against them
-following. The fused cloud and mesh are rebuilt at the corrected poses when the run ends
-(:mod:`slam.system.archive`).
+following. Keyframes already fused (:mod:`slam.system.archive`) stay in the cloud and mesh
+where they were fused: a correction moves the trajectory, not yet the fused geometry.
 
 Poses are world-to-camera (``G``, ``S``); ``S_new S_old^-1`` maps the old keyframe's camera to the
 new one's.

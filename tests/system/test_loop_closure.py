@@ -60,3 +60,34 @@ def test_loops_on_a_figure_eight_are_true_ones_and_reduce_the_error():
     positions = trajectory.poses[tracked][:, :3, 3] @ aligned.transform[:3, :3].T + aligned.transform[:3, 3]
     ate = float(np.sqrt(((positions - truth[tracked][:, :3, 3]) ** 2).sum(axis=1).mean()))
     assert tracked.mean() > 0.95 and ate < 0.45, (tracked.mean(), ate)
+
+
+def _mapped(spec: str, frames: int) -> SlamSystem:
+    """A system (loop closure on, no gap, backend inline) that has mapped ``frames`` of ``spec``."""
+    source = SyntheticSource.from_spec(f"{spec}:frames={frames}")
+    config = override(
+        SystemConfig(), "backend.mode=inline", "fusion.mesh=false", "backend.loops=true", "backend.loop_gap=0"
+    )
+    system = SlamSystem(config, source.camera)
+    for frame in source:
+        system.process(frame)
+    return system
+
+
+@pytest.mark.slow
+def test_a_look_alike_from_another_room_is_rejected_whatever_its_thumbnail():
+    """A keyframe of another room, given an old keyframe's exact appearance descriptor (a perfect
+    thumbnail match), is verified and rejected: the motion module's correspondences and the
+    depths do not agree. The same verification accepts a true loop (a keyframe of the same room
+    against the older keyframes that see what it sees)."""
+    home, other = _mapped("synthetic:room:seed=0", 60), _mapped("synthetic:room:seed=5", 30)
+    keyframes = home.map.keyframe_list()
+    stranger = other.map.keyframe_list()[-1]
+    stranger.descriptor = keyframes[0].descriptor.clone()
+    stranger.id = keyframes[-1].id + 1  # newer than every keyframe of the map it is shown to
+    loops = home.loop_closer
+    accepted_before = len(loops.edges)
+    assert loops.close([stranger]) is None
+    assert loops.rejected >= 1 and len(loops.edges) == accepted_before
+    true_loop = loops.close([keyframes[-1]])
+    assert true_loop is not None and true_loop.old_id < keyframes[-1].id

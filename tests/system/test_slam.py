@@ -200,7 +200,8 @@ def test_full_trajectory_fills_untracked_frames_with_the_last_pose():
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
 def test_sigterm_and_sighup_stop_the_run_and_save_what_was_computed(tmp_path, stop):
     """What ``timeout``, ``kill``, docker, systemd and Slurm send (and a closed terminal) ends a
-    run the way Ctrl-C does: every output for the frames so far, exit status 128 + the signal."""
+    run the way Ctrl-C does: every output for the frames so far, exit status 128 + the signal,
+    and the process gone within 2 seconds of the save."""
     import signal
     import subprocess
     import sys
@@ -227,12 +228,18 @@ def test_sigterm_and_sighup_stop_the_run_and_save_what_was_computed(tmp_path, st
                 time.sleep(0.2)
             time.sleep(2)
             process.send_signal(getattr(signal, stop))
+            while "saved the outputs" not in log.read_text():
+                assert process.poll() is None and time.monotonic() < deadline + 120, log.read_text()
+                time.sleep(0.05)
+            saved = time.monotonic()
             process.wait(timeout=120)
+            exit_seconds = time.monotonic() - saved
         finally:
             if process.poll() is None:
                 process.kill()
     signum = getattr(signal, stop)
     assert process.returncode == 128 + signum, log.read_text()
+    assert exit_seconds < 2.0, exit_seconds  # every thread joined soon after the save
     assert f"stopped by {stop}" in log.read_text()
     stats = json.loads((out / "stats.json").read_text())
     assert stats["completed"] and stats["stopped_by"] == stop
