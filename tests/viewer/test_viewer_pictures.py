@@ -85,9 +85,10 @@ def check_snapshots(folder: Path, every: int, frames: int, final: Path) -> None:
     assert len(counts) >= 2 and counts[0] >= every and counts[-1] <= frames, counts
     assert len({count // every for count in counts}) == len(counts), counts
     first, last = picture(folder / f"frame_{counts[0]:06d}.png"), picture(final)
-    # early on, one keyframe's points (about 1% of the view, a little less when the 3-second cloud
-    # refresh falls early: 0.86% seen under CI load); the path is then 3 or 4 frames long (initialisation takes the first 8) and hides
-    # under the current camera's frustum: the final picture checks it
+    # early on, one keyframe's points (about 1% of the view, a little less when the 3-second
+    # cloud refresh falls early: 0.86% seen under CI load); the path is then 3 or 4 frames long
+    # (initialisation takes the first 8) and hides under the current camera's frustum: the final
+    # picture checks it
     check_picture(first, f"after {counts[0]} frames", trajectory_pixels=None, cloud=0.005)
     check_picture(last, "at the end")
     # the viewer kept drawing: the frame panel and the 3D view changed between the two
