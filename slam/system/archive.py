@@ -6,11 +6,19 @@ map is its pose and times, which the trajectory needs, and its place record (coa
 depth, an appearance descriptor), which relocalization matches against. Memory then grows slowly
 over a long run: the newest keyframes, the fused geometry of the volume mapped, a pose per frame
 and a place record per keyframe.
+
+"Final" holds for the backend's window, not for a loop closure, which moves old keyframes (see
+:mod:`slam.system.loop_closure`). With ``keep_released``, a released keyframe's pixels go to disk
+(:class:`~slam.system.released_pixels.ReleasedPixels`), and when the run ends with fused
+keyframes that moved since they were fused, :meth:`KeyframeArchive.rebuild` fuses the whole map
+again at the final poses and scales, so that the exported cloud and mesh follow the corrected
+trajectory.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +27,7 @@ from slam.io.depth_maps import write_depth_npy
 from slam.mapping.fusion import FusionKeyframe
 from slam.mapping.streaming import NUM_NEIGHBOURS, StreamingFusion
 from slam.system.map import KeyframeView, MapState
+from slam.system.released_pixels import ReleasedPixels
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +42,7 @@ class KeyframeArchive:
     - ``depth_folder``: where each fused keyframe's depth map goes (see
       :func:`slam.mapping.export.write_depth_npy`), or None.
     - ``intrinsics``: ``[fx, fy, cx, cy]`` of the keyframes' images.
+    - ``keep_released``: keep released keyframes' pixels on disk, for :meth:`rebuild`.
 
     Call :meth:`update` from the thread that runs the backend (the keyframes it fuses must not
     move meanwhile).
@@ -46,6 +56,7 @@ class KeyframeArchive:
         active: int,
         witnesses: int = NUM_NEIGHBOURS,
         depth_folder: Path | None = None,
+        keep_released: bool = False,
     ):
         if active < 1 or witnesses < 0:
             raise ValueError(f"need active >= 1 and witnesses >= 0, got {active} and {witnesses}")
@@ -55,6 +66,9 @@ class KeyframeArchive:
         self.active = active
         self.witnesses = witnesses
         self.depth_folder = depth_folder
+        self.released = ReleasedPixels() if keep_released else None
+        # each fused keyframe's (4, 4) camera-to-world pose and released_depth_scale when fused
+        self._fused_as: dict[int, tuple[np.ndarray, float]] = {}
 
     def fusion_keyframe(self, view: KeyframeView) -> FusionKeyframe:
         """A keyframe's view (with its pixels) as fusion input."""
@@ -77,6 +91,7 @@ class KeyframeArchive:
         for candidate, view in zip(candidates, views):
             if candidate.id in fresh_ids:
                 self.fusion.add(candidate, candidates)
+                self._fused_as[candidate.id] = (candidate.pose_c2w, 1.0)  # not released yet
                 if self.depth_folder is not None:
                     assert view.depth is not None  # views of unreleased keyframes carry pixels
                     write_depth_npy(self.depth_folder, view.frame_index, view.depth)
@@ -84,8 +99,76 @@ class KeyframeArchive:
         with self.map.lock:
             for keyframe in fused[: max(0, len(fused) - self.witnesses)]:
                 if not keyframe.released:
+                    if self.released is not None:
+                        self.released.put(self.map.keyframe_views([keyframe])[0])
                     keyframe.release()
                     self.map.version += 1
         if fresh:
             log.debug("fused %d final keyframes (%d in all)", len(fresh), len(self.fusion))
         return len(fresh)
+
+    def moved_since_fusion(self, tolerance: float = 1e-6) -> bool:
+        """Whether a fused keyframe's pose or scale changed since it was fused (by more than
+        ``tolerance``, in the pose matrix's entries or the depth scale)."""
+        with self.map.lock:
+            keyframes = [kf for kf in self.map.keyframe_list() if kf.id in self._fused_as]
+            views = self.map.keyframe_views(keyframes, with_images=False)
+            scales = [kf.released_depth_scale for kf in keyframes]
+        return any(
+            abs(scale - self._fused_as[view.id][1]) > tolerance
+            or float(np.abs(view.pose_c2w - self._fused_as[view.id][0]).max()) > tolerance
+            for view, scale in zip(views, scales)
+        )
+
+    def _final_keyframes(self) -> Iterator[tuple[FusionKeyframe, float]]:
+        """Every keyframe in order at its current pose, with its pixels from memory or from the
+        released store (its depth in today's units), one at a time, and its
+        ``released_depth_scale``."""
+        assert self.released is not None  # rebuild needs the released pixels
+        for keyframe in self.map.keyframe_list():
+            with self.map.lock:
+                view = self.map.keyframe_views([keyframe])[0]
+                divisor = keyframe.released_depth_scale
+            if view.has_pixels:
+                yield self.fusion_keyframe(view), divisor
+            elif keyframe.id in self.released:
+                view.image, depth, view.confidence = self.released.get(keyframe.id)
+                view.depth = depth / divisor
+                yield self.fusion_keyframe(view), divisor
+            else:  # released before a store existed: cannot be fused again
+                log.warning("keyframe %d has no pixels left to fuse again", keyframe.id)
+
+    def rebuild(self) -> StreamingFusion:
+        """A new fusion of every keyframe at its current pose and scale (each checked against
+        the ``witnesses`` keyframes before it and the ``active`` after it, as when it was first
+        fused), which replaces :attr:`fusion`; rewrites the depth maps of ``depth_folder``. Needs
+        ``keep_released``. The caller closes the old fusion."""
+        fusion = StreamingFusion(self.fusion.config)
+        recent: list[FusionKeyframe] = []
+        scales: dict[int, float] = {}
+        for keyframe, scale in self._final_keyframes():
+            recent = [*recent[-(self.witnesses + self.active) :], keyframe]
+            scales[keyframe.id] = scale
+            if len(recent) > self.active:  # the keyframe ``active`` before this one has its witnesses
+                self._fuse_again(fusion, recent[-1 - self.active], recent, scales)
+        for keyframe in recent:  # the newest, with fewer witnesses after them
+            if not fusion.fused(keyframe.id):
+                self._fuse_again(fusion, keyframe, recent, scales)
+        self.fusion = fusion
+        return fusion
+
+    def _fuse_again(
+        self,
+        fusion: StreamingFusion,
+        keyframe: FusionKeyframe,
+        witnesses: list[FusionKeyframe],
+        scales: dict[int, float],
+    ) -> None:
+        fusion.add(keyframe, witnesses)
+        self._fused_as[keyframe.id] = (keyframe.pose_c2w, scales[keyframe.id])
+        if self.depth_folder is not None:
+            write_depth_npy(self.depth_folder, self._frame_index(keyframe.id), keyframe.depth)
+
+    def _frame_index(self, keyframe_id: int) -> int:
+        with self.map.lock:
+            return self.map.keyframes[keyframe_id].frame_index

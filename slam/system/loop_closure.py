@@ -341,22 +341,7 @@ class LoopCloser:
         )
         poses_w2c, scales = se3_and_scale(corrected)
         moved = {kf.id: k for k, kf in enumerate(keyframes) if not bool(fixed[k])}
-        with self.map.lock:
-            for kf_id, k in moved.items():
-                keyframe = self.map.keyframes[kf_id]
-                scale = float(scales[k])
-                keyframe.pose_w2c = SE3(poses_w2c.data[k].to(keyframe.pose_w2c.data))
-                if keyframe.depth is not None:
-                    keyframe.depth = keyframe.depth / scale
-                if keyframe.place_depth is not None:
-                    keyframe.place_depth = keyframe.place_depth / scale
-            for record in self.map.frames:
-                node = moved.get(record.keyframe_id)
-                if node is not None and record.frame_from_keyframe is not None:
-                    relative = record.frame_from_keyframe.data.clone()
-                    relative[:3] /= float(scales[node])
-                    record.frame_from_keyframe = SE3(relative)
-            self.map.version += 1
+        self.map.apply_similarities({kf_id: (SE3(poses_w2c.data[k]), float(scales[k])) for kf_id, k in moved.items()})
         self.correction_seconds.append(time.perf_counter() - start)
         log.info(
             "loop closed: %d keyframes corrected in %.2f s (scale %.3f-%.3f)",

@@ -36,6 +36,9 @@ class Keyframe:
     - ``place_features``, ``place_depth``: what relocalization matches against once the window
       features are gone (set by :meth:`compact`): the motion features as float16 (C, h, w) and
       the depth at half their resolution, (h/2, w/2) float16 map units, 0 where unknown.
+    - ``released_depth_scale``: what the depth the keyframe held when its pixels were released
+      is to be divided by to be in the map's units now (the scales of the corrections since;
+      see :meth:`MapState.apply_similarities`).
 
     When the keyframe leaves the optimization window, :meth:`compact` drops the features and
     keeps the image as uint8 in [0, 255] and depth and confidence as float16: what fusion and
@@ -58,6 +61,7 @@ class Keyframe:
     descriptor: torch.Tensor | None = None
     place_features: torch.Tensor | None = None
     place_depth: torch.Tensor | None = None
+    released_depth_scale: float = 1.0
 
     @property
     def pose_c2w(self) -> np.ndarray:
@@ -234,6 +238,30 @@ class MapState:
                     keyframe.depth = depths[k].detach().clone()
                 if confidences is not None:
                     keyframe.confidence = confidences[k].detach().clone()
+            self.version += 1
+
+    def apply_similarities(self, corrections: dict[int, tuple[SE3, float]]) -> None:
+        """Move keyframes by similarities (a loop closure's correction): ``corrections`` maps a
+        keyframe id to its new world-to-camera pose (SE3 ()) and the scale ``s`` its geometry
+        shrinks by (new units = old units / s). The keyframe's depth and place depth are divided
+        by ``s`` (a released keyframe's ``released_depth_scale`` multiplied by it), and so are the
+        translations of the frames tracked against it. All in one step under the lock."""
+        with self.lock:
+            for kf_id, (pose_w2c, scale) in corrections.items():
+                keyframe = self.keyframes[kf_id]
+                keyframe.pose_w2c = SE3(pose_w2c.data.to(keyframe.pose_w2c.data))
+                if keyframe.depth is not None:
+                    keyframe.depth = keyframe.depth / scale
+                else:
+                    keyframe.released_depth_scale *= scale
+                if keyframe.place_depth is not None:
+                    keyframe.place_depth = keyframe.place_depth / scale
+            for record in self.frames:
+                correction = corrections.get(record.keyframe_id)
+                if correction is not None and record.frame_from_keyframe is not None:
+                    relative = record.frame_from_keyframe.data.clone()
+                    relative[:3] /= correction[1]
+                    record.frame_from_keyframe = SE3(relative)
             self.version += 1
 
     def keyframe_list(self) -> list[Keyframe]:

@@ -98,7 +98,12 @@ class SlamSystem:
         )
         self.fusion = StreamingFusion(config.fusion)
         self.archive = KeyframeArchive(
-            self.map, self.fusion, camera.intrinsics, active=backend.window + 1, depth_folder=depth_folder
+            self.map,
+            self.fusion,
+            camera.intrinsics,
+            active=backend.window + 1,
+            depth_folder=depth_folder,
+            keep_released=backend.loops,  # a loop closure may move fused keyframes
         )
         self._thread = BackendThread(self._backend_pass) if config.backend.mode == "thread" else None
         self.frontend = Frontend(
@@ -150,7 +155,8 @@ class SlamSystem:
 
     def finish(self) -> None:
         """Flush the frontend, stop the backend thread, run a last backend pass and fuse every
-        keyframe (all are final now)."""
+        keyframe (all are final now); when loop closures moved keyframes that were fused, fuse
+        the whole map again at the final poses (see :meth:`KeyframeArchive.rebuild`)."""
         self.frontend.finish()
         if self._thread is not None:
             self._thread.stop()
@@ -158,6 +164,15 @@ class SlamSystem:
         if self.config.backend.mode != "disabled":
             self.backend.optimise()
         self.archive.update(final=True)
+        if self.archive.released is not None and self.archive.moved_since_fusion():
+            start = time.perf_counter()
+            previous, self.fusion = self.fusion, self.archive.rebuild()
+            previous.close()
+            log.info(
+                "fused %d keyframes again at their corrected poses in %.1f s",
+                len(self.fusion),
+                time.perf_counter() - start,
+            )
 
     def snapshot(self, with_images: bool = True) -> MapSnapshot:
         return self.map.snapshot(with_images)

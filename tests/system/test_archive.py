@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
 
 from slam.config.loader import override
 from slam.config.schema import FusionConfig, SystemConfig
@@ -76,6 +78,51 @@ def test_final_keyframes_are_fused_written_and_released(room, tmp_path):
     ]
     batch = fuse_point_cloud(everything, min_confidence=0.3, consistency_views=1, voxel_size=0.02)
     assert 0.95 * len(batch) < len(fusion.cloud()) < 1.05 * len(batch)
+
+
+def test_keyframes_moved_after_fusion_are_fused_again_at_their_new_poses(room, tmp_path):
+    """A loop closure's correction (a similarity: rotation, translation and scale) applied to
+    every keyframe, most of them fused and released already: the rebuilt cloud covers the first
+    cloud moved by the same similarity, and the depth maps are rewritten in the new units."""
+    state = MapState()
+    intrinsics = np.array([room.camera.fx, room.camera.fy, room.camera.cx, room.camera.cy])
+    fusion = StreamingFusion(FusionConfig(mesh=False))  # voxels follow the scene depth, so its scale
+    archive = KeyframeArchive(
+        state, fusion, intrinsics, active=4, witnesses=2, depth_folder=tmp_path / "depth", keep_released=True
+    )
+    for index in range(0, 60, 4):
+        add_room_keyframe(state, room, index)
+        archive.update()
+    assert sum(kf.released for kf in state.keyframe_list()) == 15 - 4 - 2  # all but the active and witnesses
+    archive.update(final=True)
+    first = fusion.cloud()
+    assert not archive.moved_since_fusion()
+
+    # the world moved by X' = (R0 X + t0) / s: a camera's G = (R, t) becomes (R R0^T, (t - R R0^T t0) / s)
+    R0 = torch.from_numpy(Rotation.from_rotvec([0.0, 0.3, 0.1]).as_matrix()).float()
+    t0, s = torch.tensor([0.5, -0.2, 1.0]), 2.0
+    corrections = {}
+    for keyframe in state.keyframe_list():
+        G = keyframe.pose_w2c.matrix()
+        rotation = G[:3, :3] @ R0.T
+        moved = torch.eye(4)
+        moved[:3, :3], moved[:3, 3] = rotation, (G[:3, 3] - rotation @ t0) / s
+        corrections[keyframe.id] = (SE3.from_matrix(moved), s)
+    state.apply_similarities(corrections)
+    assert archive.moved_since_fusion()
+    refused = archive.rebuild()
+    rebuilt = refused.cloud()
+    expected = (first.points @ R0.numpy().T + t0.numpy()) / s
+    assert refused.scale is not None and fusion.scale is not None
+    voxel = refused.scale.point_voxel
+    assert voxel == pytest.approx(fusion.scale.point_voxel / s, rel=0.01)
+    # the same surfaces (the point counts differ: the room's walls meet the voxel grid elsewhere)
+    to_expected, _ = cKDTree(expected).query(rebuilt.points)
+    to_rebuilt, _ = cKDTree(rebuilt.points).query(expected)
+    assert np.median(to_expected) < 0.5 * voxel and np.percentile(to_expected, 95) < 2 * voxel
+    assert np.median(to_rebuilt) < 0.5 * voxel and np.percentile(to_rebuilt, 95) < 2 * voxel
+    np.testing.assert_allclose(np.load(tmp_path / "depth" / "000008.npy"), room.render(8)[1] / s, rtol=1e-2)
+    assert not archive.moved_since_fusion()
 
 
 @pytest.mark.slow

@@ -34,7 +34,9 @@ def test_the_scale_between_two_depth_maps_of_the_same_view_is_their_ratio():
 def test_loops_on_a_figure_eight_are_true_ones_and_reduce_the_error():
     """900 frames of a figure-eight (about 1.9 laps) with loop closure: its first loop is found
     by appearance (the drift hides it from proximity), then by proximity at nearly every
-    keyframe. Measured: 87 loops, none off by more than 2 degrees; ATE 0.25-0.35 m, against
+    keyframe. Measured: 87 loops, none off by more than 2 degrees alone, 2.1 under the load of a
+    parallel test run (the run is not bit-reproducible across thread timings), where a loop to
+    another place would be tens of degrees off; ATE 0.25-0.35 m, against
     0.51 m without loop closure (the path's scale drifts by up to two times around the lap)."""
     frames = list(SyntheticSource.from_spec("synthetic:room:path=figure8:frames=900"))
     config = override(SystemConfig(), "backend.mode=inline", "fusion.mesh=false", "backend.loops=true")
@@ -51,7 +53,7 @@ def test_loops_on_a_figure_eight_are_true_ones_and_reduce_the_error():
         true_rotation = np.linalg.inv(new_c2w)[:3, :3] @ old_c2w[:3, :3]
         measured = Rotation.from_quat(edge.new_from_old[3:7].numpy()).as_matrix()
         error = np.degrees(Rotation.from_matrix(true_rotation.T @ measured).magnitude())
-        assert error < 2.0, (edge.new_id, edge.old_id, edge.why, error)
+        assert error < 3.0, (edge.new_id, edge.old_id, edge.why, error)
     indices = np.array([f.index for f in frames])
     trajectory, tracked = full_trajectory(system.snapshot(with_images=False), indices, indices / 30.0)
     times = indices[tracked] / 30.0

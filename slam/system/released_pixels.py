@@ -1,0 +1,52 @@
+"""The pixels of keyframes released from memory, kept on disk so that the fused map can be rebuilt
+when a loop closure moves keyframes that were fused already (see :mod:`slam.system.archive`).
+
+Each keyframe is one uncompressed ``.npz`` in a temporary folder: its image (H, W, 3) uint8 RGB,
+and its depth and confidence (H, W) float16 (map units when released; half the float32 size,
+as the map itself keeps them once compacted). The folder is removed when the store is closed,
+garbage collected or the interpreter exits.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from slam.system.map import KeyframeView
+
+
+class ReleasedPixels:
+    """Keyframes' pixels by keyframe id, on disk (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix="v2d-keyframes-")
+        self._ids: set[int] = set()
+
+    def __contains__(self, keyframe_id: int) -> bool:
+        return keyframe_id in self._ids
+
+    def _path(self, keyframe_id: int) -> Path:
+        return Path(self._folder.name) / f"{keyframe_id:06d}.npz"
+
+    def put(self, view: KeyframeView) -> None:
+        """Store the pixels of ``view`` (a view with them: image, depth and confidence)."""
+        assert view.image is not None and view.depth is not None and view.confidence is not None  # with pixels
+        np.savez(
+            self._path(view.id),
+            image=view.image,
+            depth=view.depth.astype(np.float16),
+            confidence=view.confidence.astype(np.float16),
+        )
+        self._ids.add(view.id)
+
+    def get(self, keyframe_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The stored image (H, W, 3) uint8 and depth and confidence (H, W) float32 of a keyframe."""
+        with np.load(self._path(keyframe_id)) as stored:
+            return stored["image"], stored["depth"].astype(np.float32), stored["confidence"].astype(np.float32)
+
+    def close(self) -> None:
+        """Remove the folder and everything in it."""
+        self._folder.cleanup()
+        self._ids.clear()
