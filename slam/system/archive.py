@@ -96,13 +96,17 @@ class KeyframeArchive:
                     assert view.depth is not None  # views of unreleased keyframes carry pixels
                     write_depth_npy(self.depth_folder, view.frame_index, view.depth)
         fused = [kf for kf in done if self.fusion.fused(kf.id)]
+        spilled: list[KeyframeView] = []  # written to disk once the lock is free: tracking waits on it
         with self.map.lock:
             for keyframe in fused[: max(0, len(fused) - self.witnesses)]:
                 if not keyframe.released:
                     if self.released is not None:
-                        self.released.put(self.map.keyframe_views([keyframe])[0])
+                        spilled.append(self.map.keyframe_views([keyframe])[0])
                     keyframe.release()
                     self.map.version += 1
+        for view in spilled:
+            assert self.released is not None  # views are spilled only into a store
+            self.released.put(view)
         if fresh:
             log.debug("fused %d final keyframes (%d in all)", len(fresh), len(self.fusion))
         return len(fresh)
@@ -144,16 +148,14 @@ class KeyframeArchive:
         fused), which replaces :attr:`fusion`; rewrites the depth maps of ``depth_folder``. Needs
         ``keep_released``. The caller closes the old fusion."""
         fusion = StreamingFusion(self.fusion.config)
-        recent: list[FusionKeyframe] = []
-        scales: dict[int, float] = {}
-        for keyframe, scale in self._final_keyframes():
-            recent = [*recent[-(self.witnesses + self.active) :], keyframe]
-            scales[keyframe.id] = scale
+        recent: list[tuple[FusionKeyframe, float]] = []  # (keyframe, its released_depth_scale)
+        for entry in self._final_keyframes():
+            recent = [*recent[-(self.witnesses + self.active) :], entry]
             if len(recent) > self.active:  # the keyframe ``active`` before this one has its witnesses
-                self._fuse_again(fusion, recent[-1 - self.active], recent, scales)
-        for keyframe in recent:  # the newest, with fewer witnesses after them
+                self._fuse_again(fusion, *recent[-1 - self.active], [kf for kf, _ in recent])
+        for keyframe, scale in recent:  # the newest, with fewer witnesses after them
             if not fusion.fused(keyframe.id):
-                self._fuse_again(fusion, keyframe, recent, scales)
+                self._fuse_again(fusion, keyframe, scale, [kf for kf, _ in recent])
         self.fusion = fusion
         return fusion
 
@@ -161,11 +163,11 @@ class KeyframeArchive:
         self,
         fusion: StreamingFusion,
         keyframe: FusionKeyframe,
+        released_depth_scale: float,
         witnesses: list[FusionKeyframe],
-        scales: dict[int, float],
     ) -> None:
         fusion.add(keyframe, witnesses)
-        self._fused_as[keyframe.id] = (keyframe.pose_c2w, scales[keyframe.id])
+        self._fused_as[keyframe.id] = (keyframe.pose_c2w, released_depth_scale)
         if self.depth_folder is not None:
             write_depth_npy(self.depth_folder, self._frame_index(keyframe.id), keyframe.depth)
 
