@@ -27,7 +27,10 @@ SUITES: dict[str, tuple[str, str]] = {
     "motion": ("motion modules: speed, and learned vs classical relative-pose accuracy", "motion"),
     "alternation": ("one round of the full DeepV2D alternation, every module family", "alternation"),
     "slam": ("the SLAM system on synthetic and real sequences: ATE, tracking, fps, memory", "slam"),
-    "long": ("long-term SLAM: sequences played there and back, with and without the map reused", "long"),
+    "long": (
+        "long-term SLAM: sequences played there and back and closed loops, with and without loop closure",
+        "long",
+    ),
     "endurance": ("memory over a 10,000-frame synthetic run", "endurance"),
     "viewer": ("the live Qt viewer's cost in end-to-end fps on tum_fr1_rpy", "viewer"),
 }

@@ -42,9 +42,10 @@ MAX_MAP_SHARE = 0.03
 class LiveStats:
     """The run's numbers: input frames processed, keyframes, frames lost (blank ones included),
     blank frames (black, saturated or textureless: never tracked or mapped), relocalizations (losses
-    recovered in the same map), map segments (cold starts), frontend and end-to-end frames per
-    second (None before the first frame), points drawn, resident memory
-    of the process in MiB, and whether the run is paused or done."""
+    recovered in the same map), map segments (cold starts) and those a loop joined to the one
+    before, loops closed (accepted), frontend and end-to-end frames per second (None before the
+    first frame), points drawn, resident memory of the process in MiB, and whether the run is
+    paused or done."""
 
     frames: int = 0
     keyframes: int = 0
@@ -52,6 +53,8 @@ class LiveStats:
     blank: int = 0
     relocalizations: int = 0
     segments: int = 0
+    segments_joined: int = 0
+    loops: int = 0
     frontend_fps: float | None = None
     end_to_end_fps: float | None = None
     points: int = 0
@@ -73,7 +76,8 @@ class LiveStats:
             f"lost       {self.lost}",
             f"blank      {self.blank}",
             f"recovered  {self.relocalizations}",
-            f"segments   {self.segments}",
+            f"segments   {self.segments}" + (f" ({self.segments_joined} joined)" if self.segments_joined else ""),
+            f"loops      {self.loops}",
             f"frontend   {fps(self.frontend_fps)} fps",
             f"end to end {fps(self.end_to_end_fps)} fps",
             f"points     {self.points:,}",
@@ -364,6 +368,8 @@ class LiveScene:
             blank=system.frontend.counts["blank"] if system is not None else 0,
             relocalizations=system.frontend.counts["relocalizations"] if system is not None else 0,
             segments=system.frontend.counts["initialisations"] if system is not None else 0,
+            segments_joined=system.loop_closer.segments_joined() if system is not None else 0,
+            loops=len(system.loop_closer.edges) if system is not None else 0,
             frontend_fps=system.frames_processed / system.frontend_seconds
             if system is not None and system.frontend_seconds > 0
             else None,

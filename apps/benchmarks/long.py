@@ -1,12 +1,15 @@
-"""Long-term SLAM: does the map get reused? Each sequence is played there and back (`v2d run
---there-and-back`: its frames forward, then backward to the first), so the camera ends where it
-started and a map that is reused brings it back there. Per run: ATE (Sim3-aligned, every frame),
-the return gap (distance between the first and last estimated camera centres over the estimated
-path length: scale-free, 0 for a closed loop), frames tracked, relocalizations, map segments
-(cold starts), backend passes that joined older covisible keyframes, end-to-end frames per second
-and peak memory. The default configuration beside the same without the map reused
-(``frontend.relocalize_frames=0``: a new map at every loss; ``backend.covisible=0``: the window
-of the newest keyframes only). Each run is a separate `v2d run` process."""
+"""Long-term SLAM: does the map get reused? Each real and synthetic sequence is played there and
+back (`v2d run --there-and-back`: its frames forward, then backward to the first), and two
+synthetic hand-held paths are walked as two whole laps of a closed path (``path=loop`` and
+``path=figure8`` with ``laps=2``), so that in every run the camera ends where it started and a
+map that is reused brings it back there. Per run: ATE (Sim3-aligned, every frame), the return gap
+(distance between the first and last estimated camera centres over the estimated path length:
+scale-free, 0 for a closed loop), frames tracked, relocalizations, map segments (cold starts),
+backend passes that joined older covisible keyframes, loops accepted and rejected, pose-graph
+corrections and their mean time, end-to-end frames per second and peak memory. Three
+configurations: loop closure on and off (``backend.loops``), and neither loop closure nor the map
+reused (``frontend.relocalize_frames=0``: a new map at every loss; ``backend.covisible=0``: the
+window of the newest keyframes only). Each run is a separate `v2d run` process."""
 
 from __future__ import annotations
 
@@ -19,18 +22,32 @@ from apps.benchmarks.common import run_and_read, sequence_source
 from slam.evaluation.trajectory import evaluate_trajectory
 from slam.io.trajectory import Trajectory
 
-#: (name, source, frames forward in a full run, in a quick run)
+#: (name, source, frames forward in a full run, in a quick run, played there and back); a closed
+#: path's full run is its whole laps (the source says how many frames)
 SEQUENCES = [
-    ("synthetic room (hand-held)", "synthetic:room", 300, 40),
-    ("synthetic road (driving)", "synthetic:road", 200, 30),
-    ("tum_fr1_rpy", "tum_fr1_rpy", 120, 30),
-    ("kitti_07", "kitti_07", 100, 30),
-    ("hololens_000", "hololens_000", 150, 30),
+    ("synthetic room (hand-held)", "synthetic:room", 300, 40, True),
+    ("synthetic road (driving)", "synthetic:road", 200, 30, True),
+    ("synthetic room, 2 laps of a loop", "synthetic:room:path=loop:laps=2", None, 40, False),
+    ("synthetic room, 2 laps of a figure-eight", "synthetic:room:path=figure8:laps=2", None, 40, False),
+    ("tum_fr1_rpy", "tum_fr1_rpy", 120, 30, True),
+    ("kitti_07", "kitti_07", 100, 30, True),
+    ("hololens_000", "hololens_000", 150, 30, True),
 ]
 
+#: more frames than any full run has: no cap
+ALL_FRAMES = 1_000_000
+
+WITHOUT_LOOPS = ["--set", "backend.loops=false"]
 CONFIGURATIONS = {
-    "default": [],
-    "without the map reused": ["--set", "frontend.relocalize_frames=0", "--set", "backend.covisible=0"],
+    "loop closure": ["--set", "backend.loops=true"],
+    "no loop closure": WITHOUT_LOOPS,
+    "neither loop closure nor the map reused": [
+        *WITHOUT_LOOPS,
+        "--set",
+        "frontend.relocalize_frames=0",
+        "--set",
+        "backend.covisible=0",
+    ],
 }
 
 
@@ -44,28 +61,39 @@ def return_gap(trajectory: Trajectory) -> float:
 def suite(args: argparse.Namespace) -> str:
     rows = [
         "| configuration | sequence | frames | ATE (m) | return gap | tracked | relocalizations | segments | "
-        "covisible passes | end-to-end fps | peak memory (MB) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "covisible passes | loops accepted / rejected | loop corrections (mean s) | end-to-end fps | "
+        "peak memory (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
     for config_name, extra in CONFIGURATIONS.items():
-        for name, source, full, quick in SEQUENCES:
+        for name, source, full, quick, there_and_back in SEQUENCES:
             spec = sequence_source(source)
             if spec is None:
                 notes.append(f"{name}: skipped, ../shared/data is absent")
                 continue
-            frames = quick if args.quick else full
+            if args.quick and full is None:  # a few frames of the closed path, not its laps
+                spec = spec.split(":laps=")[0]
+            frames = quick if args.quick else full or ALL_FRAMES
+            played = ["--there-and-back"] if there_and_back else []
             try:
-                stats, gt, estimate = run_and_read(spec, frames, ["--there-and-back", *extra])
+                stats, gt, estimate = run_and_read(spec, frames, [*played, *extra])
             except (RuntimeError, subprocess.TimeoutExpired) as err:
-                rows.append(f"| {config_name} | {name} | {2 * frames - 1} | failed: {err} |" + " |" * 7)
+                rows.append(f"| {config_name} | {name} | | failed: {err} |" + " |" * 9)
                 continue
             metrics = evaluate_trajectory(gt, estimate, align="sim3")
             tracked = stats["frames_tracked"] / max(stats["frames_processed"], 1)
+            corrections = stats["loop_corrections"]
+            correction_cell = f"{corrections} ({stats['loop_correction_s']})" if corrections else "0"
             rows.append(
                 f"| {config_name} | {name} | {stats['frames_processed']} | {metrics.ate_rmse:.3f} | "
                 f"{100 * return_gap(estimate):.2f}% | {100 * tracked:.0f}% | {stats['relocalizations']} | "
                 f"{stats['initialisations']} | {stats['covisible_passes']} of {stats['backend_passes']} | "
-                f"{stats['end_to_end_fps']} | {stats['peak_memory_mb']:.0f} |"
+                f"{stats['loops_accepted']} / {stats['loops_rejected']} | "
+                f"{correction_cell} | {stats['end_to_end_fps']} | {stats['peak_memory_mb']:.0f} |"
             )
-    return "### Long-term SLAM: there and back\n\n" + "\n".join(rows) + ("\n\n" + "\n".join(notes) if notes else "")
+    return (
+        "### Long-term SLAM: there and back, and closed loops\n\n"
+        + "\n".join(rows)
+        + ("\n\n" + "\n".join(notes) if notes else "")
+    )

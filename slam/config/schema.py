@@ -126,9 +126,11 @@ class BackendConfig:
       least ``loop_gap`` keyframes older than the window are candidates, up to
       ``loop_by_proximity`` per pass, then (when none passes) ``loop_by_appearance``, each verified by
       ``loop_steps`` tracking steps that must reach a flow quality of ``loop_quality`` and a
-      residual under ``loop_residual`` pixels; an accepted loop that disagrees with the estimate
-      by more than ``loop_correction`` standard deviations of a loop measurement (in
-      translation, rotation or scale) triggers a Sim(3) pose-graph optimization of the
+      residual under ``loop_residual`` pixels; a proximity candidate is tried only when the flow
+      its current relative pose predicts is at most ``loop_max_flow`` pixels (twice the
+      frontend's ``keyframe_flow``: the motion tracking is asked to register); an accepted loop
+      that disagrees with the estimate by more than ``loop_correction`` standard deviations of a
+      loop measurement (in translation, rotation or scale) triggers a Sim(3) pose-graph optimization of the
       keyframes older than the window. Off by default until the SLAM benchmark has measured it
       on every row (docs/tuning.md).
     - ``max_lag`` (thread mode): tracking waits for the pass under way when more than this many
@@ -159,6 +161,7 @@ class BackendConfig:
     loop_quality: float = 0.3
     loop_residual: float = 1.0
     loop_correction: float = 3.0
+    loop_max_flow: float = 80.0
     flow_reuse: float | None = 0.5
 
 
@@ -231,11 +234,14 @@ class SystemConfig:
             raise ConfigError("need backend.covisible >= 0, covisible_edges >= 1 and 0 < covisible_overlap <= 1")
         backend = self.backend
         if min(backend.loop_gap, backend.loop_by_proximity, backend.loop_by_appearance) < 0 or (
-            backend.loop_steps < 1 or backend.loop_residual <= 0 or backend.loop_correction <= 0
+            backend.loop_steps < 1
+            or backend.loop_residual <= 0
+            or backend.loop_correction <= 0
+            or backend.loop_max_flow <= 0
         ):
             raise ConfigError(
                 "need backend.loop_gap, loop_by_proximity and loop_by_appearance >= 0, loop_steps >= 1, "
-                "loop_residual > 0 and loop_correction > 0"
+                "loop_residual, loop_correction and loop_max_flow > 0"
             )
         if self.backend.edge_span is not None and self.backend.edge_span < 1:
             raise ConfigError(f"backend.edge_span must be >= 1 or null, got {self.backend.edge_span}")

@@ -161,6 +161,11 @@ class LoopPath:
         """Metres walked in one lap."""
         return float(self._arc[-1])
 
+    @property
+    def lap_seconds(self) -> float:
+        """Seconds one lap takes."""
+        return self.lap_length / self.speed
+
     def _point(self, angle: np.ndarray) -> np.ndarray:
         """(N, 2) positions on the path at parameters ``angle`` (N,) radians."""
         x = self.radii[0] * np.sin(angle)

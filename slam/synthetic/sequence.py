@@ -28,6 +28,7 @@ from slam.synthetic.photometric import Photometric
 from slam.synthetic.render import Renderer, RenderResult
 from slam.synthetic.roads import RoadLayout, build_road
 from slam.synthetic.rooms import RoomLayout, build_room
+from slam.synthetic.scene import Scene
 
 KINDS = ("room", "road")
 #: (height, width) of the images by default.
@@ -56,7 +57,9 @@ def _check_kind(kind: str) -> None:
 class SyntheticSequence:
     """``num_frames`` frames of a ``kind`` scene (``"room"`` or ``"road"``) made from ``seed``.
 
-    ``path``: one of :data:`PATHS` for the kind (None: its first).
+    ``path``: one of :data:`PATHS` for the kind (None: its first). ``laps``, for a closed path
+    (loop or figure8) in place of ``num_frames``: that many whole laps, so that the last frame's
+    camera is back at the first one's (up to the hand's shake).
     ``height``/``width`` default to :data:`DEFAULT_SIZE`; ``camera`` replaces the default
     intrinsics (its size then sets the image size). ``photometric`` adds optional camera effects
     (noise, vignetting, motion blur) to the images; off by default.
@@ -75,16 +78,29 @@ class SyntheticSequence:
         camera: Camera | None = None,
         photometric: Photometric | None = None,
         path: str | None = None,
+        laps: int | None = None,
     ):
         _check_kind(kind)
+        self.scene: Scene
+        self.layout: RoomLayout | RoadLayout
         path = PATHS[kind][0] if path is None else path
         if path not in PATHS[kind]:
             raise ValueError(f"a {kind} has no path {path!r}: use one of {', '.join(PATHS[kind])}")
+        if laps is not None and (path not in LoopPath.shapes or num_frames is not None or laps < 1):
+            raise ValueError(
+                f"laps={laps}: a whole number of laps (at least 1) of a closed path "
+                f"({' or '.join(LoopPath.shapes)}), in place of a number of frames"
+            )
+        if seed < 0:
+            raise ValueError(f"the seed of a synthetic sequence must not be negative, got {seed}")
+        if kind == "room":
+            self.scene, self.layout = build_room(seed)
+        if laps is not None:
+            seconds = LoopPath(cast(RoomLayout, self.layout), seed, path).lap_seconds
+            num_frames = round(laps * seconds * FRAME_RATE[kind]) + 1
         num_frames = DEFAULT_FRAMES[kind] if num_frames is None else int(num_frames)
         if num_frames < 1:
             raise ValueError(f"a synthetic sequence needs at least one frame, got {num_frames}")
-        if seed < 0:
-            raise ValueError(f"the seed of a synthetic sequence must not be negative, got {seed}")
         if camera is None:
             default_h, default_w = DEFAULT_SIZE[kind]
             camera = default_camera(kind, height or default_h, width or default_w)
@@ -98,14 +114,9 @@ class SyntheticSequence:
         self.timestamps = np.arange(num_frames, dtype=np.float64) / self.rate
         duration = float(self.timestamps[-1])
         self.path: HandheldPath | LoopPath | DrivingPath
-        self.layout: RoomLayout | RoadLayout
         if kind == "room":
-            self.scene, self.layout = build_room(self.seed)
-            self.path = (
-                HandheldPath(self.layout, duration, self.seed)
-                if path == "walk"
-                else LoopPath(self.layout, self.seed, path)
-            )
+            room = cast(RoomLayout, self.layout)
+            self.path = HandheldPath(room, duration, self.seed) if path == "walk" else LoopPath(room, self.seed, path)
             self._pose_at = self.path.poses
         else:
             self.path = DrivingPath(duration, self.seed)

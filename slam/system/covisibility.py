@@ -51,6 +51,27 @@ def overlaps(
     return inside.float().mean(dim=1)
 
 
+def reprojection_flow(
+    depth: torch.Tensor, new_from_old: SE3, intrinsics: torch.Tensor, image_size: tuple[int, int]
+) -> float:
+    """Median of the flow, in pixels at the processing size ``image_size`` (H, W), that moving a
+    keyframe's pixels with depth (``depth`` (H', W') any resolution, the keyframe's units) by
+    ``new_from_old`` (SE3 (), ``G_new G_old^-1``) into another camera induces: the flow a
+    tracker must find to register the two. A pixel that lands behind the other camera counts as
+    infinitely far; inf when none has depth. ``intrinsics`` (4,) at ``image_size``."""
+    small = resize_depth(depth.float(), OVERLAP_GRID)
+    grid_intrinsics = resize_intrinsics(intrinsics, image_size, OVERLAP_GRID)
+    known = small > 0
+    if not bool(known.any()):
+        return float("inf")
+    rows, cols = torch.nonzero(known, as_tuple=True)
+    moved = new_from_old.act(backproject(small[None], grid_intrinsics[None])[0][known])
+    coords = project(moved, grid_intrinsics, extra_dims=1)
+    flow = (coords - torch.stack([cols, rows], dim=-1).to(coords)).norm(dim=-1)
+    flow = torch.where(moved[:, 2] > MIN_DEPTH, flow, torch.full_like(flow, float("inf")))
+    return float(flow.median()) * image_size[1] / OVERLAP_GRID[1]
+
+
 def covisible_keyframes(
     keyframe: Keyframe,
     older: list[Keyframe],

@@ -5,8 +5,10 @@ monocular SLAM, scale) is spread over the keyframes that made it.
 
 Detection. Candidates are keyframes at least ``config.loop_gap`` keyframes older than the
 window: by proximity (the old keyframe that sees most of what the newest one sees at their
-current poses, :func:`slam.system.covisibility.covisible_keyframes`: small drift), and, when none
-of those passes, by appearance (the best-scoring thumbnails, :mod:`slam.system.places`: drift
+current poses, :func:`slam.system.covisibility.covisible_keyframes`: small drift; kept only when
+the flow its current relative pose predicts is within ``config.loop_max_flow``, the range the
+tracker registers, as DPV-SLAM's proximity loops do), and, when none of those passes, by
+appearance (the best-scoring thumbnails, :mod:`slam.system.places`: drift
 that has moved the estimate away from the place).
 
 Verification. The newest keyframe is tracked against the candidate (the motion module's
@@ -24,8 +26,9 @@ keyframe graph (an edge between consecutive keyframes and from each relocalized 
 anchor, at their current relative poses; every loop edge accepted so far) is optimised with the
 window's keyframes held: the live end of the map, which tracking uses, does not move; the older
 keyframes move to meet it, with their depths rescaled and the frames tracked against them
-following. Keyframes already fused (:mod:`slam.system.archive`) stay in the cloud and mesh
-where they were fused: a correction moves the trajectory, not yet the fused geometry.
+following. Keyframes already fused (:mod:`slam.system.archive`) keep their pixels on disk, and
+the run's end fuses the map again at the corrected poses and scales
+(:meth:`slam.system.archive.KeyframeArchive.rebuild`).
 
 Poses are world-to-camera (``G``, ``S``); ``S_new S_old^-1`` maps the old keyframe's camera to the
 new one's.
@@ -46,7 +49,7 @@ from slam.geometry.pose_graph import compose, inverse, optimise_pose_graph, se3_
 from slam.geometry.pose_graph import log as sim3_log
 from slam.geometry.projection import MIN_DEPTH, backproject, project
 from slam.geometry.resize import resize_depth
-from slam.system.covisibility import covisible_keyframes
+from slam.system.covisibility import covisible_keyframes, reprojection_flow
 from slam.system.map import Keyframe, MapState
 from slam.system.places import Candidate, candidates
 from slam.system.tracker import Tracker
@@ -162,11 +165,21 @@ class LoopCloser:
         self.image_size = image_size
         self.edges: list[LoopEdge] = []
         self.rejected = 0  # candidates that failed the verification
+        self._failed_at: dict[int, int] = {}  # old keyframe id -> newest keyframe id of its last failure
         self.correction_seconds: list[float] = []  # time of each pose-graph correction
 
     @property
     def corrections(self) -> int:
         return len(self.correction_seconds)
+
+    def segments_joined(self) -> int:
+        """How many map segments after the first (each begun by a cold start, at a scale of its
+        own) an accepted loop joins to the one before: a loop edge from a keyframe at or after a
+        segment's first keyframe to one before it spans that start, and the correction weighs the
+        start's guessed relative pose next to nothing beside the loop's measured one."""
+        with self.map.lock:
+            starts = [kf.id for kf in self.map.keyframe_list()[1:] if kf.anchor_id is None]
+        return sum(any(edge.old_id < start <= edge.new_id for edge in self.edges) for start in starts)
 
     def close(self, window: list[Keyframe]) -> LoopEdge | None:
         """Look for a loop at the window's newest keyframe; correct the graph when one is found
@@ -178,7 +191,7 @@ class LoopCloser:
         older = [kf for kf in self.map.keyframe_list() if kf.id < window[0].id - self.config.loop_gap]
         if newest.motion_features is None or newest.depth is None or not older:
             return None
-        edge = self._detect(newest, older)
+        edge = self._detect(newest, older, window[0].id)
         if edge is None:
             return None
         # a keyframe keeps one loop edge per old keyframe (the final pass may see it again)
@@ -189,16 +202,28 @@ class LoopCloser:
             self._correct(window)
         return edge
 
-    def _detect(self, newest: Keyframe, older: list[Keyframe]) -> LoopEdge | None:
+    def _detect(self, newest: Keyframe, older: list[Keyframe], window_start: int) -> LoopEdge | None:
         """The verified loop edge from ``newest`` to one of the ``older`` keyframes: the
         proximity candidates first; the appearance ones only when none of those passes (drift
-        has hidden the place); of those that pass, the one with the best flow quality."""
-        for found in (self._by_proximity(newest, older), self._by_appearance(newest, older)):
+        has hidden the place), less those the proximity round verified already; of those that
+        pass, the one with the best flow quality. A candidate that failed against a keyframe of
+        the window (from ``window_start`` on: views close to the newest one's) is not tried
+        again: where the road or corridor looks alike, the same old keyframe comes back for
+        every new keyframe and fails every time."""
+        tried: set[int] = set()
+        for find in (self._by_proximity, self._by_appearance):
             best: tuple[LoopEdge, float] | None = None
-            for candidate in found:
+            for candidate in find(newest, older):
+                old_id = candidate.keyframe.id
+                if old_id in tried:
+                    continue
+                tried.add(old_id)
+                if self._failed_at.get(old_id, -1) >= window_start:
+                    continue
                 verified = self._verify(newest, candidate)
                 if verified is None:
                     self.rejected += 1
+                    self._failed_at[old_id] = newest.id
                 elif best is None or verified[1] > best[1]:
                     best = verified
             if best is not None:
@@ -206,8 +231,11 @@ class LoopCloser:
         return None
 
     def _by_proximity(self, newest: Keyframe, older: list[Keyframe]) -> list[Candidate]:
-        """Old keyframes that see what ``newest`` sees at the current poses, each with the start
-        of its verification (``G_new G_old^-1``: the current relative pose)."""
+        """Old keyframes that see what ``newest`` sees at the current poses and whose pixels the
+        current relative pose moves by at most ``config.loop_max_flow`` (a forward camera sees
+        the road it will drive on from far behind, with far more flow than tracking can find),
+        each with the start of its verification (``G_new G_old^-1``: the current relative
+        pose)."""
         near = covisible_keyframes(
             newest,
             older,
@@ -216,7 +244,15 @@ class LoopCloser:
             self.intrinsics,
             self.image_size,
         )
-        return [Candidate(old, newest.pose_w2c * old.pose_w2c.inv(), "proximity") for old in near]
+        found = []
+        for old in near:
+            start, matching = newest.pose_w2c * old.pose_w2c.inv(), old.matching()
+            if (
+                matching is not None
+                and reprojection_flow(matching[1], start, self.intrinsics, self.image_size) <= self.config.loop_max_flow
+            ):
+                found.append(Candidate(old, start, "proximity"))
+        return found
 
     def _by_appearance(self, newest: Keyframe, older: list[Keyframe]) -> list[Candidate]:
         """Old keyframes whose thumbnails match that of ``newest`` best (scoring above

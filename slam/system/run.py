@@ -485,6 +485,8 @@ def write_outputs(
         "loops_rejected": loops.rejected,
         "loop_corrections": loops.corrections,
         "loop_correction_s": round(float(np.mean(loops.correction_seconds)), 3) if loops.correction_seconds else None,
+        # map segments after the first that a loop joined to the one before
+        "segments_joined": loops.segments_joined(),
         "frontend_fps": round(frames / system.frontend_seconds, 2) if system.frontend_seconds > 0 else None,
         # reading, tracking and the backend; the final fusion is timed on its own
         "end_to_end_fps": round(frames / wall_seconds, 2) if wall_seconds > 0 else None,

@@ -171,19 +171,28 @@ def test_a_failed_run_reports_its_status_and_last_lines():
 
 
 @pytest.mark.slow
-def test_the_long_suite_plays_a_sequence_there_and_back_with_and_without_the_map_reused(monkeypatch):
-    """One short synthetic sequence: a row per configuration, every frame played (forward and
-    back), the return gap and the map's counters in the row."""
+def test_the_long_suite_plays_a_sequence_there_and_back_and_laps_a_closed_path(monkeypatch):
+    """One short synthetic sequence played there and back and a few frames of a closed path: a
+    row per configuration and sequence, every frame played (forward and back), the return gap and
+    the map's and loop closure's counters in the row."""
     import argparse
 
     from apps.benchmarks import long
 
-    monkeypatch.setattr(long, "SEQUENCES", [("synthetic room (hand-held)", "synthetic:room", 40, 20)])
+    monkeypatch.setattr(
+        long,
+        "SEQUENCES",
+        [
+            ("synthetic room (hand-held)", "synthetic:room", 40, 20, True),
+            ("synthetic room, a loop", "synthetic:room:path=loop:laps=2", None, 20, False),
+        ],
+    )
     table = long.suite(argparse.Namespace(quick=True))
-    rows = [line for line in table.splitlines() if line.startswith("| default") or line.startswith("| without")]
-    assert len(rows) == 2, table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 2 * len(long.CONFIGURATIONS), table
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
-        assert cells[2] == "39" and cells[5] == "100%" and cells[4].endswith("%"), row
-        assert float(cells[3]) < 0.1, row  # ATE (m) on 20 frames of the room and back
-    assert "| without the map reused |" in table and " 0 of " in rows[1], table
+        assert cells[2] == ("39" if "hand-held" in cells[1] else "20") and cells[5] == "100%", row
+        assert cells[4].endswith("%") and float(cells[3]) < 0.1, row  # ATE (m) of 20 frames of the room
+        assert " / " in cells[9] and cells[10].split(" ")[0].isdigit(), row
+    assert "| neither loop closure nor the map reused |" in table and " 0 of " in rows[-1], table

@@ -594,3 +594,18 @@ def test_a_synthetic_room_can_lap_a_closed_path_and_a_bad_path_is_one_line():
     assert SyntheticSource.from_spec("synthetic:room:path=figure8:frames=2").path == "figure8"
     with pytest.raises(SourceError, match="has no path 'loop': use one of drive"):
         SyntheticSource.from_spec("synthetic:road:path=loop")
+
+
+def test_laps_of_a_closed_path_end_where_they_start_and_other_laps_are_one_line():
+    """``laps=2`` walks two whole laps: the last frame's camera is back at the first one's, and
+    it went somewhere between; laps of an open path, with frames, or fewer than one are refused."""
+    source = SyntheticSource.from_spec("synthetic:room:path=figure8:laps=2")
+    path = source.sequence.path
+    assert source.num_raw == round(2 * path.lap_length / path.speed * 30.0) + 1
+    poses = source.sequence.poses
+    assert np.linalg.norm(poses[-1][:3, 3] - poses[0][:3, 3]) < 0.02
+    assert np.linalg.norm(poses[:, :3, 3] - poses[0][:3, 3], axis=1).max() > 1.0  # it went somewhere
+    refused = ("synthetic:room:laps=2", "synthetic:room:path=loop:laps=0", "synthetic:room:path=loop:laps=2:frames=9")
+    for spec in refused:
+        with pytest.raises(SourceError, match="a whole number of laps"):
+            SyntheticSource.from_spec(spec)

@@ -8,7 +8,7 @@ import math
 import torch
 
 from slam.geometry.lie import SE3
-from slam.system.covisibility import covisible_keyframes, overlaps
+from slam.system.covisibility import covisible_keyframes, overlaps, reprojection_flow
 from slam.system.map import Keyframe, MapState
 
 INTRINSICS = torch.tensor([100.0, 100.0, 63.5, 47.5])
@@ -57,3 +57,16 @@ def test_covisible_keyframes_are_the_most_overlapping_above_the_least_share():
     assert covisible_keyframes(newest, older, 1, 0.5, INTRINSICS, SIZE) == [near]
     assert covisible_keyframes(newest, older, 3, 0.9, INTRINSICS, SIZE) == [near]
     assert covisible_keyframes(newest, older, 0, 0.5, INTRINSICS, SIZE) == []
+
+
+def test_the_flow_a_relative_pose_predicts_is_the_focal_length_times_baseline_over_depth():
+    """A wall 2 m away seen from a camera moved 0.1 m sideways moves by f t / z = 100 x 0.1 / 2
+    = 5 pixels; none at the same pose; inf when the wall is behind the other camera or no pixel
+    has depth."""
+    wall = torch.full((48, 64), 2.0)
+    sideways = SE3(torch.tensor([0.1, 0.0, 0.0, 0, 0, 0, 1]))
+    assert abs(reprojection_flow(wall, sideways, INTRINSICS, SIZE) - 5.0) < 0.2
+    assert reprojection_flow(wall, SE3.identity(), INTRINSICS, SIZE) < 1e-4
+    behind = SE3(torch.tensor([0.0, 0.0, -3.0, 0, 0, 0, 1]))
+    assert math.isinf(reprojection_flow(wall, behind, INTRINSICS, SIZE))
+    assert math.isinf(reprojection_flow(torch.zeros(48, 64), sideways, INTRINSICS, SIZE))

@@ -10,12 +10,13 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from slam.config.loader import override
-from slam.config.schema import SystemConfig
+from slam.config.schema import BackendConfig, SystemConfig
 from slam.evaluation.trajectory import associate_and_align
 from slam.geometry.lie import SE3
 from slam.io.sources.synthetic import SyntheticSource
 from slam.io.trajectory import Trajectory
-from slam.system.loop_closure import relative_scale
+from slam.system.loop_closure import LoopCloser, LoopEdge, relative_scale
+from slam.system.map import Keyframe, MapState
 from slam.system.slam_system import SlamSystem, full_trajectory
 
 
@@ -28,6 +29,21 @@ def test_the_scale_between_two_depth_maps_of_the_same_view_is_their_ratio():
     far = SE3(torch.tensor([0.0, 0.0, -100.0, 0, 0, 0, 1]))  # moved behind the new camera: nothing lands
     ratio, share, _ = relative_scale(new_depth, old_depth, far, intrinsics, (240, 320))
     assert np.isnan(ratio) and share == 0
+
+
+def test_a_loop_that_spans_a_cold_start_joins_its_segment():
+    """Three segments (cold starts at keyframes 0, 4 and 8): a loop from keyframe 6 to 2 joins the
+    second to the first; one from 11 to 9 stays inside the third; none joins the third."""
+    map_state = MapState()
+    for k in range(12):
+        anchor = None if k in (0, 4, 8) else k - 1
+        map_state.add_keyframe(Keyframe(k, k, float(k), None, SE3.identity(), None, None, anchor_id=anchor))
+    closer = LoopCloser(None, map_state, BackendConfig(loops=True), torch.ones(4), (8, 8))  # type: ignore[arg-type]
+    assert closer.segments_joined() == 0
+    closer.edges.append(LoopEdge(11, 9, torch.zeros(8), "proximity"))
+    assert closer.segments_joined() == 0
+    closer.edges.append(LoopEdge(6, 2, torch.zeros(8), "appearance"))
+    assert closer.segments_joined() == 1
 
 
 @pytest.mark.slow

@@ -116,6 +116,7 @@ def test_live_scene_reads_the_run(finished_scene):
     state = finished_scene.update(force=True)
     control = finished_scene.control
     assert state.stats.done and state.stats.frames == 24 and state.stats.keyframes >= 2
+    assert "segments   1" in state.stats.lines() and "loops      0" in state.stats.lines()  # one map, no loop
     assert len(state.trajectory) == 24 and np.allclose(state.current_pose_c2w[:3, 3], state.trajectory[-1])
     assert len(state.keyframe_poses_c2w) == state.stats.keyframes
     assert len(state.cloud) > 10_000 and state.stats.points == len(state.cloud)

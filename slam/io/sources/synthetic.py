@@ -8,9 +8,11 @@ Spec strings (the SOURCE argument of ``v2d run``), parsed by :meth:`SyntheticSou
     synthetic:room:seed=3:frames=500       options as key=value, in any order
     synthetic:road:size=240x320            image size as HEIGHTxWIDTH (or height=..., width=...)
     synthetic:room:path=loop:frames=900    laps of a closed path (loop or figure8)
+    synthetic:room:path=figure8:laps=2     two whole laps: the last frame is back at the first
 
 Keys: ``seed`` (int), ``frames`` (number of raw frames), ``size`` (HEIGHTxWIDTH), ``height``,
-``width``, ``path`` (a room's: walk, loop or figure8). Defaults: room 300 frames of 240 x 320
+``width``, ``path`` (a room's: walk, loop or figure8), ``laps`` (whole laps of a closed path, in
+place of ``frames``). Defaults: room 300 frames of 240 x 320
 at 30 Hz, road 200 frames of 192 x 640 at 10 Hz (see :mod:`slam.synthetic.sequence`).
 
 Source options: start, stride and max_frames select raw frames as for every source (only the
@@ -30,7 +32,7 @@ from slam.synthetic.sequence import (
     default_camera,
 )
 
-_INT_KEYS = ("seed", "frames", "height", "width")
+_INT_KEYS = ("seed", "frames", "height", "width", "laps")
 
 
 class SyntheticSource(IndexedSource):
@@ -48,6 +50,7 @@ class SyntheticSource(IndexedSource):
         width: int | None = None,
         options: SourceOptions | None = None,
         path: str | None = None,
+        laps: int | None = None,
     ):
         super().__init__(options)
         if kind not in KINDS:
@@ -65,7 +68,10 @@ class SyntheticSource(IndexedSource):
         default_height, default_width = DEFAULT_SIZE[kind]
         self.camera = default_camera(kind, height or default_height, width or default_width)
         # rendered at the delivered size directly (exact depth, no resampling)
-        self.sequence = SyntheticSequence(kind, seed, num_frames, camera=self.output_camera, path=path)
+        try:
+            self.sequence = SyntheticSequence(kind, seed, num_frames, camera=self.output_camera, path=path, laps=laps)
+        except ValueError as err:
+            raise SourceError(f"synthetic {kind}: {err}") from None
         self.path = path or PATHS[kind][0]
         self.num_raw = len(self.sequence)
 
@@ -102,7 +108,14 @@ class SyntheticSource(IndexedSource):
                     f"size=HxW, path=NAME or {', '.join(k + '=N' for k in _INT_KEYS)}"
                 )
         return cls(
-            kind, values.get("seed", 0), values.get("frames"), values.get("height"), values.get("width"), options, path
+            kind,
+            values.get("seed", 0),
+            values.get("frames"),
+            values.get("height"),
+            values.get("width"),
+            options,
+            path,
+            values.get("laps"),
         )
 
     @property
