@@ -10,12 +10,12 @@ Trajectories
     ``evo.core.metrics.RPE`` between associated poses ``delta`` apart (translation in metres,
     rotation in degrees), on the aligned estimate.
 
-    Coverage is ``matched / gt_frames``: the estimated poses matched to the ground truth, over
-    the ground-truth poses in the time span of the run (by default the estimate's first to last
-    timestamp, widened by ``max_diff``). It is the share of frames tracked when the ground truth
-    is sampled at the frame times, as ``v2d run`` writes ``groundtruth.txt``; against a denser
-    ground truth (TUM's 100 Hz motion capture for a 30 Hz camera) it is at most the ratio of the
-    rates.
+    Coverage is ``matched / expected_frames``: the estimated poses matched to the ground truth,
+    over the frames the time span of the run (by default the estimate's first to last timestamp)
+    holds at the rate of the sparser of the two trajectories (its median time between poses),
+    since association pairs each pose of the sparser one at most once. It is the share of frames
+    with a pose whatever the ground truth's rate (TUM's motion capture runs at 100 Hz, the camera
+    at 30); an estimate that leaves out the frames it lost covers less than all.
 
 Degenerate scale
     A Sim(3) alignment can shrink a poor estimate towards a point: the ATE is then about the
@@ -60,8 +60,9 @@ class TrajectoryMetrics:
     ``ate_*``: statistics of the position error of the aligned estimate. ``rpe_trans_rmse`` /
     ``rpe_rot_rmse_deg``: RMSE of the relative pose error between associated poses
     ``rpe_delta`` apart. ``scale``: the alignment's scale (1 unless sim3). ``matched``: associated
-    pairs; ``gt_frames``: ground-truth poses in the run's time span; ``coverage`` =
-    ``matched / gt_frames``; ``est_poses``: poses in the estimate file. ``spread_ratio``: the
+    pairs; ``gt_frames``: ground-truth poses in the run's time span; ``expected_frames``: frames
+    the span holds at the sparser trajectory's rate; ``coverage`` = ``matched /
+    expected_frames``; ``est_poses``: poses in the estimate file. ``spread_ratio``: the
     aligned estimate's spread over the ground truth's (None when the ground truth does not move);
     ``degenerate_scale``: it is below :data:`DEGENERATE_SPREAD`. ``aligned``: the associated,
     aligned poses (for plots; not in :meth:`to_dict`).
@@ -78,6 +79,7 @@ class TrajectoryMetrics:
     align: str
     matched: int
     gt_frames: int
+    expected_frames: int
     est_poses: int
     coverage: float
     spread_ratio: float | None
@@ -105,11 +107,17 @@ class TrajectoryMetrics:
                 f"max {self.ate_max:.4f}) after {self.align} alignment, scale {self.scale:.4f}",
                 f"RPE (delta {self.rpe_delta} frame{'s' if self.rpe_delta != 1 else ''}): translation RMSE "
                 f"{self.rpe_trans_rmse:.4f} m, rotation RMSE {self.rpe_rot_rmse_deg:.3f} deg",
-                f"coverage {100 * self.coverage:.1f}%: {self.matched} estimated poses matched of {self.gt_frames} "
-                f"ground-truth poses in the run's time span ({self.est_poses} estimated poses in all)",
+                f"coverage {100 * self.coverage:.1f}%: {self.matched} estimated poses matched the ground truth, "
+                f"of {self.expected_frames} frames in the run's time span ({self.gt_frames} ground-truth poses "
+                f"in it, {self.est_poses} estimated poses in all)",
                 *warning,
             ]
         )
+
+
+def _median_interval(trajectory: Trajectory) -> float:
+    """Median time between consecutive poses (0 for fewer than two)."""
+    return float(np.median(np.diff(np.sort(trajectory.timestamps)))) if len(trajectory) > 1 else 0.0
 
 
 def _to_evo(trajectory: Trajectory, name: str):
@@ -204,6 +212,8 @@ def evaluate_trajectory(
 
     start, end = run_span if run_span is not None else (est.timestamps.min(), est.timestamps.max())
     gt_frames = int(np.count_nonzero((gt.timestamps >= start - max_diff) & (gt.timestamps <= end + max_diff)))
+    interval = max(_median_interval(gt), _median_interval(est))
+    expected = max(int(round((end - start) / interval)) + 1 if interval > 0 else 1, matched)
     gt_spread = _spread(aligned.gt)
     spread_ratio = _spread(aligned.est) / gt_spread if gt_spread > 0 else None
     return TrajectoryMetrics(
@@ -219,7 +229,8 @@ def evaluate_trajectory(
         matched=matched,
         gt_frames=gt_frames,
         est_poses=len(est),
-        coverage=matched / gt_frames if gt_frames else 0.0,
+        expected_frames=expected,
+        coverage=matched / expected,
         spread_ratio=spread_ratio,
         degenerate_scale=spread_ratio is not None and spread_ratio < DEGENERATE_SPREAD,
         aligned=aligned,

@@ -8,8 +8,10 @@ window: by proximity (the old keyframe that sees most of what the newest one see
 current poses, :func:`slam.system.covisibility.covisible_keyframes`: small drift; kept only when
 the flow its current relative pose predicts is within ``config.loop_max_flow``, the range the
 tracker registers, as DPV-SLAM's proximity loops do), and, when none of those passes, by
-appearance (the best-scoring thumbnails, :mod:`slam.system.places`: drift
-that has moved the estimate away from the place).
+appearance (the best-scoring thumbnail, :mod:`slam.system.places`, when it scores at least as
+well as the window's other keyframes do: drift that has moved the estimate away from the
+place). An old keyframe that failed against a window keyframe is not tried again until the
+window has moved on.
 
 Verification. The newest keyframe is tracked against the candidate (the motion module's
 correspondences and the Gauss-Newton solve with the old keyframe's depth, from the current
@@ -51,7 +53,7 @@ from slam.geometry.projection import MIN_DEPTH, backproject, project
 from slam.geometry.resize import resize_depth
 from slam.system.covisibility import covisible_keyframes, reprojection_flow
 from slam.system.map import Keyframe, MapState
-from slam.system.places import Candidate, candidates
+from slam.system.places import Candidate, candidates, shifted_scores
 from slam.system.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -191,7 +193,7 @@ class LoopCloser:
         older = [kf for kf in self.map.keyframe_list() if kf.id < window[0].id - self.config.loop_gap]
         if newest.motion_features is None or newest.depth is None or not older:
             return None
-        edge = self._detect(newest, older, window[0].id)
+        edge = self._detect(window, older)
         if edge is None:
             return None
         # a keyframe keeps one loop edge per old keyframe (the final pass may see it again)
@@ -202,18 +204,19 @@ class LoopCloser:
             self._correct(window)
         return edge
 
-    def _detect(self, newest: Keyframe, older: list[Keyframe], window_start: int) -> LoopEdge | None:
-        """The verified loop edge from ``newest`` to one of the ``older`` keyframes: the
-        proximity candidates first; the appearance ones only when none of those passes (drift
-        has hidden the place), less those the proximity round verified already; of those that
-        pass, the one with the best flow quality. A candidate that failed against a keyframe of
-        the window (from ``window_start`` on: views close to the newest one's) is not tried
-        again: where the road or corridor looks alike, the same old keyframe comes back for
-        every new keyframe and fails every time."""
+    def _detect(self, window: list[Keyframe], older: list[Keyframe]) -> LoopEdge | None:
+        """The verified loop edge from the ``window``'s newest keyframe to one of the ``older``
+        keyframes: the proximity candidates first; the appearance ones only when none of those
+        passes (drift has hidden the place), less those the proximity round verified already; of
+        those that pass, the one with the best flow quality. A candidate that failed against a
+        keyframe of the window (views close to the newest one's) is not tried again: where the
+        road or corridor looks alike, the same old keyframe comes back for every new keyframe
+        and fails every time."""
+        newest, window_start = window[-1], window[0].id
         tried: set[int] = set()
-        for find in (self._by_proximity, self._by_appearance):
+        for candidates_found in (self._by_proximity(newest, older), self._by_appearance(window, older)):
             best: tuple[LoopEdge, float] | None = None
-            for candidate in find(newest, older):
+            for candidate in candidates_found:
                 old_id = candidate.keyframe.id
                 if old_id in tried:
                     continue
@@ -254,12 +257,18 @@ class LoopCloser:
                 found.append(Candidate(old, start, "proximity"))
         return found
 
-    def _by_appearance(self, newest: Keyframe, older: list[Keyframe]) -> list[Candidate]:
-        """Old keyframes whose thumbnails match that of ``newest`` best (scoring above
-        :data:`MIN_APPEARANCE`), each with the start of its verification (the turn the
-        thumbnails' best shift says)."""
+    def _by_appearance(self, window: list[Keyframe], older: list[Keyframe]) -> list[Candidate]:
+        """Old keyframes whose thumbnails match that of the ``window``'s newest keyframe best,
+        each with the start of its verification (the turn the thumbnails' best shift says). A
+        candidate must score above :data:`MIN_APPEARANCE` and at least as well as the least
+        alike of the window's other keyframes, which see the same place (as ORB-SLAM's loop
+        detection asks of its covisible keyframes): where every view looks alike, as along a
+        street, only an old view more alike than those neighbours is worth a verification."""
+        newest = window[-1]
         if newest.descriptor is None:
             return []
+        neighbours = [kf.descriptor for kf in window[:-1] if kf.descriptor is not None]
+        least_alike = float(shifted_scores(newest.descriptor, torch.stack(neighbours))[0].min()) if neighbours else 0.0
         return candidates(
             older,
             newest.descriptor,
@@ -268,7 +277,7 @@ class LoopCloser:
             0,
             self.intrinsics,
             self.image_size,
-            min_score=MIN_APPEARANCE,
+            min_score=max(MIN_APPEARANCE, least_alike),
         )
 
     def _verify(self, newest: Keyframe, candidate: Candidate) -> tuple[LoopEdge, float] | None:

@@ -175,10 +175,25 @@ def test_coverage_of_a_partial_estimate():
     est = Trajectory(gt.timestamps[keep], gt.poses[keep])
     metrics = evaluate_trajectory(gt, est)
     assert metrics.matched == 70 and metrics.est_poses == 70
-    assert metrics.gt_frames == 80  # ground truth within the estimate's time span
+    assert metrics.gt_frames == metrics.expected_frames == 80  # within the estimate's time span
     assert metrics.coverage == pytest.approx(70 / 80)
     whole_run = evaluate_trajectory(gt, est, run_span=(gt.timestamps[0], gt.timestamps[-1]))
     assert whole_run.gt_frames == 100 and whole_run.coverage == pytest.approx(0.7)
+
+
+def test_coverage_counts_frames_whatever_the_ground_truth_s_rate():
+    """A 30 Hz estimate of every frame against 100 Hz motion capture (TUM's) covers all of the
+    run; against 10 Hz ground truth too; one that lost 3 of its 10 seconds covers 70% of them."""
+    dense = wandering_trajectory(n=1000, rate=100.0)
+    frames = np.arange(0.0, 9.9, 1 / 30)
+    est = Trajectory(1000.0 + frames, np.stack([dense.poses[int(round(t * 100))] for t in frames]))
+    metrics = evaluate_trajectory(dense, est)
+    assert metrics.gt_frames > 900 and metrics.coverage == pytest.approx(1.0, abs=0.01), metrics.summary()
+    sparse = Trajectory(dense.timestamps[::10], dense.poses[::10])
+    assert evaluate_trajectory(sparse, est).coverage == pytest.approx(1.0, abs=0.02)
+    kept = (frames < 3.0) | (frames >= 6.0)
+    partial = evaluate_trajectory(dense, Trajectory(est.timestamps[kept], est.poses[kept]))
+    assert partial.coverage == pytest.approx(0.7, abs=0.02), partial.summary()
 
 
 def test_timestamps_are_matched_within_max_diff():

@@ -4,6 +4,10 @@ keyframes stays bounded however long it runs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -19,6 +23,7 @@ from slam.mapping.streaming import NUM_NEIGHBOURS, StreamingFusion
 from slam.synthetic import SyntheticSequence
 from slam.system.archive import KeyframeArchive
 from slam.system.map import FrameRecord, Keyframe, MapState
+from slam.system.released_pixels import PREFIX, STALE_SECONDS, remove_left_over
 from slam.system.slam_system import SlamSystem
 from tests.mapping.reference_fusion import fuse_point_cloud
 
@@ -146,3 +151,25 @@ def test_a_long_run_holds_the_pixels_of_a_bounded_number_of_keyframes():
     assert keyframes > 15
     assert max(holding) <= config.backend.window + 1 + NUM_NEIGHBOURS  # active ones and witnesses
     assert len(system.fusion) == keyframes and len(system.fusion.cloud()) > 1000
+
+
+def test_a_killed_run_s_released_pixels_are_removed_by_the_next_and_a_live_one_s_are_not(tmp_path):
+    """Stores named by process id: a dead process's store unchanged for an hour goes; a live
+    process's, a fresh one and a folder of another name stay."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    names = {
+        "left over": f"{PREFIX}{dead.pid}-x1",
+        "fresh": f"{PREFIX}{dead.pid}-x2",
+        "live": f"{PREFIX}{os.getpid()}-x3",
+        "other": "v2d-other-1-x4",
+    }
+    old = 0.0
+    for key, name in names.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "000001.npz").write_bytes(b"x")
+        if key != "fresh":
+            os.utime(tmp_path / name, (old, old))
+    removed = remove_left_over(tmp_path, now=old + STALE_SECONDS + 1)
+    assert removed == [tmp_path / names["left over"]] and not removed[0].exists()
+    assert all((tmp_path / names[key]).is_dir() for key in ("fresh", "live", "other"))
