@@ -130,9 +130,9 @@ class BackendConfig:
       its current relative pose predicts is at most ``loop_max_flow`` pixels (twice the
       frontend's ``keyframe_flow``: the motion tracking is asked to register); an accepted loop
       that disagrees with the estimate by more than ``loop_correction`` standard deviations of a
-      loop measurement (in translation, rotation or scale) triggers a Sim(3) pose-graph optimization of the
-      keyframes older than the window. Off by default until the SLAM benchmark has measured it
-      on every row (docs/tuning.md).
+      loop measurement (in translation, rotation or scale) triggers a Sim(3) pose-graph
+      optimization of the keyframes older than the window. With it, released keyframes' pixels
+      are kept on disk so that the map can be fused again after a correction.
     - ``max_lag`` (thread mode): tracking waits for the pass under way when more than this many
       keyframes have not been seen by a finished pass; None: never waits.
 
@@ -153,7 +153,7 @@ class BackendConfig:
     covisible: int = 2
     covisible_overlap: float = 0.5
     covisible_edges: int = 2
-    loops: bool = False
+    loops: bool = True
     loop_gap: int = 10
     loop_by_proximity: int = 1
     loop_by_appearance: int = 1
