@@ -7,9 +7,10 @@ map that is reused brings it back there. Per run: ATE (Sim3-aligned, every frame
 scale-free, 0 for a closed loop), frames tracked, relocalizations, map segments (cold starts),
 backend passes that joined older covisible keyframes, loops accepted and rejected, pose-graph
 corrections and their mean time, end-to-end frames per second and peak memory. Three
-configurations: the default, with loop closure; without it (``backend.loops=false``); and neither loop closure nor the map
-reused (``frontend.relocalize_frames=0``: a new map at every loss; ``backend.covisible=0``: the
-window of the newest keyframes only). Each run is a separate `v2d run` process."""
+configurations: the default, with loop closure; without it (``backend.loops=false``); and
+neither loop closure nor the map reused (``frontend.relocalize_frames=0``: a new map at every
+loss; ``backend.covisible=0``: the window of the newest keyframes only). Each run is a separate
+`v2d run` process."""
 
 from __future__ import annotations
 
