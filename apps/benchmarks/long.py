@@ -7,8 +7,8 @@ map that is reused brings it back there. Per run: ATE (Sim3-aligned, every frame
 scale-free, 0 for a closed loop), frames tracked, relocalizations, map segments (cold starts),
 backend passes that joined older covisible keyframes, loops accepted and rejected, pose-graph
 corrections and their mean time, end-to-end frames per second and peak memory. Three
-configurations: the default, with loop closure; without it (``backend.loops=false``); and
-neither loop closure nor the map reused (``frontend.relocalize_frames=0``: a new map at every
+configurations: loop closure on and off (``backend.loops``); and neither loop closure nor the
+map reused (``frontend.relocalize_frames=0``: a new map at every
 loss; ``backend.covisible=0``: the window of the newest keyframes only). Each run is a separate
 `v2d run` process."""
 
@@ -40,7 +40,7 @@ ALL_FRAMES = 1_000_000
 
 WITHOUT_LOOPS = ["--set", "backend.loops=false"]
 CONFIGURATIONS = {
-    "default (loop closure)": ["--set", "backend.loops=true"],
+    "loop closure": ["--set", "backend.loops=true"],
     "no loop closure": WITHOUT_LOOPS,
     "neither loop closure nor the map reused": [
         *WITHOUT_LOOPS,
