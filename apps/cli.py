@@ -44,14 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run ``v2d`` with ``argv``; input errors print one line and return 2; Ctrl-C returns 130,
     SIGTERM and SIGHUP 128 + the signal's number, each after the command saved what it had."""
-    from slam.system.stop_signals import Terminated, raising_on_stop_signals
+    from slam.system.stop_signals import Terminated, raising_on_stop_signals, stop_behind
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # the command line as given, for records such as BENCHMARKS.md
     try:
-        with raising_on_stop_signals():
-            return int(args.func(args) or 0)
+        try:
+            with raising_on_stop_signals():
+                return int(args.func(args) or 0)
+        except Exception as err:  # a signal that surfaced as another error is that signal
+            signalled = stop_behind(err)
+            if signalled is None:
+                raise
+            raise signalled from None
     except V2DError as err:
         print(f"v2d {args.command}: error: {err}", file=sys.stderr)
         return 2

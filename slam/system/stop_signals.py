@@ -90,6 +90,20 @@ class SavingGuard:
         self._installed.__exit__(None, None, None)
 
 
+def stop_behind(error: BaseException) -> BaseException | None:
+    """The :class:`Terminated` or KeyboardInterrupt that ``error`` was raised while handling (its
+    cause or context, at any depth), or None: a signal that arrives while a library runs may come
+    out as that library's own error (an extension module's import fails with ImportError)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (Terminated, KeyboardInterrupt)):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def raising_on_stop_signals() -> contextlib.AbstractContextManager[None]:
     """While inside, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread, as SIGINT
     raises KeyboardInterrupt."""

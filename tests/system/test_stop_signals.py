@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from slam.system.stop_signals import Terminated, calling_on_stop_signals, raising_on_stop_signals
+from slam.system.stop_signals import Terminated, calling_on_stop_signals, raising_on_stop_signals, stop_behind
 
 
 def test_sigterm_raises_terminated_and_an_ignored_sighup_stays_ignored():
@@ -35,3 +35,17 @@ def test_a_viewer_gets_every_stop_signal_as_a_call_even_where_a_shell_ignored_si
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, int_before)
+
+
+def test_a_signal_that_surfaced_as_another_error_is_found_behind_it():
+    """SIGTERM during an extension module's import comes out as ImportError ("initialization
+    failed") raised while handling Terminated: the CLI treats it as the signal."""
+    try:
+        try:
+            raise Terminated(signal.SIGTERM)
+        except Terminated:
+            raise ImportError("initialization failed")  # noqa: B904 - what the import machinery does
+    except ImportError as err:
+        found = stop_behind(err)
+    assert isinstance(found, Terminated) and found.signum == signal.SIGTERM
+    assert stop_behind(ValueError("no signal")) is None
