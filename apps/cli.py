@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from slam import __version__
@@ -57,7 +58,12 @@ def main(argv: list[str] | None = None) -> int:
             signalled = stop_behind(err)
             if signalled is None:
                 raise
-            raise signalled from None
+            # what the signal interrupted may be left half set up (open3d, its import cut short,
+            # makes the interpreter's exit fail with status 1): leave without the exit handlers;
+            # whatever the command saved is on disk already (every output is fsynced)
+            code = 128 + signalled.signum if isinstance(signalled, Terminated) else 130
+            print(f"v2d {args.command}: stopped by {signalled or 'SIGINT'}", file=sys.stderr, flush=True)
+            os._exit(code)
     except V2DError as err:
         print(f"v2d {args.command}: error: {err}", file=sys.stderr)
         return 2

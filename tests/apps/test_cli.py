@@ -82,3 +82,33 @@ def test_console_script_is_installed():
     assert result.returncode == 0
     for command in ("run", "demo", "calibrate", "eval", "bench"):
         assert command in result.stdout
+
+
+SIGNAL_INSIDE_AN_IMPORT = r"""
+import signal, sys
+import apps.cli as cli
+from slam.system.stop_signals import Terminated
+
+def interrupted_import(args):
+    try:
+        raise Terminated(signal.SIGTERM)
+    except Terminated:
+        raise ImportError("initialization failed")  # what a C extension's import gives
+
+build_parser = cli.build_parser
+def parser_with_interrupted_commands():
+    parser = build_parser()
+    for command in parser._subparsers._group_actions[0].choices.values():
+        command.set_defaults(func=interrupted_import)
+    return parser
+cli.build_parser = parser_with_interrupted_commands
+sys.exit(cli.main(["run", "synthetic"]))
+"""
+
+
+def test_a_sigterm_that_surfaced_as_an_import_error_exits_as_sigterm():
+    """SIGTERM while open3d is imported comes out as ImportError: v2d says it was stopped by
+    SIGTERM and exits 143, with no traceback (the shutdown soak met it under load)."""
+    result = subprocess.run([sys.executable, "-c", SIGNAL_INSIDE_AN_IMPORT], capture_output=True, text=True)
+    assert result.returncode == 143 and "Traceback" not in result.stderr, result.stderr
+    assert "stopped by SIGTERM" in result.stderr
