@@ -24,16 +24,19 @@ from slam.evaluation.trajectory import evaluate_trajectory
 from slam.io.trajectory import Trajectory
 
 #: (name, source, frames forward in a full run, in a quick run, played there and back); a closed
-#: path's full run is its whole laps (the source says how many frames)
+#: path's full run (None) is :data:`LAPS` whole laps of it (``laps=``: the source counts the frames)
 SEQUENCES = [
     ("synthetic room (hand-held)", "synthetic:room", 300, 40, True),
     ("synthetic road (driving)", "synthetic:road", 200, 30, True),
-    ("synthetic room, 2 laps of a loop", "synthetic:room:path=loop:laps=2", None, 40, False),
-    ("synthetic room, 2 laps of a figure-eight", "synthetic:room:path=figure8:laps=2", None, 40, False),
+    ("synthetic room, 2 laps of a loop", "synthetic:room:path=loop", None, 40, False),
+    ("synthetic room, 2 laps of a figure-eight", "synthetic:room:path=figure8", None, 40, False),
     ("tum_fr1_rpy", "tum_fr1_rpy", 120, 30, True),
     ("kitti_07", "kitti_07", 100, 30, True),
     ("hololens_000", "hololens_000", 150, 30, True),
 ]
+
+#: laps of a closed path in a full run
+LAPS = 2
 
 #: more frames than any full run has: no cap
 ALL_FRAMES = 1_000_000
@@ -73,9 +76,9 @@ def suite(args: argparse.Namespace) -> str:
             if spec is None:
                 notes.append(f"{name}: skipped, ../shared/data is absent")
                 continue
-            if args.quick and full is None:  # a few frames of the closed path, not its laps
-                spec = spec.split(":laps=")[0]
             frames = quick if args.quick else full or ALL_FRAMES
+            if full is None and not args.quick:  # whole laps (a quick run: a few frames of the path)
+                spec = f"{spec}:laps={LAPS}"
             played = ["--there-and-back"] if there_and_back else []
             try:
                 stats, gt, estimate = run_and_read(spec, frames, [*played, *extra])

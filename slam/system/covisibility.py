@@ -24,16 +24,24 @@ OVERLAP_GRID = (24, 32)
 NEAREST = 16
 
 
+def _grid_points(
+    depth: torch.Tensor, intrinsics: torch.Tensor, image_size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A keyframe's ``depth`` (H', W', any resolution) on the :data:`OVERLAP_GRID` (h, w):
+    (h, w, 3) points in its camera, the (h, w) mask of those with depth, and the grid's (4,)
+    intrinsics (``intrinsics`` (4,) at the processing size ``image_size`` (H, W))."""
+    small = resize_depth(depth.float(), OVERLAP_GRID)
+    grid_intrinsics = resize_intrinsics(intrinsics, image_size, OVERLAP_GRID)
+    return backproject(small[None], grid_intrinsics[None])[0], small > 0, grid_intrinsics
+
+
 def overlaps(
     depth: torch.Tensor, pose_w2c: SE3, others_w2c: SE3, intrinsics: torch.Tensor, image_size: tuple[int, int]
 ) -> torch.Tensor:
     """(K,) share of the pixels with depth of a keyframe (``depth`` (H', W') any resolution,
     ``pose_w2c`` SE3 ()) that land in front of and inside each of K other keyframes (``others_w2c``
     SE3 (K,)); ``intrinsics`` (4,) at the processing size ``image_size`` (H, W)."""
-    small = resize_depth(depth.float(), OVERLAP_GRID)
-    grid_intrinsics = resize_intrinsics(intrinsics, image_size, OVERLAP_GRID)
-    points = backproject(small[None], grid_intrinsics[None])[0]  # (h, w, 3) in the keyframe's camera
-    known = small > 0
+    points, known, grid_intrinsics = _grid_points(depth, intrinsics, image_size)
     if not bool(known.any()):
         return torch.zeros(others_w2c.data.shape[0], device=depth.device)
     world = pose_w2c.inv().act(points[known])  # (P, 3)
@@ -59,13 +67,11 @@ def reprojection_flow(
     ``new_from_old`` (SE3 (), ``G_new G_old^-1``) into another camera induces: the flow a
     tracker must find to register the two. A pixel that lands behind the other camera counts as
     infinitely far; inf when none has depth. ``intrinsics`` (4,) at ``image_size``."""
-    small = resize_depth(depth.float(), OVERLAP_GRID)
-    grid_intrinsics = resize_intrinsics(intrinsics, image_size, OVERLAP_GRID)
-    known = small > 0
+    points, known, grid_intrinsics = _grid_points(depth, intrinsics, image_size)
     if not bool(known.any()):
         return float("inf")
     rows, cols = torch.nonzero(known, as_tuple=True)
-    moved = new_from_old.act(backproject(small[None], grid_intrinsics[None])[0][known])
+    moved = new_from_old.act(points[known])
     coords = project(moved, grid_intrinsics, extra_dims=1)
     flow = (coords - torch.stack([cols, rows], dim=-1).to(coords)).norm(dim=-1)
     flow = torch.where(moved[:, 2] > MIN_DEPTH, flow, torch.full_like(flow, float("inf")))

@@ -214,9 +214,10 @@ class LoopCloser:
         and fails every time."""
         newest, window_start = window[-1], window[0].id
         tried: set[int] = set()
-        for candidates_found in (self._by_proximity(newest, older), self._by_appearance(window, older)):
+        rounds = (lambda: self._by_proximity(newest, older), lambda: self._by_appearance(window, older))
+        for find in rounds:  # the appearance round is searched only when the proximity one found nothing
             best: tuple[LoopEdge, float] | None = None
-            for candidate in candidates_found:
+            for candidate in find():
                 old_id = candidate.keyframe.id
                 if old_id in tried:
                     continue
