@@ -6,7 +6,9 @@ keyframes: a camera that lingers or returns is optimised against the map it buil
 Depth is updated by a dense bundle adjustment in the same solve (each keyframe's per-pixel depth
 moves with the poses to fit the motion module's correspondences, on a coarser grid; the change is
 applied to the full-resolution depth as a ratio), and/or by the depth module with the other window
-keyframes as neighbours. Runs in its own thread, or inline after each keyframe.
+keyframes as neighbours. After each pass, loop closure (:mod:`slam.system.loop_closure`) at the
+newest keyframe, which tracking does not wait for. Runs in its own thread, or inline after each
+keyframe.
 """
 
 from __future__ import annotations
@@ -83,18 +85,36 @@ class Backend:
             window[-1], older, self.config.covisible, self.config.covisible_overlap, self.intrinsics, self.image_size
         )
 
+    def _ready_window(self) -> list[Keyframe] | None:
+        """The window (see :meth:`window`) when it can be optimised: at least 3 keyframes, all
+        with their motion features; else None."""
+        window = self.window()
+        if len(window) < 3 or any(kf.motion_features is None for kf in window):
+            return None
+        return window
+
+    def close_loops(self) -> bool:
+        """Loop closure at the window's newest keyframe (:meth:`LoopCloser.close`), when a
+        ``loop_closer`` is given and the window can be optimised; returns whether a loop was
+        accepted. Separate from :meth:`optimise` so that tracking need not wait for it (see
+        :class:`BackendThread`)."""
+        window = self._ready_window()
+        if self.loop_closer is None or window is None:
+            return False
+        start = time.perf_counter()
+        accepted = self.loop_closer.close(window) is not None
+        self.seconds += time.perf_counter() - start
+        return accepted
+
     def optimise(self) -> bool:
-        """One pass: loop closure at the window's newest keyframe (when a ``loop_closer`` is
-        given), then the optimisation of the current window and the keyframes covisible with it
+        """One pass: the optimisation of the current window and the keyframes covisible with it
         (held fixed, see :meth:`covisible`); returns False when the window holds fewer than 3
         keyframes. A result with NaN or infinite poses, depths or confidences is not written to
         the map (counted in ``rejected_passes``, a warning the first time)."""
-        window = self.window()
-        if len(window) < 3 or any(kf.motion_features is None for kf in window):
+        window = self._ready_window()
+        if window is None:
             return False
         start = time.perf_counter()
-        if self.loop_closer is not None:
-            self.loop_closer.close(window)
         fixed = self.covisible(window) if self.config.bundle_adjustment else []
         count, extra = len(window), len(fixed)
         all_poses = SE3.stack([kf.pose_w2c for kf in fixed + window])
@@ -204,13 +224,16 @@ class Backend:
 
 
 class BackendThread(threading.Thread):
-    """Runs ``work`` (a backend pass: :meth:`Backend.optimise` and what follows it) whenever a
-    new keyframe arrives, until stopped; errors are kept in ``error`` for the main thread to
-    report. Keyframes that arrive during a pass are taken together by the next one."""
+    """Runs ``work`` (a backend pass: :meth:`Backend.optimise` and what follows it), then
+    ``follow_up`` (work tracking need not wait for: loop closure), whenever a new keyframe
+    arrives, until stopped; errors are kept in ``error`` for the main thread to report.
+    Keyframes that arrive during a pass are taken together by the next one. A pass counts as
+    finished (see :attr:`lag`) when ``work`` returns, before ``follow_up``."""
 
-    def __init__(self, work: Callable[[], object]):
+    def __init__(self, work: Callable[[], object], follow_up: Callable[[], object] | None = None):
         super().__init__(name="v2d-backend", daemon=True)
         self.work = work
+        self.follow_up = follow_up
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._progress = threading.Condition()
@@ -258,6 +281,8 @@ class BackendThread(threading.Thread):
                     with self._progress:
                         self._covered = seen
                         self._progress.notify_all()
+                    if self.follow_up is not None:
+                        self.follow_up()
         except BaseException as err:  # reported by the main thread; the frontend's work is kept
             self.error = err
             log.exception("backend failed")

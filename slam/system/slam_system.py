@@ -105,7 +105,7 @@ class SlamSystem:
             depth_folder=depth_folder,
             keep_released=backend.loops,  # a loop closure may move fused keyframes
         )
-        self._thread = BackendThread(self._backend_pass) if config.backend.mode == "thread" else None
+        self._thread = BackendThread(self._backend_pass, self._close_loops) if config.backend.mode == "thread" else None
         self.frontend = Frontend(
             self.depth_module,
             self.motion_module,
@@ -129,6 +129,7 @@ class SlamSystem:
                 self._thread.wait_for_lag(self.config.backend.max_lag)
         else:
             self._backend_pass()
+            self._close_loops()
 
     def _backend_pass(self) -> None:
         """The backend's work after a new keyframe: the window optimisation (unless disabled),
@@ -136,6 +137,12 @@ class SlamSystem:
         if self.config.backend.mode != "disabled":
             self.backend.optimise()
         self.archive.update()
+
+    def _close_loops(self) -> None:
+        """The backend's work after a pass that tracking does not wait for: loop closure at the
+        newest keyframe (with ``backend.loops``)."""
+        if self.config.backend.mode != "disabled":
+            self.backend.close_loops()
 
     def process(self, frame: Frame) -> None:
         """Track one frame (at the processing resolution)."""
@@ -163,6 +170,7 @@ class SlamSystem:
             self._thread.join()
         if self.config.backend.mode != "disabled":
             self.backend.optimise()
+            self.backend.close_loops()
         self.archive.update(final=True)
         if self.archive.released is not None and self.archive.moved_since_fusion():
             start = time.perf_counter()

@@ -61,6 +61,27 @@ def test_tracking_waits_while_the_backend_is_more_than_max_lag_keyframes_behind(
         thread.join(10)
 
 
+def test_tracking_does_not_wait_for_the_follow_up_of_a_pass():
+    work, follow_up = _GatedWork(), _GatedWork()
+    thread = BackendThread(work, follow_up)
+    thread.start()
+    try:
+        thread.notify()
+        assert work.entered.acquire(timeout=10)
+        done = _waiter(thread, max_lag=0)
+        assert not done.wait(0.3)
+        work.gate.release()  # the pass's work ends: tracking goes on while the follow-up runs
+        assert follow_up.entered.acquire(timeout=10)
+        assert done.wait(10) and thread.lag == 0 and follow_up.passes == 0
+        follow_up.gate.release()
+    finally:
+        thread.stop()
+        work.gate.release()
+        follow_up.gate.release()
+        thread.join(10)
+    assert follow_up.passes == 1
+
+
 def test_a_failed_backend_never_holds_tracking_back():
     work = _GatedWork(fail=True)
     thread = BackendThread(work)
