@@ -132,9 +132,8 @@ class BackendConfig:
       that disagrees with the estimate by more than ``loop_correction`` standard deviations of a
       loop measurement (in translation, rotation or scale) triggers a Sim(3) pose-graph
       optimization of the keyframes older than the window. With it, released keyframes' pixels
-      are kept on disk so that the map can be fused again after a correction. Off by default:
-      in thread mode it makes the classical pair's HoloLens row several times worse with no
-      loop accepted (docs/tuning.md).
+      are kept on disk so that the map can be fused again after a correction. Runs after each
+      backend pass, which tracking does not wait for.
     - ``max_lag`` (thread mode): tracking waits for the pass under way when more than this many
       keyframes have not been seen by a finished pass; None: never waits.
 
@@ -155,7 +154,7 @@ class BackendConfig:
     covisible: int = 2
     covisible_overlap: float = 0.5
     covisible_edges: int = 2
-    loops: bool = False
+    loops: bool = True
     loop_gap: int = 10
     loop_by_proximity: int = 1
     loop_by_appearance: int = 1
