@@ -31,6 +31,7 @@ SUITES: dict[str, tuple[str, str]] = {
         "long-term SLAM: sequences played there and back and closed loops, with and without loop closure",
         "long",
     ),
+    "map": ("the map against the sensor: keyframe depth, the exported cloud and mesh", "map"),
     "endurance": ("memory over a 10,000-frame synthetic run", "endurance"),
     "viewer": ("the live Qt viewer's cost in end-to-end fps on tum_fr1_rpy", "viewer"),
 }

@@ -1,6 +1,7 @@
 """Writers for the geometry a run exports: the fused point cloud and the mesh as binary PLY
 (little-endian; readable by Open3D, MeshLab and CloudCompare), and keyframe depth maps as numpy
-arrays (map units) or 16-bit PNG (TUM convention, value / scale = metres).
+arrays (map units) or 16-bit PNG (TUM convention, value / scale = metres); and a reader of the
+vertex positions of such a PLY (to measure an exported map without Open3D).
 
 The PLY writer is our own (a header and numpy records): Open3D refuses to write an empty cloud
 or mesh, and a run that tracked nothing must still leave valid files. An empty cloud or mesh is
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from slam.errors import ExportError
 from slam.io.atomic import atomic_file
 from slam.mapping.point_cloud import PointCloud
 
@@ -93,3 +95,37 @@ def write_mesh_ply(path: str | Path, mesh: open3d.geometry.TriangleMesh) -> None
     if len(points) == 0 or len(triangles) == 0:
         log.warning("%s: the mesh is empty (nothing was fused); writing a PLY with no faces", path)
     _write_ply(path, _vertex_records(points, colours, normals), triangles)
+
+
+def read_ply_vertices(path: str | Path) -> np.ndarray:
+    """The (N, 3) float64 vertex positions of a binary little-endian PLY whose vertex properties
+    are scalars (as this module writes them). Raises ExportError naming the file when it cannot
+    be read or is not such a PLY."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ExportError(f"cannot read {path}: {err.strerror}") from None
+    end = data.find(b"end_header\n")
+    lines = data[: max(end, 0)].decode("ascii", errors="replace").splitlines()
+    if end < 0 or not lines or lines[0] != "ply" or "format binary_little_endian 1.0" not in lines:
+        raise ExportError(f"{path} is not a binary little-endian PLY")
+    types = {name: code for code, name in _PLY_TYPES.items()} | {"float32": "f4", "uint8": "u1", "int32": "i4"}
+    fields: list[tuple[str, str]] = []
+    count, in_vertex = 0, False
+    for line in lines:
+        words = line.split()
+        if words[:1] == ["element"]:
+            in_vertex = words[1] == "vertex"
+            count = int(words[2]) if in_vertex else count
+        elif words[:1] == ["property"] and in_vertex:
+            if words[1] not in types:
+                raise ExportError(f"{path}: vertex property {line!r} is not a scalar this reader knows")
+            fields.append((words[2], "<" + types[words[1]]))
+    if not {"x", "y", "z"} <= {name for name, _ in fields}:
+        raise ExportError(f"{path}: the vertices have no x, y and z")
+    try:
+        records = np.frombuffer(data, dtype=np.dtype(fields), count=count, offset=end + len("end_header\n"))
+    except ValueError:
+        raise ExportError(f"{path} holds fewer vertices than its header promises ({count})") from None
+    return np.stack([records[axis].astype(np.float64) for axis in "xyz"], axis=1)

@@ -491,6 +491,9 @@ def write_outputs(
         # reading, tracking and the backend; the final fusion is timed on its own
         "end_to_end_fps": round(frames / wall_seconds, 2) if wall_seconds > 0 else None,
         "wall_time_s": round(wall_seconds, 3),
+        # of the wall time: finishing (the last backend pass, fusing the last keyframes, and the
+        # whole map again after loop corrections), then the exported cloud and mesh
+        "finish_time_s": round(system.finish_seconds, 3),
         "fusion_time_s": round(fusion_seconds, 3),
         "points": len(cloud),
         "mesh_triangles": mesh_triangles,

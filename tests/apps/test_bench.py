@@ -196,3 +196,29 @@ def test_the_long_suite_plays_a_sequence_there_and_back_and_laps_a_closed_path(m
         assert cells[4].endswith("%") and float(cells[3]) < 0.1, row  # ATE (m) of 20 frames of the room
         assert " / " in cells[9] and cells[10].split(" ")[0].isdigit(), row
     assert "| neither loop closure nor the map reused |" in table and " 0 of " in rows[-1], table
+
+
+@pytest.mark.slow
+def test_the_map_suite_scores_keyframe_depth_and_the_cloud_against_rendered_depth(tmp_path, monkeypatch):
+    """A short synthetic room (exact rendered depth): a keyframe-depth row, a row for the cloud
+    and one for the mesh, with accuracies a working map reaches, and the picture written to
+    docs/ beside the markdown file."""
+    import argparse
+
+    from apps.benchmarks import map as map_suite
+
+    monkeypatch.setattr(map_suite, "SEQUENCES", [("synthetic room", "synthetic:room", 40, 40)])
+    table = map_suite.suite(argparse.Namespace(quick=False, output=str(tmp_path / "BENCHMARKS.md")))
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in table.splitlines()
+        if line.startswith("| synthetic room |")
+    ]
+    assert len(rows) == 3, table
+    depth_row, cloud_row, mesh_row = rows
+    assert int(depth_row[2]) >= 3 and float(depth_row[3]) < 0.15 and float(depth_row[7]) < 0.1, table
+    assert cloud_row[1] == "points.ply" and mesh_row[1] == "mesh.ply vertices", table
+    for row in (cloud_row, mesh_row):
+        assert float(row[3]) < 10.0 and int(row[4].rstrip("%")) > 20, table  # median cm, completeness
+    assert (tmp_path / "docs" / "map-synthetic-room.png").stat().st_size > 10_000
+    assert "(docs/map-synthetic-room.png)" in cloud_row[6]

@@ -1,0 +1,114 @@
+"""The map measures: keyframe depth against a reference with per-keyframe and shared scales, the
+similarity and ICP that align a cloud, a cloud's accuracy and completeness, and the PLY reader
+that reads an exported cloud back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from slam.errors import EvaluationError, ExportError
+from slam.evaluation.map import (
+    backproject_depth,
+    cloud_metrics,
+    keyframe_depth_metrics,
+    rigid_icp,
+    similarity_from_poses,
+    similarity_with_scale,
+    transform_points,
+)
+from slam.mapping.export import read_ply_vertices, write_point_cloud_ply
+from slam.mapping.point_cloud import PointCloud
+
+
+def _corner(count: int = 3000, seed: int = 0) -> np.ndarray:
+    """``count`` random points on each of three unequal orthogonal walls meeting at the origin (a
+    shape ICP can lock on)."""
+    rng = np.random.default_rng(seed)
+    a, b, zero = rng.uniform(0, 1.0, count), rng.uniform(0, 0.6, count), np.zeros(count)
+    return np.concatenate([np.stack([a, b, zero], 1), np.stack([zero, b, a * 0.8], 1), np.stack([a, zero, b * 1.5], 1)])
+
+
+def test_keyframe_depth_is_scored_with_its_own_scale_and_with_one_for_all():
+    rng = np.random.default_rng(0)
+    estimate = rng.uniform(0.5, 2.0, (2, 12, 16))
+    holes = estimate.copy()
+    holes[1, :6] = 0.0  # half the second keyframe has no depth
+    metrics = keyframe_depth_metrics([(holes[0], 2.0 * estimate[0]), (holes[1], 3.0 * estimate[1])])
+    assert metrics.keyframes == 2
+    assert metrics.abs_rel == pytest.approx(0.0, abs=1e-12) and metrics.delta1 == 1.0
+    assert metrics.scale == pytest.approx(2.5)  # the median of the keyframes' scales
+    assert metrics.abs_rel_one_scale == pytest.approx((0.5 / 2 + 0.5 / 3) / 2)
+    assert metrics.scale_spread == pytest.approx(0.5 / 2.5)
+    assert metrics.density == pytest.approx(0.75)
+
+
+def test_keyframe_depth_without_a_pixel_in_common_is_refused():
+    with pytest.raises(EvaluationError, match="no keyframe"):
+        keyframe_depth_metrics([(np.zeros((4, 4)), np.ones((4, 4)))])
+    with pytest.raises(EvaluationError, match="reference is"):
+        keyframe_depth_metrics([(np.ones((4, 4)), np.ones((4, 5)))])
+
+
+def test_backprojected_pixels_land_where_the_pose_puts_the_camera():
+    depth = np.full((3, 5), 2.0)
+    depth[0, 0] = 0.0
+    pose = np.eye(4)
+    pose[:3, 3] = [1.0, 2.0, 3.0]
+    points = backproject_depth(depth, np.array([10.0, 10.0, 2.0, 1.0]), pose)
+    assert len(points) == 14
+    np.testing.assert_allclose(points[6], [1.0, 2.0, 5.0])  # pixel (2, 1): the principal point
+
+
+def test_a_similarity_of_known_scale_and_icp_bring_a_moved_cloud_back():
+    reference = _corner(30_000)  # dense: 4-5 mm between neighbours
+    rotation = Rotation.from_euler("xyz", [20, -35, 60], degrees=True).as_matrix()
+    moved = (reference @ rotation.T + [0.3, -1.0, 2.0]) / 4.0  # another frame, in map units (1 / 4)
+    to_reference = similarity_with_scale(moved, reference, 4.0)
+    np.testing.assert_allclose(transform_points(to_reference, moved), reference, atol=1e-9)
+    nudge = np.eye(4)
+    nudge[:3, :3] = Rotation.from_euler("z", 2, degrees=True).as_matrix()
+    nudge[:3, 3] = [0.02, -0.01, 0.015]
+    scan = transform_points(nudge, _corner(seed=1))  # a sparser sample of the same walls, moved
+    assert cloud_metrics(scan, reference, 0.005).precision < 0.5
+    aligned = transform_points(rigid_icp(scan, reference, 0.1), scan)
+    metrics = cloud_metrics(aligned, reference, 0.005)
+    assert metrics.accuracy < 0.003 and metrics.precision > 0.95, metrics
+    assert cloud_metrics(aligned, reference, 0.02).completeness > 0.99  # the sparser scan covers it
+
+
+def test_the_similarity_between_two_trajectories_holds_for_a_camera_that_only_turns():
+    turn = Rotation.from_euler("xyz", [10, 80, -30], degrees=True).as_matrix()
+    to_target = np.eye(4)
+    to_target[:3, :3], to_target[:3, 3] = 3.0 * turn, [1.0, 2.0, -0.5]
+    source = np.tile(np.eye(4), (5, 1, 1))
+    source[:, :3, :3] = Rotation.from_euler("y", np.linspace(0, 60, 5)[:, None], degrees=True).as_matrix()
+    source[:, :3, 3] = [0.2, 0.0, 0.1]  # one centre: it fixes no rotation
+    target = source.copy()
+    target[:, :3, :3] = turn @ source[:, :3, :3]
+    target[:, :3, 3] = transform_points(to_target, source[:, :3, 3])
+    np.testing.assert_allclose(similarity_from_poses(source, target, 3.0), to_target, atol=1e-9)
+
+
+def test_a_cloud_of_one_wall_of_three_is_accurate_but_a_third_complete():
+    reference = _corner()
+    wall = reference[: len(reference) // 3] + [0.0, 0.0, 0.01]  # the floor, 1 cm too high
+    metrics = cloud_metrics(wall, reference, 0.015)
+    assert metrics.accuracy == pytest.approx(0.01, abs=1e-9) and metrics.precision == 1.0
+    assert 1 / 3 <= metrics.completeness < 0.36  # and the other walls' points within 1.5 cm of it
+    with pytest.raises(EvaluationError, match="cannot compare"):
+        cloud_metrics(np.zeros((0, 3)), reference, 0.05)
+
+
+def test_the_exported_cloud_reads_back(tmp_path):
+    points = _corner(50).astype(np.float32)
+    path = tmp_path / "points.ply"
+    write_point_cloud_ply(path, PointCloud(points, np.full_like(points, 7, np.uint8), points * 0 + [0, 0, 1]))
+    np.testing.assert_array_equal(read_ply_vertices(path), points.astype(np.float64))
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(ExportError, match="fewer vertices"):
+        read_ply_vertices(path)
+    path.write_text("not a ply")
+    with pytest.raises(ExportError, match="not a binary"):
+        read_ply_vertices(path)
