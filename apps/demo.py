@@ -1,10 +1,20 @@
-"""`v2d demo`: SLAM on the built-in synthetic scene (no download), outputs under outputs/demo."""
+"""`v2d demo`: SLAM on the built-in synthetic scene (no download), outputs under outputs/demo, then
+pictures of the result in the same folder and one line on how good it was: the estimated
+trajectory over the ground truth (``trajectory.png``: top view and each axis against time, after
+a Sim(3) alignment) and a rendered view of the fused cloud with the trajectory and the ground
+truth (``map.png``, the viewer's software rendering)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+import numpy as np
 
 from apps.run import add_run_arguments, run
+
+#: size (width, height) of the rendered map picture
+MAP_PICTURE = (960, 720)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -12,7 +22,74 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="run SLAM on the built-in synthetic scene (no download needed)",
         description="`v2d run synthetic` with the demo's defaults: a hand-held room sequence, outputs in "
-        "outputs/demo (replaced on each run).",
+        "outputs/demo (replaced on each run), then pictures of the result there: trajectory.png and map.png.",
     )
     add_run_arguments(parser, default_source="synthetic")
-    parser.set_defaults(func=run, out="outputs/demo", max_frames=90, overwrite=True)  # replaces its own run
+    parser.set_defaults(func=demo, out="outputs/demo", max_frames=90, overwrite=True)  # replaces its own run
+
+
+def demo(args: argparse.Namespace) -> int:
+    """`v2d run` (see :func:`apps.run.run`), then the pictures and the line on accuracy (a
+    picture that cannot be drawn is reported in one line; the run's outputs stay)."""
+    from slam.errors import V2DError
+
+    status = run(args)
+    try:
+        line, pictures = demo_pictures(Path(args.out))
+    except V2DError as err:
+        print(f"no pictures: {err}")
+        return status
+    print(line)
+    print("pictures: " + ", ".join(str(path) for path in pictures))
+    return status
+
+
+def demo_pictures(out: Path) -> tuple[str, list[Path]]:
+    """Draw ``trajectory.png`` (with ground truth) and ``map.png`` into the run folder ``out``
+    (which holds a run's trajectory.txt, points.ply, stats.json and, for a source with ground
+    truth, groundtruth.txt); returns one line (ATE, frames per second, points) and the pictures'
+    paths. Raises a V2DError (TrajectoryError: too few poses to align; ExportError: a picture
+    that cannot be written) with the reason."""
+    import json
+
+    import cv2
+
+    from slam.errors import ExportError
+    from slam.evaluation.trajectory import evaluate_trajectory, plot_trajectories
+    from slam.io.trajectory import read_trajectory
+    from slam.mapping.export import read_ply_vertices
+    from slam.mapping.point_cloud import PointCloud
+    from viewer.scene import SceneState
+    from viewer.software_render import render
+
+    stats = json.loads((out / "stats.json").read_text())
+    estimate = read_trajectory(out / "trajectory.txt")
+    line = (
+        f"{stats['frames_processed']} frames, {stats['end_to_end_fps']} frames/s end to end, {stats['points']} points"
+    )
+    pictures = []
+    state = SceneState.empty(status="done")
+    if (out / "groundtruth.txt").is_file():
+        truth = read_trajectory(out / "groundtruth.txt")
+        metrics = evaluate_trajectory(truth, estimate, align="sim3")
+        length = truth.path_length()
+        share = f" ({100 * metrics.ate_rmse / length:.1f}% of the {length:.1f} m path)" if length > 0 else ""
+        line = f"ATE {metrics.ate_rmse:.3f} m{share} over {line}"
+        pictures.append(out / "trajectory.png")
+        plot_trajectories(metrics.aligned, pictures[-1], title=f"v2d demo: ATE {metrics.ate_rmse:.3f} m{share}")
+        # the ground truth in the map's frame: the inverse of the similarity that aligned the estimate
+        to_truth = metrics.aligned.transform
+        state.ground_truth = (truth.positions - to_truth[:3, 3]) @ np.linalg.inv(to_truth[:3, :3]).T
+
+    positions, colours = read_ply_vertices(out / "points.ply")
+    colours = colours if colours is not None else np.full(positions.shape, 200, np.uint8)
+    state.trajectory = estimate.positions
+    state.current_pose_c2w = estimate.poses[-1]
+    state.cloud = PointCloud(positions, colours)
+    depths = np.linalg.norm(positions - estimate.positions.mean(axis=0), axis=1)
+    state.scale = float(np.median(depths)) if len(depths) else 1.0
+    pictures.append(out / "map.png")
+    picture = render(state, *MAP_PICTURE)
+    if not cv2.imwrite(str(pictures[-1]), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
+        raise ExportError(f"cannot write {pictures[-1]}")
+    return line, pictures

@@ -144,13 +144,13 @@ def measure(source: str, frames: int, out: Path, picture: Path | None, name: str
     points = voxel_downsample(PointCloud(sensed, np.zeros_like(sensed, np.uint8)), REFERENCE_VOXEL).points.astype(
         np.float64
     )
-    cloud = transform_points(to_truth, read_ply_vertices(out / "points.ply"))
+    cloud = transform_points(to_truth, read_ply_vertices(out / "points.ply")[0])
     sample = np.random.default_rng(0).choice(len(cloud), min(len(cloud), ICP_POINTS), replace=False)
     refine = rigid_icp(cloud[sample], points, ICP_DISTANCE)
     cloud = transform_points(refine, cloud)
     result = {"depth": depth_metrics, "cloud": cloud_metrics(cloud, points, WITHIN)}
     if (out / "mesh.ply").is_file():
-        vertices = transform_points(refine @ to_truth, read_ply_vertices(out / "mesh.ply"))
+        vertices = transform_points(refine @ to_truth, read_ply_vertices(out / "mesh.ply")[0])
         if len(vertices):
             result["mesh"] = cloud_metrics(vertices, points, WITHIN)
     if picture is not None:

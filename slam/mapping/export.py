@@ -1,7 +1,7 @@
 """Writers for the geometry a run exports: the fused point cloud and the mesh as binary PLY
 (little-endian; readable by Open3D, MeshLab and CloudCompare), and keyframe depth maps as numpy
 arrays (map units) or 16-bit PNG (TUM convention, value / scale = metres); and a reader of the
-vertex positions of such a PLY (to measure an exported map without Open3D).
+vertex positions of such a PLY (to measure or draw an exported map without Open3D).
 
 The PLY writer is our own (a header and numpy records): Open3D refuses to write an empty cloud
 or mesh, and a run that tracked nothing must still leave valid files. An empty cloud or mesh is
@@ -97,10 +97,11 @@ def write_mesh_ply(path: str | Path, mesh: open3d.geometry.TriangleMesh) -> None
     _write_ply(path, _vertex_records(points, colours, normals), triangles)
 
 
-def read_ply_vertices(path: str | Path) -> np.ndarray:
-    """The (N, 3) float64 vertex positions of a binary little-endian PLY whose vertex properties
-    are scalars (as this module writes them). Raises ExportError naming the file when it cannot
-    be read or is not such a PLY."""
+def read_ply_vertices(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The vertices of a binary little-endian PLY whose vertex properties are scalars (as this
+    module writes them): (N, 3) float64 positions and (N, 3) uint8 RGB colours (None when the
+    vertices have none). Raises ExportError naming the file when it cannot be read or is not
+    such a PLY."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -128,4 +129,7 @@ def read_ply_vertices(path: str | Path) -> np.ndarray:
         records = np.frombuffer(data, dtype=np.dtype(fields), count=count, offset=end + len("end_header\n"))
     except ValueError:
         raise ExportError(f"{path} holds fewer vertices than its header promises ({count})") from None
-    return np.stack([records[axis].astype(np.float64) for axis in "xyz"], axis=1)
+    positions = np.stack([records[axis].astype(np.float64) for axis in "xyz"], axis=1)
+    if not {"red", "green", "blue"} <= set(records.dtype.names or ()):
+        return positions, None
+    return positions, np.stack([records[channel].astype(np.uint8) for channel in ("red", "green", "blue")], axis=1)

@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+
 from apps.bench import update_section
 from apps.cli import main
+from apps.demo import demo_pictures
 from slam.io.trajectory import read_trajectory
 
 
@@ -34,7 +37,20 @@ def test_demo_runs_slam_on_the_synthetic_scene(tmp_path, capsys):
     assert len(trajectory) == 12 and len(read_trajectory(out / "groundtruth.txt")) == 12
     stats = json.loads((out / "stats.json").read_text())
     assert stats["frames_tracked"] == 12 and stats["source"]["kind"] == "synthetic"
-    assert "12/12 frames tracked" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "12/12 frames tracked" in printed
+    # the pictures, and one line on accuracy and speed
+    assert (
+        "ATE " in printed
+        and "% of the" in printed
+        and f"pictures: {out / 'trajectory.png'}, {out / 'map.png'}" in printed
+    )
+    for name in ("trajectory.png", "map.png"):
+        picture = cv2.imread(str(out / name))
+        assert picture is not None and picture.std() > 10, name  # drawn, not blank
+    (out / "groundtruth.txt").unlink()  # a source without ground truth: the map alone
+    line, pictures = demo_pictures(out)
+    assert line.startswith("12 frames, ") and pictures == [out / "map.png"]
 
 
 def test_bench_rewrites_only_its_own_section(tmp_path):

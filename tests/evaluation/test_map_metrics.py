@@ -105,7 +105,9 @@ def test_the_exported_cloud_reads_back(tmp_path):
     points = _corner(50).astype(np.float32)
     path = tmp_path / "points.ply"
     write_point_cloud_ply(path, PointCloud(points, np.full_like(points, 7, np.uint8), points * 0 + [0, 0, 1]))
-    np.testing.assert_array_equal(read_ply_vertices(path), points.astype(np.float64))
+    positions, colours = read_ply_vertices(path)
+    np.testing.assert_array_equal(positions, points.astype(np.float64))
+    assert colours is not None and colours.shape == points.shape and (colours == 7).all()
     path.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(ExportError, match="fewer vertices"):
         read_ply_vertices(path)
