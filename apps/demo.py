@@ -39,8 +39,9 @@ def demo(args: argparse.Namespace) -> int:
     except V2DError as err:
         print(f"no pictures: {err}")
         return status
-    print(line)
-    print("pictures: " + ", ".join(str(path) for path in pictures))
+    if not args.quiet:
+        print(line)
+        print("pictures: " + ", ".join(str(path) for path in pictures))
     return status
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+from collections.abc import Sized
 from pathlib import Path
 
 from slam.errors import V2DError
@@ -93,7 +95,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_source: str | Non
         action="store_true",
         help="also write each keyframe's depth (depth/NNNNNN.npy) and keyframes.txt",
     )
-    parser.add_argument("--verbose", action="store_true", help="log progress")
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument("--verbose", action="store_true", help="log what the system does (loops, losses, fusion)")
+    talk.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print nothing but warnings and errors: no progress line (without a viewer) and no summary",
+    )
 
 
 def build_config(args: argparse.Namespace):
@@ -132,10 +140,11 @@ def viewer_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from apps.progress import Progress
     from slam.io.run_folder import check_output_folder
     from slam.io.sources.base import SourceOptions
     from slam.io.sources.detect import open_source
-    from slam.system.run import run_slam
+    from slam.system.run import RunControl, run_slam
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="v2d: %(message)s")
     config = build_config(args)
@@ -145,32 +154,35 @@ def run(args: argparse.Namespace) -> int:
         start=args.start, stride=args.stride, max_frames=args.max_frames, there_and_back=args.there_and_back
     )
     with open_source(args.source, calib=args.calib, options=options, kind=args.kind) as source:
-        if viewer == "none":
-            stats = run_slam(
+
+        def slam(control: RunControl | None) -> dict:
+            return run_slam(
                 source,
                 config,
                 args.out,
                 realtime=args.realtime,
                 save_depth=args.save_depth,
+                control=control,
                 overwrite=args.overwrite,
             )
+
+        if viewer == "none" and args.quiet:
+            stats = slam(None)
+        elif viewer == "none":
+            control = RunControl()
+            total = len(source) if isinstance(source, Sized) and not source.live else None
+            progress = Progress(control, sys.stderr, total, source.live)
+            progress.start()
+            try:
+                stats = slam(control)
+            finally:
+                progress.stop()
         else:
             from viewer.session import run_with_viewer
 
-            stats = run_with_viewer(
-                viewer,
-                lambda control: run_slam(
-                    source,
-                    config,
-                    args.out,
-                    realtime=args.realtime,
-                    save_depth=args.save_depth,
-                    control=control,
-                    overwrite=args.overwrite,
-                ),
-                display,
-                title=args.source,
-            )
+            stats = run_with_viewer(viewer, slam, display, title=args.source)
+    if args.quiet:
+        return 0
     print(
         f"{stats['frames_tracked']}/{stats['frames_processed']} frames tracked, {stats['keyframes']} keyframes, "
         f"{stats['end_to_end_fps']} frames/s end to end, {stats['points']} points"
