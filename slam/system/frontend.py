@@ -32,6 +32,7 @@ from slam.system.keyframe_policy import is_lost, keyframe_reason
 from slam.system.map import FrameRecord, Keyframe, MapState
 from slam.system.places import appearance
 from slam.system.relocalizer import Relocalization, Relocalizer
+from slam.system.stage_times import StageTimes
 from slam.system.tracker import Tracker, TrackingResult
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class Frontend:
         self.tracker = Tracker(motion_module, config, intrinsics, image_size, device)
         self.keyframe_depth = KeyframeDepth(depth_module, map_state, bundle, config, intrinsics, image_size, device)
         self.relocalizer = Relocalizer(self.tracker, map_state, config)
+        self.times = StageTimes()  # tracking, keyframe depth and refinement, relocalization
         self.keyframe: Keyframe | None = None
         self._pending: list[tuple[Frame, torch.Tensor]] = []  # frames awaiting initialisation
         self._recent: deque[_Recent] = deque(maxlen=4 * config.neighbours)
@@ -175,9 +177,10 @@ class Frontend:
     # ------------------------------------------------------------------ tracking
     def _track_and_record(self, frame: Frame, image: torch.Tensor) -> None:
         assert self.keyframe is not None and self._last is not None  # only once initialised
-        features = self.motion_module.encode(image[None, None])[0, 0]
-        last = self._last[0]
-        result = self.tracker.track(self.keyframe, features, self.start_pose())
+        with self.times.measure("tracking"):
+            features = self.motion_module.encode(image[None, None])[0, 0]
+            last = self._last[0]
+            result = self.tracker.track(self.keyframe, features, self.start_pose())
         if is_lost(result, self.config):
             self._record_lost(frame, f"quality {result.quality:.3f}" if result.finite else "pose not finite")
             return
@@ -241,8 +244,9 @@ class Frontend:
         keyframes: tracking resumes from it when one matches; after ``config.relocalize_frames``
         such frames that match nothing, a new map segment starts."""
         assert self._lost_w2c is not None  # relocalizing
-        features = self.motion_module.encode(image[None, None])[0, 0]
-        found = self.relocalizer.relocalize(features, descriptor, self._lost_w2c)
+        with self.times.measure("relocalization"):
+            features = self.motion_module.encode(image[None, None])[0, 0]
+            found = self.relocalizer.relocalize(features, descriptor, self._lost_w2c)
         if found is not None:
             self._resume(frame, image, found, features)
             return
@@ -328,14 +332,16 @@ class Frontend:
             for item in recent[::step][: self.config.neighbours - 1]
         ]
         relative = result.frame_from_keyframe
-        estimated = self.keyframe_depth.estimate(image, previous, previous_w2c, relative, neighbours)
+        with self.times.measure("keyframe_depth"):
+            estimated = self.keyframe_depth.estimate(image, previous, previous_w2c, relative, neighbours)
         if estimated is None:  # no keyframe from a broken depth: the frame stays an ordinary tracked one
             self._depth_not_finite(frame, "keyframe depth")
             self._record_tracked(frame, image, relative)
             return
         depth, confidence, depth_features = estimated
         if self.config.refine_keyframes > 0:
-            refined = self.keyframe_depth.refine(previous, relative, depth, motion_features)
+            with self.times.measure("keyframe_refinement"):
+                refined = self.keyframe_depth.refine(previous, relative, depth, motion_features)
             if refined is None:  # the keyframe keeps the depth module's depth and the tracked pose
                 self._depth_not_finite(frame, "keyframe refinement")
             else:

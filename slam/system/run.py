@@ -495,6 +495,8 @@ def write_outputs(
         # whole map again after loop corrections), then the exported cloud and mesh
         "finish_time_s": round(system.finish_seconds, 3),
         "fusion_time_s": round(fusion_seconds, 3),
+        # wall time per stage (see SlamSystem.stage_seconds), and the exported cloud and mesh
+        "stage_time_s": system.stage_seconds() | {"export_fusion": round(fusion_seconds, 3)},
         "points": len(cloud),
         "mesh_triangles": mesh_triangles,
         "peak_memory_mb": round(peak_memory_mb(), 1),

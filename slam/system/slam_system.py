@@ -33,6 +33,7 @@ from slam.system.frontend import Frontend
 from slam.system.loop_closure import LoopCloser
 from slam.system.machine import release_free_memory
 from slam.system.map import Keyframe, MapSnapshot, MapState
+from slam.system.stage_times import StageTimes, combined
 from slam.system.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class SlamSystem:
         )
         self.frontend_seconds = 0.0
         self.finish_seconds = 0.0  # see finish
+        self.backend_times = StageTimes()  # the backend passes' stages (see stage_seconds)
         self.frames_processed = 0
         if self._thread is not None:
             self._thread.start()
@@ -127,7 +129,8 @@ class SlamSystem:
         if self._thread is not None:
             self._thread.notify()
             if self.config.backend.max_lag is not None:  # tracking waits for a backend fallen behind
-                self._thread.wait_for_lag(self.config.backend.max_lag)
+                with self.frontend.times.measure("waiting_for_backend"):
+                    self._thread.wait_for_lag(self.config.backend.max_lag)
         else:
             self._backend_pass()
             self._close_loops()
@@ -136,14 +139,24 @@ class SlamSystem:
         """The backend's work after a new keyframe: the window optimisation (unless disabled),
         then the keyframes it made final leave the map (fused, see slam.system.archive)."""
         if self.config.backend.mode != "disabled":
-            self.backend.optimise()
-        self.archive.update()
+            with self.backend_times.measure("backend_optimisation"):
+                self.backend.optimise()
+        with self.backend_times.measure("fusion_as_the_run_goes"):
+            self.archive.update()
 
     def _close_loops(self) -> None:
         """The backend's work after a pass that tracking does not wait for: loop closure at the
         newest keyframe (with ``backend.loops``)."""
         if self.config.backend.mode != "disabled":
-            self.backend.close_loops()
+            with self.backend_times.measure("loop_closure"):
+                self.backend.close_loops()
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Seconds per stage so far: the frontend's (tracking, keyframe depth and refinement,
+        relocalization, waiting for the backend), the backend's passes (window optimisation,
+        fusion of final keyframes, loop closure: in its own thread, or inline in the frontend's
+        time) and ``finish``."""
+        return combined(self.frontend.times, self.backend_times) | {"finish": round(self.finish_seconds, 3)}
 
     def process(self, frame: Frame) -> None:
         """Track one frame (at the processing resolution)."""
