@@ -56,6 +56,7 @@ def run_cli(source: str, frames: int, out: Path, extra: list[str]) -> dict:
         str(frames),
         "--viewer",
         "none",
+        "--quiet",  # no progress lines in the captured output
         *extra,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=3600)

@@ -38,6 +38,7 @@ def _sampled_run(frames: int, out: Path) -> tuple[np.ndarray, np.ndarray, dict]:
         "--overwrite",
         "--viewer",
         "none",
+        "--quiet",  # no progress lines in the pipe read at the end
         "--set",
         f"frontend.pixels={PIXELS}",
     ]
