@@ -19,8 +19,6 @@ TERMINAL_SECONDS = 0.5
 #: seconds between two lines written to a file, for a replay and for a live camera
 LOG_SECONDS = 10.0
 LIVE_LOG_SECONDS = 1.0
-#: statuses of the frames that were tracked (the others are lost or blank)
-TRACKED = ("tracked", "keyframe")
 
 
 def progress_line(done: int, total: int | None, seconds: float, tracked: int, lost: int, keyframes: int) -> str:
@@ -50,8 +48,6 @@ class Progress(threading.Thread):
         self.terminal = stream.isatty()
         self.interval = TERMINAL_SECONDS if self.terminal else LIVE_LOG_SECONDS if live else LOG_SECONDS
         self._stopping = threading.Event()
-        self._counted = 0  # frame records counted so far
-        self._tracked = self._lost = 0
         self.lines = 0  # lines written
 
     def stop(self) -> None:
@@ -67,16 +63,14 @@ class Progress(threading.Thread):
         system, record, started = control.system, control.record, control.started
         if system is None or record is None or started is None:
             return None  # not started yet
-        frames = system.map.frames
-        for frame in frames[self._counted : len(frames)]:
-            if frame.status in TRACKED:
-                self._tracked += 1
-            else:
-                self._lost += 1
-        self._counted = len(frames)
-        done = len(record.indices)
+        counts = system.frontend.counts  # lost: every frame not tracked, blank ones too
         return progress_line(
-            done, self.total, time.perf_counter() - started, self._tracked, self._lost, len(system.map.keyframes)
+            len(record.indices),
+            self.total,
+            time.perf_counter() - started,
+            counts["tracked"],
+            counts["lost"],
+            counts["keyframes"],
         )
 
     def run(self) -> None:

@@ -117,14 +117,7 @@ def similarity_with_scale(source: np.ndarray, target: np.ndarray, scale: float) 
             f"need at least 3 matched points of the same shape, got {source.shape} and {target.shape}"
         )
     source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
-    covariance = (target - target_mean).T @ (source - source_mean)
-    u, _, vt = np.linalg.svd(covariance)
-    flip = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    rotation = u @ flip @ vt
-    transform = np.eye(4)
-    transform[:3, :3] = scale * rotation
-    transform[:3, 3] = target_mean - scale * rotation @ source_mean
-    return transform
+    return _similarity((target - target_mean).T @ (source - source_mean), source_mean, target_mean, scale)
 
 
 def similarity_from_poses(source_c2w: np.ndarray, target_c2w: np.ndarray, scale: float) -> np.ndarray:
@@ -135,11 +128,20 @@ def similarity_from_poses(source_c2w: np.ndarray, target_c2w: np.ndarray, scale:
     if len(source_c2w) == 0 or source_c2w.shape != target_c2w.shape:
         raise EvaluationError(f"need matched camera poses of one shape, got {source_c2w.shape} and {target_c2w.shape}")
     mean = np.einsum("nij,nkj->ik", target_c2w[:, :3, :3], source_c2w[:, :3, :3])
-    u, _, vt = np.linalg.svd(mean)
+    return _similarity(mean, source_c2w[:, :3, 3].mean(axis=0), target_c2w[:, :3, 3].mean(axis=0), scale)
+
+
+def _similarity(
+    correlation: np.ndarray, source_centre: np.ndarray, target_centre: np.ndarray, scale: float
+) -> np.ndarray:
+    """The (4, 4) similarity ``x -> scale R x + t``: R the rotation nearest the (3, 3)
+    ``correlation`` (target against source), t the one that maps ``source_centre`` onto
+    ``target_centre``."""
+    u, _, vt = np.linalg.svd(correlation)
     rotation = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
     transform = np.eye(4)
     transform[:3, :3] = scale * rotation
-    transform[:3, 3] = target_c2w[:, :3, 3].mean(axis=0) - scale * rotation @ source_c2w[:, :3, 3].mean(axis=0)
+    transform[:3, 3] = target_centre - scale * rotation @ source_centre
     return transform
 
 
