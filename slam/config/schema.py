@@ -123,7 +123,8 @@ class BackendConfig:
       of what the newest keyframe sees (0: none); edges join them with the newest
       ``covisible_edges`` window keyframes, both ways.
     - ``loops``: detect, verify and close loops (:mod:`slam.system.loop_closure`): keyframes at
-      least ``loop_gap`` keyframes older than the window are candidates, up to
+      least ``loop_gap`` keyframes older than the window, or in an earlier map segment than the
+      newest one (begun by a cold start after a loss), are candidates, up to
       ``loop_by_proximity`` per pass, then (when none passes) ``loop_by_appearance``, each verified by
       ``loop_steps`` tracking steps that must reach a flow quality of ``loop_quality`` and a
       residual under ``loop_residual`` pixels; a proximity candidate is tried only when the flow

@@ -4,14 +4,14 @@ optimization, so that the drift accumulated around the loop (position, rotation 
 monocular SLAM, scale) is spread over the keyframes that made it.
 
 Detection. Candidates are keyframes at least ``config.loop_gap`` keyframes older than the
-window: by proximity (the old keyframe that sees most of what the newest one sees at their
-current poses, :func:`slam.system.covisibility.covisible_keyframes`: small drift; kept only when
-the flow its current relative pose predicts is within ``config.loop_max_flow``, the range the
-tracker registers, as DPV-SLAM's proximity loops do), and, when none of those passes, by
-appearance (the best-scoring thumbnail, :mod:`slam.system.places`, when it scores at least as
-well as the window's other keyframes do: drift that has moved the estimate away from the
-place). An old keyframe that failed against a window keyframe is not tried again until the
-window has moved on.
+window, and those of an earlier map segment (before a cold start) at any gap: by proximity (the
+old keyframe that sees most of what the newest one sees at their current poses,
+:func:`slam.system.covisibility.covisible_keyframes`: small drift; kept only when the flow its
+current relative pose predicts is within ``config.loop_max_flow``, the range the tracker
+registers, as DPV-SLAM's proximity loops do), and, when none of those passes, by appearance (the
+best-scoring thumbnail, :mod:`slam.system.places`, when it scores at least as well as the
+window's other keyframes do: drift that has moved the estimate away from the place). An old
+keyframe that failed against a window keyframe is not tried again until the window has moved on.
 
 Verification. The newest keyframe is tracked against the candidate (the motion module's
 correspondences and the Gauss-Newton solve with the old keyframe's depth, from the current
@@ -26,11 +26,11 @@ Correction. When the loop edge disagrees with the current estimate by more than
 ``config.loop_correction`` (relative translation, rotation in radians, or log scale), the
 keyframe graph (an edge between consecutive keyframes and from each relocalized keyframe to its
 anchor, at their current relative poses; every loop edge accepted so far) is optimised with the
-window's keyframes held: the live end of the map, which tracking uses, does not move; the older
-keyframes move to meet it, with their depths rescaled and the frames tracked against them
-following. Keyframes already fused (:mod:`slam.system.archive`) keep their pixels on disk, and
-the run's end fuses the map again at the corrected poses and scales
-(:meth:`slam.system.archive.KeyframeArchive.rebuild`).
+window's keyframes held (those of the newest map segment, when the window spans a cold start):
+the live end of the map, which tracking uses, does not move; the older keyframes move to meet
+it, with their depths rescaled and the frames tracked against them following. Keyframes already
+fused (:mod:`slam.system.archive`) keep their pixels on disk, and the run's end fuses the map
+again at the corrected poses and scales (:meth:`slam.system.archive.KeyframeArchive.rebuild`).
 
 Poses are world-to-camera (``G``, ``S``); ``S_new S_old^-1`` maps the old keyframe's camera to the
 new one's.
@@ -190,7 +190,7 @@ class LoopCloser:
         if not self.config.loops or not window:
             return None
         newest = window[-1]
-        older = [kf for kf in self.map.keyframe_list() if kf.id < window[0].id - self.config.loop_gap]
+        older = self._candidates_for(window)
         if newest.motion_features is None or newest.depth is None or not older:
             return None
         edge = self._detect(window, older)
@@ -203,6 +203,27 @@ class LoopCloser:
         if error > self.config.loop_correction:
             self._correct(window)
         return edge
+
+    def _segment_start(self, keyframe: Keyframe) -> int:
+        """The id of the first keyframe of ``keyframe``'s map segment (the newest cold start at or
+        before it; the map's first keyframe is one)."""
+        starts = [kf.id for kf in self.map.keyframe_list() if kf.anchor_id is None and kf.id <= keyframe.id]
+        return starts[-1] if starts else keyframe.id
+
+    def _candidates_for(self, window: list[Keyframe]) -> list[Keyframe]:
+        """The keyframes a loop from the ``window``'s newest keyframe may reach: those at least
+        ``config.loop_gap`` keyframes older than the window (the ones between are tracked against
+        one another already), and every keyframe of an earlier map segment than the newest
+        one's, outside the window: no tracking joins two segments, however few keyframes the
+        loss between them left (a blackout makes none)."""
+        keyframes = self.map.keyframe_list()
+        in_window = {kf.id for kf in window}
+        segment_start = self._segment_start(window[-1])
+        return [
+            kf
+            for kf in keyframes
+            if kf.id not in in_window and (kf.id < window[0].id - self.config.loop_gap or kf.id < segment_start)
+        ]
 
     def _detect(self, window: list[Keyframe], older: list[Keyframe]) -> LoopEdge | None:
         """The verified loop edge from the ``window``'s newest keyframe to one of the ``older``
@@ -349,8 +370,9 @@ class LoopCloser:
         return max(parts)
 
     def _correct(self, window: list[Keyframe]) -> None:
-        """Optimise the keyframe graph up to the window's newest keyframe, the window held, and
-        move the other keyframes, their depths and their frames (see the module docstring)."""
+        """Optimise the keyframe graph up to the window's newest keyframe, the window's keyframes
+        of the newest map segment held, and move the other keyframes, their depths and their
+        frames (see the module docstring)."""
         start = time.perf_counter()
         with self.map.lock:
             keyframes = [kf for kf in self.map.keyframe_list() if kf.id <= window[-1].id]
@@ -381,7 +403,8 @@ class LoopCloser:
             edges_j = torch.cat([edges_j, torch.tensor([index[e.old_id] for e in loops])])
             measured = torch.cat([measured, torch.stack([e.new_from_old for e in loops])])
             weights += [information(scene_depth, LOOP_SCALE_STD)] * len(loops)
-        fixed = torch.tensor([kf.id >= window[0].id for kf in keyframes])
+        live_end = max(window[0].id, self._segment_start(window[-1]))
+        fixed = torch.tensor([kf.id >= live_end for kf in keyframes])
         corrected = optimise_pose_graph(
             nodes, edges_i, edges_j, measured, torch.tensor(weights, dtype=torch.float64), fixed
         )
