@@ -242,10 +242,9 @@ def bundle_adjustment_step(
     g_z = torch.zeros_like(z).index_add_(1, ii, gz_edge) - prior_weight * (z - z0) / z0.square()
     C = C * (1.0 + damping) + epsilon
     # pose-depth coupling of frame i's pixels with every pose: (B, N frames, N poses, 6, P)
-    E = torch.zeros(batch, num_frames, num_frames, 6, pixels, dtype=z.dtype, device=z.device)
-    batch_index = torch.arange(batch, device=z.device)[:, None]
-    E = E.index_put((batch_index, ii[None], ii[None]), E_edge[:, :, :6], accumulate=True)
-    E = E.index_put((batch_index, ii[None], jj[None]), E_edge[:, :, 6:], accumulate=True)
+    # (index_add_ sums in a fixed order; index_put's accumulate does not on several CPU threads)
+    E = torch.zeros(batch, num_frames * num_frames, 6, pixels, dtype=z.dtype, device=z.device)
+    E = E.index_add_(1, ii * num_frames + ii, E_edge[:, :, :6]).index_add_(1, ii * num_frames + jj, E_edge[:, :, 6:])
     E = E.reshape(batch, num_frames, 6 * num_frames, pixels)
     E_scaled = E / C[:, :, None]
     H = H - (E_scaled @ E.transpose(-1, -2)).sum(1).view(batch, num_frames, 6, num_frames, 6)
