@@ -95,6 +95,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_source: str | Non
         action="store_true",
         help="also write each keyframe's depth (depth/NNNNNN.npy) and keyframes.txt",
     )
+    parser.add_argument(
+        "--save-views",
+        action="store_true",
+        help="also write the keyframes as posed views for Gaussian splatting and NeRF: views/images/, "
+        "a COLMAP text model views/sparse/0/ and a nerfstudio views/transforms.json",
+    )
     talk = parser.add_mutually_exclusive_group()
     talk.add_argument("--verbose", action="store_true", help="log what the system does (loops, losses, fusion)")
     talk.add_argument(
@@ -162,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
                 args.out,
                 realtime=args.realtime,
                 save_depth=args.save_depth,
+                save_views=args.save_views,
                 control=control,
                 overwrite=args.overwrite,
             )

@@ -1,6 +1,6 @@
 """Keyframes leave the map's memory once they are final: the backend never moves a keyframe
 older than its window again, so such a keyframe is fused (:class:`~slam.mapping.streaming.StreamingFusion`),
-its depth map written when the run saves them, and its pixels released a few keyframes later
+its depth map and image written when the run saves them, and its pixels released a few keyframes later
 (it serves as a witness for the consistency of the next ones first). What stays of it in the
 map is its pose and times, which the trajectory needs, and its place record (coarse features and
 depth, an appearance descriptor), which relocalization matches against. Memory then grows slowly
@@ -25,6 +25,7 @@ import numpy as np
 
 from slam.io.depth_maps import write_depth_npy
 from slam.mapping.fusion import FusionKeyframe
+from slam.mapping.posed_views import write_view_image
 from slam.mapping.streaming import NUM_NEIGHBOURS, StreamingFusion
 from slam.system.map import KeyframeView, MapState
 from slam.system.released_pixels import ReleasedPixels
@@ -40,7 +41,9 @@ class KeyframeArchive:
     - ``witnesses``: fused keyframes that keep their pixels, to confirm the points of the
       keyframes fused after them.
     - ``depth_folder``: where each fused keyframe's depth map goes (see
-      :func:`slam.mapping.export.write_depth_npy`), or None.
+      :func:`slam.io.depth_maps.write_depth_npy`), or None.
+    - ``views_folder``: the posed views' folder each fused keyframe's image goes into (see
+      :func:`slam.mapping.posed_views.write_view_image`), or None.
     - ``intrinsics``: ``[fx, fy, cx, cy]`` of the keyframes' images.
     - ``keep_released``: keep released keyframes' pixels on disk, for :meth:`rebuild`.
 
@@ -56,6 +59,7 @@ class KeyframeArchive:
         active: int,
         witnesses: int = NUM_NEIGHBOURS,
         depth_folder: Path | None = None,
+        views_folder: Path | None = None,
         keep_released: bool = False,
     ):
         if active < 1 or witnesses < 0:
@@ -66,6 +70,7 @@ class KeyframeArchive:
         self.active = active
         self.witnesses = witnesses
         self.depth_folder = depth_folder
+        self.views_folder = views_folder
         self.released = ReleasedPixels() if keep_released else None
         # each fused keyframe's (4, 4) camera-to-world pose and released_depth_scale when fused
         self._fused_as: dict[int, tuple[np.ndarray, float]] = {}
@@ -92,9 +97,11 @@ class KeyframeArchive:
             if candidate.id in fresh_ids:
                 self.fusion.add(candidate, candidates)
                 self._fused_as[candidate.id] = (candidate.pose_c2w, 1.0)  # not released yet
+                assert view.depth is not None and view.image is not None  # unreleased keyframes carry pixels
                 if self.depth_folder is not None:
-                    assert view.depth is not None  # views of unreleased keyframes carry pixels
                     write_depth_npy(self.depth_folder, view.frame_index, view.depth)
+                if self.views_folder is not None:
+                    write_view_image(self.views_folder, view.frame_index, view.image)
         fused = [kf for kf in done if self.fusion.fused(kf.id)]
         spilled: list[KeyframeView] = []  # written to disk once the lock is free: tracking waits on it
         with self.map.lock:

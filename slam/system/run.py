@@ -40,6 +40,8 @@ from slam.io.sources.base import Source
 from slam.io.sources.prefetch import Prefetcher
 from slam.io.trajectory import Trajectory, write_kitti, write_tum
 from slam.mapping.export import write_mesh_ply, write_point_cloud_ply
+from slam.mapping.point_cloud import PointCloud
+from slam.mapping.posed_views import TRANSFORMS, write_posed_views, write_view_image
 from slam.system.machine import machine_summary, peak_memory_mb
 from slam.system.map import MapSnapshot
 from slam.system.slam_system import SlamSystem, full_trajectory
@@ -49,6 +51,10 @@ log = logging.getLogger(__name__)
 
 #: the folder of the output folder that --save-depth writes keyframe depth maps to
 DEPTH_FOLDER = "depth"
+
+#: the folder of the output folder that --save-views writes the keyframes as posed views to
+#: (:mod:`slam.mapping.posed_views`)
+VIEWS_FOLDER = "views"
 
 
 @dataclasses.dataclass
@@ -149,10 +155,17 @@ class _Exporter:
     """Export-now requests of a run: one background writer at a time."""
 
     def __init__(
-        self, system: SlamSystem, source: Source, out: Path, start: float, save_depth: bool, control: RunControl
+        self,
+        system: SlamSystem,
+        source: Source,
+        out: Path,
+        start: float,
+        save_depth: bool,
+        save_views: bool,
+        control: RunControl,
     ):
         self._system, self._source, self._out = system, source, out
-        self._start, self._save_depth, self._control = start, save_depth, control
+        self._start, self._save_depth, self._save_views, self._control = start, save_depth, save_views, control
         self._thread: threading.Thread | None = None
 
     def start(self, record: RunRecord) -> None:
@@ -168,7 +181,9 @@ class _Exporter:
 
     def _write(self, record: RunRecord, wall: float) -> None:
         try:
-            write_outputs(self._system, record, self._source, self._out, wall, self._save_depth)
+            write_outputs(
+                self._system, record, self._source, self._out, wall, self._save_depth, save_views=self._save_views
+            )
             self._control.exports += 1
             log.info("exported the outputs of %d frames to %s", len(record.indices), self._out)
         except Exception as err:  # an export failing must not stop tracking
@@ -188,11 +203,14 @@ def run_slam(
     save_depth: bool = False,
     control: RunControl | None = None,
     overwrite: bool = False,
+    save_views: bool = False,
 ) -> dict:
     """Run the system on ``source`` and write the outputs to ``out_dir``, a new or empty folder,
     or one holding a previous run when ``overwrite`` (its files are removed first: see
     :mod:`slam.io.run_folder`). The source's resize option is replaced by the processing
     resolution. ``realtime`` drops frames whose timestamp the processing has fallen behind.
+    ``save_depth``: the keyframes' depth maps too; ``save_views``: the keyframes as posed views
+    for splatting and NeRF (see :func:`write_outputs`).
     ``control`` lets another thread pause, stop and export the run, and watch it (see
     :class:`RunControl`). Returns the stats written to stats.json.
 
@@ -204,7 +222,7 @@ def run_slam(
     out = Path(out_dir)
     try:
         with SavingGuard() as guard:
-            return _run(source, config, out, realtime, save_depth, control, overwrite, guard)
+            return _run(source, config, out, realtime, save_depth, save_views, control, overwrite, guard)
     finally:
         if control is not None:
             control.done.set()
@@ -229,6 +247,7 @@ def _run(
     out: Path,
     realtime: bool,
     save_depth: bool,
+    save_views: bool,
     control: RunControl | None,
     overwrite: bool,
     guard: SavingGuard,
@@ -239,7 +258,12 @@ def _run(
     if (warning := upscale_warning(source.camera.width, source.camera.height, config.frontend.pixels)) is not None:
         log.warning(warning)
     source.options = dataclasses.replace(source.options, resize=size, depth=False)  # frames' depth unused
-    system = SlamSystem(config, source.output_camera, depth_folder=out / DEPTH_FOLDER if save_depth else None)
+    system = SlamSystem(
+        config,
+        source.output_camera,
+        depth_folder=out / DEPTH_FOLDER if save_depth else None,
+        views_folder=out / VIEWS_FOLDER if save_views else None,
+    )
     record = RunRecord()
     try:
         prepare_output_folder(out, overwrite)
@@ -251,7 +275,7 @@ def _run(
     exporter = None
     if control is not None:
         control.system, control.record, control.started = system, record, start
-        exporter = _Exporter(system, source, out, start, save_depth, control)
+        exporter = _Exporter(system, source, out, start, save_depth, save_views, control)
     stopped_by: BaseException | None = None
     try:
         with contextlib.nullcontext(source) if source.live else Prefetcher(source) as frames:
@@ -278,6 +302,7 @@ def _run(
             time.perf_counter() - start,
             save_depth,
             stopped_by=_stop_reason(stopped_by or finish_error, control),
+            save_views=save_views,
         )
     except KeyboardInterrupt:
         log.warning("saving aborted: %s holds what was written so far, marked incomplete in its %s", out, STATS_FILE)
@@ -362,6 +387,19 @@ def write_keyframe_depths(system: SlamSystem, snapshot: MapSnapshot, out: Path) 
         )
 
 
+def write_keyframe_views(system: SlamSystem, snapshot: MapSnapshot, folder: Path, cloud: PointCloud) -> list[int]:
+    """The snapshot's keyframes as posed views in ``folder`` (see
+    :mod:`slam.mapping.posed_views`): the images of keyframes not fused yet (the system wrote
+    the others as it fused them), then the models, with the map's ``cloud``. Returns the frame
+    indices of the views written."""
+    for keyframe in snapshot.keyframes:
+        if keyframe.has_pixels and not system.fusion.fused(keyframe.id):
+            assert keyframe.image is not None  # has_pixels
+            write_view_image(folder, keyframe.frame_index, keyframe.image)
+    views = [(keyframe.frame_index, keyframe.pose_c2w) for keyframe in snapshot.keyframes]
+    return write_posed_views(folder, system.processing_camera, views, cloud)
+
+
 class _Writer:
     """Writes a run's output files one by one: a file that cannot be written is reported and
     does not stop the others."""
@@ -390,9 +428,12 @@ def write_outputs(
     wall_seconds: float,
     save_depth: bool = False,
     stopped_by: str | None = None,
+    save_views: bool = False,
 ) -> dict:
-    """Write every output file of the contract (and the keyframe depths with ``save_depth``), all
-    from one snapshot of the map, each atomically, stats.json last, and return the stats.
+    """Write every output file of the contract (and the keyframe depths with ``save_depth``, the
+    keyframes as posed views in ``views/`` with ``save_views``: see
+    :mod:`slam.mapping.posed_views`), all from one snapshot of the map, each atomically,
+    stats.json last, and return the stats.
     ``stopped_by``: how the run ended (None while it goes on: an export of a running run). An
     output that cannot be written is listed in the stats' ``write_errors``; only stats.json
     failing raises."""
@@ -441,6 +482,12 @@ def write_outputs(
     held = system.held_keyframes(snapshot)
     cloud = system.fusion.cloud(held)
     write("points.ply", lambda path: write_point_cloud_ply(path, cloud))
+    views_written: list[int] = []
+    if save_views and snapshot.keyframes:
+        write(
+            f"{VIEWS_FOLDER}/{TRANSFORMS}",
+            lambda _path: views_written.extend(write_keyframe_views(system, snapshot, out / VIEWS_FOLDER, cloud)),
+        )
     mesh_triangles = 0
     if system.config.fusion.mesh:
         mesh = system.fusion.mesh(held)
@@ -498,6 +545,8 @@ def write_outputs(
         # wall time per stage (see SlamSystem.stage_seconds), and the exported cloud and mesh
         "stage_time_s": system.stage_seconds() | {"export_fusion": round(fusion_seconds, 3)},
         "points": len(cloud),
+        # keyframes written as posed views (--save-views), None when not asked for
+        "posed_views": len(views_written) if save_views else None,
         "mesh_triangles": mesh_triangles,
         "peak_memory_mb": round(peak_memory_mb(), 1),
         "device": str(system.device),

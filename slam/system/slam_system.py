@@ -55,9 +55,17 @@ class SlamSystem:
     """Feed frames with :meth:`process`, then call :meth:`finish`; read results with
     :meth:`snapshot` and :meth:`trajectory` at any time (from any thread)."""
 
-    def __init__(self, config: SystemConfig, camera: Camera, depth_folder: Path | None = None):
+    def __init__(
+        self,
+        config: SystemConfig,
+        camera: Camera,
+        depth_folder: Path | None = None,
+        views_folder: Path | None = None,
+    ):
         """``camera``: intrinsics and size of the frames to come (sides multiples of 16).
-        ``depth_folder``: where each keyframe's final depth map is written (None: nowhere)."""
+        ``depth_folder``: where each keyframe's final depth map is written; ``views_folder``:
+        the posed views' folder each keyframe's image is written into
+        (:mod:`slam.mapping.posed_views`); None: nowhere."""
         if camera.width is None or camera.height is None or camera.width % 16 or camera.height % 16:
             raise V2DError(f"the SLAM system needs frames whose sides are multiples of 16, got {camera.size}")
         config = self.config = _with_available_modules(config)
@@ -104,6 +112,7 @@ class SlamSystem:
             camera.intrinsics,
             active=backend.window + 1,
             depth_folder=depth_folder,
+            views_folder=views_folder,
             keep_released=backend.loops,  # a loop closure may move fused keyframes
         )
         self._thread = BackendThread(self._backend_pass, self._close_loops) if config.backend.mode == "thread" else None

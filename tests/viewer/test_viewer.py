@@ -70,7 +70,9 @@ def test_run_control_pauses_exports_and_stops_with_the_outputs_saved(tmp_path):
     source = SyntheticSource("room", 0, 60, None, None)
     config = SystemConfig()  # with the mesh: an export meshes a copy of the volume and the live keyframes
     thread = threading.Thread(
-        target=lambda: result.update(stats=run_slam(source, config, tmp_path, save_depth=True, control=control)),
+        target=lambda: result.update(
+            stats=run_slam(source, config, tmp_path, save_depth=True, control=control, save_views=True)
+        ),
         daemon=True,
     )
     thread.start()
@@ -86,8 +88,11 @@ def test_run_control_pauses_exports_and_stops_with_the_outputs_saved(tmp_path):
     exported = exported_stats["frames_processed"]
     assert 12 <= exported < 60
     assert exported_stats["mesh_triangles"] > 0 and (tmp_path / "mesh.ply").stat().st_size > 0
-    # the fused keyframes' depth maps were written as they were fused, the live ones by the export
+    # the fused keyframes' depth maps and images were written as they were fused, the live ones
+    # by the export
     assert len(list((tmp_path / "depth").glob("*.npy"))) >= exported_stats["keyframes"]
+    assert exported_stats["posed_views"] == exported_stats["keyframes"]
+    assert len(list((tmp_path / "views" / "images").glob("*.jpg"))) >= exported_stats["keyframes"]
     control.request_stop()
     thread.join(60)
     assert control.done.is_set()
@@ -96,6 +101,7 @@ def test_run_control_pauses_exports_and_stops_with_the_outputs_saved(tmp_path):
     assert len(read_trajectory(tmp_path / "trajectory.txt")) == stats["frames_processed"]
     assert (tmp_path / "points.ply").stat().st_size > 0
     assert len(list((tmp_path / "depth").glob("*.npy"))) == stats["keyframes"]
+    assert stats["posed_views"] == stats["keyframes"]
 
 
 @pytest.fixture(scope="module")
