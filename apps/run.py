@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_run_arguments(parser: argparse.ArgumentParser, default_source: str | None = None) -> None:
     """The options shared by `v2d run` and `v2d demo` (whose source is optional)."""
-    source_help = "video file, image folder, TUM/KITTI/EuRoC folder, webcam:N or synthetic[:road]"
+    source_help = "video file, image folder, TUM/KITTI/EuRoC folder, ROS bag, webcam:N or synthetic[:road]"
     if default_source is None:
         parser.add_argument("source", help=source_help)
     else:
@@ -75,7 +75,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, default_source: str | Non
         "(image folders, datasets and synthetic scenes)",
     )
     parser.add_argument(
-        "--kind", help="source kind, overriding detection (video, image_folder, tum, kitti, euroc, webcam, synthetic)"
+        "--kind",
+        help="source kind, overriding detection (video, image_folder, tum, kitti, euroc, rosbag, webcam, synthetic)",
+    )
+    parser.add_argument(
+        "--topic", help="a ROS bag's image topic, e.g. /camera/rgb/image_color (default: the bag's only one)"
     )
     parser.add_argument("--config", help="YAML file with configuration sections (see slam/config/schema.py)")
     parser.add_argument(
@@ -159,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     options = SourceOptions(
         start=args.start, stride=args.stride, max_frames=args.max_frames, there_and_back=args.there_and_back
     )
-    with open_source(args.source, calib=args.calib, options=options, kind=args.kind) as source:
+    with open_source(args.source, calib=args.calib, options=options, kind=args.kind, topic=args.topic) as source:
 
         def slam(control: RunControl | None) -> dict:
             return run_slam(

@@ -5,6 +5,7 @@
 - a folder with ``rgb.txt``: TUM RGB-D; with ``mav0/``: EuRoC; with ``sequences/``, or a KITTI
   sequence folder (``image_0``/``image_2`` and ``times.txt``): KITTI odometry
 - any other folder holding images: an image folder
+- a ``.bag`` file, or a folder with ``metadata.yaml``: a ROS 1 or ROS 2 bag (one image topic)
 - a file: a video (anything OpenCV or PyAV opens)
 
 Every source checks its calibration against the size of its first image when it opens, so a
@@ -25,6 +26,7 @@ from slam.io.sources.image_folder import (
     list_images,
 )
 from slam.io.sources.kitti import DEFAULT_CAMERAS, KittiSource, is_kitti_sequence
+from slam.io.sources.rosbag import RosbagSource, is_rosbag
 from slam.io.sources.tum import TumSource
 from slam.io.sources.video import VideoSource
 from slam.io.sources.webcam import WebcamSource
@@ -32,7 +34,7 @@ from slam.io.sources.webcam import WebcamSource
 log = logging.getLogger(__name__)
 
 #: Source kinds accepted by ``open_source(kind=...)``.
-SOURCE_KINDS = ("video", "image_folder", "tum", "kitti", "euroc", "webcam", "synthetic")
+SOURCE_KINDS = ("video", "image_folder", "tum", "kitti", "euroc", "rosbag", "webcam", "synthetic")
 _LIVE_KINDS = ("webcam", "synthetic")
 
 
@@ -45,6 +47,8 @@ def detect_kind(spec: str) -> str:
     path = Path(spec)
     if not path.exists():
         raise SourceError(f"source not found: {path}")
+    if is_rosbag(path):
+        return "rosbag"
     if path.is_file():
         if path.suffix.lower() in IMAGE_EXTENSIONS:
             raise SourceError(f"{path} is a single image; pass the folder that holds the sequence's images")
@@ -69,7 +73,7 @@ def detect_kind(spec: str) -> str:
     raise SourceError(
         f"{path}: no camera input recognised; expected a TUM RGB-D sequence (rgb.txt), a KITTI odometry folder "
         f"(sequences/, or image_0/ with times.txt), a EuRoC sequence (mav0/), a folder of images "
-        f"({', '.join(IMAGE_EXTENSIONS)}), or a video file"
+        f"({', '.join(IMAGE_EXTENSIONS)}), a ROS 2 bag (metadata.yaml), or a video or ROS 1 bag file"
     )
 
 
@@ -84,10 +88,15 @@ def webcam_index(spec: str) -> int:
 
 
 def open_source(
-    spec: str | Path, calib: str | Path | None = None, options: SourceOptions | None = None, kind: str | None = None
+    spec: str | Path,
+    calib: str | Path | None = None,
+    options: SourceOptions | None = None,
+    kind: str | None = None,
+    topic: str | None = None,
 ) -> Source:
     """Open the source ``spec`` names (see the module docstring), with calibration file ``calib``
-    (None: the source's own or a guess) and ``options``; ``kind`` overrides detection.
+    (None: the source's own or a guess) and ``options``; ``kind`` overrides detection; ``topic``:
+    a ROS bag's image topic (None: its only one).
 
     Raises SourceError (missing path, unknown layout, unreadable data, a ``start`` option past the
     end of a source of known length) or CalibrationError (a calibration that is malformed or does
@@ -100,7 +109,9 @@ def open_source(
         raise SourceError(f"unknown source kind {kind!r}; expected one of {', '.join(SOURCE_KINDS)}")
     elif kind not in _LIVE_KINDS and not Path(spec).exists():
         raise SourceError(f"source not found: {spec}")
-    if options.there_and_back and kind in ("video", "webcam"):
+    if topic is not None and kind != "rosbag":
+        raise SourceError(f"--topic is for ROS bags; {spec} is a {kind} source")
+    if options.there_and_back and kind in ("video", "rosbag", "webcam"):
         raise SourceError(f"a {kind} source cannot be played there and back: it is read in order only")
     log.info("opening %s source %s", kind, spec)
     if kind == "synthetic":
@@ -111,6 +122,8 @@ def open_source(
         source: Source = SyntheticSource.from_spec(spec, options)
     elif kind == "webcam":
         source = WebcamSource(webcam_index(spec), calib, options)
+    elif kind == "rosbag":
+        source = RosbagSource(spec, calib, options, topic)
     else:
         opener = {
             "video": VideoSource,
