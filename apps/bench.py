@@ -32,9 +32,14 @@ SUITES: dict[str, tuple[str, str]] = {
         "long",
     ),
     "map": ("the map against the sensor: keyframe depth, the exported cloud and mesh", "map"),
+    "peers": ("COLMAP and ORB odometry beside the default run on the real sequences", "peers"),
     "endurance": ("memory over a 10,000-frame synthetic run", "endurance"),
     "viewer": ("the live Qt viewer's cost in end-to-end fps on tum_fr1_rpy", "viewer"),
 }
+
+
+#: the peers suite's methods beside ours (see apps.benchmarks.peers), by the name --peers takes
+PEERS = ("colmap", "orb")
 
 
 def weights_description(args: argparse.Namespace) -> str:
@@ -58,6 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=sorted(SUITES),
         help="suite to run (repeatable; default: all): "
         + "; ".join(f"{name}: {what}" for name, (what, _) in SUITES.items()),
+    )
+    parser.add_argument(
+        "--peers",
+        action="append",
+        choices=PEERS,
+        help="peers the peers suite runs (repeatable; default: all); given alone, runs the peers suite only",
     )
     parser.add_argument("--output", default="BENCHMARKS.md", help="markdown file to update (default: BENCHMARKS.md)")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (for smoke tests; numbers are noisier)")
@@ -90,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     machine = machine_summary()
     output = Path(args.output)
     command = "v2d " + shlex.join(args.argv)
-    for name in args.suite or list(SUITES):
+    for name in args.suite or (["peers"] if args.peers else list(SUITES)):
         body = importlib.import_module(f"apps.benchmarks.{SUITES[name][1]}").suite(args)
         stamp = (
             f"Command: `{command}`; machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} "

@@ -222,3 +222,29 @@ def test_the_map_suite_scores_keyframe_depth_and_the_cloud_against_rendered_dept
         assert float(row[3]) < 10.0 and int(row[4].rstrip("%")) > 20, table  # median cm, completeness
     assert (tmp_path / "docs" / "map-synthetic-room.png").stat().st_size > 10_000
     assert "(docs/map-synthetic-room.png)" in cloud_row[6]
+
+
+@pytest.mark.slow
+def test_the_peers_suite_scores_colmap_and_orb_odometry_beside_ours_on_the_same_frames(monkeypatch):
+    """A short synthetic room: a row for the default run, one for COLMAP and one for the ORB
+    odometry, each registering the frames with the accuracy a working method reaches (the poses
+    read back from COLMAP's model and chained by the odometry in the right direction)."""
+    import argparse
+
+    from apps.benchmarks import peers
+
+    pytest.importorskip("pycolmap", reason="pycolmap (requirements.txt) runs COLMAP")
+    monkeypatch.setattr(peers, "SEQUENCES", [("synthetic:room", 20, 20)])
+    table = peers.suite(argparse.Namespace(quick=True, peers=None))
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in table.splitlines()
+        if line.startswith("| synthetic:room |")
+    ]
+    assert [row[1].split(" ")[0] for row in rows] == ["v2d", "COLMAP", "ORB"], table
+    bounds = {"v2d": 5.0, "COLMAP": 2.0, "ORB": 25.0}  # ATE, % of the path
+    for row in rows:
+        registered, of = row[2].split(" of ")
+        share = float(row[4].split("%")[0])
+        assert int(of) == 20 and int(registered) >= 15 and share < bounds[row[1].split(" ")[0]], table
+    assert "the ATE in" in rows[1][7] and "the time" in rows[2][7], table
