@@ -16,7 +16,7 @@ import sys
 from slam import __version__
 from slam.errors import V2DError
 
-SUBCOMMANDS = ("run", "demo", "calibrate", "evaluate", "bench", "train")
+SUBCOMMANDS = ("run", "demo", "download", "calibrate", "evaluate", "bench", "train")
 
 
 def positive_int(text: str) -> int:
