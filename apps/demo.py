@@ -1,8 +1,10 @@
 """`v2d demo`: SLAM on the built-in synthetic scene (no download), outputs under outputs/demo, then
 pictures of the result in the same folder and one line on how good it was: the estimated
 trajectory over the ground truth (``trajectory.png``: top view and each axis against time, after
-a Sim(3) alignment) and a rendered view of the fused cloud with the trajectory and the ground
-truth (``map.png``, the viewer's software rendering)."""
+a Sim(3) alignment), a rendered view of the fused cloud with the trajectory and the ground
+truth (``map.png``, the viewer's software rendering) and a strip of keyframes over their depth
+(``keyframes.png``). The run also writes the keyframes' depth maps (``depth/``) and the posed
+views for splatting (``views/``), which the strip is drawn from."""
 
 from __future__ import annotations
 
@@ -16,16 +18,22 @@ from apps.run import add_run_arguments, run
 #: size (width, height) of the rendered map picture
 MAP_PICTURE = (960, 720)
 
+#: keyframes in the strip (evenly spaced over the run), and the width of each in pixels
+STRIP_KEYFRAMES = 6
+STRIP_WIDTH = 240
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="run SLAM on the built-in synthetic scene (no download needed)",
         description="`v2d run synthetic` with the demo's defaults: a hand-held room sequence, outputs in "
-        "outputs/demo (replaced on each run), then pictures of the result there: trajectory.png and map.png.",
+        "outputs/demo (replaced on each run) with the keyframes' depth and posed views, then pictures of "
+        "the result there: trajectory.png, map.png and keyframes.png.",
     )
     add_run_arguments(parser, default_source="synthetic")
-    parser.set_defaults(func=demo, out="outputs/demo", max_frames=90, overwrite=True)  # replaces its own run
+    # replaces its own run; the keyframes' depth maps and images feed the strip
+    parser.set_defaults(func=demo, out="outputs/demo", max_frames=90, overwrite=True, save_depth=True, save_views=True)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -46,11 +54,12 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def demo_pictures(out: Path) -> tuple[str, list[Path]]:
-    """Draw ``trajectory.png`` (with ground truth) and ``map.png`` into the run folder ``out``
-    (which holds a run's trajectory.txt, points.ply, stats.json and, for a source with ground
-    truth, groundtruth.txt); returns one line (ATE, frames per second, points) and the pictures'
-    paths. Raises a V2DError (TrajectoryError: too few poses to align; ExportError: a picture
-    that cannot be written) with the reason."""
+    """Draw ``trajectory.png`` (with ground truth), ``map.png`` and ``keyframes.png`` (where the
+    run saved its keyframes' depth and views) into the run folder ``out`` (which holds a run's
+    trajectory.txt, points.ply, stats.json and, for a source with ground truth, groundtruth.txt);
+    returns one line (ATE, frames per second, points) and the pictures' paths. Raises a
+    V2DError (TrajectoryError: too few poses to align; ExportError: a picture that cannot be
+    written) with the reason."""
     import json
 
     import cv2
@@ -93,4 +102,43 @@ def demo_pictures(out: Path) -> tuple[str, list[Path]]:
     picture = render(state, *MAP_PICTURE)
     if not cv2.imwrite(str(pictures[-1]), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
         raise ExportError(f"cannot write {pictures[-1]}")
+    strip = keyframe_strip(out)
+    if strip is not None:
+        pictures.append(out / "keyframes.png")
+        if not cv2.imwrite(str(pictures[-1]), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
+            raise ExportError(f"cannot write {pictures[-1]}")
     return line, pictures
+
+
+def keyframe_strip(out: Path) -> np.ndarray | None:
+    """(H, W, 3) RGB uint8: up to :data:`STRIP_KEYFRAMES` keyframes evenly spaced over the run, each
+    its image (``views/images/``) over its depth (``depth/``, near red, far blue, one colour
+    scale for all), labelled with its frame number; None where the run saved neither."""
+    import cv2
+
+    from slam.errors import ExportError
+    from slam.io.depth_maps import read_depth
+    from viewer.depth_colors import colorize_depth
+
+    images = out / "views" / "images"
+    indices = sorted(int(p.stem) for p in (out / "depth").glob("*.npy") if (images / f"{p.stem}.jpg").is_file())
+    if not indices:
+        return None
+    chosen = [
+        indices[k] for k in np.linspace(0, len(indices) - 1, min(STRIP_KEYFRAMES, len(indices))).round().astype(int)
+    ]
+    depths = [read_depth(out / "depth" / f"{index:06d}.npy") for index in chosen]
+    valid = np.concatenate([d[np.isfinite(d) & (d > 0)] for d in depths])
+    near, far = np.percentile(valid, [2, 98]) if len(valid) else (None, None)
+    columns = []
+    for index, depth in zip(chosen, depths):
+        stored = cv2.imread(str(images / f"{index:06d}.jpg"))
+        if stored is None:
+            raise ExportError(f"cannot read {images / f'{index:06d}.jpg'} for the keyframe strip")
+        image = cv2.cvtColor(stored, cv2.COLOR_BGR2RGB)
+        height = round(STRIP_WIDTH * image.shape[0] / image.shape[1])
+        image = cv2.resize(image, (STRIP_WIDTH, height), interpolation=cv2.INTER_AREA)
+        coloured = cv2.resize(colorize_depth(depth, near, far), (STRIP_WIDTH, height), interpolation=cv2.INTER_NEAREST)
+        cv2.putText(image, f"frame {index}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        columns.append(np.concatenate([image, coloured], axis=0))
+    return np.concatenate(columns, axis=1)

@@ -43,14 +43,18 @@ def test_demo_runs_slam_on_the_synthetic_scene(tmp_path, capsys):
     assert (
         "ATE " in printed
         and "% of the" in printed
-        and f"pictures: {out / 'trajectory.png'}, {out / 'map.png'}" in printed
+        and f"pictures: {out / 'trajectory.png'}, {out / 'map.png'}, {out / 'keyframes.png'}" in printed
     )
-    for name in ("trajectory.png", "map.png"):
+    for name in ("trajectory.png", "map.png", "keyframes.png"):
         picture = cv2.imread(str(out / name))
         assert picture is not None and picture.std() > 10, name  # drawn, not blank
-    (out / "groundtruth.txt").unlink()  # a source without ground truth: the map alone
+    # the strip: each keyframe's image over its depth, as many keyframes as the run made (up to 6)
+    strip = cv2.imread(str(out / "keyframes.png"))
+    assert strip.shape[1] == 240 * min(6, stats["keyframes"]) and strip.shape[0] == 2 * 180, strip.shape
+    assert stats["posed_views"] == stats["keyframes"]  # the demo writes the posed views too
+    (out / "groundtruth.txt").unlink()  # a source without ground truth: the map and the strip
     line, pictures = demo_pictures(out)
-    assert line.startswith("12 frames, ") and pictures == [out / "map.png"]
+    assert line.startswith("12 frames, ") and pictures == [out / "map.png", out / "keyframes.png"]
 
 
 def test_bench_rewrites_only_its_own_section(tmp_path):
