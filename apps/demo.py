@@ -1,10 +1,11 @@
 """`v2d demo`: SLAM on the built-in synthetic scene (no download), outputs under outputs/demo, then
 pictures of the result in the same folder and one line on how good it was: the estimated
 trajectory over the ground truth (``trajectory.png``: top view and each axis against time, after
-a Sim(3) alignment), a rendered view of the fused cloud with the trajectory and the ground
-truth (``map.png``, the viewer's software rendering) and a strip of keyframes over their depth
-(``keyframes.png``). The run also writes the keyframes' depth maps (``depth/``) and the posed
-views for splatting (``views/``), which the strip is drawn from."""
+a Sim(3) alignment), a rendered view of the fused cloud with the trajectory and the ground truth
+(``map.png``, the viewer's software rendering), the same of the mesh's vertices shaded
+(``mesh.png``) and a strip of keyframes over their depth (``keyframes.png``). The run also
+writes the keyframes' depth maps (``depth/``) and the posed views for splatting (``views/``),
+which the strip is drawn from."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from apps.run import add_run_arguments, run
+from slam.mapping.point_cloud import PointCloud
 
 #: size (width, height) of the rendered map picture
 MAP_PICTURE = (960, 720)
@@ -29,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run SLAM on the built-in synthetic scene (no download needed)",
         description="`v2d run synthetic` with the demo's defaults: a hand-held room sequence, outputs in "
         "outputs/demo (replaced on each run) with the keyframes' depth and posed views, then pictures of "
-        "the result there: trajectory.png, map.png and keyframes.png.",
+        "the result there: trajectory.png, map.png, mesh.png and keyframes.png.",
     )
     add_run_arguments(parser, default_source="synthetic")
     # replaces its own run; the keyframes' depth maps and images feed the strip
@@ -54,23 +56,19 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def demo_pictures(out: Path) -> tuple[str, list[Path]]:
-    """Draw ``trajectory.png`` (with ground truth), ``map.png`` and ``keyframes.png`` (where the
-    run saved its keyframes' depth and views) into the run folder ``out`` (which holds a run's
-    trajectory.txt, points.ply, stats.json and, for a source with ground truth, groundtruth.txt);
-    returns one line (ATE, frames per second, points) and the pictures' paths. Raises a
+    """Draw ``trajectory.png`` (with ground truth), ``map.png``, ``mesh.png`` (with a mesh) and
+    ``keyframes.png`` (where the run saved its keyframes' depth and views) into the run folder
+    ``out`` (which holds a run's trajectory.txt, points.ply, stats.json and, for a source with
+    ground truth, groundtruth.txt); returns one line (ATE, frames per second, points) and the pictures' paths. Raises a
     V2DError (TrajectoryError: too few poses to align; ExportError: a picture that cannot be
     written) with the reason."""
     import json
 
-    import cv2
-
-    from slam.errors import ExportError
     from slam.evaluation.trajectory import evaluate_trajectory, plot_trajectories
     from slam.io.trajectory import read_trajectory
     from slam.mapping.export import read_ply_vertices
-    from slam.mapping.point_cloud import PointCloud
     from viewer.scene import SceneState
-    from viewer.software_render import render
+    from viewer.software_render import default_view, render
 
     stats = json.loads((out / "stats.json").read_text())
     estimate = read_trajectory(out / "trajectory.txt")
@@ -98,16 +96,44 @@ def demo_pictures(out: Path) -> tuple[str, list[Path]]:
     state.cloud = PointCloud(positions, colours)
     depths = np.linalg.norm(positions - estimate.positions.mean(axis=0), axis=1)
     state.scale = float(np.median(depths)) if len(depths) else 1.0
-    pictures.append(out / "map.png")
-    picture = render(state, *MAP_PICTURE)
-    if not cv2.imwrite(str(pictures[-1]), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
-        raise ExportError(f"cannot write {pictures[-1]}")
+    pictures.append(_write_picture(out / "map.png", render(state, *MAP_PICTURE)))
+    if (out / "mesh.ply").is_file():
+        surface = shaded_mesh_vertices(out / "mesh.ply", *default_view(state))
+        if surface is not None:
+            state.cloud = surface
+            pictures.append(_write_picture(out / "mesh.png", render(state, *MAP_PICTURE, point_size=3)))
     strip = keyframe_strip(out)
     if strip is not None:
-        pictures.append(out / "keyframes.png")
-        if not cv2.imwrite(str(pictures[-1]), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
-            raise ExportError(f"cannot write {pictures[-1]}")
+        pictures.append(_write_picture(out / "keyframes.png", strip))
     return line, pictures
+
+
+def _write_picture(path: Path, picture: np.ndarray) -> Path:
+    """Write the (H, W, 3) RGB ``picture`` to ``path``; ExportError when it cannot be."""
+    import cv2
+
+    from slam.errors import ExportError
+
+    if not cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
+        raise ExportError(f"cannot write {path}")
+    return path
+
+
+def shaded_mesh_vertices(path: Path, eye: np.ndarray, target: np.ndarray) -> PointCloud | None:
+    """The vertices of the mesh at ``path`` as a cloud whose colours are shaded by a light at the
+    viewer's ``eye`` looking at ``target`` (its vertex colours, or grey, times 0.3 + 0.7 |n . l|):
+    drawn as points, the surfaces read as shapes. None for a mesh without triangles."""
+    import open3d as o3d
+
+    mesh = o3d.io.read_triangle_mesh(str(path))
+    if not mesh.has_triangles():
+        return None
+    mesh.compute_vertex_normals()
+    normals = np.asarray(mesh.vertex_normals)
+    light = (eye - target) / max(float(np.linalg.norm(eye - target)), 1e-12)
+    base = np.asarray(mesh.vertex_colors) * 255.0 if mesh.has_vertex_colors() else np.full(normals.shape, 200.0)
+    shade = 0.3 + 0.7 * np.abs(normals @ light)
+    return PointCloud(np.asarray(mesh.vertices), np.clip(base * shade[:, None], 0, 255).astype(np.uint8))
 
 
 def keyframe_strip(out: Path) -> np.ndarray | None:

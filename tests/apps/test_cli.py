@@ -52,6 +52,18 @@ def test_demo_runs_slam_on_the_synthetic_scene(tmp_path, capsys):
     strip = cv2.imread(str(out / "keyframes.png"))
     assert strip.shape[1] == 240 * min(6, stats["keyframes"]) and strip.shape[0] == 2 * 180, strip.shape
     assert stats["posed_views"] == stats["keyframes"]  # the demo writes the posed views too
+    # with a mesh, its vertices shaded: a red sphere in the map's middle shows in mesh.png
+    import open3d as o3d
+
+    sphere = o3d.geometry.TriangleMesh.create_sphere(0.3, resolution=40).paint_uniform_color([0.9, 0.1, 0.1])
+    sphere.translate(read_trajectory(out / "trajectory.txt").positions.mean(axis=0))
+    o3d.io.write_triangle_mesh(str(out / "mesh.ply"), sphere)
+    _, pictures = demo_pictures(out)
+    assert pictures[2] == out / "mesh.png", pictures
+    mesh_picture = cv2.imread(str(out / "mesh.png"))  # BGR
+    red = (mesh_picture[:, :, 2] > 120) & (mesh_picture[:, :, 1] < 60) & (mesh_picture[:, :, 0] < 60)
+    assert red.sum() > 500, red.sum()
+    (out / "mesh.ply").unlink()
     (out / "groundtruth.txt").unlink()  # a source without ground truth: the map and the strip
     line, pictures = demo_pictures(out)
     assert line.startswith("12 frames, ") and pictures == [out / "map.png", out / "keyframes.png"]
