@@ -13,7 +13,10 @@ inverse depth, which is exact on planes; all four pixels around the sample must 
 pixel is kept when at least ``consistency_views`` neighbours agree. When the map holds fewer
 than ``consistency_views`` other keyframes, a pixel needs the agreement of all of them (a lone
 keyframe is kept unfiltered), so that short runs still give a cloud. Pixels whose confidence is
-below ``min_confidence`` are invalid, both as points and as witnesses for other keyframes.
+below ``min_confidence`` are invalid, both as points and as witnesses for other keyframes, and so
+are pixels on a depth edge (:func:`depth_edges`): where a near and a far surface meet, a depth
+network blends them over a few pixels, and those pixels lie on neither surface (flying pixels;
+a neighbour's depth, interpolated across the same edge, would confirm them).
 
 Depth from a monocular system has an arbitrary scale: the consistency test is relative, the
 neighbour ranking is scale-free, and the TSDF voxel size defaults to a fraction of the median
@@ -30,6 +33,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+import cv2
 import numpy as np
 
 from slam.mapping.point_cloud import PointCloud, VoxelSums, pack_cells, subsample
@@ -43,6 +47,11 @@ log = logging.getLogger(__name__)
 AUTO_VOXELS_PER_MEDIAN_DEPTH = 100.0
 #: TSDF truncation distance in voxels when none is given.
 AUTO_TRUNCATION_VOXELS = 4.0
+#: A pixel is a flying pixel when its inverse depth is more than this share of its own away from
+#: both the nearest and the farthest surface around it (see :func:`depth_edges`; 0: no edge
+#: test); the window is this many pixels wide.
+EDGE_STEP = 0.1
+EDGE_WINDOW = 5
 #: Voxels along each edge of one Open3D voxel block.
 _BLOCK_RESOLUTION = 8
 
@@ -116,12 +125,13 @@ class FusionKeyframe:
         return float(np.median(valid)) if valid.size else 1.0
 
     def masked_depth(self, min_confidence: float) -> np.ndarray:
-        """(H, W) float32 depth with 0 wherever it is invalid (<= 0, not finite) or its
-        confidence is below ``min_confidence``."""
+        """(H, W) float32 depth with 0 wherever it is invalid (<= 0, not finite), its
+        confidence is below ``min_confidence``, or it lies on a depth edge (:func:`depth_edges`)."""
         valid = np.isfinite(self.depth) & (self.depth > 0)
         if self.confidence is not None:
             valid &= self.confidence >= min_confidence
-        return np.where(valid, self.depth, np.float32(0.0))
+        depth = np.where(valid, self.depth, np.float32(0.0))
+        return np.where(depth_edges(depth, EDGE_STEP), np.float32(0.0), depth) if EDGE_STEP > 0 else depth
 
     def same_as(self, other: FusionKeyframe) -> bool:
         """True when ``other`` holds the same id, timestamp, pose, intrinsics and pixels."""
@@ -138,6 +148,23 @@ class FusionKeyframe:
             and same(self.confidence, other.confidence)
             and same(self.image, other.image)
         )
+
+
+def depth_edges(depth: np.ndarray, max_step: float) -> np.ndarray:
+    """(H, W) bool: the flying pixels of ``depth``: valid pixels (depth > 0) whose inverse depth
+    lies between the nearest and the farthest surface within :data:`EDGE_WINDOW` pixels, more
+    than ``max_step`` times its own away from both, so on neither (where a depth network blends
+    a near and a far surface). The surfaces' own pixels beside the edge stay. The test reads
+    the inverse depth median-filtered over the same window, so that scattered outliers (which
+    the consistency test removes) do not make their neighbours look like an edge."""
+    valid = depth > 0
+    inverse = np.divide(1.0, depth, out=np.zeros_like(depth, dtype=np.float32), where=valid)
+    smooth = cv2.medianBlur(inverse, EDGE_WINDOW)
+    known = valid & (smooth > 0)
+    kernel = np.ones((EDGE_WINDOW, EDGE_WINDOW), np.uint8)
+    nearest = cv2.dilate(np.where(known, smooth, np.float32(0.0)), kernel)
+    farthest = cv2.erode(np.where(known, smooth, np.float32(np.inf)), kernel)
+    return known & (np.minimum(nearest - smooth, smooth - farthest) > max_step * smooth)
 
 
 def viewpoint_distances(keyframes: Sequence[FusionKeyframe]) -> np.ndarray:

@@ -17,10 +17,12 @@ from slam.io.depth_maps import read_depth, write_depth_png
 from slam.mapping.export import write_mesh_ply, write_point_cloud_ply
 from slam.mapping.fusion import (
     AUTO_VOXELS_PER_MEDIAN_DEPTH,
+    EDGE_STEP,
     FusionKeyframe,
     PointCloudFuser,
     TsdfVolume,
     consistency_masks,
+    depth_edges,
     nearest_neighbours,
 )
 from slam.mapping.point_cloud import PointCloud, VoxelSums, subsample, voxel_downsample
@@ -144,7 +146,8 @@ def test_fused_points_lie_on_the_room_surfaces(keyframes, room, surface):
 def test_point_colours_are_the_pixels_colours(keyframes):
     kf = keyframes[3]
     cloud = fuse_point_cloud([kf], consistency_views=0, max_points=None)
-    assert np.array_equal(cloud.colours, kf.image.reshape(-1, 3))
+    kept = ~_edges(kf.depth).reshape(-1)  # exact depth: a few pixels where three surfaces meet
+    assert kept.mean() > 0.999 and np.array_equal(cloud.colours, kf.image.reshape(-1, 3)[kept])
 
 
 def test_consistency_filter_removes_corrupted_depths(keyframes, surface):
@@ -166,15 +169,16 @@ def test_consistency_filter_removes_corrupted_depths(keyframes, surface):
 def test_confidence_filter(keyframes):
     rng = np.random.default_rng(2)
     kf = replace(keyframes[0], confidence=rng.random(keyframes[0].depth.shape).astype(np.float32))
-    assert len(fuse_point_cloud([kf], min_confidence=0.5)) == np.count_nonzero(kf.confidence >= 0.5)
-    assert len(fuse_point_cloud([kf], min_confidence=0.0)) == kf.depth.size
+    confident = kf.confidence >= 0.5
+    assert len(fuse_point_cloud([kf], min_confidence=0.5)) == np.count_nonzero(confident & ~_edges(kf.depth, confident))
+    assert len(fuse_point_cloud([kf], min_confidence=0.0)) == kf.depth.size - _edges(kf.depth).sum()
 
     # unconfident pixels cannot vouch for others: one confident keyframe among unconfident ones
     # has no witnesses left
     zero = np.zeros(kf.depth.shape, np.float32)
     frames = [keyframes[0]] + [replace(other, confidence=zero) for other in keyframes[1:]]
     assert len(fuse_point_cloud(frames, consistency_views=2)) == 0
-    assert len(fuse_point_cloud(frames, consistency_views=0)) == kf.depth.size
+    assert len(fuse_point_cloud(frames, consistency_views=0)) == kf.depth.size - _edges(kf.depth).sum()
 
 
 def test_invalid_depths_give_no_points(keyframes):
@@ -182,7 +186,7 @@ def test_invalid_depths_give_no_points(keyframes):
     depth[:100] = 0.0
     depth[100:110] = np.nan
     cloud = fuse_point_cloud([replace(keyframes[0], depth=depth)])
-    assert len(cloud) == depth.size - 110 * depth.shape[1]
+    assert len(cloud) == depth.size - 110 * depth.shape[1] - _edges(depth, np.isfinite(depth)).sum()
     assert np.all(np.isfinite(cloud.points))
 
 
@@ -535,3 +539,47 @@ def test_streaming_cloud_keeps_to_its_budget_by_coarsening(keyframes, surface):
     assert 5000 / 8 < len(cloud) <= 5000
     assert fusion.scale.point_voxel >= 2 * fusion.scale.scene / FusionConfig().point_resolution
     assert np.median(surface_distance(surface, cloud.points)) < fusion.scale.point_voxel
+
+
+# ---------------------------------------------------------------------------------------------- depth edges
+
+
+def _edges(depth: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """The flying pixels fusion leaves out of ``depth`` where ``valid`` (default: everywhere)."""
+    valid = np.ones(depth.shape, bool) if valid is None else valid & np.isfinite(depth)
+    return depth_edges(np.where(valid, depth, 0).astype(np.float32), EDGE_STEP)
+
+
+def _edge_keyframe(ramp: int) -> FusionKeyframe:
+    """A 60 x 80 keyframe seeing a wall 1 m away on its left half and one 3 m away on its right,
+    its depth blending the two over ``ramp`` pixels in inverse depth (as a network's depth does
+    at an edge: flying pixels, on neither surface)."""
+    inverse = np.where(np.arange(80) < 40, 1.0, 1 / 3).astype(np.float32)
+    if ramp:
+        inverse[40 - ramp // 2 : 40 + ramp - ramp // 2] = np.linspace(1.0, 1 / 3, ramp + 2)[1:-1]
+    depth = np.tile(1.0 / inverse, (60, 1)).astype(np.float32)
+    image = np.full((60, 80, 3), 128, np.uint8)
+    return FusionKeyframe(image, depth, None, np.eye(4), np.array([60.0, 60.0, 40.0, 30.0]), 0.0, 0)
+
+
+@pytest.mark.parametrize("ramp", [0, 2, 4])
+def test_flying_pixels_at_a_depth_edge_stay_out_of_the_cloud_and_the_surfaces_stay(ramp):
+    fuser = PointCloudFuser(consistency_views=0)
+    fuser.add(_edge_keyframe(ramp))
+    z = fuser.cloud().points[:, 2]
+    assert not ((z > 1.02) & (z < 2.9)).any(), np.unique(np.round(z, 2))
+    assert (np.abs(z - 1.0) < 0.01).sum() > 0.8 * 60 * 40 - 60 * 6 and (np.abs(z - 3.0) < 0.03).sum() > 0.8 * 60 * 34
+
+
+def test_depth_edges_are_the_pixels_between_two_surfaces_not_the_surfaces_or_noise():
+    for ramp in (2, 4):  # the blend's pixels, and none of the walls'
+        edges = depth_edges(_edge_keyframe(ramp).depth, EDGE_STEP)
+        assert edges[2:-2, 40 - ramp // 2 : 40 + ramp - ramp // 2].all() and edges.sum() == 60 * ramp, ramp
+    assert not depth_edges(_edge_keyframe(0).depth, EDGE_STEP).any()  # a clean step: both sides are surfaces
+    slanted = 1.0 / (0.5 + 0.004 * np.arange(80, dtype=np.float32))  # a floor's inverse depth: affine in the pixel
+    assert not depth_edges(np.tile(slanted, (60, 1)), EDGE_STEP).any()
+    rng = np.random.default_rng(3)  # a wall with 30% of its depths wrong: the outliers' neighbours stay
+    noisy = np.ones((60, 80), np.float32)
+    bad = rng.random(noisy.shape) < 0.3
+    noisy[bad] *= rng.uniform(0.5, 2.0, bad.sum()).astype(np.float32)
+    assert depth_edges(noisy, EDGE_STEP)[~bad].mean() < 0.01
