@@ -33,6 +33,7 @@ SUITES: dict[str, tuple[str, str]] = {
     ),
     "map": ("the map against the sensor: keyframe depth, the exported cloud and mesh", "map"),
     "peers": ("COLMAP and ORB odometry beside the default run on the real sequences", "peers"),
+    "profile": ("wall time per stage of the default run on every sequence", "profile"),
     "endurance": ("memory over a 10,000-frame synthetic run", "endurance"),
     "viewer": ("the live Qt viewer's cost in end-to-end fps on tum_fr1_rpy", "viewer"),
 }

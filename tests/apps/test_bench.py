@@ -248,3 +248,26 @@ def test_the_peers_suite_scores_colmap_and_orb_odometry_beside_ours_on_the_same_
         share = float(row[4].split("%")[0])
         assert int(of) == 20 and int(registered) >= 15 and share < bounds[row[1].split(" ")[0]], table
     assert "the ATE in" in rows[1][7] and "the time" in rows[2][7], table
+
+
+@pytest.mark.slow
+def test_the_profile_suite_splits_a_runs_wall_time_into_its_stages(monkeypatch):
+    """A short synthetic run: its row's tracking-thread stages, the rest of that thread's time and
+    the run's end add up to the wall time, and tracking and the keyframes' depth took some."""
+    import argparse
+
+    from apps.benchmarks import profile
+
+    monkeypatch.setattr(profile, "SEQUENCES", [("synthetic room", "synthetic:room", 20, 20)])
+    table = profile.suite(argparse.Namespace(quick=True))
+    (row,) = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in table.splitlines()
+        if line.startswith("| synthetic room |")
+    ]
+    wall = float(row[3])
+    seconds = [float(cell.split(" ")[0]) for cell in row[5:]]
+    tracking_thread, rest, finish = seconds[:5], seconds[5], seconds[6]
+    assert sum(tracking_thread) + rest + finish == pytest.approx(wall, abs=0.1 * len(seconds)), row
+    assert tracking_thread[0] > 0 and tracking_thread[1] > 0 and finish > 0, row
+    assert all(cell.endswith("%)") for cell in row[5:]), row

@@ -1,0 +1,82 @@
+"""Where the time goes (`v2d bench --suite profile`): one default `v2d run` per sequence, and its
+stats.json's wall time per stage (:meth:`slam.system.slam_system.SlamSystem.stage_seconds`), so
+that a speed claim can name the stage it moved.
+
+The tracking thread's stages (tracking, a new keyframe's depth and refinement, relocalization,
+waiting for the backend) and the rest of that thread's time (reading and preparing frames, the
+run loop) add up to the time until the source ends; with the run's end (``finish``: the last
+backend pass, the last fusion) they make the wall time. The export of the cloud and mesh follows,
+outside it (its share is of the wall time too). The backend thread's stages
+(window optimisation, fusion of final keyframes, loop closure) run beside the tracking thread:
+their share says how busy that thread was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+from pathlib import Path
+
+from apps.benchmarks.common import run_cli, sequence_source
+
+#: (name, source, frames in a full run, frames in a quick run): the SLAM suite's default rows
+SEQUENCES = [
+    ("synthetic room (hand-held)", "synthetic:room", 300, 40),
+    ("tum_fr1_rpy", "tum_fr1_rpy", 120, 30),
+    ("kitti_07", "kitti_07", 100, 30),
+    ("hololens_000", "hololens_000", 150, 40),
+]
+
+#: the tracking thread's stages, then the backend thread's, as stats.json names them
+TRACKING_STAGES = ("tracking", "keyframe_depth", "keyframe_refinement", "relocalization", "waiting_for_backend")
+BACKEND_STAGES = ("backend_optimisation", "fusion_as_the_run_goes", "loop_closure")
+
+
+def profile_row(name: str, stats: dict) -> str:
+    """The markdown row of one run's ``stats`` (see the module docstring): seconds and the share
+    of the wall time of each stage."""
+    stages, wall = stats["stage_time_s"], stats["wall_time_s"]
+    tracking_thread = sum(stages.get(stage, 0.0) for stage in TRACKING_STAGES)
+    rest = max(wall - stages.get("finish", 0.0) - tracking_thread, 0.0)
+
+    def cell(seconds: float) -> str:
+        return f"{seconds:.1f} ({100 * seconds / wall:.0f}%)" if wall > 0 else "-"
+
+    cells = [cell(stages.get(stage, 0.0)) for stage in TRACKING_STAGES]
+    cells += [cell(rest), cell(stages.get("finish", 0.0)), cell(stages.get("export_fusion", 0.0))]
+    cells += [cell(stages.get(stage, 0.0)) for stage in BACKEND_STAGES]
+    return (
+        f"| {name} | {stats['frames_processed']} | {stats['keyframes']} | {wall:.1f} | {stats['end_to_end_fps']} | "
+        + " | ".join(cells)
+        + " |"
+    )
+
+
+def suite(args: argparse.Namespace) -> str:
+    """Markdown table: a row per sequence (see the module docstring)."""
+    rows = [
+        "| sequence | frames | keyframes | wall (s) | fps | tracking | keyframe depth | keyframe refinement | "
+        "relocalization | waiting for the backend | reading and the loop | finish | export (after) | "
+        "backend: window optimisation | backend: fusion | backend: loop closure |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    notes = []
+    for name, source, full, quick in SEQUENCES:
+        spec = sequence_source(source)
+        if spec is None:
+            notes.append(f"{name}: skipped, ../shared/data is absent")
+            continue
+        frames = quick if args.quick else full
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                stats = run_cli(spec, frames, Path(tmp), [])
+        except (RuntimeError, subprocess.TimeoutExpired) as err:
+            notes.append(f"{name}: failed: {err}")
+            continue
+        rows.append(profile_row(name, stats))
+    text = (
+        "### Where the time goes\n\nSeconds per stage of one default run (share of its wall time); the "
+        "backend's stages run in their own thread, beside the tracking thread's.\n\n" + "\n".join(rows)
+    )
+    return text + ("\n\n" + "\n".join(notes) if notes else "")
