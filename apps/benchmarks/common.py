@@ -80,3 +80,12 @@ def sequence_source(source: str) -> str | None:
     if source.startswith("synthetic"):
         return source
     return str(SHARED_DATA / source) if SHARED_DATA.is_dir() else None
+
+
+def skipped_where_absent(name: str, source: str, notes: list[str]) -> str | None:
+    """:func:`sequence_source` of ``source``; where that is None (no ../shared/data), a note
+    that sequence ``name`` was skipped is added to ``notes``."""
+    spec = sequence_source(source)
+    if spec is None:
+        notes.append(f"{name}: skipped, ../shared/data is absent")
+    return spec

@@ -19,7 +19,7 @@ import subprocess
 
 import numpy as np
 
-from apps.benchmarks.common import run_and_read, sequence_source
+from apps.benchmarks.common import run_and_read, skipped_where_absent
 from slam.evaluation.trajectory import evaluate_trajectory
 from slam.io.trajectory import Trajectory
 
@@ -69,12 +69,11 @@ def suite(args: argparse.Namespace) -> str:
         "peak memory (MB) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    notes = []
+    notes: list[str] = []
     for config_name, extra in CONFIGURATIONS.items():
         for name, source, full, quick, there_and_back in SEQUENCES:
-            spec = sequence_source(source)
+            spec = skipped_where_absent(name, source, notes)
             if spec is None:
-                notes.append(f"{name}: skipped, ../shared/data is absent")
                 continue
             frames = quick if args.quick else full or ALL_FRAMES
             if full is None and not args.quick:  # whole laps (a quick run: a few frames of the path)

@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from apps.benchmarks.common import run_cli, sequence_source
+from apps.benchmarks.common import run_cli, skipped_where_absent
 from slam.errors import V2DError
 from slam.evaluation.map import (
     backproject_depth,
@@ -174,11 +174,10 @@ def suite(args: argparse.Namespace) -> str:
         "| sequence | what | points | accuracy (median, cm) | completeness (< 5 cm) | precision (< 5 cm) | picture |",
         "|---|---|---|---|---|---|---|",
     ]
-    notes = []
+    notes: list[str] = []
     for name, source, full, quick in SEQUENCES:
-        spec = sequence_source(source)
+        spec = skipped_where_absent(name, source, notes)
         if spec is None:
-            notes.append(f"{name}: skipped, ../shared/data is absent")
             continue
         frames = quick if args.quick else full
         picture = None if args.quick else docs / f"map-{_slug(name)}.png"

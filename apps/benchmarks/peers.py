@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from apps.bench import PEERS
-from apps.benchmarks.common import run_and_read, sequence_source
+from apps.benchmarks.common import run_and_read, skipped_where_absent
 from slam.evaluation.trajectory import evaluate_trajectory
 from slam.geometry.camera import Camera
 from slam.io.frame import Frame
@@ -157,11 +157,10 @@ def suite(args: argparse.Namespace) -> str:
         "ATE and time against ours |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    notes = []
+    notes: list[str] = []
     for name, full, quick in SEQUENCES:
-        spec = sequence_source(name)
+        spec = skipped_where_absent(name, name, notes)
         if spec is None:
-            notes.append(f"{name}: skipped, ../shared/data is absent")
             continue
         count = quick if args.quick else full
         frames, _ = _read_frames(spec, count)

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from apps.benchmarks.common import run_cli, sequence_source
+from apps.benchmarks.common import run_cli, skipped_where_absent
 
 #: (name, source, frames in a full run, frames in a quick run): the SLAM suite's default rows
 SEQUENCES = [
@@ -61,11 +61,10 @@ def suite(args: argparse.Namespace) -> str:
         "backend: window optimisation | backend: fusion | backend: loop closure |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    notes = []
+    notes: list[str] = []
     for name, source, full, quick in SEQUENCES:
-        spec = sequence_source(source)
+        spec = skipped_where_absent(name, source, notes)
         if spec is None:
-            notes.append(f"{name}: skipped, ../shared/data is absent")
             continue
         frames = quick if args.quick else full
         try:

@@ -13,7 +13,7 @@ import argparse
 import subprocess
 from pathlib import Path
 
-from apps.benchmarks.common import run_and_read, sequence_source
+from apps.benchmarks.common import run_and_read, skipped_where_absent
 from slam.evaluation.trajectory import evaluate_trajectory
 
 #: (name, source, frames in a full run, frames in a quick run, target ATE as text, target check)
@@ -65,12 +65,11 @@ def suite(args: argparse.Namespace, configurations: dict[str, list[str]] | None 
         "end-to-end fps | peak memory (MB) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    notes = []
+    notes: list[str] = []
     for config_name, extra in configurations.items():
         for name, source, full, quick, target_text, target in SEQUENCES:
-            spec = sequence_source(source)
+            spec = skipped_where_absent(name, source, notes)
             if spec is None:
-                notes.append(f"{name}: skipped, ../shared/data is absent")
                 continue
             frames = quick if args.quick else full
             try:
