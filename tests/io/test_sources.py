@@ -451,7 +451,12 @@ def test_detection_of_each_kind(tmp_path, shared_data):
     write_frames(tmp_path / "images", ["a.jpg", "b.jpg"])
     write_video(tmp_path / "clip.avi", 2)
     (tmp_path / "clip.avi").rename(tmp_path / "clip.unknownext")  # a video found by opening it
+    (tmp_path / "recording.bag").write_bytes(b"#ROSBAG V2.0\n")  # ROS 1: by the name
+    (tmp_path / "ros2").mkdir()
+    (tmp_path / "ros2" / "metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")  # ROS 2: the folder
     expected = {
+        "recording.bag": "rosbag",
+        "ros2": "rosbag",
         "tum": "tum",
         "euroc": "euroc",
         "kitti": "kitti",
