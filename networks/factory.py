@@ -89,9 +89,28 @@ def _learned_module(
         )
     config = config_cls(**{**stored["config"], "input_size": tuple(stored["config"]["input_size"])})
     module = module_cls(config)
-    _check_fits(module, stored["state_dict"], str(checkpoint.get("file", "the checkpoint")), role)
+    file = str(checkpoint.get("file", "the checkpoint"))
+    _check_fits(module, stored["state_dict"], file, role)
+    _check_size(kind, module_cls, config_cls, stored["state_dict"], file, role)
     module.load_state_dict(stored["state_dict"])
     return module.to(device).eval()
+
+
+def _check_size(kind: str, module_cls: type, config_cls, state_dict: dict, file: str, role: str) -> None:
+    """WeightsError when the ``role`` network in ``file`` (its ``state_dict``) has the shapes of
+    the other named size than ``kind`` asks for (lite weights run as ``paper`` or the reverse
+    would silently run the size they hold); a network of neither size passes."""
+    other = {"lite": "paper", "paper": "lite"}[kind]
+
+    def shapes_of(size: str) -> dict:
+        return {name: tensor.shape for name, tensor in module_cls(getattr(config_cls, size)()).state_dict().items()}
+
+    held = {name: tensor.shape for name, tensor in state_dict.items()}
+    if held != shapes_of(kind) and held == shapes_of(other):
+        raise WeightsError(
+            f"{file} holds the {other} {role} network, not the {kind} one: set modules.{role}={other} "
+            f"or give {kind} weights"
+        )
 
 
 def _check_fits(module: torch.nn.Module, state_dict: dict, file: str, role: str) -> None:

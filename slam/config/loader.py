@@ -107,8 +107,9 @@ def load(config: T, path: str | Path) -> T:
 
 def override(config: T, *assignments: str) -> T:
     """``config`` with ``section.field=value`` assignments applied together (so that fields
-    checked against each other can change at once). Values are parsed as YAML, except for text
-    fields, which take the text as written (YAML reads yes/no/on/off as booleans)."""
+    checked against each other can change at once); a field assigned twice is a ConfigError (the
+    second would silently win). Values are parsed as YAML, except for text fields, which take the
+    text as written (YAML reads yes/no/on/off as booleans)."""
     data: dict = {}
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
@@ -127,6 +128,8 @@ def override(config: T, *assignments: str) -> T:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {assignment!r}: {part} is set as a value and as a section")
+        if parts[-1] in node:
+            raise ConfigError(f"override {assignment!r}: {key.strip()} is set twice; set it once")
         node[parts[-1]] = value
     return _merge(config, data, "override")
 

@@ -66,6 +66,15 @@ def test_bad_overrides_name_the_problem(config, assignment, message):
         override(config(), assignment)
 
 
+def test_a_field_set_twice_is_refused_rather_than_the_last_silently_winning(capsys):
+    with pytest.raises(ConfigError, match="backend.window is set twice; set it once"):
+        override(SystemConfig(), "backend.window=6", "backend.window=7")
+    from apps.cli import main
+
+    assert main(["run", "synthetic", "--set", "backend.window=6", "--set", "backend.window=7"]) == 2
+    assert "backend.window is set twice" in capsys.readouterr().err
+
+
 def test_bad_files(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load(Outer(), tmp_path / "missing.yaml")

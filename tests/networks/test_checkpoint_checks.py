@@ -69,3 +69,11 @@ def test_the_shipped_weights_load():
     assert checkpoint["file"] == str(weights.LITE)
     build_depth_module("lite", (192, 256), (0.2, 10.0), checkpoint)
     build_motion_module("lite", (192, 256), checkpoint)
+
+
+def test_lite_weights_asked_to_run_as_the_paper_size_are_refused():
+    checkpoint = load_checkpoint(weights.LITE)
+    with pytest.raises(WeightsError, match=r"lite\.pt holds the lite depth network, not the paper one: set modules"):
+        build_depth_module("paper", (192, 256), (0.2, 10.0), checkpoint)
+    with pytest.raises(WeightsError, match="holds the lite motion network, not the paper one"):
+        build_motion_module("paper", (192, 256), checkpoint)
