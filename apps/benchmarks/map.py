@@ -38,6 +38,7 @@ from slam.evaluation.map import (
     transform_points,
 )
 from slam.evaluation.trajectory import associate_and_align
+from slam.io.sources.base import IndexedSource, SourceOptions
 from slam.io.sources.detect import open_source
 from slam.io.trajectory import read_trajectory
 from slam.mapping.export import read_ply_vertices
@@ -70,11 +71,15 @@ def _reference(source: str, frames: int, indices: set[int]) -> dict[int, tuple[n
     (4, 4) ground-truth pose) for the frames ``indices`` of the first ``frames`` of ``source``
     that have both."""
     found = {}
-    with open_source(source) as opened:
-        for frame in opened:
-            if frame.index >= frames:
-                break
-            if frame.index in indices and frame.depth_gt is not None and frame.pose_gt is not None:
+    with open_source(source, options=SourceOptions(max_frames=frames)) as opened:
+        # the keyframes' frames only, where the source reads frames out of order
+        chosen = (
+            (opened.frame_at(index) for index in sorted(indices) if index < frames)
+            if isinstance(opened, IndexedSource)
+            else (frame for frame in opened if frame.index in indices)
+        )
+        for frame in chosen:
+            if frame.depth_gt is not None and frame.pose_gt is not None:
                 found[frame.index] = (frame.depth_gt, frame.camera.intrinsics, frame.pose_gt)
     return found
 
