@@ -8,6 +8,7 @@ or tuples/lists of them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
 import typing
 from collections.abc import Sequence
@@ -18,6 +19,8 @@ import yaml
 
 from slam.errors import ConfigError
 from slam.text_files import parse_yaml, read_text
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -107,8 +110,8 @@ def load(config: T, path: str | Path) -> T:
 
 def override(config: T, *assignments: str) -> T:
     """``config`` with ``section.field=value`` assignments applied together (so that fields
-    checked against each other can change at once); a field assigned twice is a ConfigError (the
-    second would silently win). Values are parsed as YAML, except for text fields, which take the
+    checked against each other can change at once); a field assigned twice to different values
+    takes the last, with a warning. Values are parsed as YAML, except for text fields, which take the
     text as written (YAML reads yes/no/on/off as booleans)."""
     data: dict = {}
     for assignment in assignments:
@@ -128,8 +131,8 @@ def override(config: T, *assignments: str) -> T:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {assignment!r}: {part} is set as a value and as a section")
-        if parts[-1] in node:
-            raise ConfigError(f"override {assignment!r}: {key.strip()} is set twice; set it once")
+        if parts[-1] in node and node[parts[-1]] != value:
+            log.warning("%s is set twice (%r, then %r): the last one is used", key.strip(), node[parts[-1]], value)
         node[parts[-1]] = value
     return _merge(config, data, "override")
 

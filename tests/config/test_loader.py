@@ -66,13 +66,13 @@ def test_bad_overrides_name_the_problem(config, assignment, message):
         override(config(), assignment)
 
 
-def test_a_field_set_twice_is_refused_rather_than_the_last_silently_winning(capsys):
-    with pytest.raises(ConfigError, match="backend.window is set twice; set it once"):
-        override(SystemConfig(), "backend.window=6", "backend.window=7")
-    from apps.cli import main
-
-    assert main(["run", "synthetic", "--set", "backend.window=6", "--set", "backend.window=7"]) == 2
-    assert "backend.window is set twice" in capsys.readouterr().err
+def test_a_field_set_twice_takes_the_last_value_with_a_warning(caplog):
+    config = override(SystemConfig(), "backend.window=6", "backend.window=7", "backend.loops=true")
+    assert config.backend.window == 7
+    assert "backend.window is set twice (6, then 7): the last one is used" in caplog.text
+    caplog.clear()
+    override(SystemConfig(), "backend.window=6", "backend.window=6")  # the same value: nothing to say
+    assert "set twice" not in caplog.text
 
 
 def test_bad_files(tmp_path):
