@@ -272,6 +272,9 @@ class Trainer:
                 log.info("rank %d: weights agree across %d processes", self.process.rank, self.process.world_size)
             if main:
                 self.validate()
+            # the others wait for the main process's validation: a process that tears the group
+            # down while another still runs can abort in gloo's teardown (seen once in CI)
+            distributed.barrier(self.process)
         finally:
             self.save_last()
             if previous is not None:
