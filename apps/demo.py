@@ -59,9 +59,9 @@ def demo_pictures(out: Path) -> tuple[str, list[Path]]:
     """Draw ``trajectory.png`` (with ground truth), ``map.png``, ``mesh.png`` (with a mesh) and
     ``keyframes.png`` (where the run saved its keyframes' depth and views) into the run folder
     ``out`` (which holds a run's trajectory.txt, points.ply, stats.json and, for a source with
-    ground truth, groundtruth.txt); returns one line (ATE, frames per second, points) and the pictures' paths. Raises a
-    V2DError (TrajectoryError: too few poses to align; ExportError: a picture that cannot be
-    written) with the reason."""
+    ground truth, groundtruth.txt); returns one line (ATE, frames per second, points) and the
+    pictures' paths. Raises a V2DError (TrajectoryError: too few poses to align; ExportError: a
+    picture that cannot be written) with the reason."""
     import json
 
     from slam.evaluation.trajectory import evaluate_trajectory, plot_trajectories
@@ -144,23 +144,26 @@ def keyframe_strip(out: Path) -> np.ndarray | None:
 
     from slam.errors import ExportError
     from slam.io.depth_maps import read_depth
+    from slam.mapping.posed_views import IMAGES, image_file
+    from slam.system.run import DEPTH_FOLDER, VIEWS_FOLDER
     from viewer.depth_colors import colorize_depth
 
-    images = out / "views" / "images"
-    indices = sorted(int(p.stem) for p in (out / "depth").glob("*.npy") if (images / f"{p.stem}.jpg").is_file())
+    images = out / VIEWS_FOLDER / IMAGES
+    depth_files = {int(p.stem): p for p in (out / DEPTH_FOLDER).glob("*.npy")}
+    indices = sorted(index for index in depth_files if (images / image_file(index)).is_file())
     if not indices:
         return None
     chosen = [
         indices[k] for k in np.linspace(0, len(indices) - 1, min(STRIP_KEYFRAMES, len(indices))).round().astype(int)
     ]
-    depths = [read_depth(out / "depth" / f"{index:06d}.npy") for index in chosen]
+    depths = [read_depth(depth_files[index]) for index in chosen]
     valid = np.concatenate([d[np.isfinite(d) & (d > 0)] for d in depths])
     near, far = np.percentile(valid, [2, 98]) if len(valid) else (None, None)
     columns = []
     for index, depth in zip(chosen, depths):
-        stored = cv2.imread(str(images / f"{index:06d}.jpg"))
+        stored = cv2.imread(str(images / image_file(index)))
         if stored is None:
-            raise ExportError(f"cannot read {images / f'{index:06d}.jpg'} for the keyframe strip")
+            raise ExportError(f"cannot read {images / image_file(index)} for the keyframe strip")
         image = cv2.cvtColor(stored, cv2.COLOR_BGR2RGB)
         height = round(STRIP_WIDTH * image.shape[0] / image.shape[1])
         image = cv2.resize(image, (STRIP_WIDTH, height), interpolation=cv2.INTER_AREA)

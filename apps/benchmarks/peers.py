@@ -10,8 +10,8 @@ instead, on the same frames of each real sequence, beside the default `v2d run`:
 
 Each gets the frames as `v2d run` reads them (undistorted, at the stored size). Scored like the
 SLAM suite: ATE after a Sim(3) alignment over the frames each method registered, with the ground
-truth at the frame times; wall time (COLMAP's from its features to its model, the images already
-on disk; ours the whole run, reading included).
+truth at the frame times; wall time (COLMAP's from writing the frames as PNG files for it to its
+model; ours the whole run, reading included).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import numpy as np
 from apps.bench import PEERS
 from apps.benchmarks.common import run_and_read, skipped_where_absent
 from slam.evaluation.trajectory import evaluate_trajectory
-from slam.geometry.camera import Camera
 from slam.io.frame import Frame
 from slam.io.sources.base import SourceOptions
 from slam.io.sources.detect import open_source
@@ -144,9 +143,9 @@ METHODS: dict[str, tuple[str, Callable[[list[Frame], Path], dict[int, np.ndarray
 }
 
 
-def _read_frames(spec: str, count: int) -> tuple[list[Frame], Camera]:
+def _read_frames(spec: str, count: int) -> list[Frame]:
     with open_source(spec, options=SourceOptions(max_frames=count, depth=False)) as source:
-        return list(source), source.output_camera
+        return list(source)
 
 
 def suite(args: argparse.Namespace) -> str:
@@ -163,7 +162,8 @@ def suite(args: argparse.Namespace) -> str:
         if spec is None:
             continue
         count = quick if args.quick else full
-        frames, _ = _read_frames(spec, count)
+        frames = _read_frames(spec, count)
+        times = {f.index: f.timestamp for f in frames}
         truth = Trajectory(
             np.array([f.timestamp for f in frames if f.pose_gt is not None]),
             np.stack([f.pose_gt for f in frames if f.pose_gt is not None]),
@@ -185,7 +185,6 @@ def suite(args: argparse.Namespace) -> str:
             if isinstance(poses, str):
                 rows.append(f"| {name} | {label} | {poses} | | | | | |")
                 continue
-            times = {f.index: f.timestamp for f in frames}
             registered = sorted(poses)
             estimate = Trajectory(np.array([times[k] for k in registered]), np.stack([poses[k] for k in registered]))
             ate = evaluate_trajectory(truth, estimate, align="sim3").ate_rmse if len(registered) >= 3 else float("nan")

@@ -48,8 +48,8 @@ AUTO_VOXELS_PER_MEDIAN_DEPTH = 100.0
 #: TSDF truncation distance in voxels when none is given.
 AUTO_TRUNCATION_VOXELS = 4.0
 #: A pixel is a flying pixel when its inverse depth is more than this share of its own away from
-#: both the nearest and the farthest surface around it (see :func:`depth_edges`; 0: no edge
-#: test); the window is this many pixels wide.
+#: both the nearest and the farthest surface around it (see :func:`depth_edges`); the window is
+#: this many pixels wide.
 EDGE_STEP = 0.1
 EDGE_WINDOW = 5
 #: Voxels along each edge of one Open3D voxel block.
@@ -131,7 +131,7 @@ class FusionKeyframe:
         if self.confidence is not None:
             valid &= self.confidence >= min_confidence
         depth = np.where(valid, self.depth, np.float32(0.0))
-        return np.where(depth_edges(depth, EDGE_STEP), np.float32(0.0), depth) if EDGE_STEP > 0 else depth
+        return np.where(depth_edges(depth, EDGE_STEP), np.float32(0.0), depth)
 
     def same_as(self, other: FusionKeyframe) -> bool:
         """True when ``other`` holds the same id, timestamp, pose, intrinsics and pixels."""

@@ -31,7 +31,7 @@ from slam.errors import ExportError
 from slam.geometry.camera import Camera
 from slam.io.atomic import write_bytes_atomic, write_text_atomic
 from slam.mapping.export import write_point_cloud_ply
-from slam.mapping.point_cloud import PointCloud
+from slam.mapping.point_cloud import PointCloud, subsample
 
 #: folder of the images, file names of the models, relative to the posed views' folder
 IMAGES = "images"
@@ -79,7 +79,7 @@ def write_posed_views(
     if camera.width is None or camera.height is None:
         raise ValueError("the posed views need the camera's image size")
     present = [(index, pose) for index, pose in views if (folder / IMAGES / image_file(index)).is_file()]
-    points = _subset(cloud)
+    points = subsample(cloud, MAX_POINTS)
     model = folder / COLMAP_MODEL
     write_text_atomic(
         model / "cameras.txt",
@@ -130,11 +130,3 @@ def write_posed_views(
 def _numbers(*values: float) -> str:
     """``values`` as text, each exactly (the shortest text that reads back as the same double)."""
     return " ".join(repr(float(value)) for value in values)
-
-
-def _subset(cloud: PointCloud) -> PointCloud:
-    """``cloud``, or a seeded random :data:`MAX_POINTS` of its points in their order."""
-    if len(cloud) <= MAX_POINTS:
-        return cloud
-    keep = np.sort(np.random.default_rng(0).choice(len(cloud), MAX_POINTS, replace=False))
-    return PointCloud(cloud.points[keep], cloud.colours[keep])

@@ -146,6 +146,18 @@ def relative_scale(
     return float(middle.exp()), share, float((log_ratios - middle).abs().median())
 
 
+def _segment_starts(keyframes: list[Keyframe]) -> list[int]:
+    """The ids of the keyframes (in id order) that begin a map segment: the first keyframe and
+    each cold start after a loss (no anchor)."""
+    return [kf.id for kf in keyframes if kf.anchor_id is None]
+
+
+def _segment_start(keyframes: list[Keyframe], keyframe: Keyframe) -> int:
+    """The id of the first keyframe of ``keyframe``'s map segment among ``keyframes``."""
+    starts = [start for start in _segment_starts(keyframes) if start <= keyframe.id]
+    return starts[-1] if starts else keyframe.id
+
+
 class LoopCloser:
     """Detects, verifies and closes loops on the map's keyframe graph (see the module
     docstring). Call :meth:`close` from the backend's thread once per pass."""
@@ -179,8 +191,7 @@ class LoopCloser:
         own) an accepted loop joins to the one before: a loop edge from a keyframe at or after a
         segment's first keyframe to one before it spans that start, and the correction weighs the
         start's guessed relative pose next to nothing beside the loop's measured one."""
-        with self.map.lock:
-            starts = [kf.id for kf in self.map.keyframe_list()[1:] if kf.anchor_id is None]
+        starts = _segment_starts(self.map.keyframe_list())[1:]
         return sum(any(edge.old_id < start <= edge.new_id for edge in self.edges) for start in starts)
 
     def close(self, window: list[Keyframe]) -> LoopEdge | None:
@@ -204,12 +215,6 @@ class LoopCloser:
             self._correct(window)
         return edge
 
-    def _segment_start(self, keyframe: Keyframe) -> int:
-        """The id of the first keyframe of ``keyframe``'s map segment (the newest cold start at or
-        before it; the map's first keyframe is one)."""
-        starts = [kf.id for kf in self.map.keyframe_list() if kf.anchor_id is None and kf.id <= keyframe.id]
-        return starts[-1] if starts else keyframe.id
-
     def _candidates_for(self, window: list[Keyframe]) -> list[Keyframe]:
         """The keyframes a loop from the ``window``'s newest keyframe may reach: those at least
         ``config.loop_gap`` keyframes older than the window (the ones between are tracked against
@@ -218,7 +223,7 @@ class LoopCloser:
         loss between them left (a blackout makes none)."""
         keyframes = self.map.keyframe_list()
         in_window = {kf.id for kf in window}
-        segment_start = self._segment_start(window[-1])
+        segment_start = _segment_start(keyframes, window[-1])
         return [
             kf
             for kf in keyframes
@@ -403,7 +408,7 @@ class LoopCloser:
             edges_j = torch.cat([edges_j, torch.tensor([index[e.old_id] for e in loops])])
             measured = torch.cat([measured, torch.stack([e.new_from_old for e in loops])])
             weights += [information(scene_depth, LOOP_SCALE_STD)] * len(loops)
-        live_end = max(window[0].id, self._segment_start(window[-1]))
+        live_end = max(window[0].id, _segment_start(keyframes, window[-1]))
         fixed = torch.tensor([kf.id >= live_end for kf in keyframes])
         corrected = optimise_pose_graph(
             nodes, edges_i, edges_j, measured, torch.tensor(weights, dtype=torch.float64), fixed

@@ -43,7 +43,7 @@ from slam.mapping.export import write_mesh_ply, write_point_cloud_ply
 from slam.mapping.point_cloud import PointCloud
 from slam.mapping.posed_views import TRANSFORMS, write_posed_views, write_view_image
 from slam.system.machine import machine_summary, peak_memory_mb
-from slam.system.map import MapSnapshot
+from slam.system.map import KeyframeView, MapSnapshot
 from slam.system.slam_system import SlamSystem, full_trajectory
 from slam.system.stop_signals import SavingGuard, Terminated
 
@@ -368,14 +368,19 @@ def _track(
             control.observe(frame, system)
 
 
+def _not_fused_yet(system: SlamSystem, snapshot: MapSnapshot) -> list[KeyframeView]:
+    """The snapshot's keyframes that hold their pixels and are not fused yet: the ones whose
+    depth map and image the system has not written as it fused them."""
+    return [kf for kf in snapshot.keyframes if kf.has_pixels and not system.fusion.fused(kf.id)]
+
+
 def write_keyframe_depths(system: SlamSystem, snapshot: MapSnapshot, out: Path) -> None:
     """``depth/NNNNNN.npy`` for each of the snapshot's keyframes not fused yet (see
     :func:`slam.io.depth_maps.write_depth_npy`; the system wrote the others as it fused them) and
     ``keyframes.txt`` (TUM format: every keyframe's camera-to-world pose)."""
-    for keyframe in snapshot.keyframes:
-        if keyframe.has_pixels and not system.fusion.fused(keyframe.id):
-            assert keyframe.depth is not None  # has_pixels
-            write_depth_npy(out / DEPTH_FOLDER, keyframe.frame_index, keyframe.depth)
+    for keyframe in _not_fused_yet(system, snapshot):
+        assert keyframe.depth is not None  # has_pixels
+        write_depth_npy(out / DEPTH_FOLDER, keyframe.frame_index, keyframe.depth)
     if snapshot.keyframes:
         write_tum(
             out / "keyframes.txt",
@@ -392,10 +397,9 @@ def write_keyframe_views(system: SlamSystem, snapshot: MapSnapshot, folder: Path
     :mod:`slam.mapping.posed_views`): the images of keyframes not fused yet (the system wrote
     the others as it fused them), then the models, with the map's ``cloud``. Returns the frame
     indices of the views written."""
-    for keyframe in snapshot.keyframes:
-        if keyframe.has_pixels and not system.fusion.fused(keyframe.id):
-            assert keyframe.image is not None  # has_pixels
-            write_view_image(folder, keyframe.frame_index, keyframe.image)
+    for keyframe in _not_fused_yet(system, snapshot):
+        assert keyframe.image is not None  # has_pixels
+        write_view_image(folder, keyframe.frame_index, keyframe.image)
     views = [(keyframe.frame_index, keyframe.pose_c2w) for keyframe in snapshot.keyframes]
     return write_posed_views(folder, system.processing_camera, views, cloud)
 
@@ -482,18 +486,18 @@ def write_outputs(
     held = system.held_keyframes(snapshot)
     cloud = system.fusion.cloud(held)
     write("points.ply", lambda path: write_point_cloud_ply(path, cloud))
-    views_written: list[int] = []
-    if save_views and snapshot.keyframes:
-        write(
-            f"{VIEWS_FOLDER}/{TRANSFORMS}",
-            lambda _path: views_written.extend(write_keyframe_views(system, snapshot, out / VIEWS_FOLDER, cloud)),
-        )
     mesh_triangles = 0
     if system.config.fusion.mesh:
         mesh = system.fusion.mesh(held)
         write("mesh.ply", lambda path: write_mesh_ply(path, mesh))
         mesh_triangles = len(mesh.triangles)
     fusion_seconds = time.perf_counter() - fusion_start
+    views_written: list[int] = []
+    if save_views and snapshot.keyframes:
+        write(
+            f"{VIEWS_FOLDER}/{TRANSFORMS}",
+            lambda _path: views_written.extend(write_keyframe_views(system, snapshot, out / VIEWS_FOLDER, cloud)),
+        )
 
     frames = len(indices)
     counts = system.frontend.counts

@@ -64,6 +64,11 @@ def _reader(path: Path) -> Any:
     return reader
 
 
+def _connections(reader: Any, topic: str) -> list:
+    """The bag's connections (one per recording of the topic) of ``topic``."""
+    return [c for c in reader.connections if c.topic == topic]
+
+
 def _stamp(message: Any, recorded_ns: int) -> float:
     """The message's header stamp in seconds, or the time the bag recorded it when that is 0."""
     stamp = message.header.stamp
@@ -132,7 +137,7 @@ class RosbagSource(Source):
         self.skipped_frames = 0
         reader = _reader(self.path)
         try:
-            self.topic, self.msgtype, self.message_count = self._image_topic(reader, topic)
+            self.topic, self.message_count = self._image_topic(reader, topic)
             first = self._first_image(reader)
             height, width = first.shape[:2]
             if calib is not None:
@@ -144,8 +149,8 @@ class RosbagSource(Source):
         self.calib_file = None if calib is None else Path(calib)
         self.set_camera(camera)
 
-    def _image_topic(self, reader: Any, topic: str | None) -> tuple[str, str, int]:
-        """(topic, message type, message count) of the image topic read."""
+    def _image_topic(self, reader: Any, topic: str | None) -> tuple[str, int]:
+        """(topic, message count) of the image topic read."""
         images = {c.topic: c.msgtype for c in reader.connections if c.msgtype in IMAGE_TYPES}
         listed = ", ".join(sorted(images)) or "none"
         if topic is None:
@@ -156,13 +161,13 @@ class RosbagSource(Source):
             topics = {c.topic: c.msgtype for c in reader.connections}
             what = f"a {topics[topic]} topic, not an image one" if topic in topics else "not in the bag"
             raise SourceError(f"{self.path}: topic {topic} is {what}; its image topics: {listed}")
-        count = sum(c.msgcount for c in reader.connections if c.topic == topic)
+        count = sum(c.msgcount for c in _connections(reader, topic))
         if count == 0:
             raise SourceError(f"{self.path}: topic {topic} holds no message")
-        return topic, images[topic], count
+        return topic, count
 
     def _first_image(self, reader: Any) -> np.ndarray:
-        connections = [c for c in reader.connections if c.topic == self.topic]
+        connections = _connections(reader, self.topic)
         for connection, _, raw in reader.messages(connections=connections):
             try:
                 return decode_image(reader.deserialize(raw, connection.msgtype), connection.msgtype)
@@ -177,7 +182,7 @@ class RosbagSource(Source):
         chosen = sibling if sibling in infos else infos[0] if len(infos) == 1 else None
         if chosen is None:
             return guessed_camera(width, height, f"ROS bag {self.path} ({self.topic}, no camera_info)")
-        connections = [c for c in reader.connections if c.topic == chosen]
+        connections = _connections(reader, chosen)
         for connection, _, raw in reader.messages(connections=connections):
             camera = camera_from_info(reader.deserialize(raw, connection.msgtype))
             if (camera.width, camera.height) != (width, height):
@@ -199,7 +204,7 @@ class RosbagSource(Source):
     def _raw_frames(self) -> Iterator[RawFrame]:
         reader = _reader(self.path)
         try:
-            connections = [c for c in reader.connections if c.topic == self.topic]
+            connections = _connections(reader, self.topic)
             for raw_index, (connection, recorded_ns, raw) in enumerate(reader.messages(connections=connections)):
                 if not self.options.selects(raw_index):
                     continue
