@@ -18,13 +18,15 @@ Both are this one function with different edges (see :func:`keyframe_edges`, :fu
 
 from __future__ import annotations
 
-from typing import cast
-
 import torch
 
 from slam.geometry.lie import SE3
 from slam.geometry.projection import reproject
 from slam.geometry.resize import scale_intrinsics
+
+#: frames whose pose-depth coupling blocks the bundle adjustment's Schur complement multiplies
+#: at once (bounds its memory on large graphs)
+SCHUR_CHUNK = 64
 
 
 def keyframe_edges(num_frames: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,25 +114,16 @@ def _pose_system(
     H_edge: torch.Tensor, g_edge: torch.Tensor, ii: torch.Tensor, jj: torch.Tensor, num_frames: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Scatter per-edge 12x12 blocks and 12-gradients into the (B, N, 6, N, 6) normal matrix and
-    the (B, N, 6) gradient of all poses."""
-    select_i = torch.nn.functional.one_hot(ii, num_frames).to(H_edge.dtype)  # (E, N)
-    select_j = torch.nn.functional.one_hot(jj, num_frames).to(H_edge.dtype)
-    selectors = (select_i, select_j)
-    # sum() of a non-empty generator of tensors is a tensor (never its start value 0)
-    H = cast(
-        torch.Tensor,
-        sum(
-            torch.einsum(
-                "ea,ec,bexy->baxcy", selectors[r], selectors[c], H_edge[:, :, 6 * r : 6 * r + 6, 6 * c : 6 * c + 6]
-            )
-            for r in range(2)
-            for c in range(2)
-        ),
-    )
-    g = cast(
-        torch.Tensor, sum(torch.einsum("ea,bex->bax", selectors[r], g_edge[:, :, 6 * r : 6 * r + 6]) for r in range(2))
-    )
-    return H, g
+    the (B, N, 6) gradient of all poses (index sums: memory linear in the edges)."""
+    batch = H_edge.shape[0]
+    ends = (ii, jj)
+    H = H_edge.new_zeros(batch, num_frames * num_frames, 6, 6)
+    g = g_edge.new_zeros(batch, num_frames, 6)
+    for r in range(2):
+        g = g.index_add(1, ends[r], g_edge[:, :, 6 * r : 6 * r + 6])
+        for c in range(2):
+            H = H.index_add(1, ends[r] * num_frames + ends[c], H_edge[:, :, 6 * r : 6 * r + 6, 6 * c : 6 * c + 6])
+    return H.view(batch, num_frames, num_frames, 6, 6).transpose(2, 3), g
 
 
 def _solve_free_poses(H: torch.Tensor, g: torch.Tensor, num_fixed: int, damping: float, epsilon: float) -> torch.Tensor:
@@ -198,6 +191,36 @@ def gauss_newton_step(
     return _retract_free(poses, xi, num_fixed)
 
 
+def _schur_poses(E: torch.Tensor, C: torch.Tensor, key_frame: torch.Tensor, key_pose: torch.Tensor) -> torch.Tensor:
+    """The pose system's Schur complement term ``sum_f E_f C_f^-1 E_f^T`` as (B, N * N, 6, 6)
+    blocks of pose pairs (row-major ``a * N + b``), from the (B, K, 6, P) coupling blocks ``E``
+    of (frame ``key_frame[k]``, pose ``key_pose[k]``) pairs sorted by frame and the (B, N, P) depth
+    normal matrix ``C``: each frame's blocks stacked (padded to the most any frame has) and
+    multiplied together, :data:`SCHUR_CHUNK` frames at a time."""
+    batch, keys, _, pixels = E.shape
+    num_frames = C.shape[1]
+    firsts = torch.searchsorted(key_frame, key_frame)  # each key's frame's first key
+    rank = torch.arange(keys, device=E.device) - firsts
+    most = int(rank.max()) + 1
+    # a padding slot's pose is N: its row and column land outside the N x N blocks kept
+    slot_pose = torch.full((num_frames, most), num_frames, dtype=torch.long, device=E.device)
+    slot_pose[key_frame, rank] = key_pose
+    padded = E.new_zeros(batch, num_frames, most, 6, pixels)
+    padded[:, key_frame, rank] = E
+    scaled = padded / C[:, :, None, None]
+    total = E.new_zeros(batch, (num_frames + 1) ** 2, 6, 6)
+    for start in range(0, num_frames, SCHUR_CHUNK):
+        frames = slice(start, start + SCHUR_CHUNK)
+        left = scaled[:, frames].reshape(batch, -1, most * 6, pixels)
+        right = padded[:, frames].reshape(batch, -1, most * 6, pixels)
+        products = (left @ right.transpose(-1, -2)).view(batch, -1, most, 6, most, 6).transpose(3, 4)
+        poses = slot_pose[frames]
+        index = poses[:, :, None] * (num_frames + 1) + poses[:, None, :]
+        total = total.index_add(1, index.reshape(-1), products.reshape(batch, -1, 6, 6))
+    total = total.view(batch, num_frames + 1, num_frames + 1, 6, 6)[:, :num_frames, :num_frames]
+    return total.reshape(batch, num_frames * num_frames, 6, 6)
+
+
 def bundle_adjustment_step(
     poses: SE3,
     depths: torch.Tensor,
@@ -241,17 +264,22 @@ def bundle_adjustment_step(
     C = torch.zeros_like(z).index_add_(1, ii, C_edge) + prior_weight / z0.square()
     g_z = torch.zeros_like(z).index_add_(1, ii, gz_edge) - prior_weight * (z - z0) / z0.square()
     C = C * (1.0 + damping) + epsilon
-    # pose-depth coupling of frame i's pixels with every pose: (B, N frames, N poses, 6, P)
-    # (index_add_ sums in a fixed order; index_put's accumulate does not on several CPU threads)
-    E = torch.zeros(batch, num_frames * num_frames, 6, pixels, dtype=z.dtype, device=z.device)
-    E = E.index_add_(1, ii * num_frames + ii, E_edge[:, :, :6]).index_add_(1, ii * num_frames + jj, E_edge[:, :, 6:])
-    E = E.reshape(batch, num_frames, 6 * num_frames, pixels)
-    E_scaled = E / C[:, :, None]
-    H = H - (E_scaled @ E.transpose(-1, -2)).sum(1).view(batch, num_frames, 6, num_frames, 6)
-    g = g - (E_scaled @ g_z.unsqueeze(-1)).sum(1).view(batch, num_frames, 6)
+    # pose-depth coupling: one (6, P) block per (frame, pose) pair that an edge leaving the frame
+    # joins (the frame's own pose and each pose it has an edge to); index_add_ sums in a fixed
+    # order, where index_put's accumulate does not on several CPU threads
+    keys = torch.cat([ii * num_frames + ii, ii * num_frames + jj])
+    unique_keys, slot = torch.unique(keys, return_inverse=True)
+    key_frame, key_pose = unique_keys // num_frames, unique_keys % num_frames
+    edges = ii.shape[0]
+    E = z.new_zeros(batch, unique_keys.shape[0], 6, pixels)
+    E = E.index_add_(1, slot[:edges], E_edge[:, :, :6]).index_add_(1, slot[edges:], E_edge[:, :, 6:])
+    H = H.transpose(2, 3).reshape(batch, num_frames * num_frames, 6, 6) - _schur_poses(E, C, key_frame, key_pose)
+    H = H.view(batch, num_frames, num_frames, 6, 6).transpose(2, 3)
+    g = g.index_add(1, key_pose, -((E / C[:, key_frame, None]) @ g_z[:, key_frame, :, None]).squeeze(-1))
     xi = _solve_free_poses(H, g, num_fixed, damping, epsilon)
-    xi_all = torch.cat([torch.zeros_like(xi[:, :1]).expand(batch, num_fixed, 6), xi], dim=1).reshape(batch, 1, -1)
-    dz = (g_z - (xi_all.unsqueeze(1) @ E).squeeze(-2)) / C
+    xi_all = torch.cat([torch.zeros_like(xi[:, :1]).expand(batch, num_fixed, 6), xi], dim=1)
+    coupled = (xi_all[:, key_pose, None, :] @ E).squeeze(-2)  # (B, K, P)
+    dz = (g_z - torch.zeros_like(g_z).index_add_(1, key_frame, coupled)) / C
     z_new = torch.minimum(torch.maximum(z + dz, 0.5 * z), 2.0 * z)
     return _retract_free(poses, xi, num_fixed), (1.0 / z_new).view_as(depths)
 

@@ -273,3 +273,38 @@ def test_window_edges_can_be_limited_to_near_keyframes():
     ii, jj = all_pairs_edges(5, max_span=2)
     assert len(ii) == 14 and bool(((ii - jj).abs() <= 2).all()) and bool((ii != jj).all())
     assert len(all_pairs_edges(5)[0]) == 20 and len(all_pairs_edges(5, max_span=4)[0]) == 20
+
+
+def test_bundle_adjustment_on_a_long_sparse_graph(monkeypatch):
+    """A chain of 40 frames (edges to the next two, both ways) closed by a loop edge between the
+    first and the last: the sparse Schur complement, taken a few frames at a time, recovers the
+    poses and depths as on a small window, and gives what one pass over all frames gives."""
+    import slam.geometry.solver as solver
+
+    count = 40
+    xi = 0.01 * torch.randn(1, count, 6, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    xi[:, 0] = 0
+    truth, depths = SE3.exp(xi), scene_depths(count)
+    ii, jj = all_pairs_edges(count, max_span=2)
+    ii, jj = torch.cat([ii, torch.tensor([0, count - 1])]), torch.cat([jj, torch.tensor([count - 1, 0])])
+    targets = exact_targets(truth, depths, ii, jj)
+    weights = torch.ones_like(targets)
+    start = SE3.exp(0.003 * torch.randn(1, count, 6, generator=torch.Generator().manual_seed(8), dtype=torch.float64))
+    start = SE3(torch.cat([truth.data[:, :1], (start * truth).data[:, 1:]], dim=1))
+
+    def solve():
+        poses, estimate = start, depths
+        for _ in range(12):
+            poses, estimate = bundle_adjustment_step(
+                poses, estimate, INTRINSICS, ii, jj, targets, weights, depths, prior_weight=1.0
+            )
+        return poses, estimate
+
+    monkeypatch.setattr(solver, "SCHUR_CHUNK", 3)
+    poses, estimate = solve()
+    assert pose_error(poses, truth)[0, 1:].max() < 1e-5
+    assert ((estimate - depths).abs() / depths).max() < 1e-5
+    monkeypatch.setattr(solver, "SCHUR_CHUNK", count)
+    one_pass = solve()
+    assert torch.allclose(one_pass[0].data, poses.data, atol=1e-10)
+    assert torch.allclose(one_pass[1], estimate, atol=1e-10)
