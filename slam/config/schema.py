@@ -135,6 +135,11 @@ class BackendConfig:
       optimization of the keyframes older than the window. With it, released keyframes' pixels
       are kept on disk so that the map can be fused again after a correction. Runs after each
       backend pass, which tracking does not wait for.
+    - ``final_bundle_adjustment``: when the run ends, a dense bundle adjustment over every
+      keyframe on the keyframe graph's edges (:mod:`slam.system.global_bundle`): temporal ones to
+      the next ``final_span`` keyframes, covisibility and loops; ``final_steps`` flow
+      computations, on a grid ``final_pool`` times coarser than the motion module's. Released
+      keyframes' pixels are then kept on disk, so that the map can be fused again after it.
     - ``max_lag`` (thread mode): tracking waits for the pass under way when more than this many
       keyframes have not been seen by a finished pass; None: never waits.
 
@@ -165,6 +170,10 @@ class BackendConfig:
     loop_correction: float = 3.0
     loop_max_flow: float = 80.0
     flow_reuse: float | None = 0.5
+    final_bundle_adjustment: bool = False
+    final_span: int = 2
+    final_steps: int = 2
+    final_pool: int = 4
 
 
 @dataclass(frozen=True)
@@ -247,6 +256,11 @@ class SystemConfig:
             )
         if self.backend.edge_span is not None and self.backend.edge_span < 1:
             raise ConfigError(f"backend.edge_span must be >= 1 or null, got {self.backend.edge_span}")
+        if self.backend.final_span < 1 or self.backend.final_steps < 1:
+            raise ConfigError(
+                f"backend.final_span and final_steps must be >= 1, got {self.backend.final_span} "
+                f"and {self.backend.final_steps}"
+            )
         if self.backend.max_lag is not None and self.backend.max_lag < 1:
             raise ConfigError(f"backend.max_lag must be >= 1 or null, got {self.backend.max_lag}")
         if self.backend.flow_reuse is not None and self.backend.flow_reuse <= 0:
@@ -255,6 +269,7 @@ class SystemConfig:
             raise ConfigError(f"backend.huber must be > 0 or null, got {self.backend.huber}")
         for name, pool in (
             ("backend.bundle_pool", self.backend.bundle_pool),
+            ("backend.final_pool", self.backend.final_pool),
             ("frontend.tracking_pool", self.frontend.tracking_pool),
         ):
             if pool not in (1, 2, 4, 8):

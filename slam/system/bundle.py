@@ -20,6 +20,10 @@ from slam.geometry.resize import resize_depth
 from slam.geometry.solver import bundle_adjustment_step, pool_correspondences
 from slam.system.flow_cache import FlowCache
 
+#: edges whose correspondences are computed at once (a graph of many keyframes is taken in
+#: parts, each pooled onto the solver's grid before the next: bounded memory)
+EDGE_CHUNK = 64
+
 
 class BundleAdjuster:
     """Refines poses and depths of a set of keyframes together (see the module docstring).
@@ -61,29 +65,19 @@ class BundleAdjuster:
         flow_steps: int,
         ids: list[int] | None = None,
     ) -> tuple[SE3, torch.Tensor]:
-        """Refine N keyframes with motion ``features`` (N, C, h, w), (N, H, W) ``depths`` at the
-        processing resolution (> 0 where known) and world-to-camera ``poses`` SE3 (N,), on the
-        edges ``ii -> jj`` (E,), the first ``num_fixed`` poses held. The correspondences are
-        recomputed ``flow_steps`` times, through the flow cache when ``ids`` (N,) names the
-        keyframes (keyframe ids) and there is one. Returns (SE3 (N,) world-to-camera, (N, H, W) depths);
-        only frames that some edge leaves get new depths."""
+        """Refine N keyframes with motion ``features`` (N, C, h, w), (N, H, W) ``depths`` (map
+        units, > 0 where known; any resolution, the processing one in the backend) and
+        world-to-camera ``poses`` SE3 (N,), on the edges ``ii -> jj`` (E,), the first ``num_fixed``
+        poses held. The correspondences are recomputed ``flow_steps`` times, through the flow
+        cache when ``ids`` (N,) names the keyframes (keyframe ids) and there is one. Returns (SE3
+        (N,) world-to-camera, (N, H, W) depths); only frames that some edge leaves get new depths."""
         feature_size = (features.shape[-2], features.shape[-1])
         feature_depths = resize_depth(depths[None], feature_size).clamp(min=MIN_DEPTH)
         start = resize_depth(feature_depths, (feature_size[0] // self.pool, feature_size[1] // self.pool))
         estimate, current, poses = start, feature_depths, poses[None]
         with torch.no_grad():
             for _ in range(flow_steps):
-                if self.flow_cache is not None and ids is not None:
-                    flow = self.flow_cache.flow(
-                        ids, features[None], current, poses, self.intrinsics[None], ii, jj, self.image_size
-                    )
-                else:
-                    flow = self.motion_module.flow(
-                        features[None], current, poses, self.intrinsics[None], ii, jj, self.image_size
-                    )
-                targets, weights, intrinsics = pool_correspondences(
-                    flow.targets, flow.weights, flow.intrinsics, self.pool
-                )
+                targets, weights, intrinsics = self._correspondences(features, current, poses, ii, jj, ids)
                 for _ in range(self.iterations):
                     poses, estimate = bundle_adjustment_step(
                         poses,
@@ -103,3 +97,32 @@ class BundleAdjuster:
                 )
             ratio = F.interpolate(estimate / start, size=tuple(depths.shape[-2:]), mode="bilinear", align_corners=False)
         return poses[0], depths * ratio[0]
+
+    def _correspondences(
+        self,
+        features: torch.Tensor,
+        depths: torch.Tensor,
+        poses: SE3,
+        ii: torch.Tensor,
+        jj: torch.Tensor,
+        ids: list[int] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The motion module's correspondences on the edges ``ii -> jj`` (E,) for (N, C, h, w)
+        ``features``, (1, N, h, w) ``depths`` and SE3 (1, N) ``poses``, pooled onto the solver's
+        grid as they come, :data:`EDGE_CHUNK` edges at a time: (1, E, h', w', 2) targets and
+        weights and (1, 4) intrinsics of that grid (see :meth:`refine` for ``ids``)."""
+        pooled = []
+        for start in range(0, ii.shape[0], EDGE_CHUNK):
+            chunk_i, chunk_j = ii[start : start + EDGE_CHUNK], jj[start : start + EDGE_CHUNK]
+            if self.flow_cache is not None and ids is not None:
+                flow = self.flow_cache.flow(
+                    ids, features[None], depths, poses, self.intrinsics[None], chunk_i, chunk_j, self.image_size
+                )
+            else:
+                flow = self.motion_module.flow(
+                    features[None], depths, poses, self.intrinsics[None], chunk_i, chunk_j, self.image_size
+                )
+            pooled.append(pool_correspondences(flow.targets, flow.weights, flow.intrinsics, self.pool))
+        targets = torch.cat([p[0] for p in pooled], dim=1)
+        weights = torch.cat([p[1] for p in pooled], dim=1)
+        return targets, weights, pooled[0][2]

@@ -538,6 +538,11 @@ def write_outputs(
         "loop_correction_s": round(float(np.mean(loops.correction_seconds)), 3) if loops.correction_seconds else None,
         # map segments after the first that a loop joined to the one before
         "segments_joined": loops.segments_joined(),
+        # the global bundle adjustment at the run's end (backend.final_bundle_adjustment): keyframes,
+        # edges by kind, seconds, how far camera centres moved; None when it did not run
+        "final_bundle_adjustment": (
+            system.global_bundle_report.as_stats() if system.global_bundle_report is not None else None
+        ),
         "frontend_fps": round(frames / system.frontend_seconds, 2) if system.frontend_seconds > 0 else None,
         # reading, tracking and the backend; the final fusion is timed on its own
         "end_to_end_fps": round(frames / wall_seconds, 2) if wall_seconds > 0 else None,

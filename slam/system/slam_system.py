@@ -30,6 +30,7 @@ from slam.system.backend import Backend, BackendThread
 from slam.system.bundle import BundleAdjuster
 from slam.system.flow_cache import FlowCache
 from slam.system.frontend import Frontend
+from slam.system.global_bundle import GlobalBundleAdjuster, GlobalBundleReport
 from slam.system.loop_closure import LoopCloser
 from slam.system.machine import release_free_memory
 from slam.system.map import Keyframe, MapSnapshot, MapState
@@ -113,8 +114,20 @@ class SlamSystem:
             active=backend.window + 1,
             depth_folder=depth_folder,
             views_folder=views_folder,
-            keep_released=backend.loops,  # a loop closure may move fused keyframes
+            # a loop closure or the final bundle adjustment may move fused keyframes
+            keep_released=backend.loops or backend.final_bundle_adjustment,
         )
+        final_bundle = BundleAdjuster(
+            self.motion_module,
+            intrinsics,
+            self.image_size,
+            backend.depth_prior,
+            backend.final_pool,
+            backend.bundle_iterations,
+            backend.huber,
+        )
+        self.global_bundle = GlobalBundleAdjuster(final_bundle, self.map, backend, intrinsics, self.image_size)
+        self.global_bundle_report: GlobalBundleReport | None = None
         self._thread = BackendThread(self._backend_pass, self._close_loops) if config.backend.mode == "thread" else None
         self.frontend = Frontend(
             self.depth_module,
@@ -184,9 +197,11 @@ class SlamSystem:
             release_free_memory()
 
     def finish(self) -> None:
-        """Flush the frontend, stop the backend thread, run a last backend pass and fuse every
-        keyframe (all are final now); when loop closures moved keyframes that were fused, fuse
-        the whole map again at the final poses (see :meth:`KeyframeArchive.rebuild`); its wall
+        """Flush the frontend, stop the backend thread, run a last backend pass (and, with
+        ``backend.final_bundle_adjustment``, the global bundle adjustment: see
+        :mod:`slam.system.global_bundle`) and fuse every keyframe (all are final now); when loop
+        closures or the global bundle adjustment moved keyframes that were fused, fuse the whole
+        map again at the final poses (see :meth:`KeyframeArchive.rebuild`); its wall
         time is kept in ``finish_seconds``."""
         start = time.perf_counter()
         self.frontend.finish()
@@ -196,6 +211,9 @@ class SlamSystem:
         if self.config.backend.mode != "disabled":
             self.backend.optimise()
             self.backend.close_loops()
+            if self.config.backend.final_bundle_adjustment:
+                with self.backend_times.measure("final_bundle_adjustment"):
+                    self.global_bundle_report = self.global_bundle.run(self.loop_closer.edges)
         self.archive.update(final=True)
         if self.archive.released is not None and self.archive.moved_since_fusion():
             rebuild_start = time.perf_counter()

@@ -173,8 +173,8 @@ def test_a_failed_run_reports_its_status_and_last_lines():
 @pytest.mark.slow
 def test_the_long_suite_plays_a_sequence_there_and_back_and_laps_a_closed_path(monkeypatch):
     """One short synthetic sequence played there and back and a few frames of a closed path: a
-    row per configuration and sequence, every frame played (forward and back), the return gap and
-    the map's and loop closure's counters in the row."""
+    row per configuration and sequence, every frame played (forward and back), the return gap, the
+    map's and loop closure's counters and the final bundle adjustment's time in the row."""
     import argparse
 
     from apps.benchmarks import long
@@ -195,6 +195,8 @@ def test_the_long_suite_plays_a_sequence_there_and_back_and_laps_a_closed_path(m
         assert cells[2] == ("39" if "hand-held" in cells[1] else "20") and cells[5] == "100%", row
         assert cells[4].endswith("%") and float(cells[3]) < 0.1, row  # ATE (m) of 20 frames of the room
         assert " / " in cells[9] and cells[10].split(" ")[0].isdigit(), row
+        final_bundle = "final global bundle adjustment" in cells[0]
+        assert (float(cells[11]) > 0) if final_bundle else cells[11] == "", row  # its seconds
     assert "| neither loop closure nor the map reused |" in table and " 0 of " in rows[-1], table
 
 
