@@ -28,7 +28,8 @@ SUITES: dict[str, tuple[str, str]] = {
     "alternation": ("one round of the full DeepV2D alternation, every module family", "alternation"),
     "slam": ("the SLAM system on synthetic and real sequences: ATE, tracking, fps, memory", "slam"),
     "long": (
-        "long-term SLAM: sequences played there and back and closed loops, with and without loop closure",
+        "long-term SLAM: sequences played there and back and closed loops, with and without loop closure, "
+        "and with the final global bundle adjustment",
         "long",
     ),
     "map": ("the map against the sensor: keyframe depth, the exported cloud and mesh", "map"),
