@@ -166,13 +166,16 @@ class GlobalBundleAdjuster:
         if not pairs:
             return None
         held = _held(len(keyframes), pairs)
-        order = held + [k for k in range(len(keyframes)) if k not in set(held)]
+        free = sorted(set(range(len(keyframes))) - set(held))
+        order = held + free
         position = {k: p for p, k in enumerate(order)}
         ordered = [keyframes[k] for k in order]
-        matching = [kf.matching() for kf in ordered]  # matchable: never None
-        features = torch.stack([m[0] for m in matching if m is not None])
+        matching = [m for kf in ordered if (m := kf.matching()) is not None]
+        if len(matching) != len(ordered):  # the graph holds matchable keyframes only: never taken
+            return None
+        features = torch.stack([m[0] for m in matching])
         coarse = (features.shape[-2] // 2, features.shape[-1] // 2)  # the place records' depth grid
-        depths = torch.stack([resize_depth(m[1], coarse) for m in matching if m is not None]).to(features.dtype)
+        depths = torch.stack([resize_depth(m[1], coarse) for m in matching]).to(features.dtype)
         poses = SE3.stack([kf.pose_w2c for kf in ordered])
         ii = torch.tensor([position[a] for a, b in pairs] + [position[b] for a, b in pairs], dtype=torch.long)
         jj = torch.tensor([position[b] for a, b in pairs] + [position[a] for a, b in pairs], dtype=torch.long)
