@@ -18,7 +18,8 @@ trajectory.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,8 @@ class KeyframeArchive:
         self.depth_folder = depth_folder
         self.views_folder = views_folder
         self.released = ReleasedPixels() if keep_released else None
+        # held from a keyframe's release until its pixels are in the store (see detached_map)
+        self._spilling = threading.Lock()
         # each fused keyframe's (4, 4) camera-to-world pose and released_depth_scale when fused
         self._fused_as: dict[int, tuple[np.ndarray, float]] = {}
 
@@ -103,17 +106,18 @@ class KeyframeArchive:
                 if self.views_folder is not None:
                     write_view_image(self.views_folder, view.frame_index, view.image)
         fused = [kf for kf in done if self.fusion.fused(kf.id)]
-        spilled: list[KeyframeView] = []  # written to disk once the lock is free: tracking waits on it
-        with self.map.lock:
-            for keyframe in fused[: max(0, len(fused) - self.witnesses)]:
-                if not keyframe.released:
-                    if self.released is not None:
-                        spilled.append(self.map.keyframe_views([keyframe])[0])
-                    keyframe.release()
-                    self.map.version += 1
-        for view in spilled:
-            assert self.released is not None  # views are spilled only into a store
-            self.released.put(view)
+        spilled: list[KeyframeView] = []  # written to disk once the map's lock is free: tracking waits on it
+        with self._spilling:
+            with self.map.lock:
+                for keyframe in fused[: max(0, len(fused) - self.witnesses)]:
+                    if not keyframe.released:
+                        if self.released is not None:
+                            spilled.append(self.map.keyframe_views([keyframe])[0])
+                        keyframe.release()
+                        self.map.version += 1
+            for view in spilled:
+                assert self.released is not None  # views are spilled only into a store
+                self.released.put(view)
         if fresh:
             log.debug("fused %d final keyframes (%d in all)", len(fresh), len(self.fusion))
         return len(fresh)
@@ -131,53 +135,69 @@ class KeyframeArchive:
             for view, scale in zip(views, scales)
         )
 
-    def _final_keyframes(self) -> Iterator[tuple[FusionKeyframe, float]]:
-        """Every keyframe in order at its current pose, with its pixels from memory or from the
-        released store (its depth in today's units), one at a time, and its
-        ``released_depth_scale``."""
-        assert self.released is not None  # rebuild needs the released pixels
-        for keyframe in self.map.keyframe_list():
-            with self.map.lock:
-                view = self.map.keyframe_views([keyframe])[0]
+    def detached_map(self) -> MapState:
+        """A detached copy of the map (:meth:`MapState.detached_copy`) taken when every released
+        keyframe's pixels are in the store, so that :meth:`fuse_map` can fuse all of its
+        keyframes while the run goes on."""
+        with self._spilling:
+            return self.map.detached_copy()
+
+    def _final_keyframes(self, map_state: MapState) -> Iterator[tuple[FusionKeyframe, float, int]]:
+        """Every keyframe of ``map_state`` in order at its current pose, with its pixels from
+        memory or from the released store (its depth in today's units), one at a time, with its
+        ``released_depth_scale`` and frame index."""
+        assert self.released is not None  # fusing again needs the released pixels
+        for keyframe in map_state.keyframe_list():
+            with map_state.lock:
+                view = map_state.keyframe_views([keyframe])[0]
                 divisor = keyframe.released_depth_scale
             if view.has_pixels:
-                yield self.fusion_keyframe(view), divisor
+                yield self.fusion_keyframe(view), divisor, view.frame_index
             elif keyframe.id in self.released:
                 view.image, depth, view.confidence = self.released.get(keyframe.id)
                 view.depth = depth / divisor
-                yield self.fusion_keyframe(view), divisor
+                yield self.fusion_keyframe(view), divisor, view.frame_index
             else:  # released before a store existed: cannot be fused again
                 log.warning("keyframe %d has no pixels left to fuse again", keyframe.id)
 
-    def rebuild(self) -> StreamingFusion:
-        """A new fusion of every keyframe at its current pose and scale (each checked against
-        the ``witnesses`` keyframes before it and the ``active`` after it, as when it was first
-        fused), which replaces :attr:`fusion`; rewrites the depth maps of ``depth_folder``. Needs
-        ``keep_released``. The caller closes the old fusion."""
+    def fuse_map(
+        self,
+        map_state: MapState,
+        depth_folder: Path | None,
+        on_fused: Callable[[FusionKeyframe, float], None] | None = None,
+    ) -> StreamingFusion:
+        """A new fusion of every keyframe of ``map_state`` (the live map, or a detached copy from
+        :meth:`detached_map`) at its pose and scale there, each checked against the ``witnesses``
+        keyframes before it and the ``active`` after it, as when it was first fused; each
+        keyframe's depth map is written to ``depth_folder`` (None: nowhere) and passed to
+        ``on_fused`` with its ``released_depth_scale``. Needs ``keep_released``; leaves this
+        archive as it is. The caller closes the fusion."""
         fusion = StreamingFusion(self.fusion.config)
-        recent: list[tuple[FusionKeyframe, float]] = []  # (keyframe, its released_depth_scale)
-        for entry in self._final_keyframes():
+
+        def fuse(keyframe: FusionKeyframe, scale: float, frame_index: int, witnesses: list[FusionKeyframe]) -> None:
+            fusion.add(keyframe, witnesses)
+            if depth_folder is not None:
+                write_depth_npy(depth_folder, frame_index, keyframe.depth)
+            if on_fused is not None:
+                on_fused(keyframe, scale)
+
+        recent: list[tuple[FusionKeyframe, float, int]] = []  # (keyframe, released_depth_scale, frame index)
+        for entry in self._final_keyframes(map_state):
             recent = [*recent[-(self.witnesses + self.active) :], entry]
             if len(recent) > self.active:  # the keyframe ``active`` before this one has its witnesses
-                self._fuse_again(fusion, *recent[-1 - self.active], [kf for kf, _ in recent])
-        for keyframe, scale in recent:  # the newest, with fewer witnesses after them
+                fuse(*recent[-1 - self.active], [kf for kf, _, _ in recent])
+        for keyframe, scale, frame_index in recent:  # the newest, with fewer witnesses after them
             if not fusion.fused(keyframe.id):
-                self._fuse_again(fusion, keyframe, scale, [kf for kf, _ in recent])
-        self.fusion = fusion
+                fuse(keyframe, scale, frame_index, [kf for kf, _, _ in recent])
         return fusion
 
-    def _fuse_again(
-        self,
-        fusion: StreamingFusion,
-        keyframe: FusionKeyframe,
-        released_depth_scale: float,
-        witnesses: list[FusionKeyframe],
-    ) -> None:
-        fusion.add(keyframe, witnesses)
-        self._fused_as[keyframe.id] = (keyframe.pose_c2w, released_depth_scale)
-        if self.depth_folder is not None:
-            write_depth_npy(self.depth_folder, self._frame_index(keyframe.id), keyframe.depth)
+    def rebuild(self) -> StreamingFusion:
+        """:meth:`fuse_map` of the live map into :attr:`fusion`'s place, rewriting the depth maps
+        of ``depth_folder``; afterwards the fused keyframes count as fused at their current
+        poses (:meth:`moved_since_fusion`). The caller closes the old fusion."""
 
-    def _frame_index(self, keyframe_id: int) -> int:
-        with self.map.lock:
-            return self.map.keyframes[keyframe_id].frame_index
+        def record(keyframe: FusionKeyframe, released_depth_scale: float) -> None:
+            self._fused_as[keyframe.id] = (keyframe.pose_c2w, released_depth_scale)
+
+        self.fusion = self.fuse_map(self.map, self.depth_folder, record)
+        return self.fusion

@@ -135,30 +135,29 @@ def _held(count: int, pairs: list[tuple[int, int]]) -> list[int]:
 
 
 class GlobalBundleAdjuster:
-    """Refines every keyframe of ``map_state`` together (see the module docstring); ``bundle``
-    holds the solver's settings (its pool and prior), ``config`` the graph's (covisibility and
+    """Refines every keyframe of a map together (see the module docstring); ``bundle`` holds the
+    solver's settings (its pool and prior), ``config`` the graph's (covisibility and
     ``final_span``, ``final_steps``)."""
 
     def __init__(
         self,
         bundle: BundleAdjuster,
-        map_state: MapState,
         config: BackendConfig,
         intrinsics: torch.Tensor,
         image_size: tuple[int, int],
     ):
         self.bundle = bundle
-        self.map = map_state
         self.config = config
         self.intrinsics = intrinsics  # (4,) at the processing resolution
         self.image_size = image_size  # (H, W)
 
-    def run(self, loops: list[LoopEdge]) -> GlobalBundleReport | None:
-        """Refine the map's keyframes on their graph (with the accepted ``loops``) and write the
-        result to the map; None when fewer than 3 keyframes can be matched or no edge joins them.
-        Call it when nothing else moves the keyframes (the backend has stopped)."""
+    def run(self, map_state: MapState, loops: list[LoopEdge]) -> GlobalBundleReport | None:
+        """Refine the keyframes of ``map_state`` on their graph (with the accepted ``loops``) and
+        write the result to it; None when fewer than 3 keyframes can be matched or no edge joins
+        them. Call it on a map nothing else moves meanwhile: the live one once the backend has
+        stopped, or a detached copy (:meth:`MapState.detached_copy`)."""
         start = time.perf_counter()
-        keyframes = [kf for kf in self.map.keyframe_list() if kf.matchable]
+        keyframes = [kf for kf in map_state.keyframe_list() if kf.matchable]
         if len(keyframes) < 3:
             return None
         edges = graph_edges(keyframes, loops, self.config, self.config.final_span, self.intrinsics, self.image_size)
@@ -191,7 +190,7 @@ class GlobalBundleAdjuster:
             log.warning("the global bundle adjustment gave NaN or infinite poses or scales: the map keeps its own")
             return None
         shifts = (new_poses.inv().data[:, :3] - poses.inv().data[:, :3]).norm(dim=-1)
-        self.map.apply_similarities({kf.id: (SE3(new_poses.data[k]), scales[k]) for k, kf in enumerate(ordered)})
+        map_state.apply_similarities({kf.id: (SE3(new_poses.data[k]), scales[k]) for k, kf in enumerate(ordered)})
         report = GlobalBundleReport(
             keyframes=len(ordered),
             held=len(held),

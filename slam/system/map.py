@@ -10,6 +10,7 @@ follows when the backend moves the keyframe.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import cast
@@ -263,6 +264,19 @@ class MapState:
                     relative[:3] /= correction[1]
                     record.frame_from_keyframe = SE3(relative)
             self.version += 1
+
+    def detached_copy(self) -> MapState:
+        """An independent copy of the map: its keyframes and frame records are copies (their
+        tensors are shared: the map replaces tensors, it never writes into one), so that poses,
+        depths and scales can change on either side without showing on the other (an export's
+        global bundle adjustment works on one while tracking goes on)."""
+        with self.lock:
+            copy = MapState()
+            copy.version = self.version
+            copy.keyframes = {kf_id: dataclasses.replace(kf) for kf_id, kf in self.keyframes.items()}
+            copy.frames = [dataclasses.replace(record) for record in self.frames]
+            copy._next_id = self._next_id
+            return copy
 
     def keyframe_list(self) -> list[Keyframe]:
         """Keyframes in creation order (a shallow copy of the list)."""

@@ -42,9 +42,10 @@ from slam.io.trajectory import Trajectory, write_kitti, write_tum
 from slam.mapping.export import write_mesh_ply, write_point_cloud_ply
 from slam.mapping.point_cloud import PointCloud
 from slam.mapping.posed_views import TRANSFORMS, write_posed_views, write_view_image
+from slam.mapping.streaming import StreamingFusion
 from slam.system.machine import machine_summary, peak_memory_mb
 from slam.system.map import KeyframeView, MapSnapshot
-from slam.system.slam_system import SlamSystem, full_trajectory
+from slam.system.slam_system import ExportMap, SlamSystem, full_trajectory
 from slam.system.stop_signals import SavingGuard, Terminated
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,9 @@ class RunControl:
     Requests (from any thread): :meth:`pause` / :meth:`resume` (the loop waits between frames),
     :meth:`request_stop` (the loop ends before its next frame as if the source had ended: the
     system finishes and every output is written, with no error), :meth:`request_export` (the
-    outputs are written now to the output folder, from a snapshot, in a background thread while
-    tracking goes on; a request while an export is running is ignored).
+    outputs are written now to the output folder, in a background thread while tracking goes
+    on, from the map as finishing would leave it: see :meth:`SlamSystem.export_map`; a request
+    while an export is running is ignored).
 
     Live state (written by the loop, one reference assignment per frame, so reading never blocks
     it): ``system`` and ``record`` (set when the loop starts), ``frame`` (the newest processed
@@ -285,14 +287,14 @@ def _run(
         stopped_by = err
         log.warning("run stopped early (%s); saving what was computed", _stop_reason(err, control))
     guard.saving()
+    if exporter is not None:  # its outputs must not overwrite the final ones, nor its map work beside finish's
+        exporter.join()
     finish_error: Exception | None = None
     try:
         system.finish()
     except Exception as err:  # the frontend's results are still saved
         log.error("finishing the run failed: %s", err)
         finish_error = err
-    if exporter is not None:
-        exporter.join()
     try:
         stats = write_outputs(
             system,
@@ -368,17 +370,18 @@ def _track(
             control.observe(frame, system)
 
 
-def _not_fused_yet(system: SlamSystem, snapshot: MapSnapshot) -> list[KeyframeView]:
-    """The snapshot's keyframes that hold their pixels and are not fused yet: the ones whose
-    depth map and image the system has not written as it fused them."""
-    return [kf for kf in snapshot.keyframes if kf.has_pixels and not system.fusion.fused(kf.id)]
+def _not_fused_yet(fusion: StreamingFusion, snapshot: MapSnapshot) -> list[KeyframeView]:
+    """The snapshot's keyframes that hold their pixels and are not in ``fusion`` yet: the ones
+    whose depth map and image were not written as they were fused."""
+    return [kf for kf in snapshot.keyframes if kf.has_pixels and not fusion.fused(kf.id)]
 
 
-def write_keyframe_depths(system: SlamSystem, snapshot: MapSnapshot, out: Path) -> None:
-    """``depth/NNNNNN.npy`` for each of the snapshot's keyframes not fused yet (see
-    :func:`slam.io.depth_maps.write_depth_npy`; the system wrote the others as it fused them) and
+def write_keyframe_depths(export: ExportMap, out: Path) -> None:
+    """``depth/NNNNNN.npy`` for each keyframe of the export's snapshot not in its fusion (see
+    :func:`slam.io.depth_maps.write_depth_npy`; the others were written as they were fused) and
     ``keyframes.txt`` (TUM format: every keyframe's camera-to-world pose)."""
-    for keyframe in _not_fused_yet(system, snapshot):
+    snapshot = export.snapshot
+    for keyframe in _not_fused_yet(export.fusion, snapshot):
         assert keyframe.depth is not None  # has_pixels
         write_depth_npy(out / DEPTH_FOLDER, keyframe.frame_index, keyframe.depth)
     if snapshot.keyframes:
@@ -397,7 +400,7 @@ def write_keyframe_views(system: SlamSystem, snapshot: MapSnapshot, folder: Path
     :mod:`slam.mapping.posed_views`): the images of keyframes not fused yet (the system wrote
     the others as it fused them), then the models, with the map's ``cloud``. Returns the frame
     indices of the views written."""
-    for keyframe in _not_fused_yet(system, snapshot):
+    for keyframe in _not_fused_yet(system.fusion, snapshot):
         assert keyframe.image is not None  # has_pixels
         write_view_image(folder, keyframe.frame_index, keyframe.image)
     views = [(keyframe.frame_index, keyframe.pose_c2w) for keyframe in snapshot.keyframes]
@@ -436,15 +439,35 @@ def write_outputs(
 ) -> dict:
     """Write every output file of the contract (and the keyframe depths with ``save_depth``, the
     keyframes as posed views in ``views/`` with ``save_views``: see
-    :mod:`slam.mapping.posed_views`), all from one snapshot of the map, each atomically,
-    stats.json last, and return the stats.
+    :mod:`slam.mapping.posed_views`), all from one map (:meth:`SlamSystem.export_map`: while
+    the run goes on, the map as finishing would leave it), each atomically, stats.json last,
+    and return the stats.
     ``stopped_by``: how the run ended (None while it goes on: an export of a running run). An
     output that cannot be written is listed in the stats' ``write_errors``; only stats.json
     failing raises."""
-    snapshot = system.snapshot()
+    export = system.export_map()
+    try:
+        return _write_export(system, export, record, source, out, wall_seconds, save_depth, stopped_by, save_views)
+    finally:
+        export.close()
+
+
+def _write_export(
+    system: SlamSystem,
+    export: ExportMap,
+    record: RunRecord,
+    source: Source,
+    out: Path,
+    wall_seconds: float,
+    save_depth: bool,
+    stopped_by: str | None,
+    save_views: bool,
+) -> dict:
+    """:func:`write_outputs` of ``export``."""
+    snapshot = export.snapshot
     write = _Writer(out)
     if save_depth and snapshot.keyframes:
-        write("keyframes.txt", lambda _path: write_keyframe_depths(system, snapshot, out))
+        write("keyframes.txt", lambda _path: write_keyframe_depths(export, out))
     indices, timestamps = np.array(record.indices, dtype=int), np.array(record.timestamps, dtype=np.float64)
     trajectory, tracked = full_trajectory(snapshot, indices, timestamps)
     write(
@@ -483,12 +506,11 @@ def write_outputs(
     )
 
     fusion_start = time.perf_counter()
-    held = system.held_keyframes(snapshot)
-    cloud = system.fusion.cloud(held)
+    cloud = export.fusion.cloud(export.held)
     write("points.ply", lambda path: write_point_cloud_ply(path, cloud))
     mesh_triangles = 0
     if system.config.fusion.mesh:
-        mesh = system.fusion.mesh(held)
+        mesh = export.fusion.mesh(export.held)
         write("mesh.ply", lambda path: write_mesh_ply(path, mesh))
         mesh_triangles = len(mesh.triangles)
     fusion_seconds = time.perf_counter() - fusion_start
@@ -540,9 +562,7 @@ def write_outputs(
         "segments_joined": loops.segments_joined(),
         # the global bundle adjustment at the run's end (backend.final_bundle_adjustment): keyframes,
         # edges by kind, seconds, how far camera centres moved; None when it did not run
-        "final_bundle_adjustment": (
-            system.global_bundle_report.as_stats() if system.global_bundle_report is not None else None
-        ),
+        "final_bundle_adjustment": export.global_bundle.as_stats() if export.global_bundle is not None else None,
         "frontend_fps": round(frames / system.frontend_seconds, 2) if system.frontend_seconds > 0 else None,
         # reading, tracking and the backend; the final fusion is timed on its own
         "end_to_end_fps": round(frames / wall_seconds, 2) if wall_seconds > 0 else None,

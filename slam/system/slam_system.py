@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +127,7 @@ class SlamSystem:
             backend.bundle_iterations,
             backend.huber,
         )
-        self.global_bundle = GlobalBundleAdjuster(final_bundle, self.map, backend, intrinsics, self.image_size)
+        self.global_bundle = GlobalBundleAdjuster(final_bundle, backend, intrinsics, self.image_size)
         self.global_bundle_report: GlobalBundleReport | None = None
         self._thread = BackendThread(self._backend_pass, self._close_loops) if config.backend.mode == "thread" else None
         self.frontend = Frontend(
@@ -144,6 +145,7 @@ class SlamSystem:
         self.finish_seconds = 0.0  # see finish
         self.backend_times = StageTimes()  # the backend passes' stages (see stage_seconds)
         self.frames_processed = 0
+        self.finished = False  # see finish
         if self._thread is not None:
             self._thread.start()
 
@@ -213,7 +215,7 @@ class SlamSystem:
             self.backend.close_loops()
             if self.config.backend.final_bundle_adjustment:
                 with self.backend_times.measure("final_bundle_adjustment"):
-                    self.global_bundle_report = self.global_bundle.run(self.loop_closer.edges)
+                    self.global_bundle_report = self.global_bundle.run(self.map, self.loop_closer.edges)
         self.archive.update(final=True)
         if self.archive.released is not None and self.archive.moved_since_fusion():
             rebuild_start = time.perf_counter()
@@ -225,6 +227,33 @@ class SlamSystem:
                 time.perf_counter() - rebuild_start,
             )
         self.finish_seconds = time.perf_counter() - start
+        self.finished = True
+
+    def export_map(self) -> ExportMap:
+        """The map to export now: once finished, the map as it is; while the run goes on, the map
+        as :meth:`finish` would leave it without moving the live one, when that differs from it:
+        when loop closures moved fused keyframes, or with ``backend.final_bundle_adjustment``, a
+        detached copy of the map (:meth:`KeyframeArchive.detached_map`), refined by the global
+        bundle adjustment (with that option) and fused anew at its poses (its depth maps written
+        to the run's depth folder, if any). Tracking and the backend go on meanwhile. Call it from
+        one thread at a time (an exporter), and close the result."""
+        final_bundle = self.config.backend.final_bundle_adjustment
+        moved = self.archive.released is not None and (final_bundle or self.archive.moved_since_fusion())
+        if self.finished or not moved:
+            snapshot = self.snapshot()
+            return ExportMap(snapshot, self.fusion, self.held_keyframes(snapshot), self.global_bundle_report, False)
+        start = time.perf_counter()
+        loops = list(self.loop_closer.edges)
+        detached = self.archive.detached_map()
+        report = self.global_bundle.run(detached, loops) if final_bundle else None
+        fusion = self.archive.fuse_map(detached, self.archive.depth_folder)
+        log.info(
+            "the export's map: %d keyframes%s, fused at their poses there, in %.1f s",
+            len(fusion),
+            " refined by the global bundle adjustment" if report is not None else "",
+            time.perf_counter() - start,
+        )
+        return ExportMap(detached.snapshot(), fusion, [], report, True)
 
     def snapshot(self, with_images: bool = True) -> MapSnapshot:
         return self.map.snapshot(with_images)
@@ -233,6 +262,25 @@ class SlamSystem:
         """The snapshot's keyframes that still hold their pixels, as fusion input: pass them to
         ``self.fusion.cloud`` and ``self.fusion.mesh`` for the whole map's geometry."""
         return [self.archive.fusion_keyframe(view) for view in snapshot.keyframes if view.has_pixels]
+
+
+@dataclass
+class ExportMap:
+    """What an export writes (see :meth:`SlamSystem.export_map`): the map's ``snapshot``; its
+    geometry, ``fusion`` with the ``held`` keyframes (keyframes with their pixels that ``fusion``
+    has not fused: pass them to its ``cloud`` and ``mesh``); the ``global_bundle`` adjustment's
+    report (None: it did not run). Close it when done: a fusion made for the export is closed
+    (``own_fusion``), the system's is left open."""
+
+    snapshot: MapSnapshot
+    fusion: StreamingFusion
+    held: list[FusionKeyframe]
+    global_bundle: GlobalBundleReport | None
+    own_fusion: bool
+
+    def close(self) -> None:
+        if self.own_fusion:
+            self.fusion.close()
 
 
 def _learned(config: SystemConfig) -> bool:

@@ -45,9 +45,9 @@ def test_temporal_edges_stay_inside_a_segment_and_loops_cross():
     assert edges["loop"] == [(1, 8)] and edges["covisible"] == []
 
 
-def _keyframe_errors(system: SlamSystem, truth: np.ndarray) -> np.ndarray:
+def _keyframe_errors(map_state: MapState, truth: np.ndarray) -> np.ndarray:
     """Each keyframe's camera-centre distance to the truth (metres) after a Sim(3) fit of all."""
-    keyframes = system.map.keyframe_list()
+    keyframes = map_state.keyframe_list()
     times = np.array([float(kf.frame_index) for kf in keyframes])
     estimate = np.stack([kf.pose_c2w for kf in keyframes])
     reference = np.stack([truth[kf.frame_index] for kf in keyframes])
@@ -57,11 +57,13 @@ def _keyframe_errors(system: SlamSystem, truth: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_final_bundle_adjustment_brings_knocked_keyframes_back():
+def test_final_bundle_adjustment_brings_knocked_keyframes_back_in_an_export_and_at_the_end():
     """120 frames of the synthetic room, tracked inline; then every keyframe but the first is
-    moved by about 5% of the scene depth and 2 degrees at random: the global bundle adjustment in
-    ``finish`` brings the keyframes back to within the error tracking left them at, reports what
-    it did, and the map is fused again at the new poses."""
+    moved by about 5% of the scene depth and 2 degrees at random. An export while the run goes on
+    gets a copy of the map refined by the global bundle adjustment, with every keyframe fused at
+    the copy's poses, and leaves the live map as it was; ``finish`` then refines the live map:
+    both bring the keyframes back to within the error tracking left them at, report what they
+    did, and the map is fused again at the new poses."""
     frames = list(SyntheticSource.from_spec("synthetic:room:frames=120"))
     config = override(
         SystemConfig(), "backend.mode=inline", "fusion.mesh=false", "backend.final_bundle_adjustment=true"
@@ -70,7 +72,7 @@ def test_final_bundle_adjustment_brings_knocked_keyframes_back():
     for frame in frames:
         system.process(frame)
     truth = np.stack([f.pose_gt for f in frames])
-    tracked = _keyframe_errors(system, truth)
+    tracked = _keyframe_errors(system.map, truth)
     keyframes = system.map.keyframe_list()
     depth = float(
         torch.stack([kf.place_depth.float().median() for kf in keyframes if kf.place_depth is not None]).median()
@@ -81,11 +83,31 @@ def test_final_bundle_adjustment_brings_knocked_keyframes_back():
     with system.map.lock:
         for keyframe, xi in zip(keyframes[1:], noise):
             keyframe.pose_w2c = SE3.exp(xi) * keyframe.pose_w2c
-    knocked = _keyframe_errors(system, truth)
+    knocked = _keyframe_errors(system.map, truth)
+    knocked_poses = system.snapshot(with_images=False).frame_poses_c2w
+
+    export = system.export_map()
+    try:
+        exported = MapState()
+        for view in export.snapshot.keyframes:  # the export's keyframe poses, to score
+            pose = SE3.from_matrix(torch.from_numpy(np.linalg.inv(view.pose_c2w)).float())
+            exported.add_keyframe(Keyframe(view.id, view.frame_index, view.timestamp, None, pose, None, None))
+        assert export.global_bundle is not None and export.global_bundle.keyframes == len(keyframes)
+        assert export.own_fusion and export.held == [] and len(export.fusion) == len(keyframes)
+        assert len(export.fusion.cloud()) > 0
+    finally:
+        export.close()
+    in_export = _keyframe_errors(exported, truth)
+    np.testing.assert_array_equal(system.snapshot(with_images=False).frame_poses_c2w, knocked_poses)
+    assert system.archive.moved_since_fusion()  # the live map is not fused again by an export
+
     system.finish()
-    after = _keyframe_errors(system, truth)
+    after = _keyframe_errors(system.map, truth)
     report = system.global_bundle_report
     assert report is not None and report.keyframes == len(keyframes) and report.edges["temporal"] > 0
-    errors = (np.median(tracked), np.median(knocked), np.median(after))
+    errors = (np.median(tracked), np.median(knocked), np.median(in_export), np.median(after))
     assert errors[2] < 0.4 * errors[1] and errors[2] < 1.2 * errors[0], errors
+    assert errors[3] < 0.4 * errors[1] and errors[3] < 1.2 * errors[0], errors
     assert not system.archive.moved_since_fusion()  # fused again at the final poses
+    final_export = system.export_map()  # once finished: the map as it is
+    assert final_export.fusion is system.fusion and not final_export.own_fusion

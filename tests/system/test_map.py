@@ -45,6 +45,25 @@ def test_frames_follow_their_keyframe_when_the_backend_moves_it():
     assert np.allclose(after.keyframes[0].pose_c2w, after.frame_poses_c2w[0], atol=1e-6)
 
 
+def test_a_detached_copy_moves_without_the_live_map_and_the_live_map_without_it():
+    """A loop correction (a similarity) applied to a detached copy shows in the copy's keyframes
+    and frames only; a keyframe the live map then moves or releases stays as it was in the copy."""
+    state = MapState()
+    first, second = make_keyframe(state, 0, [0.0] * 6), make_keyframe(state, 5, [0.2, 0.0, 0.0, 0.0, 0.0, 0.0])
+    state.add_frame(FrameRecord(6, 0.2, second.id, SE3.exp(torch.tensor([0.0, 0.1, 0.0, 0.0, 0.0, 0.0]))))
+    before = state.snapshot()
+    copy = state.detached_copy()
+    copy.apply_similarities({second.id: (SE3.identity(), 2.0)})
+    np.testing.assert_array_equal(state.snapshot().frame_poses_c2w, before.frame_poses_c2w)
+    assert torch.equal(second.depth, torch.full((6, 8), 2.0))
+    assert torch.equal(copy.keyframes[second.id].depth, torch.full((6, 8), 1.0))
+    assert np.allclose(copy.snapshot().frame_poses_c2w[0][:3, 3], [0.0, -0.05, 0.0], atol=1e-6)
+    state.update_keyframes([first.id], poses=SE3.exp(torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0, 0.0]])))
+    first.release()
+    kept = copy.keyframes[first.id]
+    assert not kept.released and np.allclose(kept.pose_c2w, np.eye(4), atol=1e-6)
+
+
 def test_keyframes_added_during_a_backend_pass_move_with_the_newest_it_optimised():
     """The frontend anchors a new keyframe to the newest one's pose as it was; when the backend
     writes back a pass begun before, the newer keyframes keep their pose relative to it; one

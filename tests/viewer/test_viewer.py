@@ -104,6 +104,38 @@ def test_run_control_pauses_exports_and_stops_with_the_outputs_saved(tmp_path):
     assert stats["posed_views"] == stats["keyframes"]
 
 
+@pytest.mark.slow
+def test_export_now_writes_the_map_refined_by_the_global_bundle_adjustment_while_the_run_goes_on(tmp_path):
+    """With ``backend.final_bundle_adjustment``, Export now refines a copy of the map and fuses it
+    anew: the export's stats report the adjustment, its depth maps and trajectory are written,
+    and the run then goes on to its end, where it runs the adjustment again on the live map."""
+    control = RunControl()
+    result = {}
+    source = SyntheticSource("room", 0, 90, None, None)
+    config = override(SystemConfig(), "fusion.mesh=false", "backend.final_bundle_adjustment=true")
+    thread = threading.Thread(
+        target=lambda: result.update(stats=run_slam(source, config, tmp_path, save_depth=True, control=control)),
+        daemon=True,
+    )
+    thread.start()
+    wait_for(lambda: control.system is not None and len(control.system.map.keyframes) >= 4)
+    control.request_export()
+    control.pause()  # the export starts at the next frame; the run then waits for the checks below
+    wait_for(lambda: control.exports == 1)
+    exported_stats = json.loads((tmp_path / "stats.json").read_text())
+    refined = exported_stats["final_bundle_adjustment"]
+    assert not exported_stats["completed"] and refined is not None
+    assert refined["keyframes"] == exported_stats["keyframes"] >= 4 and refined["edges"]["temporal"] > 0
+    assert len(read_trajectory(tmp_path / "trajectory.txt")) == exported_stats["frames_processed"] < 90
+    assert len(list((tmp_path / "depth").glob("*.npy"))) >= exported_stats["keyframes"]
+    assert exported_stats["points"] > 0
+    control.resume()
+    thread.join(120)
+    stats = result["stats"]
+    assert stats["completed"] and stats["frames_processed"] == 90
+    assert stats["final_bundle_adjustment"]["keyframes"] == stats["keyframes"] > exported_stats["keyframes"]
+
+
 @pytest.fixture(scope="module")
 def finished_scene(tmp_path_factory) -> LiveScene:
     """The live scene of a finished 24-frame synthetic run."""
