@@ -308,6 +308,7 @@ class LiveScene:
                 min_confidence=fusion.min_confidence,
                 consistency_views=fusion.consistency_views,
                 max_points=self.max_points,
+                average_views=fusion.average_views,
             )
         if self._fused[0] != len(system.fusion):
             count = len(system.fusion)

@@ -183,6 +183,8 @@ class FusionConfig:
 
     - ``min_confidence``: depths less confident (0-1) are left out.
     - ``consistency_views``: nearby keyframes that must confirm a point.
+    - ``average_views``: a kept point moves to the mean of where it and the keyframes that
+      confirm it place the surface (:mod:`slam.mapping.fusion`).
     - ``voxel_size``: the point cloud's voxel (one point per voxel, the mean of those inside);
       None: the median keyframe depth / ``point_resolution``.
     - ``point_resolution``: voxels per median keyframe depth when ``voxel_size`` is None.
@@ -194,6 +196,7 @@ class FusionConfig:
 
     min_confidence: float = 0.3
     consistency_views: int = 1
+    average_views: bool = True
     voxel_size: float | None = None
     point_resolution: float = 200.0
     max_points: int = 1_000_000

@@ -10,7 +10,12 @@ keyframe i with depth d is back-projected to the 3D point X. X is projected into
 X lands inside its image, in front of it, and the depth of X in camera j is within
 ``max_reprojection_depth_error`` (relative) of j's own depth there (bilinearly interpolated in
 inverse depth, which is exact on planes; all four pixels around the sample must be valid). The
-pixel is kept when at least ``consistency_views`` neighbours agree. When the map holds fewer
+pixel is kept when at least ``consistency_views`` neighbours agree. With ``average_views``, a kept
+point moves to the mean of where it and each agreeing neighbour place the surface (neighbour j's
+place: X moved along j's viewing ray to j's depth there), as COLMAP's stereo fusion merges the
+consistent observations of a point into one: each keyframe's depth errors are its own, so the mean
+of several lies nearer the surface than any one (a wall seen by many keyframes is no longer a
+slab as thick as their depth errors). When the map holds fewer
 than ``consistency_views`` other keyframes, a pixel needs the agreement of all of them (a lone
 keyframe is kept unfiltered), so that short runs still give a cloud. Pixels whose confidence is
 below ``min_confidence`` are invalid, both as points and as witnesses for other keyframes, and so
@@ -204,9 +209,13 @@ class _Witness:
         rotation, translation = keyframe.pose_c2w[:3, :3], keyframe.pose_c2w[:3, 3]
         self.rotation_w2c = rotation.T.astype(np.float32)
         self.translation_w2c = (-rotation.T @ translation).astype(np.float32)
+        self.centre = translation.astype(np.float32)  # (3,) world
 
-    def agreement(self, world_points: np.ndarray, max_relative_error: float) -> np.ndarray:
-        """(P,) bool: whether this keyframe's depth confirms each of the (P, 3) world points."""
+    def agreement(self, world_points: np.ndarray, max_relative_error: float) -> tuple[np.ndarray, np.ndarray]:
+        """For each of the (P, 3) world points: (P,) bool, whether this keyframe's depth confirms
+        it, and (P,) float32, this keyframe's depth there over the point's depth in this camera
+        (the point moved along this keyframe's viewing ray by that factor, about its centre,
+        lands on its surface; 1 where not confirmed)."""
         camera = world_points @ self.rotation_w2c.T + self.translation_w2c
         z = camera[:, 2]
         in_front = z > 0
@@ -224,7 +233,8 @@ class _Witness:
         all_valid = np.minimum(np.minimum(a, b), np.minimum(c, d)) > 0
         inverse = (a * (1 - du) + b * du) * (1 - dv) + (c * (1 - du) + d * du) * dv
         expected = 1.0 / np.where(all_valid, inverse, np.float32(1.0))
-        return inside & all_valid & (np.abs(z - expected) <= max_relative_error * expected)
+        agree = inside & all_valid & (np.abs(z - expected) <= max_relative_error * expected)
+        return agree, np.where(agree, expected / z_safe, np.float32(1.0))
 
 
 class _Source:
@@ -242,15 +252,29 @@ class _Source:
         camera_points = np.stack([(u - cx) / fx * z, (v - cy) / fy * z, z], axis=-1)
         self.world_points = (camera_points @ keyframe.pose_c2w[:3, :3].T + keyframe.pose_c2w[:3, 3]).astype(np.float32)
 
-    def consistent(self, witnesses: Sequence[_Witness], required_views: int, max_relative_error: float) -> np.ndarray:
+    def consistent(
+        self,
+        witnesses: Sequence[_Witness],
+        required_views: int,
+        max_relative_error: float,
+        average_views: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(P,) bool over the valid pixels: at least ``required_views`` of ``witnesses`` agree
-        with the pixel's depth. The one consistency test behind every fusion here."""
+        with the pixel's depth; and the (P, 3) float32 world points: the pixels' own, or with
+        ``average_views`` each the mean of its own and of where each agreeing witness places the
+        surface (see the module docstring). The one consistency test behind every fusion here."""
         if required_views <= 0:
-            return np.ones(len(self.pixel_index), bool)
+            return np.ones(len(self.pixel_index), bool), self.world_points
         votes = np.zeros(len(self.pixel_index), np.int32)
+        sums = self.world_points.copy() if average_views else None
         for witness in witnesses:
-            votes += witness.agreement(self.world_points, max_relative_error)
-        return votes >= required_views
+            agree, ratio = witness.agreement(self.world_points, max_relative_error)
+            votes += agree
+            if sums is not None:
+                surface = witness.centre + (self.world_points - witness.centre) * ratio[:, None]
+                sums += surface * agree[:, None]
+        points = self.world_points if sums is None else sums / (1 + votes)[:, None].astype(np.float32)
+        return votes >= required_views, points
 
     def normals(self) -> np.ndarray:
         """(P, 3) float32 world unit normals of the valid pixels, from the depth map's gradients
@@ -297,7 +321,7 @@ def consistency_masks(
     masks = []
     for keyframe, neighbours in zip(keyframes, nearest_neighbours(keyframes, num_neighbours)):
         source = _Source(keyframe, min_confidence)
-        keep = source.consistent([witnesses[j] for j in neighbours], required, max_reprojection_depth_error)
+        keep, _ = source.consistent([witnesses[j] for j in neighbours], required, max_reprojection_depth_error)
         mask = np.zeros(keyframe.shape, bool)
         mask.reshape(-1)[source.pixel_index[keep]] = True
         masks.append(mask)
@@ -356,6 +380,7 @@ class PointCloudFuser:
         voxel_size: float | None = None,
         max_points: int | None = 2_000_000,
         estimate_normals: bool = False,
+        average_views: bool = False,
     ):
         """``min_confidence``: pixels below it are dropped. ``consistency_views``: agreeing
         neighbours a pixel needs (0 = no consistency filter). ``num_neighbours``: keyframes each
@@ -363,7 +388,8 @@ class PointCloudFuser:
         ``voxel_size``: in the map's units (metres when the scale is known), None = keep every
         point. ``max_points``: cap on the cloud's size
         (fixed pseudo-random subset), None = no cap. ``estimate_normals``: per-point normals from
-        the depth maps' gradients."""
+        the depth maps' gradients. ``average_views``: each kept point at the mean of the
+        agreeing views' surfaces (see the module docstring)."""
         _check_consistency_settings(consistency_views, num_neighbours, max_reprojection_depth_error)
         if voxel_size is not None and voxel_size <= 0:
             raise ValueError(f"voxel_size must be > 0 or None, got {voxel_size}")
@@ -376,6 +402,7 @@ class PointCloudFuser:
         self.voxel_size = voxel_size
         self.max_points = max_points
         self.estimate_normals = estimate_normals
+        self.average_views = average_views
         #: How many keyframes the last :meth:`cloud` call recomputed (a measure of its cost).
         self.recomputed = 0
         self._entries: dict[int, _Entry] = {}
@@ -456,6 +483,7 @@ class PointCloudFuser:
             self.min_confidence,
             self.max_reprojection_depth_error,
             self.estimate_normals,
+            self.average_views,
         )
         return points if self.voxel_size is None else VoxelSums.of(points, self.voxel_size)
 
@@ -467,14 +495,16 @@ def _consistent_points(
     min_confidence: float,
     max_relative_error: float,
     estimate_normals: bool,
+    average_views: bool,
 ) -> PointCloud:
     """The world points, colours (and normals) of ``keyframe``'s pixels that are valid, confident
-    and confirmed by at least ``required`` of ``witnesses``."""
+    and confirmed by at least ``required`` of ``witnesses``; with ``average_views``, each point
+    at the mean of the agreeing views' surfaces (see the module docstring)."""
     source = _Source(keyframe, min_confidence)
-    keep = source.consistent(witnesses, required, max_relative_error)
+    keep, points = source.consistent(witnesses, required, max_relative_error, average_views)
     colours = keyframe.image.reshape(-1, 3)[source.pixel_index[keep]]
     normals = source.normals()[keep] if estimate_normals else None
-    return PointCloud(source.world_points[keep], colours, normals)
+    return PointCloud(points[keep], colours, normals)
 
 
 def keyframe_points(
@@ -484,17 +514,21 @@ def keyframe_points(
     consistency_views: int = 2,
     num_neighbours: int = 6,
     max_reprojection_depth_error: float = 0.05,
+    average_views: bool = False,
 ) -> PointCloud:
     """The world-frame cloud of one keyframe's confident pixels that its ``num_neighbours``
     nearest ``candidates`` (other keyframes, by :func:`viewpoint_distances`) confirm: at least
     ``consistency_views`` of them, or all of them when there are fewer candidates (the
-    module's consistency test, for a keyframe fused on its own)."""
+    module's consistency test, for a keyframe fused on its own); with ``average_views``, each
+    point at the mean of the agreeing views' surfaces."""
     _check_consistency_settings(consistency_views, num_neighbours, max_reprojection_depth_error)
     others = [kf for kf in candidates if kf.id != keyframe.id]
     nearest = nearest_neighbours([keyframe, *others], num_neighbours)[0]
     witnesses = [_Witness(others[j - 1], min_confidence) for j in nearest]
     required = _required_views(consistency_views, len(others) + 1)
-    return _consistent_points(keyframe, witnesses, required, min_confidence, max_reprojection_depth_error, False)
+    return _consistent_points(
+        keyframe, witnesses, required, min_confidence, max_reprojection_depth_error, False, average_views
+    )
 
 
 class TsdfVolume:

@@ -146,7 +146,14 @@ class StreamingFusion:
 
     def _points(self, keyframe: FusionKeyframe, witnesses: Sequence[FusionKeyframe]) -> PointCloud:
         config = self.config
-        return keyframe_points(keyframe, witnesses, config.min_confidence, config.consistency_views, NUM_NEIGHBOURS)
+        return keyframe_points(
+            keyframe,
+            witnesses,
+            config.min_confidence,
+            config.consistency_views,
+            NUM_NEIGHBOURS,
+            average_views=config.average_views,
+        )
 
     def close(self) -> None:
         """Free the TSDF volume (the mesh of what was fused is empty afterwards). Call it when

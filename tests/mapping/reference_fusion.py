@@ -33,6 +33,7 @@ def fuse_point_cloud(
     voxel_size: float | None = None,
     max_points: int | None = 2_000_000,
     estimate_normals: bool = False,
+    average_views: bool = False,
 ) -> PointCloud:
     """The coloured world-frame cloud of the keyframes' confident, geometrically consistent
     pixels (see the module's docstring and :class:`PointCloudFuser` for the settings). Empty
@@ -48,6 +49,7 @@ def fuse_point_cloud(
         voxel_size,
         max_points,
         estimate_normals,
+        average_views,
     )
     for keyframe in keyframes:
         fuser.add(keyframe)
