@@ -81,8 +81,13 @@ def test_final_keyframes_are_fused_written_and_released(room, tmp_path):
     everything = [
         FusionKeyframe(*room.render(index), None, room.poses[index], intrinsics, 0.0, index) for index in indices
     ]
-    batch = fuse_point_cloud(everything, min_confidence=0.3, consistency_views=1, voxel_size=0.02)
-    assert 0.95 * len(batch) < len(fusion.cloud()) < 1.05 * len(batch)
+    batch = fuse_point_cloud(everything, min_confidence=0.3, consistency_views=1, voxel_size=0.02, average_views=True)
+    # the room's walls lie on voxel boundaries, so which voxels a wall fills follows float rounding
+    # (the counts differ by a fifth between float32 and float64 poses): compare what the clouds cover
+    streamed = fusion.cloud().points
+    for ours, theirs in ((streamed, batch.points), (batch.points, streamed)):
+        distance, _ = cKDTree(theirs).query(ours, distance_upper_bound=0.1)
+        assert np.mean(distance < 0.03) > 0.99
 
 
 def test_keyframes_moved_after_fusion_are_fused_again_at_their_new_poses(room, tmp_path):
