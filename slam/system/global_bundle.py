@@ -170,8 +170,7 @@ class GlobalBundleAdjuster:
         position = {k: p for p, k in enumerate(order)}
         ordered = [keyframes[k] for k in order]
         matching = [m for kf in ordered if (m := kf.matching()) is not None]
-        if len(matching) != len(ordered):  # the graph holds matchable keyframes only: never taken
-            return None
+        assert len(matching) == len(ordered)  # matchable keyframes only: a place record outlives the features
         features = torch.stack([m[0] for m in matching])
         coarse = (features.shape[-2] // 2, features.shape[-1] // 2)  # the place records' depth grid
         depths = torch.stack([resize_depth(m[1], coarse) for m in matching]).to(features.dtype)
