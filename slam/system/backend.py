@@ -6,8 +6,8 @@ keyframes: a camera that lingers or returns is optimised against the map it buil
 Depth is updated by a dense bundle adjustment in the same solve (each keyframe's per-pixel depth
 moves with the poses to fit the motion module's correspondences, on a coarser grid; the change is
 applied to the full-resolution depth as a ratio), and/or by the depth module with the other window
-keyframes as neighbours. After each pass, loop closure (:mod:`slam.system.loop_closure`) at the
-newest keyframe, which tracking does not wait for. Runs in its own thread, or inline after each
+keyframes as neighbours. After each pass, loop closure (:mod:`slam.system.loop_closure`) at each
+keyframe that came since the last one, which tracking does not wait for. Runs in its own thread, or inline after each
 keyframe.
 """
 
@@ -66,6 +66,8 @@ class Backend:
         self.covisible_passes = 0  # passes that joined older covisible keyframes
         self.rejected_passes = 0  # passes whose poses or depths held NaN or inf: the map kept its own
         self.seconds = 0.0
+        self.loops_checked_through = -1  # id of the newest keyframe loop closure has looked at
+        self.loop_checks = 0  # keyframes loop closure has looked for a loop at
 
     def window(self) -> list[Keyframe]:
         """The newest ``config.window`` keyframes; older ones are compacted (bounded memory)."""
@@ -94,15 +96,27 @@ class Backend:
         return window
 
     def close_loops(self) -> bool:
-        """Loop closure at the window's newest keyframe (:meth:`LoopCloser.close`), when a
-        ``loop_closer`` is given and the window can be optimised; returns whether a loop was
-        accepted. Separate from :meth:`optimise` so that tracking need not wait for it (see
-        :class:`BackendThread`)."""
-        window = self._ready_window()
-        if self.loop_closer is None or window is None:
+        """Loop closure (:meth:`LoopCloser.close`, when a ``loop_closer`` is given) at every
+        keyframe it has not looked at yet, oldest first, each as the newest of the
+        ``config.window`` keyframes that end at it: a pass that took several new keyframes
+        together (the thread fell behind) leaves none of them unchecked. A keyframe that lost its
+        motion features first (compacted: it left the window's reach), or with fewer than 2
+        before it, is passed over; the count of those looked at is kept in ``loop_checks``.
+        Returns whether a loop was accepted. Separate from :meth:`optimise` so that tracking need
+        not wait for it (see :class:`BackendThread`)."""
+        if self.loop_closer is None:
             return False
         start = time.perf_counter()
-        accepted = self.loop_closer.close(window) is not None
+        keyframes = self.map.keyframe_list()
+        accepted = False
+        for k, keyframe in enumerate(keyframes):
+            if keyframe.id <= self.loops_checked_through:
+                continue
+            self.loops_checked_through = keyframe.id
+            window = keyframes[max(0, k + 1 - self.config.window) : k + 1]
+            if len(window) >= 3 and keyframe.motion_features is not None and keyframe.depth is not None:
+                self.loop_checks += 1
+                accepted = self.loop_closer.close(window) is not None or accepted
         self.seconds += time.perf_counter() - start
         return accepted
 

@@ -553,7 +553,9 @@ def _write_export(
         "rejected_backend_passes": system.backend.rejected_passes,
         "backend_passes": system.backend.passes,
         "covisible_passes": system.backend.covisible_passes,
-        # loops accepted (verified) and rejected, pose-graph corrections and their mean time
+        # keyframes looked at for a loop; loops accepted (verified) and rejected, pose-graph
+        # corrections and their mean time
+        "loop_checks": system.backend.loop_checks,
         "loops_accepted": len(loops.edges),
         "loops_rejected": loops.rejected,
         "loop_corrections": loops.corrections,

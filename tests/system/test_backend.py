@@ -1,16 +1,20 @@
 """The backend thread's hand-over with tracking: keyframes that arrive during a pass are taken
-together by the next, and tracking waits when the backend falls too far behind."""
+together by the next, each is looked at for a loop, and tracking waits when the backend falls
+too far behind."""
 
 from __future__ import annotations
 
 import threading
 
 import pytest
+import torch
 
 from slam.config.loader import override
-from slam.config.schema import SystemConfig
+from slam.config.schema import BackendConfig, SystemConfig
 from slam.errors import ConfigError
-from slam.system.backend import BackendThread
+from slam.geometry.lie import SE3
+from slam.system.backend import Backend, BackendThread
+from slam.system.map import Keyframe, MapState
 
 
 class _GatedWork:
@@ -102,3 +106,44 @@ def test_max_lag_must_be_positive_or_null(max_lag):
     with pytest.raises(ConfigError, match="max_lag"):
         override(SystemConfig(), f"backend.max_lag={max_lag}")
     assert override(SystemConfig(), "backend.max_lag=null").backend.max_lag is None
+
+
+class _RecordingLoopCloser:
+    """Stands in for :class:`slam.system.loop_closure.LoopCloser`: records the ids of each window
+    it is asked to close a loop at, accepts none."""
+
+    def __init__(self) -> None:
+        self.windows: list[list[int]] = []
+
+    def close(self, window: list[Keyframe]) -> None:
+        self.windows.append([kf.id for kf in window])
+
+
+def test_loop_closure_looks_at_every_keyframe_a_pass_took_once():
+    """Keyframes that arrive together (the backend thread fell behind) are each looked at for a
+    loop, oldest first, as the newest of the window that ends at it; none twice; those with
+    fewer than 2 keyframes before them, or compacted before their turn, are passed over."""
+    map_state = MapState()
+    closer = _RecordingLoopCloser()
+    config = BackendConfig(window=4)
+    backend = Backend(None, None, map_state, config, torch.ones(4), (8, 8), None, closer)  # type: ignore[arg-type]
+
+    def add(k: int) -> None:
+        features = torch.zeros(2, 2, 2)
+        map_state.add_keyframe(
+            Keyframe(
+                k, k, float(k), torch.zeros(3, 8, 8), SE3.identity(), torch.ones(8, 8), torch.ones(8, 8), None, features
+            )
+        )
+
+    for k in range(3):
+        add(k)
+    backend.close_loops()
+    assert closer.windows == [[0, 1, 2]]
+    for k in range(3, 8):  # five at once
+        add(k)
+    map_state.keyframes[3].compact()  # left the window's reach before its turn
+    backend.close_loops()
+    backend.close_loops()  # nothing new: nothing looked at again
+    assert closer.windows == [[0, 1, 2], [1, 2, 3, 4], [2, 3, 4, 5], [3, 4, 5, 6], [4, 5, 6, 7]]
+    assert backend.loop_checks == 5
