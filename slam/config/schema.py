@@ -140,6 +140,10 @@ class BackendConfig:
       the next ``final_span`` keyframes, covisibility and loops; ``final_steps`` flow
       computations, on a grid ``final_pool`` times coarser than the motion module's. Released
       keyframes' pixels are then kept on disk, so that the map can be fused again after it.
+    - ``align_final_scales``: a keyframe leaving the window (final) has its depth, and the
+      translations of the frames tracked against it, rescaled to agree with the final keyframes
+      it overlaps at their poses before it is fused (:mod:`slam.system.archive`), so that every
+      depth keeps the map's scale.
     - ``max_lag`` (thread mode): tracking waits for the pass under way when more than this many
       keyframes have not been seen by a finished pass; None: never waits.
 
@@ -174,6 +178,7 @@ class BackendConfig:
     final_span: int = 2
     final_steps: int = 2
     final_pool: int = 4
+    align_final_scales: bool = True
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,20 @@ AUTO_TRUNCATION_VOXELS = 4.0
 #: this many pixels wide.
 EDGE_STEP = 0.1
 EDGE_WINDOW = 5
+#: the relative depth disagreement up to which a witness's depth counts in a keyframe's scale
+#: against its witnesses (:func:`depth_scale_against`): wider than the consistency test's, so that
+#: a scale several percent off is measured, not cut off
+SCALE_TOLERANCE = 0.2
+#: the least share of a keyframe's valid pixels that its witnesses must see within
+#: :data:`SCALE_TOLERANCE` for its scale against them to be measured
+MIN_SCALE_SUPPORT = 0.1
+#: at most this many measures of a keyframe's scale against its witnesses, each on the depth the
+#: ones before rescaled, until one changes it by less than :data:`SCALE_CONVERGED` (relative)
+SCALE_ROUNDS = 4
+SCALE_CONVERGED = 0.002
+#: about this many of a keyframe's valid pixels (evenly spaced in scan order) measure its scale
+SCALE_SAMPLES = 8192
+
 #: Voxels along each edge of one Open3D voxel block.
 _BLOCK_RESOLUTION = 8
 
@@ -288,6 +302,45 @@ class _Source:
         world = normals @ self.keyframe.pose_c2w[:3, :3].T.astype(np.float32)
         length = np.linalg.norm(world, axis=1, keepdims=True)
         return np.divide(world, length, out=np.zeros_like(world), where=length > 0)
+
+
+def depth_scale_against(
+    keyframe: FusionKeyframe, witnesses: Sequence[FusionKeyframe], min_confidence: float
+) -> float | None:
+    """The factor ``keyframe``'s depth is to be multiplied by to agree with its ``witnesses``
+    (other keyframes, at their poses) over the surfaces they share: the median, over every
+    (pixel, witness) pair where the witness's depth lies within :data:`SCALE_TOLERANCE` of the
+    pixel's point seen from the witness, of the witness's depth over the point's. A depth map a
+    times too deep puts its points about a times too deep in the witnesses' cameras too, so the
+    factor is about 1 / a. About :data:`SCALE_SAMPLES` of the keyframe's valid pixels take part,
+    evenly spaced. None when fewer than :data:`MIN_SCALE_SUPPORT` of the keyframe's
+    valid pixels have such a pair (too little overlap to say). The ratio is exactly 1 / a only
+    where the witness looks along the keyframe's rays (a camera that moves forward sees the
+    near points' ratio shrink), so the measure is repeated on the rescaled depth, over the same
+    (pixel, witness) pairs, up to :data:`SCALE_ROUNDS` times, until it changes the scale by less
+    than :data:`SCALE_CONVERGED`."""
+    judges = [_Witness(other, min_confidence) for other in witnesses]
+    world_points = _Source(keyframe, min_confidence).world_points
+    world_points = world_points[:: max(1, len(world_points) // SCALE_SAMPLES)]
+    pairs = [judge.agreement(world_points, SCALE_TOLERANCE)[0] for judge in judges]
+    seen = np.logical_or.reduce(pairs) if pairs else np.zeros(len(world_points), bool)
+    if not seen.any() or seen.sum() < MIN_SCALE_SUPPORT * len(seen):
+        return None
+    total = 1.0
+    for _ in range(SCALE_ROUNDS):
+        points = world_points
+        if total != 1.0:  # the same pixels, moved along their rays about the camera centre
+            centre = keyframe.pose_c2w[:3, 3].astype(np.float32)
+            points = centre + (world_points - centre) * np.float32(total)
+        ratios = []
+        for judge, pair in zip(judges, pairs):
+            agree, ratio = judge.agreement(points, np.inf)
+            ratios.append(ratio[agree & pair])
+        step = float(np.exp(np.median(np.log(np.concatenate(ratios)))))
+        total *= step
+        if abs(step - 1.0) < SCALE_CONVERGED:
+            break
+    return total
 
 
 def _required_views(consistency_views: int, num_keyframes: int) -> int:

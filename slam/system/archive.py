@@ -7,6 +7,13 @@ depth, an appearance descriptor), which relocalization matches against. Memory t
 over a long run: the newest keyframes, the fused geometry of the volume mapped, a pose per frame
 and a place record per keyframe.
 
+Scale: the window's bundle adjustment lets a keyframe's depth drift a little from the scale its
+pose and its neighbours keep (its points then land a few percent in front of or behind theirs,
+and the fused walls thicken). With ``align_scales``, a keyframe that becomes final is brought to
+the scale of the final keyframes it overlaps before it is fused
+(:func:`slam.mapping.fusion.depth_scale_against`), its frames with it; one after another, the
+map's depths keep the scale of its first keyframes.
+
 "Final" holds for the backend's window, not for a loop closure, which moves old keyframes (see
 :mod:`slam.system.loop_closure`). With ``keep_released``, a released keyframe's pixels go to disk
 (:class:`~slam.system.released_pixels.ReleasedPixels`), and when the run ends with fused
@@ -17,6 +24,7 @@ trajectory.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -25,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from slam.io.depth_maps import write_depth_npy
-from slam.mapping.fusion import FusionKeyframe
+from slam.mapping.fusion import FusionKeyframe, depth_scale_against, nearest_neighbours
 from slam.mapping.posed_views import write_view_image
 from slam.mapping.streaming import NUM_NEIGHBOURS, StreamingFusion
 from slam.system.map import KeyframeView, MapState
@@ -47,6 +55,9 @@ class KeyframeArchive:
       :func:`slam.mapping.posed_views.write_view_image`), or None.
     - ``intrinsics``: ``[fx, fy, cx, cy]`` of the keyframes' images.
     - ``keep_released``: keep released keyframes' pixels on disk, for :meth:`rebuild`.
+    - ``align_scales``: before a final keyframe is fused, its depth is brought to the scale of
+      the final keyframes it overlaps (:meth:`_align`).
+    - ``min_confidence``: depths less confident are left out of that comparison.
 
     Call :meth:`update` from the thread that runs the backend (the keyframes it fuses must not
     move meanwhile).
@@ -62,6 +73,8 @@ class KeyframeArchive:
         depth_folder: Path | None = None,
         views_folder: Path | None = None,
         keep_released: bool = False,
+        align_scales: bool = False,
+        min_confidence: float = 0.0,
     ):
         if active < 1 or witnesses < 0:
             raise ValueError(f"need active >= 1 and witnesses >= 0, got {active} and {witnesses}")
@@ -73,6 +86,8 @@ class KeyframeArchive:
         self.depth_folder = depth_folder
         self.views_folder = views_folder
         self.released = ReleasedPixels() if keep_released else None
+        self.align_scales, self.min_confidence = align_scales, min_confidence
+        self.scale_corrections: list[float] = []  # each aligned keyframe's depth factor (see _align)
         # held from a keyframe's release until its pixels are in the store (see detached_map)
         self._spilling = threading.Lock()
         # each fused keyframe's (4, 4) camera-to-world pose and released_depth_scale when fused
@@ -96,13 +111,16 @@ class KeyframeArchive:
             views = self.map.keyframe_views([kf for kf in keyframes if not kf.released]) if fresh else []
         candidates = [self.fusion_keyframe(view) for view in views]
         fresh_ids = {kf.id for kf in fresh}
-        for candidate, view in zip(candidates, views):
-            if candidate.id in fresh_ids:
+        for k, view in enumerate(views):
+            if candidates[k].id in fresh_ids:
+                if self.align_scales:
+                    candidates[k] = self._align(candidates[k], [c for c in candidates if self.fusion.fused(c.id)])
+                candidate = candidates[k]
                 self.fusion.add(candidate, candidates)
                 self._fused_as[candidate.id] = (candidate.pose_c2w, 1.0)  # not released yet
                 assert view.depth is not None and view.image is not None  # unreleased keyframes carry pixels
                 if self.depth_folder is not None:
-                    write_depth_npy(self.depth_folder, view.frame_index, view.depth)
+                    write_depth_npy(self.depth_folder, view.frame_index, candidate.depth)
                 if self.views_folder is not None:
                     write_view_image(self.views_folder, view.frame_index, view.image)
         fused = [kf for kf in done if self.fusion.fused(kf.id)]
@@ -121,6 +139,23 @@ class KeyframeArchive:
         if fresh:
             log.debug("fused %d final keyframes (%d in all)", len(fresh), len(self.fusion))
         return len(fresh)
+
+    def _align(self, keyframe: FusionKeyframe, fused: list[FusionKeyframe]) -> FusionKeyframe:
+        """``keyframe`` (final, not fused yet) with its depth multiplied by its scale against the
+        ``witnesses`` nearest of the ``fused`` keyframes (:func:`depth_scale_against`), and the
+        map's keyframe rescaled alike (:meth:`MapState.apply_similarities` at its own pose: its
+        depth, its place depth and the translations of the frames tracked against it, which its
+        depth's scale set). The backend's window lets each keyframe's depth drift a little from the
+        scale its pose and its neighbours' keep; aligned one after another as they become final,
+        the map's depths keep the scale of the first. Unchanged when the overlap is too small."""
+        nearest = nearest_neighbours([keyframe, *fused], self.witnesses)[0]
+        factor = depth_scale_against(keyframe, [fused[j - 1] for j in nearest], self.min_confidence)
+        if factor is None:
+            return keyframe
+        self.scale_corrections.append(factor)
+        with self.map.lock:
+            self.map.apply_similarities({keyframe.id: (self.map.keyframes[keyframe.id].pose_w2c, 1.0 / factor)})
+        return dataclasses.replace(keyframe, depth=keyframe.depth * np.float32(factor))
 
     def moved_since_fusion(self, tolerance: float = 1e-6) -> bool:
         """Whether a fused keyframe's pose or scale changed since it was fused (by more than

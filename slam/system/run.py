@@ -395,6 +395,17 @@ def write_keyframe_depths(export: ExportMap, out: Path) -> None:
         )
 
 
+def _alignment_stats(factors: list[float]) -> dict[str, float | int]:
+    """How many depth factors (:attr:`KeyframeArchive.scale_corrections`) and their median and
+    largest departure from 1, in percent."""
+    changes = np.abs(np.asarray(factors, dtype=np.float64) - 1.0) * 100 if factors else np.zeros(1)
+    return {
+        "keyframes": len(factors),
+        "median_percent": round(float(np.median(changes)), 2),
+        "max_percent": round(float(changes.max()), 2),
+    }
+
+
 def write_keyframe_views(system: SlamSystem, snapshot: MapSnapshot, folder: Path, cloud: PointCloud) -> list[int]:
     """The snapshot's keyframes as posed views in ``folder`` (see
     :mod:`slam.mapping.posed_views`): the images of keyframes not fused yet (the system wrote
@@ -560,6 +571,9 @@ def _write_export(
         "loops_rejected": loops.rejected,
         "loop_corrections": loops.corrections,
         "loop_correction_s": round(float(np.mean(loops.correction_seconds)), 3) if loops.correction_seconds else None,
+        # final keyframes whose depth was brought to the map's scale (backend.align_final_scales),
+        # and the median and largest change, percent
+        "depth_scale_alignments": _alignment_stats(system.archive.scale_corrections),
         # map segments after the first that a loop joined to the one before
         "segments_joined": loops.segments_joined(),
         # the global bundle adjustment at the run's end (backend.final_bundle_adjustment): keyframes,

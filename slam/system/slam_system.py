@@ -117,6 +117,8 @@ class SlamSystem:
             views_folder=views_folder,
             # a loop closure or the final bundle adjustment may move fused keyframes
             keep_released=backend.loops or backend.final_bundle_adjustment,
+            align_scales=backend.align_final_scales,
+            min_confidence=config.fusion.min_confidence,
         )
         final_bundle = BundleAdjuster(
             self.motion_module,

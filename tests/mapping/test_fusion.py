@@ -23,6 +23,7 @@ from slam.mapping.fusion import (
     TsdfVolume,
     consistency_masks,
     depth_edges,
+    depth_scale_against,
     nearest_neighbours,
 )
 from slam.mapping.point_cloud import PointCloud, VoxelSums, subsample, voxel_downsample
@@ -182,6 +183,19 @@ def test_averaging_the_agreeing_views_thins_surfaces_that_each_keyframe_misplace
     assert len(averaged) == len(own) > 100_000
     distances = [np.median(surface_distance(surface, cloud.points)) for cloud in (own, averaged)]
     assert distances[1] < 0.5 * distances[0], distances
+
+
+def test_a_keyframe_s_scale_against_its_neighbours_undoes_its_depth_error(keyframes):
+    """A keyframe whose depth is 8% too deep (its pose exact) measures 1 / 1.08 against exact
+    neighbours, with noise on its depth; one with no shared view measures nothing."""
+    rng = np.random.default_rng(5)
+    deep = replace(keyframes[7], depth=(keyframes[7].depth * 1.08 * rng.normal(1, 0.01, keyframes[7].depth.shape)))
+    factor = depth_scale_against(deep, keyframes[5:7] + keyframes[8:10], 0.0)
+    assert factor == pytest.approx(1 / 1.08, rel=0.005)
+    assert depth_scale_against(keyframes[7], keyframes[6:7], 0.0) == pytest.approx(1.0, abs=1e-3)
+    far = np.eye(4)
+    far[:3, 3] = (100.0, 0.0, 0.0)  # looks at nothing the keyframe sees
+    assert depth_scale_against(deep, [replace(keyframes[6], pose_c2w=far)], 0.0) is None
 
 
 def test_confidence_filter(keyframes):

@@ -90,6 +90,43 @@ def test_final_keyframes_are_fused_written_and_released(room, tmp_path):
         assert np.mean(distance < 0.03) > 0.99
 
 
+def test_a_final_keyframe_s_depth_is_brought_to_the_scale_of_the_final_ones_before_it(room, tmp_path):
+    """One keyframe's depth 10% too deep (as the window's bundle adjustment may leave it) and a
+    frame tracked against it (its translation 10% too long): once final, its depth in the map,
+    its written depth map and the frame follow the scale the fused keyframes before it keep,
+    and its pose stays."""
+    state = MapState()
+    intrinsics = np.array([room.camera.fx, room.camera.fy, room.camera.cx, room.camera.cy])
+    fusion = StreamingFusion(FusionConfig(voxel_size=0.02, mesh=False))
+    archive = KeyframeArchive(
+        state, fusion, intrinsics, active=2, witnesses=3, depth_folder=tmp_path / "depth", align_scales=True
+    )
+    for index in range(0, 16, 4):
+        add_room_keyframe(state, room, index)
+        archive.update()
+    deep = add_room_keyframe(state, room, 16)
+    deep.depth = deep.depth * 1.1
+    relative = torch.tensor([0.011, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
+    state.add_frame(FrameRecord(17, float(room.timestamps[17]), deep.id, SE3(relative), "tracked"))
+    pose_before = deep.pose_w2c.data.clone()
+    for index in (20, 24, 28):
+        add_room_keyframe(state, room, index)
+        archive.update()
+    assert fusion.fused(deep.id)
+    # keyframes 4, 8, 12, 16 and 20 were aligned (keyframe 0 had no fused keyframe before it)
+    assert len(archive.scale_corrections) == 5
+    assert archive.scale_corrections[3] == pytest.approx(1 / 1.1, rel=0.01)
+    others = archive.scale_corrections[:3] + archive.scale_corrections[4:]
+    assert all(factor == pytest.approx(1.0, abs=0.01) for factor in others), others
+    assert deep.depth is not None  # a witness still
+    np.testing.assert_allclose(deep.depth.float().numpy(), room.render(16)[1], rtol=0.02)
+    np.testing.assert_allclose(np.load(tmp_path / "depth" / "000016.npy"), room.render(16)[1], rtol=0.02)
+    tracked = next(record for record in state.frames if record.index == 17)
+    assert tracked.frame_from_keyframe is not None
+    assert float(tracked.frame_from_keyframe.data[0]) == pytest.approx(0.01, rel=0.01)
+    torch.testing.assert_close(deep.pose_w2c.data, pose_before)
+
+
 def test_keyframes_moved_after_fusion_are_fused_again_at_their_new_poses(room, tmp_path):
     """A loop closure's correction (a similarity: rotation, translation and scale) applied to
     every keyframe, most of them fused and released already: the rebuilt cloud covers the first

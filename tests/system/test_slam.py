@@ -52,6 +52,9 @@ def test_run_on_synthetic_room_writes_the_contract_and_tracks(tmp_path):
     assert stats["frames_read"] == 24 and stats["frames_tracked"] == 24 and stats["keyframes"] >= 2
     assert stats["config"]["backend"]["mode"] == "inline" and stats["config"]["backend"]["depth_updates"] == 1
     assert stats["points"] > 1000
+    # keyframes past the first that left the window were brought to the map's scale, by little
+    alignments = stats["depth_scale_alignments"]
+    assert 0 < alignments["keyframes"] < stats["keyframes"] and alignments["max_percent"] < 20, alignments
     for key in ("frontend_fps", "end_to_end_fps", "peak_memory_mb", "wall_time_s", "device", "software_version"):
         assert stats[key] is not None, key
     trajectory = read_trajectory(out / "trajectory.txt")
