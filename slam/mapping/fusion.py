@@ -336,7 +336,10 @@ def depth_scale_against(
         for judge, pair in zip(judges, pairs):
             agree, ratio = judge.agreement(points, np.inf)
             ratios.append(ratio[agree & pair])
-        step = float(np.exp(np.median(np.log(np.concatenate(ratios)))))
+        pooled = np.concatenate(ratios)
+        if len(pooled) == 0:  # the rescaled points left every witness's view: keep the last measure
+            break
+        step = float(np.exp(np.median(np.log(pooled))))
         total *= step
         if abs(step - 1.0) < SCALE_CONVERGED:
             break

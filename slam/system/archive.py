@@ -10,9 +10,10 @@ and a place record per keyframe.
 Scale: the window's bundle adjustment lets a keyframe's depth drift a little from the scale its
 pose and its neighbours keep (its points then land a few percent in front of or behind theirs,
 and the fused walls thicken). With ``align_scales``, a keyframe that becomes final is brought to
-the scale of the final keyframes it overlaps before it is fused
-(:func:`slam.mapping.fusion.depth_scale_against`), its frames with it; one after another, the
-map's depths keep the scale of its first keyframes.
+the scale of the final keyframes of its map segment that it overlaps before it is fused
+(:func:`slam.mapping.fusion.depth_scale_against`), its frames with it; one after another, a
+segment's depths keep the scale of its first keyframe (segments meet at their own scales, which
+loop closure measures).
 
 "Final" holds for the backend's window, not for a loop closure, which moves old keyframes (see
 :mod:`slam.system.loop_closure`). With ``keep_released``, a released keyframe's pixels go to disk
@@ -36,7 +37,7 @@ from slam.io.depth_maps import write_depth_npy
 from slam.mapping.fusion import FusionKeyframe, depth_scale_against, nearest_neighbours
 from slam.mapping.posed_views import write_view_image
 from slam.mapping.streaming import NUM_NEIGHBOURS, StreamingFusion
-from slam.system.map import KeyframeView, MapState
+from slam.system.map import KeyframeView, MapState, first_of_segment
 from slam.system.released_pixels import ReleasedPixels
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,9 @@ class KeyframeArchive:
         for k, view in enumerate(views):
             if candidates[k].id in fresh_ids:
                 if self.align_scales:
-                    candidates[k] = self._align(candidates[k], [c for c in candidates if self.fusion.fused(c.id)])
+                    segment = first_of_segment(keyframes, candidates[k].id)
+                    references = [c for c in candidates if c.id >= segment and self.fusion.fused(c.id)]
+                    candidates[k] = self._align(candidates[k], references)
                 candidate = candidates[k]
                 self.fusion.add(candidate, candidates)
                 self._fused_as[candidate.id] = (candidate.pose_c2w, 1.0)  # not released yet
@@ -142,15 +145,17 @@ class KeyframeArchive:
 
     def _align(self, keyframe: FusionKeyframe, fused: list[FusionKeyframe]) -> FusionKeyframe:
         """``keyframe`` (final, not fused yet) with its depth multiplied by its scale against the
-        ``witnesses`` nearest of the ``fused`` keyframes (:func:`depth_scale_against`), and the
-        map's keyframe rescaled alike (:meth:`MapState.apply_similarities` at its own pose: its
-        depth, its place depth and the translations of the frames tracked against it, which its
-        depth's scale set). The backend's window lets each keyframe's depth drift a little from the
-        scale its pose and its neighbours' keep; aligned one after another as they become final,
-        the map's depths keep the scale of the first. Unchanged when the overlap is too small."""
+        ``witnesses`` nearest of the ``fused`` keyframes (those of its own map segment:
+        :func:`depth_scale_against`), and the map's keyframe rescaled alike
+        (:meth:`MapState.apply_similarities` at its own pose: its depth, its place depth and the
+        translations of the frames tracked against it, which were measured with its depth when
+        it was the newest keyframe). The backend's window lets each keyframe's depth drift a
+        little from the scale its pose and its neighbours' keep; aligned one after another as
+        they become final, the depths of a map segment keep the scale of its first keyframe.
+        Unchanged when the overlap is too small (a segment's first keyframe has none)."""
         nearest = nearest_neighbours([keyframe, *fused], self.witnesses)[0]
         factor = depth_scale_against(keyframe, [fused[j - 1] for j in nearest], self.min_confidence)
-        if factor is None:
+        if factor is None or not np.isfinite(factor) or factor <= 0:
             return keyframe
         self.scale_corrections.append(factor)
         with self.map.lock:

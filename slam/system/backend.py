@@ -67,6 +67,7 @@ class Backend:
         self.rejected_passes = 0  # passes whose poses or depths held NaN or inf: the map kept its own
         self.seconds = 0.0
         self.loops_checked_through = -1  # id of the newest keyframe loop closure has looked at
+        self.optimised_through = -1  # id of the newest keyframe a pass has optimised
         self.loop_checks = 0  # keyframes loop closure has looked for a loop at
 
     def window(self) -> list[Keyframe]:
@@ -97,7 +98,8 @@ class Backend:
 
     def close_loops(self) -> bool:
         """Loop closure (:meth:`LoopCloser.close`, when a ``loop_closer`` is given) at every
-        keyframe it has not looked at yet, oldest first, each as the newest of the
+        keyframe it has not looked at yet that a pass has optimised (keyframes that came during
+        the last pass wait for the next), oldest first, each as the newest of the
         ``config.window`` keyframes that end at it: a pass that took several new keyframes
         together (the thread fell behind) leaves none of them unchecked. A keyframe that lost its
         motion features first (compacted: it left the window's reach), or with fewer than 2
@@ -110,6 +112,8 @@ class Backend:
         keyframes = self.map.keyframe_list()
         accepted = False
         for k, keyframe in enumerate(keyframes):
+            if keyframe.id > self.optimised_through:
+                break
             if keyframe.id <= self.loops_checked_through:
                 continue
             self.loops_checked_through = keyframe.id
@@ -161,6 +165,7 @@ class Backend:
         results = [t for t in (poses.data, new_depths, new_confidences) if t is not None]
         if all_finite(*results):
             self.map.update_keyframes([kf.id for kf in window], poses, new_depths, new_confidences, started_from)
+            self.optimised_through = window[-1].id
         else:
             self.rejected_passes += 1
             if self.rejected_passes == 1:

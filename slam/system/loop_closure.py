@@ -52,7 +52,7 @@ from slam.geometry.pose_graph import log as sim3_log
 from slam.geometry.projection import MIN_DEPTH, backproject, project
 from slam.geometry.resize import resize_depth
 from slam.system.covisibility import covisible_keyframes, reprojection_flow
-from slam.system.map import Keyframe, MapState
+from slam.system.map import Keyframe, MapState, first_of_segment, segment_starts
 from slam.system.places import Candidate, candidates, shifted_scores
 from slam.system.tracker import Tracker
 
@@ -146,18 +146,6 @@ def relative_scale(
     return float(middle.exp()), share, float((log_ratios - middle).abs().median())
 
 
-def _segment_starts(keyframes: list[Keyframe]) -> list[int]:
-    """The ids of the keyframes (in id order) that begin a map segment: the first keyframe and
-    each cold start after a loss (no anchor)."""
-    return [kf.id for kf in keyframes if kf.anchor_id is None]
-
-
-def _segment_start(keyframes: list[Keyframe], keyframe: Keyframe) -> int:
-    """The id of the first keyframe of ``keyframe``'s map segment among ``keyframes``."""
-    starts = [start for start in _segment_starts(keyframes) if start <= keyframe.id]
-    return starts[-1] if starts else keyframe.id
-
-
 class LoopCloser:
     """Detects, verifies and closes loops on the map's keyframe graph (see the module
     docstring). Call :meth:`close` from the backend's thread once per pass."""
@@ -191,7 +179,7 @@ class LoopCloser:
         own) an accepted loop joins to the one before: a loop edge from a keyframe at or after a
         segment's first keyframe to one before it spans that start, and the correction weighs the
         start's guessed relative pose next to nothing beside the loop's measured one."""
-        starts = _segment_starts(self.map.keyframe_list())[1:]
+        starts = segment_starts(self.map.keyframe_list())[1:]
         return sum(any(edge.old_id < start <= edge.new_id for edge in self.edges) for start in starts)
 
     def close(self, window: list[Keyframe]) -> LoopEdge | None:
@@ -207,7 +195,7 @@ class LoopCloser:
         edge = self._detect(window, older)
         if edge is None:
             return None
-        # a keyframe keeps one loop edge per old keyframe (the final pass may see it again)
+        # a keyframe keeps one loop edge per old keyframe
         self.edges = [e for e in self.edges if (e.new_id, e.old_id) != (edge.new_id, edge.old_id)] + [edge]
         error = self._disagreement(edge)
         log.debug("loop %d -> %d (%s) accepted, disagreement %.4f", edge.new_id, edge.old_id, edge.why, error)
@@ -223,7 +211,7 @@ class LoopCloser:
         loss between them left (a blackout makes none)."""
         keyframes = self.map.keyframe_list()
         in_window = {kf.id for kf in window}
-        segment_start = _segment_start(keyframes, window[-1])
+        segment_start = first_of_segment(keyframes, window[-1].id)
         return [
             kf
             for kf in keyframes
@@ -408,7 +396,7 @@ class LoopCloser:
             edges_j = torch.cat([edges_j, torch.tensor([index[e.old_id] for e in loops])])
             measured = torch.cat([measured, torch.stack([e.new_from_old for e in loops])])
             weights += [information(scene_depth, LOOP_SCALE_STD)] * len(loops)
-        live_end = max(window[0].id, _segment_start(keyframes, window[-1]))
+        live_end = max(window[0].id, first_of_segment(keyframes, window[-1].id))
         fixed = torch.tensor([kf.id >= live_end for kf in keyframes])
         corrected = optimise_pose_graph(
             nodes, edges_i, edges_j, measured, torch.tensor(weights, dtype=torch.float64), fixed

@@ -324,3 +324,16 @@ def _camera_to_world(world_to_camera: list[SE3]) -> np.ndarray:
 def _rgb8(image: torch.Tensor) -> torch.Tensor:
     """(3, H, W) float RGB in [0, 1] -> uint8 in [0, 255]."""
     return (image.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def segment_starts(keyframes: list[Keyframe]) -> list[int]:
+    """The ids of the keyframes (in id order) that begin a map segment: the first keyframe and
+    each cold start after a loss (no anchor)."""
+    return [kf.id for kf in keyframes if kf.anchor_id is None]
+
+
+def first_of_segment(keyframes: list[Keyframe], keyframe_id: int) -> int:
+    """The id of the first keyframe of the map segment that keyframe ``keyframe_id`` belongs to,
+    among ``keyframes`` (in id order); ``keyframe_id`` itself when none begins at or before it."""
+    starts = [start for start in segment_starts(keyframes) if start <= keyframe_id]
+    return starts[-1] if starts else keyframe_id

@@ -17,6 +17,7 @@ from scipy.spatial.transform import Rotation
 from slam.config.loader import override
 from slam.config.schema import FusionConfig, SystemConfig
 from slam.geometry.lie import SE3
+from slam.geometry.resize import resize_depth
 from slam.io.sources.synthetic import SyntheticSource
 from slam.mapping.fusion import FusionKeyframe
 from slam.mapping.streaming import NUM_NEIGHBOURS, StreamingFusion
@@ -93,38 +94,60 @@ def test_final_keyframes_are_fused_written_and_released(room, tmp_path):
 def test_a_final_keyframe_s_depth_is_brought_to_the_scale_of_the_final_ones_before_it(room, tmp_path):
     """One keyframe's depth 10% too deep (as the window's bundle adjustment may leave it) and a
     frame tracked against it (its translation 10% too long): once final, its depth in the map,
-    its written depth map and the frame follow the scale the fused keyframes before it keep,
-    and its pose stays."""
+    its place depth, its written depth map and the frame follow the scale the fused keyframes
+    of its map segment keep, and its pose stays. A cold start's keyframe 10% too deep begins a
+    segment of its own scale: it is left as it is, and the next keyframe takes its scale."""
     state = MapState()
     intrinsics = np.array([room.camera.fx, room.camera.fy, room.camera.cx, room.camera.cy])
     fusion = StreamingFusion(FusionConfig(voxel_size=0.02, mesh=False))
     archive = KeyframeArchive(
         state, fusion, intrinsics, active=2, witnesses=3, depth_folder=tmp_path / "depth", align_scales=True
     )
+
+    def add(index: int, scale: float = 1.0, cold_start: bool = False) -> Keyframe:
+        previous = state.keyframe_list()[-1].id if state.keyframes else None
+        keyframe = add_room_keyframe(state, room, index)
+        keyframe.depth = keyframe.depth * scale
+        keyframe.motion_features = torch.zeros(2, 60, 80)
+        keyframe.anchor_id = None if cold_start else previous
+        return keyframe
+
+    def compact_all_but_the_newest() -> None:  # as the backend leaves them: float16 depth, a place depth
+        for keyframe in state.keyframe_list()[:-1]:
+            keyframe.compact()
+
     for index in range(0, 16, 4):
-        add_room_keyframe(state, room, index)
+        add(index)
+        compact_all_but_the_newest()
         archive.update()
-    deep = add_room_keyframe(state, room, 16)
-    deep.depth = deep.depth * 1.1
+    deep = add(16, scale=1.1)
     relative = torch.tensor([0.011, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
     state.add_frame(FrameRecord(17, float(room.timestamps[17]), deep.id, SE3(relative), "tracked"))
     pose_before = deep.pose_w2c.data.clone()
-    for index in (20, 24, 28):
-        add_room_keyframe(state, room, index)
+    cold = add(20, scale=1.1, cold_start=True)
+    for index in (24, 28, 32):
+        add(index)
+        compact_all_but_the_newest()
         archive.update()
-    assert fusion.fused(deep.id)
-    # keyframes 4, 8, 12, 16 and 20 were aligned (keyframe 0 had no fused keyframe before it)
+    assert fusion.fused(deep.id) and fusion.fused(cold.id)
+    # keyframes 4, 8, 12, 16 and 24 were aligned (0 and 20 begin segments); 24 to the scale of
+    # the segment 20 began
     assert len(archive.scale_corrections) == 5
     assert archive.scale_corrections[3] == pytest.approx(1 / 1.1, rel=0.01)
-    others = archive.scale_corrections[:3] + archive.scale_corrections[4:]
+    assert archive.scale_corrections[4] == pytest.approx(1.1, rel=0.01)
+    others = archive.scale_corrections[:3]
     assert all(factor == pytest.approx(1.0, abs=0.01) for factor in others), others
-    assert deep.depth is not None  # a witness still
+    assert deep.depth is not None and deep.place_depth is not None  # a witness still
     np.testing.assert_allclose(deep.depth.float().numpy(), room.render(16)[1], rtol=0.02)
+    exact_place = resize_depth(torch.from_numpy(room.render(16)[1]), tuple(deep.place_depth.shape))
+    torch.testing.assert_close(deep.place_depth.float(), exact_place.float(), rtol=0.02, atol=0.0)
     np.testing.assert_allclose(np.load(tmp_path / "depth" / "000016.npy"), room.render(16)[1], rtol=0.02)
+    np.testing.assert_allclose(np.load(tmp_path / "depth" / "000020.npy"), 1.1 * room.render(20)[1], rtol=0.01)
     tracked = next(record for record in state.frames if record.index == 17)
     assert tracked.frame_from_keyframe is not None
     assert float(tracked.frame_from_keyframe.data[0]) == pytest.approx(0.01, rel=0.01)
     torch.testing.assert_close(deep.pose_w2c.data, pose_before)
+    assert not archive.moved_since_fusion()  # the alignment is not a move: no fusion again at the end
 
 
 def test_keyframes_moved_after_fusion_are_fused_again_at_their_new_poses(room, tmp_path):

@@ -121,8 +121,9 @@ class _RecordingLoopCloser:
 
 def test_loop_closure_looks_at_every_keyframe_a_pass_took_once():
     """Keyframes that arrive together (the backend thread fell behind) are each looked at for a
-    loop, oldest first, as the newest of the window that ends at it; none twice; those with
-    fewer than 2 keyframes before them, or compacted before their turn, are passed over."""
+    loop once a pass has optimised them, oldest first, as the newest of the window that ends at
+    it; none twice; those with fewer than 2 keyframes before them, or compacted before their
+    turn, are passed over."""
     map_state = MapState()
     closer = _RecordingLoopCloser()
     config = BackendConfig(window=4)
@@ -139,11 +140,17 @@ def test_loop_closure_looks_at_every_keyframe_a_pass_took_once():
     for k in range(3):
         add(k)
     backend.close_loops()
+    assert closer.windows == []  # not optimised yet
+    backend.optimised_through = 2  # as a pass over keyframes 0-2 leaves it
+    backend.close_loops()
     assert closer.windows == [[0, 1, 2]]
-    for k in range(3, 8):  # five at once
+    for k in range(3, 8):  # five at once, the last during the pass that took the others
         add(k)
+    backend.optimised_through = 6
     map_state.keyframes[3].compact()  # left the window's reach before its turn
     backend.close_loops()
     backend.close_loops()  # nothing new: nothing looked at again
-    assert closer.windows == [[0, 1, 2], [1, 2, 3, 4], [2, 3, 4, 5], [3, 4, 5, 6], [4, 5, 6, 7]]
-    assert backend.loop_checks == 5
+    assert closer.windows == [[0, 1, 2], [1, 2, 3, 4], [2, 3, 4, 5], [3, 4, 5, 6]]
+    backend.optimised_through = 7
+    backend.close_loops()
+    assert closer.windows[-1] == [4, 5, 6, 7] and backend.loop_checks == 5
