@@ -237,8 +237,10 @@ class SlamSystem:
         when loop closures moved fused keyframes, or with ``backend.final_bundle_adjustment``, a
         detached copy of the map (:meth:`KeyframeArchive.detached_map`), refined by the global
         bundle adjustment (with that option) and fused anew at its poses (its depth maps written
-        to the run's depth folder, if any). Tracking and the backend go on meanwhile. Call it from
-        one thread at a time (an exporter), and close the result."""
+        to the run's depth folder, if any). The newest keyframes, not final yet, are exported at
+        their own depth scale (``finish`` aligns them: ``backend.align_final_scales``). Tracking
+        and the backend go on meanwhile. Call it from one thread at a time (an exporter), and
+        close the result."""
         final_bundle = self.config.backend.final_bundle_adjustment
         moved = self.archive.released is not None and (final_bundle or self.archive.moved_since_fusion())
         if self.finished or not moved:
