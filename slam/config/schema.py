@@ -142,8 +142,8 @@ class BackendConfig:
       keyframes' pixels are then kept on disk, so that the map can be fused again after it.
     - ``align_final_scales``: a keyframe leaving the window (final) has its depth, and the
       translations of the frames tracked against it, rescaled to agree with the final keyframes
-      it overlaps at their poses before it is fused (:mod:`slam.system.archive`), so that every
-      depth keeps the map's scale.
+      of its map segment that it overlaps, at their poses, before it is fused
+      (:mod:`slam.system.archive`), so that every depth keeps its segment's scale.
     - ``max_lag`` (thread mode): tracking waits for the pass under way when more than this many
       keyframes have not been seen by a finished pass; None: never waits.
 

@@ -57,7 +57,7 @@ class KeyframeArchive:
     - ``intrinsics``: ``[fx, fy, cx, cy]`` of the keyframes' images.
     - ``keep_released``: keep released keyframes' pixels on disk, for :meth:`rebuild`.
     - ``align_scales``: before a final keyframe is fused, its depth is brought to the scale of
-      the final keyframes it overlaps (:meth:`_align`).
+      the final keyframes of its map segment that it overlaps (:meth:`_align`).
     - ``min_confidence``: depths less confident are left out of that comparison.
 
     Call :meth:`update` from the thread that runs the backend (the keyframes it fuses must not

@@ -7,8 +7,8 @@ Depth is updated by a dense bundle adjustment in the same solve (each keyframe's
 moves with the poses to fit the motion module's correspondences, on a coarser grid; the change is
 applied to the full-resolution depth as a ratio), and/or by the depth module with the other window
 keyframes as neighbours. After each pass, loop closure (:mod:`slam.system.loop_closure`) at each
-keyframe that came since the last one, which tracking does not wait for. Runs in its own thread, or inline after each
-keyframe.
+keyframe a pass has optimised since it last looked, which tracking does not wait for. Runs in its
+own thread, or inline after each keyframe.
 """
 
 from __future__ import annotations

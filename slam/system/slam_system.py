@@ -172,7 +172,7 @@ class SlamSystem:
 
     def _close_loops(self) -> None:
         """The backend's work after a pass that tracking does not wait for: loop closure at the
-        keyframes that came since it last looked (with ``backend.loops``)."""
+        keyframes a pass has optimised since it last looked (with ``backend.loops``)."""
         if self.config.backend.mode != "disabled":
             with self.backend_times.measure("loop_closure"):
                 self.backend.close_loops()
