@@ -2,13 +2,15 @@
 stats.json's wall time per stage (:meth:`slam.system.slam_system.SlamSystem.stage_seconds`), so
 that a speed claim can name the stage it moved.
 
-The tracking thread's stages (tracking, a new keyframe's depth and refinement, relocalization,
-waiting for the backend) and the rest of that thread's time (reading and preparing frames, the
-run loop) add up to the time until the source ends; with the run's end (``finish``: the last
-backend pass, the last fusion) they make the wall time. The export of the cloud and mesh follows,
-outside it (its share is of the wall time too). The backend thread's stages
-(window optimisation, fusion of final keyframes, loop closure) run beside the tracking thread:
-their share says how busy that thread was.
+The tracking thread's stages (tracking, tracking again the frames tracked while a keyframe's depth
+was computed, waiting for that keyframe, relocalization, waiting for the backend) and the rest of
+that thread's time (reading and preparing frames, the run loop) add up to the time until the
+source ends; with the run's end (``finish``: the last backend pass, the last fusion) they make
+the wall time. The export of the cloud and mesh follows, outside it (its share is of the wall
+time too). A new keyframe's depth and refinement run in the keyframe worker thread
+(``frontend.keyframe_lag`` > 0; in the tracking thread with 0, and counted there), and the
+backend thread's stages (window optimisation, fusion of final keyframes, loop closure) in their
+own: both beside the tracking thread, their share says how busy that thread was.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ SEQUENCES = [
     ("hololens_000", "hololens_000", 150, 40),
 ]
 
-#: the tracking thread's stages, then the backend thread's, as stats.json names them
-TRACKING_STAGES = ("tracking", "keyframe_depth", "keyframe_refinement", "relocalization", "waiting_for_backend")
+#: the tracking thread's stages, the keyframe worker's and the backend thread's, as stats.json
+#: names them
+TRACKING_STAGES = ("tracking", "tracking_again", "waiting_for_keyframe", "relocalization", "waiting_for_backend")
+KEYFRAME_STAGES = ("keyframe_depth", "keyframe_refinement")
 BACKEND_STAGES = ("backend_optimisation", "fusion_as_the_run_goes", "loop_closure")
 
 
@@ -38,6 +42,8 @@ def profile_row(name: str, stats: dict) -> str:
     of the wall time of each stage."""
     stages, wall = stats["stage_time_s"], stats["wall_time_s"]
     tracking_thread = sum(stages.get(stage, 0.0) for stage in TRACKING_STAGES)
+    if stats["config"]["frontend"]["keyframe_lag"] == 0:  # no keyframe worker: the tracking thread's
+        tracking_thread += sum(stages.get(stage, 0.0) for stage in KEYFRAME_STAGES)
     rest = max(wall - stages.get("finish", 0.0) - tracking_thread, 0.0)
 
     def cell(seconds: float) -> str:
@@ -45,7 +51,7 @@ def profile_row(name: str, stats: dict) -> str:
 
     cells = [cell(stages.get(stage, 0.0)) for stage in TRACKING_STAGES]
     cells += [cell(rest), cell(stages.get("finish", 0.0)), cell(stages.get("export_fusion", 0.0))]
-    cells += [cell(stages.get(stage, 0.0)) for stage in BACKEND_STAGES]
+    cells += [cell(stages.get(stage, 0.0)) for stage in KEYFRAME_STAGES + BACKEND_STAGES]
     return (
         f"| {name} | {stats['frames_processed']} | {stats['keyframes']} | {wall:.1f} | {stats['end_to_end_fps']} | "
         + " | ".join(cells)
@@ -56,10 +62,11 @@ def profile_row(name: str, stats: dict) -> str:
 def suite(args: argparse.Namespace) -> str:
     """Markdown table: a row per sequence (see the module docstring)."""
     rows = [
-        "| sequence | frames | keyframes | wall (s) | fps | tracking | keyframe depth | keyframe refinement | "
+        "| sequence | frames | keyframes | wall (s) | fps | tracking | tracking again | waiting for a keyframe | "
         "relocalization | waiting for the backend | reading and the loop | finish | export (after) | "
+        "keyframe worker: depth | keyframe worker: refinement | "
         "backend: window optimisation | backend: fusion | backend: loop closure |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes: list[str] = []
     for name, source, full, quick in SEQUENCES:
@@ -76,6 +83,7 @@ def suite(args: argparse.Namespace) -> str:
         rows.append(profile_row(name, stats))
     text = (
         "### Where the time goes\n\nSeconds per stage of one default run (share of its wall time); the "
-        "backend's stages run in their own thread, beside the tracking thread's.\n\n" + "\n".join(rows)
+        "keyframe worker's and the backend's stages run in their own threads, beside the tracking "
+        "thread's.\n\n" + "\n".join(rows)
     )
     return text + ("\n\n" + "\n".join(notes) if notes else "")

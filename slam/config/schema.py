@@ -68,6 +68,11 @@ class FrontendConfig:
     - ``refine_keyframes``: a new keyframe's pose and depth are refined by dense bundle
       adjustment against this many of the newest keyframes (0: off; solver settings from the
       backend's ``depth_prior``, ``bundle_pool`` and ``bundle_iterations``).
+    - ``keyframe_lag``: a new keyframe's depth and refinement are computed in a worker thread
+      while tracking goes on against the previous keyframe, for at most this many frames (then
+      tracking waits for it); 0: computed in the tracking thread before the next frame. With
+      ``backend.mode=thread`` the keyframe joins the map as soon as it is ready; otherwise
+      exactly this many frames later (the same run every time).
 
     docs/tuning.md says how the defaults were chosen.
     """
@@ -93,6 +98,7 @@ class FrontendConfig:
     depth_range: tuple[float, float] = (0.2, 10.0)
     neighbours: int = 4
     refine_keyframes: int = 4
+    keyframe_lag: int = 4
 
 
 @dataclass(frozen=True)
@@ -233,6 +239,8 @@ class SystemConfig:
             raise ConfigError(
                 "backend.window and frontend.init_frames must be at least 2, frontend.neighbours at least 1"
             )
+        if self.frontend.keyframe_lag < 0:
+            raise ConfigError(f"frontend.keyframe_lag must be >= 0, got {self.frontend.keyframe_lag}")
         if self.frontend.refine_keyframes < 0 or self.backend.bundle_iterations < 1 or self.backend.depth_prior <= 0:
             raise ConfigError(
                 "need frontend.refine_keyframes >= 0, backend.bundle_iterations >= 1 and backend.depth_prior > 0"

@@ -1,10 +1,12 @@
 """The frontend: feeds every frame to the map. It gathers frames for the cold start
 (:mod:`.initializer`), tracks each later frame against the newest keyframe (:mod:`.tracker`),
 decides what the frame is (:mod:`.keyframe_policy`), gives a new keyframe its depth
-(:mod:`.keyframe_depth`). When tracking is lost for longer than ``max_lost`` frames, each new
-frame is registered against the map's keyframes (:mod:`.relocalizer`) and tracking resumes in the
-same map, at the same scale, from the first that matches; only after ``relocalize_frames`` frames
-that match nothing does a new map segment start from a cold start.
+(:mod:`.keyframe_depth`): in a worker thread while the next frames are tracked against the
+previous keyframe (``keyframe_lag``), so that a keyframe does not stall the camera. When
+tracking is lost for longer than ``max_lost`` frames, each new frame is registered against the
+map's keyframes (:mod:`.relocalizer`) and tracking resumes in the same map, at the same scale,
+from the first that matches; only after ``relocalize_frames`` frames that match nothing does a
+new map segment start from a cold start.
 
 Poses are world-to-camera SE3 (``G``). A tracked frame is stored relative to its keyframe
 (``frame_from_keyframe = G_frame G_keyframe^-1``), so it follows the keyframe when the backend
@@ -16,7 +18,8 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import cast
 
 import torch
@@ -51,6 +54,39 @@ class _Recent:
     image: torch.Tensor
 
 
+@dataclass
+class _Built:
+    """A new keyframe's depth work: its pose relative to the previous keyframe (``G_new
+    G_previous^-1``, refined), depth and confidence (H, W) and depth features (C, h, w); depth
+    None when the depth module's was not finite (no keyframe is made). ``refinement_failed``:
+    the refinement was not finite and was dropped (the depth module's depth and the tracked pose
+    stay)."""
+
+    frame_from_previous: SE3
+    depth: torch.Tensor | None
+    confidence: torch.Tensor | None
+    depth_features: torch.Tensor | None
+    refinement_failed: bool = False
+
+
+@dataclass
+class _Building:
+    """A keyframe whose depth is being computed in the worker thread: its frame (recorded as
+    tracked against ``previous`` until the keyframe joins the map), image (3, H, W), motion
+    features (C, h, w), the frames that arrived since (``waited``), and the records and motion
+    features of those tracked (against ``previous``: tracked again against the new keyframe
+    when it joins)."""
+
+    result: Future[_Built]
+    frame: Frame
+    image: torch.Tensor
+    previous: Keyframe
+    motion_features: torch.Tensor
+    record: FrameRecord
+    waited: int = 0
+    tracked: list[tuple[FrameRecord, torch.Tensor]] = field(default_factory=list)
+
+
 class Frontend:
     """Feeds frames to the map. ``on_keyframe`` is called (in the frontend's thread) after each
     new keyframe is added to the map."""
@@ -66,8 +102,12 @@ class Frontend:
         device: torch.device,
         bundle: BundleAdjuster,
         on_keyframe: Callable[[Keyframe], None] | None = None,
+        keyframes_when_ready: bool = True,
     ):
-        """``intrinsics``: (4,) at the processing resolution ``image_size`` (H, W)."""
+        """``intrinsics``: (4,) at the processing resolution ``image_size`` (H, W).
+        ``keyframes_when_ready``: a keyframe computed in the worker thread joins the map as soon
+        as it is ready (False: exactly ``config.keyframe_lag`` frames later, for runs that repeat
+        exactly)."""
         self.depth_module = depth_module
         self.motion_module = motion_module
         self.map = map_state
@@ -79,7 +119,11 @@ class Frontend:
         self.tracker = Tracker(motion_module, config, intrinsics, image_size, device)
         self.keyframe_depth = KeyframeDepth(depth_module, map_state, bundle, config, intrinsics, image_size, device)
         self.relocalizer = Relocalizer(self.tracker, map_state, config)
-        self.times = StageTimes()  # tracking, keyframe depth and refinement, relocalization
+        self.times = StageTimes()  # tracking, relocalization, waits: the tracking thread's
+        self.keyframe_times = StageTimes()  # keyframe depth and refinement: the worker's
+        self.keyframes_when_ready = keyframes_when_ready
+        self._worker: ThreadPoolExecutor | None = None  # made with the first keyframe it computes
+        self._building: _Building | None = None
         self.keyframe: Keyframe | None = None
         self._pending: list[tuple[Frame, torch.Tensor]] = []  # frames awaiting initialisation
         self._recent: deque[_Recent] = deque(maxlen=4 * config.neighbours)
@@ -123,12 +167,25 @@ class Frontend:
         self._track_and_record(frame, image)
 
     def finish(self) -> None:
-        """Flush frames still waiting for initialisation (a short sequence)."""
+        """Add the keyframe being computed to the map (waiting for it), stop the worker thread,
+        flush frames still waiting for initialisation (a short sequence)."""
+        try:
+            self._join_built_keyframe(wait=True)
+        finally:
+            self.close()
         if self.keyframe is None and len(self._pending) >= 2:
             self._initialise()
         for frame, _ in self._pending:
             self._record_lost(frame, "not initialised")
         self._pending.clear()
+
+    def close(self) -> None:
+        """Stop the worker thread (after the keyframe it computes, if any, which is dropped
+        unless :meth:`finish` added it)."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
+        self._building = None
 
     @property
     def relocalizing(self) -> bool:
@@ -176,11 +233,21 @@ class Frontend:
 
     # ------------------------------------------------------------------ tracking
     def _track_and_record(self, frame: Frame, image: torch.Tensor) -> None:
+        self._join_built_keyframe()
         assert self.keyframe is not None and self._last is not None  # only once initialised
         with self.times.measure("tracking"):
             features = self.motion_module.encode(image[None, None])[0, 0]
-            last = self._last[0]
             result = self.tracker.track(self.keyframe, features, self.start_pose())
+        if self._building is not None and (
+            is_lost(result, self.config) or result.quality < self.config.keyframe_quality
+        ):
+            # too far from the previous keyframe: wait for the next one and track against it
+            previous = self.keyframe
+            self._join_built_keyframe(wait=True)
+            if self.keyframe is not previous:
+                with self.times.measure("tracking"):
+                    result = self.tracker.track(self.keyframe, features, self.start_pose())
+        last = self._last[0]
         if is_lost(result, self.config):
             self._record_lost(frame, f"quality {result.quality:.3f}" if result.finite else "pose not finite")
             return
@@ -188,18 +255,25 @@ class Frontend:
         self._lost = 0
         self._last = (relative, relative * last.inv())  # both relative to the same keyframe
         self.counts["tracked"] += 1
-        if keyframe_reason(result, self.config) is not None:
+        if self._building is None and keyframe_reason(result, self.config) is not None:
             self._new_keyframe(frame, image, result, features)
             return
-        self._record_tracked(frame, image, relative)
+        record = self._record_tracked(frame, image, relative)
+        if self._building is not None:  # the next keyframe is on its way: none before it joins
+            self._building.tracked.append((record, features))
 
-    def _record_tracked(self, frame: Frame, image: torch.Tensor, frame_from_keyframe: SE3) -> None:
+    def _record_tracked(
+        self, frame: Frame, image: torch.Tensor, frame_from_keyframe: SE3, neighbour: bool = True
+    ) -> FrameRecord:
         """Add a tracked frame (``image`` (3, H, W)) at ``frame_from_keyframe`` (``G_frame
-        G_keyframe^-1``) to the map, and keep it as a neighbour for the next keyframe's depth."""
+        G_keyframe^-1``) to the map, and keep it as a neighbour for the next keyframe's depth
+        (unless ``neighbour`` is False); returns its record."""
         assert self.keyframe is not None  # tracked against it
         record = FrameRecord(frame.index, frame.timestamp, self.keyframe.id, frame_from_keyframe)
         self.map.add_frame(record)
-        self._recent.append(_Recent(record, image))
+        if neighbour:
+            self._recent.append(_Recent(record, image))
+        return record
 
     def _depth_not_finite(self, frame: Frame, what: str) -> None:
         """Count a depth (``what``) computed at ``frame`` that held NaN or infinite values and was
@@ -223,6 +297,7 @@ class Frontend:
         log.debug("frame %d lost (%s)", frame.index, why)
         if self.keyframe is not None and self._lost > self.config.max_lost:
             assert self._last is not None  # set with the first keyframe
+            self._drop_building()  # its frame stays a tracked one
             lost_w2c = self._last[0] * self.keyframe.pose_w2c
             self.keyframe = None
             self._recent.clear()
@@ -320,38 +395,128 @@ class Frontend:
         self, frame: Frame, image: torch.Tensor, result: TrackingResult, motion_features: torch.Tensor
     ) -> None:
         """Make the tracked frame a keyframe: its depth from the depth module with the previous
-        keyframe and recent frames (tracked against it) as neighbours, then pose and depth refined
-        against the newest keyframes."""
+        keyframe and recent frames as neighbours, then pose and depth refined against the newest
+        keyframes (:meth:`_build_keyframe`); in the worker thread when ``config.keyframe_lag`` >
+        0 (the frame is recorded as tracked until the keyframe joins the map), else here."""
         previous = self.keyframe
-        assert previous is not None and self._last is not None  # only once initialised
+        assert previous is not None  # only once initialised
         previous_w2c = previous.pose_w2c  # read once: the backend may move it meanwhile
         recent = list(self._recent)[::-1]
         step = max(1, len(recent) // max(self.config.neighbours - 1, 1))
         neighbours = [
-            (item.image, cast(SE3, item.record.frame_from_keyframe) * previous_w2c)  # recent frames: tracked
-            for item in recent[::step][: self.config.neighbours - 1]
+            (item.image, self._world_pose(item.record)) for item in recent[::step][: self.config.neighbours - 1]
         ]
-        relative = result.frame_from_keyframe
-        with self.times.measure("keyframe_depth"):
-            estimated = self.keyframe_depth.estimate(image, previous, previous_w2c, relative, neighbours)
-        if estimated is None:  # no keyframe from a broken depth: the frame stays an ordinary tracked one
-            self._depth_not_finite(frame, "keyframe depth")
-            self._record_tracked(frame, image, relative)
-            return
-        depth, confidence, depth_features = estimated
-        if self.config.refine_keyframes > 0:
-            with self.times.measure("keyframe_refinement"):
-                refined = self.keyframe_depth.refine(previous, relative, depth, motion_features)
-            if refined is None:  # the keyframe keeps the depth module's depth and the tracked pose
-                self._depth_not_finite(frame, "keyframe refinement")
-            else:
-                relative, depth = refined
-        pose_w2c = relative * previous.pose_w2c  # anchored to the previous keyframe as it is now
-        keyframe = self._add_keyframe(
-            frame, image, pose_w2c, depth, confidence, motion_features, depth_features, anchor_id=previous.id
-        )
-        self.map.add_frame(
-            FrameRecord(frame.index, frame.timestamp, keyframe.id, SE3.identity(device=self.device), "keyframe")
-        )
         self._recent.clear()
-        self._last = (SE3.identity(device=self.device), self._last[1])  # the frame is the keyframe now
+        relative = result.frame_from_keyframe
+        build = (image, previous, previous_w2c, relative, neighbours, motion_features)
+        if self.config.keyframe_lag == 0:
+            built = self._build_keyframe(*build)
+            if self._add_built_keyframe(frame, image, previous, built, motion_features) is None:
+                self._record_tracked(frame, image, built.frame_from_previous)
+                return
+            assert self.keyframe is not None and self._last is not None  # the new one; tracked since the first
+            identity = SE3.identity(device=self.device)
+            self.map.add_frame(FrameRecord(frame.index, frame.timestamp, self.keyframe.id, identity, "keyframe"))
+            self._last = (identity, self._last[1])  # the frame is the keyframe now
+            return
+        record = self._record_tracked(frame, image, relative, neighbour=False)
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2d-keyframe")
+        future = self._worker.submit(self._build_keyframe, *build)
+        self._building = _Building(future, frame, image, previous, motion_features, record)
+
+    def _world_pose(self, record: FrameRecord) -> SE3:
+        """World-to-camera pose of a tracked frame, from its keyframe's pose now."""
+        with self.map.lock:
+            keyframe_w2c = self.map.keyframes[record.keyframe_id].pose_w2c
+        return cast(SE3, record.frame_from_keyframe) * keyframe_w2c  # tracked: not None
+
+    def _build_keyframe(
+        self,
+        image: torch.Tensor,
+        previous: Keyframe,
+        previous_w2c: SE3,
+        frame_from_previous: SE3,
+        neighbours: list[tuple[torch.Tensor, SE3]],
+        motion_features: torch.Tensor,
+    ) -> _Built:
+        """A new keyframe's depth work (see :class:`_Built`): the depth module's estimate
+        (:meth:`KeyframeDepth.estimate`, arguments as there), then the refinement. Any thread."""
+        with self.keyframe_times.measure("keyframe_depth"):
+            estimated = self.keyframe_depth.estimate(image, previous, previous_w2c, frame_from_previous, neighbours)
+        if estimated is None:
+            return _Built(frame_from_previous, None, None, None)
+        depth, confidence, depth_features = estimated
+        refined = None
+        if self.config.refine_keyframes > 0:
+            with self.keyframe_times.measure("keyframe_refinement"):
+                refined = self.keyframe_depth.refine(previous, frame_from_previous, depth, motion_features)
+            if refined is None:
+                return _Built(frame_from_previous, depth, confidence, depth_features, refinement_failed=True)
+        if refined is not None:
+            frame_from_previous, depth = refined
+        return _Built(frame_from_previous, depth, confidence, depth_features)
+
+    def _join_built_keyframe(self, wait: bool = False) -> None:
+        """Add the keyframe the worker computes to the map once it is ready (and
+        ``keyframes_when_ready``), or once ``config.keyframe_lag`` frames have arrived since it
+        was started (waiting for it then), or now with ``wait``. Called before each frame is
+        tracked."""
+        building = self._building
+        if building is None:
+            return
+        due = building.waited >= self.config.keyframe_lag
+        if not (wait or due or (self.keyframes_when_ready and building.result.done())):
+            building.waited += 1
+            return
+        self._building = None
+        with self.times.measure("waiting_for_keyframe"):
+            built = building.result.result()
+        keyframe = self._add_built_keyframe(
+            building.frame, building.image, building.previous, built, building.motion_features
+        )
+        if keyframe is None:  # its frame stays the tracked one it was recorded as
+            return
+        assert self._last is not None  # tracked since the first keyframe
+        self.map.make_keyframe_record(building.record, keyframe.id)
+        velocity = self._last[1]
+        self._last = (SE3.identity(device=self.device), velocity)  # unless a frame was tracked since
+        with self.times.measure("tracking_again"):
+            for record, features in building.tracked:
+                assert record.frame_from_keyframe is not None  # tracked
+                start = record.frame_from_keyframe * built.frame_from_previous.inv()
+                result = self.tracker.track(keyframe, features, start)
+                again = result.frame_from_keyframe if not is_lost(result, self.config) else start
+                self.map.move_frame_record(record, keyframe.id, again)
+                self._last = (again, velocity)
+
+    def _drop_building(self) -> None:
+        """Forget the keyframe the worker computes (waiting for it to end): its frame stays a
+        tracked one."""
+        building, self._building = self._building, None
+        if building is not None:
+            building.result.result()
+
+    def _add_built_keyframe(
+        self, frame: Frame, image: torch.Tensor, previous: Keyframe, built: _Built, motion_features: torch.Tensor
+    ) -> Keyframe | None:
+        """Add the keyframe of ``frame`` to the map from its depth work (``built``), posed
+        against the ``previous`` keyframe as it is now, and return it; None when its depth was
+        not finite (no keyframe: the frame is an ordinary tracked one). The frame's record is
+        the caller's."""
+        if built.depth is None or built.confidence is None:
+            self._depth_not_finite(frame, "keyframe depth")
+            return None
+        if built.refinement_failed:  # the keyframe keeps the depth module's depth and the tracked pose
+            self._depth_not_finite(frame, "keyframe refinement")
+        pose_w2c = built.frame_from_previous * previous.pose_w2c  # anchored to the previous keyframe as it is now
+        return self._add_keyframe(
+            frame,
+            image,
+            pose_w2c,
+            built.depth,
+            built.confidence,
+            motion_features,
+            built.depth_features,
+            anchor_id=previous.id,
+        )

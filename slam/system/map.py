@@ -204,6 +204,22 @@ class MapState:
             self.frames.append(record)
             self.version += 1
 
+    def make_keyframe_record(self, record: FrameRecord, keyframe_id: int) -> None:
+        """Turn a tracked frame's ``record`` (in the map) into that of keyframe ``keyframe_id``,
+        made from the frame: its pose is the keyframe's."""
+        with self.lock:
+            identity = SE3.identity(device=self.keyframes[keyframe_id].pose_w2c.data.device)
+            self.move_frame_record(record, keyframe_id, identity)
+            record.status = "keyframe"
+
+    def move_frame_record(self, record: FrameRecord, keyframe_id: int, frame_from_keyframe: SE3) -> None:
+        """Attach a tracked frame's ``record`` (in the map) to keyframe ``keyframe_id`` at
+        ``frame_from_keyframe`` (``G_frame G_keyframe^-1``)."""
+        with self.lock:
+            record.keyframe_id = keyframe_id
+            record.frame_from_keyframe = frame_from_keyframe
+            self.version += 1
+
     def update_keyframes(
         self,
         ids: list[int],

@@ -142,6 +142,7 @@ class SlamSystem:
             self.device,
             bundle,
             on_keyframe=self._on_keyframe,
+            keyframes_when_ready=config.backend.mode == "thread",
         )
         self.frontend_seconds = 0.0
         self.finish_seconds = 0.0  # see finish
@@ -178,11 +179,12 @@ class SlamSystem:
                 self.backend.close_loops()
 
     def stage_seconds(self) -> dict[str, float]:
-        """Seconds per stage so far: the frontend's (tracking, keyframe depth and refinement,
-        relocalization, waiting for the backend), the backend's passes (window optimisation,
-        fusion of final keyframes, loop closure: in its own thread, or inline in the frontend's
-        time) and ``finish``."""
-        return combined(self.frontend.times, self.backend_times) | {"finish": round(self.finish_seconds, 3)}
+        """Seconds per stage so far: the frontend's (tracking, relocalization, waiting for the
+        backend and for a keyframe; keyframe depth and refinement, in its worker thread), the
+        backend's passes (window optimisation, fusion of final keyframes, loop closure: in its
+        own thread, or inline in the frontend's time) and ``finish``."""
+        stages = combined(self.frontend.times, self.frontend.keyframe_times, self.backend_times)
+        return stages | {"finish": round(self.finish_seconds, 3)}
 
     def process(self, frame: Frame) -> None:
         """Track one frame (at the processing resolution)."""

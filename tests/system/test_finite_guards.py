@@ -82,8 +82,8 @@ def test_a_tracked_pose_that_is_not_finite_loses_the_frame(frames, monkeypatch, 
 
 
 def test_a_keyframe_depth_that_is_not_finite_makes_no_keyframe(frames, monkeypatch, caplog):
-    # every tracked frame asks for a keyframe
-    system = _system(frames, "backend.mode=disabled", "frontend.keyframe_parallax=0.0")
+    # every tracked frame asks for a keyframe, computed before the next frame
+    system = _system(frames, "backend.mode=disabled", "frontend.keyframe_parallax=0.0", "frontend.keyframe_lag=0")
     for frame in frames[:4]:
         system.process(frame)
     keyframes = len(system.map.keyframes)
@@ -110,7 +110,13 @@ def test_a_cold_start_whose_depth_is_not_finite_starts_no_map(frames, monkeypatc
 
 
 def test_a_backend_pass_that_is_not_finite_leaves_the_map_as_it_was(frames, monkeypatch):
-    system = _system(frames, "backend.mode=inline", "frontend.keyframe_parallax=0.0", "frontend.refine_keyframes=0")
+    system = _system(
+        frames,
+        "backend.mode=inline",
+        "frontend.keyframe_parallax=0.0",
+        "frontend.refine_keyframes=0",
+        "frontend.keyframe_lag=0",
+    )
     for frame in frames[:7]:
         system.process(frame)
     assert len(system.map.keyframes) >= 3

@@ -104,7 +104,8 @@ def test_final_bundle_adjustment_brings_knocked_keyframes_back_in_an_export_and_
     system.finish()
     after = _keyframe_errors(system.map, truth)
     report = system.global_bundle_report
-    assert report is not None and report.keyframes == len(keyframes) and report.edges["temporal"] > 0
+    # finish adds the keyframe still being computed when the frames ended
+    assert report is not None and report.keyframes == len(system.map.keyframes) and report.edges["temporal"] > 0
     errors = (np.median(tracked), np.median(knocked), np.median(in_export), np.median(after))
     assert errors[2] < 0.4 * errors[1] and errors[2] < 1.2 * errors[0], errors
     assert errors[3] < 0.4 * errors[1] and errors[3] < 1.2 * errors[0], errors

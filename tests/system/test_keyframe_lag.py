@@ -1,0 +1,133 @@
+"""A new keyframe's depth is computed in a worker thread while tracking goes on against the
+previous keyframe (``frontend.keyframe_lag``): the keyframe joins the map exactly
+``keyframe_lag`` frames later in a run that must repeat (backend inline or disabled), as soon as
+it is ready (and never later than that) with the backend thread; the frames tracked meanwhile
+are tracked again against it when it joins; ``finish`` adds the keyframe still being computed;
+a depth that is not finite makes no keyframe."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from slam.config.loader import override
+from slam.config.schema import SystemConfig
+from slam.io.sources.synthetic import SyntheticSource
+from slam.system.slam_system import SlamSystem
+
+LAG = 2
+
+#: the most a frame tracked during a keyframe's depth work may move when it is tracked again on the
+#: new keyframe (map units, about metres here; measured 5-14 mm, the camera moves about 16 mm a
+#: frame, and a pose composed the wrong way round would move a frame by the keyframes' distance)
+MOVED = 0.02
+
+
+@pytest.fixture(scope="module")
+def frames():
+    """Sixteen frames of the synthetic room at 240 x 320."""
+    return list(SyntheticSource("room", 0, 16, 240, 320))
+
+
+def _system(frames, *settings: str) -> SlamSystem:
+    """Classical modules, a cold start on 4 frames, every tracked frame asking for a keyframe,
+    ``keyframe_lag`` :data:`LAG` (``settings`` on top)."""
+    config = override(
+        SystemConfig(),
+        "modules.depth=classical",
+        "modules.motion=classical",
+        "fusion.mesh=false",
+        "frontend.init_frames=4",
+        "frontend.keyframe_parallax=0.0",
+        f"frontend.keyframe_lag={LAG}",
+        *settings,
+    )
+    return SlamSystem(config, frames[0].camera)
+
+
+def _poses_c2w(system: SlamSystem) -> dict[int, np.ndarray]:
+    snapshot = system.snapshot(with_images=False)
+    return dict(zip(snapshot.frame_indices.tolist(), snapshot.frame_poses_c2w))
+
+
+def test_a_keyframe_joins_the_map_lag_frames_later_and_the_frames_between_are_tracked_on_it(frames):
+    system = _system(frames, "backend.mode=disabled")
+    keyframe_frames: list[int] = []
+    for frame in frames:
+        before = _poses_c2w(system)
+        keyframes = len(system.map.keyframes)
+        system.process(frame)
+        if len(system.map.keyframes) > keyframes and keyframes > 0:  # one joined before this frame
+            keyframe = system.map.keyframe_list()[-1]
+            keyframe_frames.append(keyframe.frame_index)
+            record = next(r for r in system.map.frames if r.index == keyframe.frame_index)
+            assert record.status == "keyframe" and record.keyframe_id == keyframe.id
+            assert torch.equal(record.frame_from_keyframe.data, torch.tensor([0.0] * 6 + [1.0]))
+            # it was asked for LAG + 1 frames ago; the LAG frames between stay on the previous keyframe
+            assert frame.index == keyframe.frame_index + LAG + 1
+            between = [r for r in system.map.frames if keyframe.frame_index < r.index < frame.index]
+            assert len(between) == LAG and all(r.keyframe_id == keyframe.id for r in between)
+            after = _poses_c2w(system)
+            for r in between:  # tracked again on the new keyframe: they hardly move
+                assert r.index in before and r.status == "tracked"
+                moved = np.linalg.norm(after[r.index][:3, 3] - before[r.index][:3, 3])
+                assert moved < MOVED, (r.index, moved)
+            assert system.frontend.keyframe is keyframe  # this frame was tracked against it
+            assert system.map.frames[-1].keyframe_id == keyframe.id
+    assert len(keyframe_frames) >= 2  # every tracked frame asked: one keyframe per LAG + 1 frames
+    assert np.diff(keyframe_frames).tolist() == [LAG + 1] * (len(keyframe_frames) - 1)
+    system.finish()
+
+
+def test_finish_adds_the_keyframe_still_being_computed(frames):
+    system = _system(frames, "backend.mode=disabled")
+    for frame in frames[:6]:  # the cold start's frames, then a keyframe asked for on frame 4 or 5
+        system.process(frame)
+    keyframes = len(system.map.keyframes)
+    asked = [r.index for r in system.map.frames if r.status == "tracked"][-1]
+    system.finish()
+    assert len(system.map.keyframes) == keyframes + 1
+    newest = system.map.keyframe_list()[-1]
+    assert newest.frame_index <= asked
+    assert next(r for r in system.map.frames if r.index == newest.frame_index).status == "keyframe"
+
+
+def test_a_keyframe_depth_that_is_not_finite_leaves_its_frame_tracked(frames, monkeypatch):
+    system = _system(frames, "backend.mode=disabled")
+    for frame in frames[:4]:
+        system.process(frame)
+    system.frontend.close()  # drops the keyframe asked for during the cold start: frame 1 stays tracked
+    keyframes = len(system.map.keyframes)
+    depth = system.frontend.depth_module.depth
+
+    def broken(*args, **kwargs):
+        estimate = depth(*args, **kwargs)
+        return dataclasses.replace(estimate, depth=torch.full_like(estimate.depth, float("nan")))
+
+    monkeypatch.setattr(system.frontend.depth_module, "depth", broken)
+    for frame in frames[4:10]:
+        system.process(frame)
+    system.finish()
+    assert len(system.map.keyframes) == keyframes
+    assert system.frontend.counts["nonfinite_depths"] >= 2
+    assert [r.status for r in system.map.frames[4:10]] == ["tracked"] * 6
+
+
+def test_with_the_backend_thread_a_keyframe_joins_when_ready_and_never_later_than_the_lag(frames):
+    system = _system(frames, "backend.mode=thread")
+    joined_after: list[int] = []  # frames from the keyframe's own to the one it joined before
+    for k, frame in enumerate(frames):
+        keyframes = len(system.map.keyframes)
+        system.process(frame)
+        if len(system.map.keyframes) > keyframes and keyframes > 0:
+            joined_after.append(frame.index - system.map.keyframe_list()[-1].frame_index)
+        if k >= 8:  # a slow camera from here on: the keyframe is ready before the next frame
+            time.sleep(1.0)
+    system.finish()
+    assert len(joined_after) >= 3 and max(joined_after) <= LAG + 1, joined_after
+    assert joined_after[-1] == 1, joined_after
+    assert system.stage_seconds()["keyframe_depth"] > 0
