@@ -15,6 +15,7 @@ moves it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -167,17 +168,21 @@ class Frontend:
         self._track_and_record(frame, image)
 
     def finish(self) -> None:
-        """Add the keyframe being computed to the map (waiting for it), stop the worker thread,
-        flush frames still waiting for initialisation (a short sequence)."""
+        """Flush frames still waiting for initialisation (a short sequence), add the keyframe
+        being computed to the map (waiting for it; when its computation failed, the error is
+        logged and its frame stays a tracked one), stop the worker thread."""
         try:
-            self._join_built_keyframe(wait=True)
+            if self.keyframe is None and len(self._pending) >= 2:
+                self._initialise()
+            for frame, _ in self._pending:
+                self._record_lost(frame, "not initialised")
+            self._pending.clear()
+            try:
+                self._join_built_keyframe(wait=True)
+            except Exception as err:  # the rest of the run is kept
+                log.error("the last keyframe's depth failed (%s): its frame stays a tracked one", err)
         finally:
             self.close()
-        if self.keyframe is None and len(self._pending) >= 2:
-            self._initialise()
-        for frame, _ in self._pending:
-            self._record_lost(frame, "not initialised")
-        self._pending.clear()
 
     def close(self) -> None:
         """Stop the worker thread (after the keyframe it computes, if any, which is dropped
@@ -238,15 +243,18 @@ class Frontend:
         with self.times.measure("tracking"):
             features = self.motion_module.encode(image[None, None])[0, 0]
             result = self.tracker.track(self.keyframe, features, self.start_pose())
-        if self._building is not None and (
-            is_lost(result, self.config) or result.quality < self.config.keyframe_quality
-        ):
+        far = is_lost(result, self.config) or result.quality < self.config.keyframe_quality
+        if self._building is not None and far:
             # too far from the previous keyframe: wait for the next one and track against it
-            previous = self.keyframe
-            self._join_built_keyframe(wait=True)
-            if self.keyframe is not previous:
+            built = self._join_built_keyframe(wait=True)
+            if built is not None:
                 with self.times.measure("tracking"):
-                    result = self.tracker.track(self.keyframe, features, self.start_pose())
+                    again = self.tracker.track(self.keyframe, features, self.start_pose())
+                if is_lost(again, self.config) and not is_lost(result, self.config):
+                    # the previous keyframe's pose of it stands, relative to the new keyframe
+                    relative = result.frame_from_keyframe * built.frame_from_previous.inv()
+                    again = dataclasses.replace(result, frame_from_keyframe=relative)
+                result = again
         last = self._last[0]
         if is_lost(result, self.config):
             self._record_lost(frame, f"quality {result.quality:.3f}" if result.finite else "pose not finite")
@@ -297,7 +305,7 @@ class Frontend:
         log.debug("frame %d lost (%s)", frame.index, why)
         if self.keyframe is not None and self._lost > self.config.max_lost:
             assert self._last is not None  # set with the first keyframe
-            self._drop_building()  # its frame stays a tracked one
+            self._join_built_keyframe(wait=True)  # (only blank frames get here with one on its way)
             lost_w2c = self._last[0] * self.keyframe.pose_w2c
             self.keyframe = None
             self._recent.clear()
@@ -400,13 +408,13 @@ class Frontend:
         0 (the frame is recorded as tracked until the keyframe joins the map), else here."""
         previous = self.keyframe
         assert previous is not None  # only once initialised
-        previous_w2c = previous.pose_w2c  # read once: the backend may move it meanwhile
         recent = list(self._recent)[::-1]
         step = max(1, len(recent) // max(self.config.neighbours - 1, 1))
-        neighbours = [
-            (item.image, self._world_pose(item.record)) for item in recent[::step][: self.config.neighbours - 1]
-        ]
-        self._recent.clear()
+        with self.map.lock:  # one consistent read: the backend may move the keyframes meanwhile
+            previous_w2c = previous.pose_w2c
+            neighbours = [
+                (item.image, self._world_pose(item.record)) for item in recent[::step][: self.config.neighbours - 1]
+            ]
         relative = result.frame_from_keyframe
         build = (image, previous, previous_w2c, relative, neighbours, motion_features)
         if self.config.keyframe_lag == 0:
@@ -414,11 +422,13 @@ class Frontend:
             if self._add_built_keyframe(frame, image, previous, built, motion_features) is None:
                 self._record_tracked(frame, image, built.frame_from_previous)
                 return
+            self._recent.clear()
             assert self.keyframe is not None and self._last is not None  # the new one; tracked since the first
             identity = SE3.identity(device=self.device)
             self.map.add_frame(FrameRecord(frame.index, frame.timestamp, self.keyframe.id, identity, "keyframe"))
             self._last = (identity, self._last[1])  # the frame is the keyframe now
             return
+        self._recent.clear()
         record = self._record_tracked(frame, image, relative, neighbour=False)
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2d-keyframe")
@@ -457,26 +467,31 @@ class Frontend:
             frame_from_previous, depth = refined
         return _Built(frame_from_previous, depth, confidence, depth_features)
 
-    def _join_built_keyframe(self, wait: bool = False) -> None:
+    def _join_built_keyframe(self, wait: bool = False) -> _Built | None:
         """Add the keyframe the worker computes to the map once it is ready (and
         ``keyframes_when_ready``), or once ``config.keyframe_lag`` frames have arrived since it
         was started (waiting for it then), or now with ``wait``. Called before each frame is
-        tracked."""
+        tracked. Returns the work of the keyframe that joined (None: none did). An error of the
+        worker is raised here (once); an interruption while waiting keeps the keyframe on its
+        way."""
         building = self._building
         if building is None:
-            return
+            return None
         due = building.waited >= self.config.keyframe_lag
         if not (wait or due or (self.keyframes_when_ready and building.result.done())):
             building.waited += 1
-            return
-        self._building = None
-        with self.times.measure("waiting_for_keyframe"):
-            built = building.result.result()
+            return None
+        try:
+            with self.times.measure("waiting_for_keyframe"):
+                built = building.result.result()
+        finally:
+            if building.result.done():
+                self._building = None
         keyframe = self._add_built_keyframe(
             building.frame, building.image, building.previous, built, building.motion_features
         )
         if keyframe is None:  # its frame stays the tracked one it was recorded as
-            return
+            return None
         assert self._last is not None  # tracked since the first keyframe
         self.map.make_keyframe_record(building.record, keyframe.id)
         velocity = self._last[1]
@@ -489,13 +504,7 @@ class Frontend:
                 again = result.frame_from_keyframe if not is_lost(result, self.config) else start
                 self.map.move_frame_record(record, keyframe.id, again)
                 self._last = (again, velocity)
-
-    def _drop_building(self) -> None:
-        """Forget the keyframe the worker computes (waiting for it to end): its frame stays a
-        tracked one."""
-        building, self._building = self._building, None
-        if building is not None:
-            building.result.result()
+        return built
 
     def _add_built_keyframe(
         self, frame: Frame, image: torch.Tensor, previous: Keyframe, built: _Built, motion_features: torch.Tensor

@@ -208,9 +208,10 @@ class SlamSystem:
         :mod:`slam.system.global_bundle`) and fuse every keyframe (all are final now); when loop
         closures or the global bundle adjustment moved keyframes that were fused, fuse the whole
         map again at the final poses (see :meth:`KeyframeArchive.rebuild`); its wall
-        time is kept in ``finish_seconds``."""
+        time after the frontend's flush (whose time is in the frontend's stages) is kept in
+        ``finish_seconds``."""
+        self.frontend.finish()  # its time is in the frontend's stages
         start = time.perf_counter()
-        self.frontend.finish()
         if self._thread is not None:
             self._thread.stop()
             self._thread.join()

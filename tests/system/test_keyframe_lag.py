@@ -7,8 +7,9 @@ a depth that is not finite makes no keyframe."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
-import time
+import logging
 
 import numpy as np
 import pytest
@@ -16,7 +17,9 @@ import torch
 
 from slam.config.loader import override
 from slam.config.schema import SystemConfig
+from slam.geometry.lie import SE3
 from slam.io.sources.synthetic import SyntheticSource
+from slam.system.map import Keyframe
 from slam.system.slam_system import SlamSystem
 
 LAG = 2
@@ -54,12 +57,21 @@ def _poses_c2w(system: SlamSystem) -> dict[int, np.ndarray]:
     return dict(zip(snapshot.frame_indices.tolist(), snapshot.frame_poses_c2w))
 
 
-def test_a_keyframe_joins_the_map_lag_frames_later_and_the_frames_between_are_tracked_on_it(frames):
+def test_a_keyframe_joins_the_map_lag_frames_later_and_the_frames_between_are_tracked_on_it(frames, monkeypatch):
     system = _system(frames, "backend.mode=disabled")
+    track = system.frontend.tracker.track
+    starts: list[tuple[Keyframe, SE3]] = []  # each tracking's keyframe and start pose (G_frame G_keyframe^-1)
+
+    def tracking(keyframe, features, start, *args, **kwargs):
+        starts.append((keyframe, start))
+        return track(keyframe, features, start, *args, **kwargs)
+
+    monkeypatch.setattr(system.frontend.tracker, "track", tracking)
     keyframe_frames: list[int] = []
     for frame in frames:
         before = _poses_c2w(system)
         keyframes = len(system.map.keyframes)
+        starts.clear()
         system.process(frame)
         if len(system.map.keyframes) > keyframes and keyframes > 0:  # one joined before this frame
             keyframe = system.map.keyframe_list()[-1]
@@ -72,8 +84,12 @@ def test_a_keyframe_joins_the_map_lag_frames_later_and_the_frames_between_are_tr
             between = [r for r in system.map.frames if keyframe.frame_index < r.index < frame.index]
             assert len(between) == LAG and all(r.keyframe_id == keyframe.id for r in between)
             after = _poses_c2w(system)
-            for r in between:  # tracked again on the new keyframe: they hardly move
+            # tracked again on the new keyframe, each from where it was: they hardly move
+            assert [kf for kf, _ in starts[:LAG]] == [keyframe] * LAG
+            for r, (_, start) in zip(between, starts):
                 assert r.index in before and r.status == "tracked"
+                start_c2w = (start * keyframe.pose_w2c).inv().matrix().numpy()
+                np.testing.assert_allclose(start_c2w, before[r.index], atol=1e-4)
                 moved = np.linalg.norm(after[r.index][:3, 3] - before[r.index][:3, 3])
                 assert moved < MOVED, (r.index, moved)
             assert system.frontend.keyframe is keyframe  # this frame was tracked against it
@@ -125,9 +141,30 @@ def test_with_the_backend_thread_a_keyframe_joins_when_ready_and_never_later_tha
         system.process(frame)
         if len(system.map.keyframes) > keyframes and keyframes > 0:
             joined_after.append(frame.index - system.map.keyframe_list()[-1].frame_index)
-        if k >= 8:  # a slow camera from here on: the keyframe is ready before the next frame
-            time.sleep(1.0)
+        building = system.frontend._building
+        if k >= 8 and building is not None:  # a slow camera from here on: ready before the next frame
+            concurrent.futures.wait([building.result])
     system.finish()
     assert len(joined_after) >= 3 and max(joined_after) <= LAG + 1, joined_after
     assert joined_after[-1] == 1, joined_after
     assert system.stage_seconds()["keyframe_depth"] > 0
+
+
+def test_finish_keeps_the_run_when_the_last_keyframes_depth_failed(frames, monkeypatch, caplog):
+    system = _system(frames, "backend.mode=disabled")
+    for frame in frames[:4]:
+        system.process(frame)
+    system.frontend.close()  # drops the keyframe asked for during the cold start: frame 1 stays tracked
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(system.frontend.depth_module, "depth", failing)
+    system.process(frames[4])  # asks for a keyframe; its depth fails in the worker
+    keyframes = len(system.map.keyframes)
+    with caplog.at_level(logging.ERROR, logger="slam.system.frontend"):
+        system.finish()
+    assert "out of memory" in caplog.text
+    assert len(system.map.keyframes) == keyframes
+    assert system.map.frames[-1].index == frames[4].index and system.map.frames[-1].status == "tracked"
+    assert system.frontend._worker is None
