@@ -11,6 +11,9 @@ from pathlib import Path
 from slam.errors import V2DError
 from viewer import DEFAULT_VIEWER_VARIABLE, VIEWERS, default_viewer
 
+#: malloc arenas of a run's process (glibc's default: up to 8 per core; docs/tuning.md says why 2)
+MALLOC_ARENAS = 2
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -154,8 +157,11 @@ def run(args: argparse.Namespace) -> int:
     from slam.io.run_folder import check_output_folder
     from slam.io.sources.base import SourceOptions
     from slam.io.sources.detect import open_source
+    from slam.system.machine import limit_allocator_arenas
     from slam.system.run import RunControl, run_slam
 
+    # the tracking, keyframe, backend and reading threads would each grow their own malloc arena
+    limit_allocator_arenas(MALLOC_ARENAS)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="v2d: %(message)s")
     config = build_config(args)
     viewer, display = viewer_options(args)

@@ -57,6 +57,22 @@ def release_free_memory() -> None:
         trim(0)
 
 
+#: glibc's mallopt parameter for the most malloc arenas (malloc.h)
+M_ARENA_MAX = -8
+
+
+def limit_allocator_arenas(arenas: int) -> bool:
+    """Let glibc's malloc make at most ``arenas`` arenas for the whole process (it makes up to
+    8 per core as threads allocate at once, each keeping its own freed memory): call it before
+    the threads start. Whether it was set (False where there is no glibc)."""
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return mallopt(M_ARENA_MAX, arenas) == 1
+
+
 @functools.cache
 def _malloc_trim():
     """glibc's malloc_trim, or None where there is none."""
