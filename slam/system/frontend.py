@@ -457,15 +457,14 @@ class Frontend:
         if estimated is None:
             return _Built(frame_from_previous, None, None, None)
         depth, confidence, depth_features = estimated
-        refined = None
-        if self.config.refine_keyframes > 0:
-            with self.keyframe_times.measure("keyframe_refinement"):
-                refined = self.keyframe_depth.refine(previous, frame_from_previous, depth, motion_features)
-            if refined is None:
-                return _Built(frame_from_previous, depth, confidence, depth_features, refinement_failed=True)
-        if refined is not None:
-            frame_from_previous, depth = refined
-        return _Built(frame_from_previous, depth, confidence, depth_features)
+        if self.config.refine_keyframes == 0:
+            return _Built(frame_from_previous, depth, confidence, depth_features)
+        with self.keyframe_times.measure("keyframe_refinement"):
+            refined = self.keyframe_depth.refine(previous, frame_from_previous, depth, motion_features)
+        if refined is None:
+            return _Built(frame_from_previous, depth, confidence, depth_features, refinement_failed=True)
+        refined_from_previous, refined_depth = refined
+        return _Built(refined_from_previous, refined_depth, confidence, depth_features)
 
     def _join_built_keyframe(self, wait: bool = False) -> _Built | None:
         """Add the keyframe the worker computes to the map once it is ready (and

@@ -52,9 +52,9 @@ def release_free_memory() -> None:
     """Hand memory freed by the allocator back to the system (glibc's malloc_trim; nothing
     elsewhere). Long runs otherwise keep the peak of every short-lived buffer in their
     resident size."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 #: glibc's mallopt parameter for the most malloc arenas (malloc.h)
@@ -65,20 +65,17 @@ def limit_allocator_arenas(arenas: int) -> bool:
     """Let glibc's malloc make at most ``arenas`` arenas for the whole process (it makes up to
     8 per core as threads allocate at once, each keeping its own freed memory): call it before
     the threads start. Whether it was set (False where there is no glibc)."""
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return mallopt(M_ARENA_MAX, arenas) == 1
+    libc = _glibc()
+    return libc is not None and libc.mallopt(M_ARENA_MAX, arenas) == 1
 
 
 @functools.cache
-def _malloc_trim():
-    """glibc's malloc_trim, or None where there is none."""
+def _glibc() -> ctypes.CDLL | None:
+    """glibc with the signatures of malloc_trim and mallopt, or None where there is none."""
     try:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     except (OSError, AttributeError):
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    return trim
+    return libc

@@ -4,7 +4,6 @@ backend pass that is not finite is not written."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import numpy as np
@@ -12,11 +11,10 @@ import pytest
 import torch
 
 import slam.system.tracker as tracker_module
-from slam.config.loader import override
-from slam.config.schema import SystemConfig
 from slam.geometry.lie import SE3
 from slam.io.sources.synthetic import SyntheticSource
 from slam.system.slam_system import SlamSystem
+from tests.system.classical_systems import classical_system, nan_depths
 
 NAN = float("nan")
 
@@ -25,30 +23,6 @@ NAN = float("nan")
 def frames():
     """Ten frames of the synthetic room at 240 x 320."""
     return list(SyntheticSource("room", 0, 10, 240, 320))
-
-
-def _system(frames, *settings: str) -> SlamSystem:
-    """A system with the classical modules and a cold start on 4 frames (``settings`` on top)."""
-    config = override(
-        SystemConfig(),
-        "modules.depth=classical",
-        "modules.motion=classical",
-        "fusion.mesh=false",
-        "frontend.init_frames=4",
-        *settings,
-    )
-    return SlamSystem(config, frames[0].camera)
-
-
-def _nan_depths(module, monkeypatch) -> None:
-    """Make ``module.depth`` return NaN depth everywhere."""
-    depth = module.depth
-
-    def broken(*args, **kwargs):
-        estimate = depth(*args, **kwargs)
-        return dataclasses.replace(estimate, depth=torch.full_like(estimate.depth, NAN))
-
-    monkeypatch.setattr(module, "depth", broken)
 
 
 def _assert_map_finite(system: SlamSystem) -> None:
@@ -62,7 +36,7 @@ def _assert_map_finite(system: SlamSystem) -> None:
 
 
 def test_a_tracked_pose_that_is_not_finite_loses_the_frame(frames, monkeypatch, caplog):
-    system = _system(frames, "backend.mode=disabled")
+    system = classical_system(frames, "backend.mode=disabled")
     for frame in frames[:4]:
         system.process(frame)
     assert system.frontend.keyframe is not None
@@ -83,11 +57,13 @@ def test_a_tracked_pose_that_is_not_finite_loses_the_frame(frames, monkeypatch, 
 
 def test_a_keyframe_depth_that_is_not_finite_makes_no_keyframe(frames, monkeypatch, caplog):
     # every tracked frame asks for a keyframe, computed before the next frame
-    system = _system(frames, "backend.mode=disabled", "frontend.keyframe_parallax=0.0", "frontend.keyframe_lag=0")
+    system = classical_system(
+        frames, "backend.mode=disabled", "frontend.keyframe_parallax=0.0", "frontend.keyframe_lag=0"
+    )
     for frame in frames[:4]:
         system.process(frame)
     keyframes = len(system.map.keyframes)
-    _nan_depths(system.frontend.depth_module, monkeypatch)
+    nan_depths(system.frontend.depth_module, monkeypatch)
     with caplog.at_level(logging.WARNING, logger="slam.system.frontend"):
         for frame in frames[4:8]:
             system.process(frame)
@@ -100,8 +76,8 @@ def test_a_keyframe_depth_that_is_not_finite_makes_no_keyframe(frames, monkeypat
 
 
 def test_a_cold_start_whose_depth_is_not_finite_starts_no_map(frames, monkeypatch):
-    system = _system(frames, "backend.mode=disabled")
-    _nan_depths(system.frontend.depth_module, monkeypatch)
+    system = classical_system(frames, "backend.mode=disabled")
+    nan_depths(system.frontend.depth_module, monkeypatch)
     for frame in frames[:4]:
         system.process(frame)
     assert system.frontend.keyframe is None and not system.map.keyframes
@@ -110,7 +86,7 @@ def test_a_cold_start_whose_depth_is_not_finite_starts_no_map(frames, monkeypatc
 
 
 def test_a_backend_pass_that_is_not_finite_leaves_the_map_as_it_was(frames, monkeypatch):
-    system = _system(
+    system = classical_system(
         frames,
         "backend.mode=inline",
         "frontend.keyframe_parallax=0.0",

@@ -8,19 +8,17 @@ a depth that is not finite makes no keyframe."""
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import logging
 
 import numpy as np
 import pytest
 import torch
 
-from slam.config.loader import override
-from slam.config.schema import SystemConfig
 from slam.geometry.lie import SE3
 from slam.io.sources.synthetic import SyntheticSource
 from slam.system.map import Keyframe
 from slam.system.slam_system import SlamSystem
+from tests.system.classical_systems import classical_system, nan_depths
 
 LAG = 2
 
@@ -37,19 +35,9 @@ def frames():
 
 
 def _system(frames, *settings: str) -> SlamSystem:
-    """Classical modules, a cold start on 4 frames, every tracked frame asking for a keyframe,
+    """A small classical system with every tracked frame asking for a keyframe and
     ``keyframe_lag`` :data:`LAG` (``settings`` on top)."""
-    config = override(
-        SystemConfig(),
-        "modules.depth=classical",
-        "modules.motion=classical",
-        "fusion.mesh=false",
-        "frontend.init_frames=4",
-        "frontend.keyframe_parallax=0.0",
-        f"frontend.keyframe_lag={LAG}",
-        *settings,
-    )
-    return SlamSystem(config, frames[0].camera)
+    return classical_system(frames, "frontend.keyframe_parallax=0.0", f"frontend.keyframe_lag={LAG}", *settings)
 
 
 def _poses_c2w(system: SlamSystem) -> dict[int, np.ndarray]:
@@ -118,13 +106,7 @@ def test_a_keyframe_depth_that_is_not_finite_leaves_its_frame_tracked(frames, mo
         system.process(frame)
     system.frontend.close()  # drops the keyframe asked for during the cold start: frame 1 stays tracked
     keyframes = len(system.map.keyframes)
-    depth = system.frontend.depth_module.depth
-
-    def broken(*args, **kwargs):
-        estimate = depth(*args, **kwargs)
-        return dataclasses.replace(estimate, depth=torch.full_like(estimate.depth, float("nan")))
-
-    monkeypatch.setattr(system.frontend.depth_module, "depth", broken)
+    nan_depths(system.frontend.depth_module, monkeypatch)
     for frame in frames[4:10]:
         system.process(frame)
     system.finish()
