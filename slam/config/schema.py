@@ -73,6 +73,12 @@ class FrontendConfig:
       tracking waits for it); 0: computed in the tracking thread before the next frame. With
       ``backend.mode=thread`` the keyframe joins the map as soon as it is ready; otherwise
       exactly this many frames later (the same run every time).
+    - ``reuse_keyframes``: when a frame asks for a new keyframe, up to this many keyframes of
+      the map it may be tracked against instead (those that see the frame's view at the current
+      poses with less flow and parallax than ask for a keyframe) are tried first;
+      one that tracks it well enough not to ask for a keyframe itself becomes the one tracking
+      uses, and no keyframe is made: a camera that comes back is tracked against the map it
+      built, at that map's scale (0: always a new keyframe).
 
     docs/tuning.md says how the defaults were chosen.
     """
@@ -99,6 +105,7 @@ class FrontendConfig:
     neighbours: int = 4
     refine_keyframes: int = 4
     keyframe_lag: int = 4
+    reuse_keyframes: int = 2
 
 
 @dataclass(frozen=True)
@@ -239,8 +246,11 @@ class SystemConfig:
             raise ConfigError(
                 "backend.window and frontend.init_frames must be at least 2, frontend.neighbours at least 1"
             )
-        if self.frontend.keyframe_lag < 0:
-            raise ConfigError(f"frontend.keyframe_lag must be >= 0, got {self.frontend.keyframe_lag}")
+        if self.frontend.keyframe_lag < 0 or self.frontend.reuse_keyframes < 0:
+            raise ConfigError(
+                f"frontend.keyframe_lag and frontend.reuse_keyframes must be >= 0, got "
+                f"{self.frontend.keyframe_lag} and {self.frontend.reuse_keyframes}"
+            )
         if self.frontend.refine_keyframes < 0 or self.backend.bundle_iterations < 1 or self.backend.depth_prior <= 0:
             raise ConfigError(
                 "need frontend.refine_keyframes >= 0, backend.bundle_iterations >= 1 and backend.depth_prior > 0"

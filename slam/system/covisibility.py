@@ -16,6 +16,7 @@ from slam.geometry.projection import MIN_DEPTH, backproject, project
 from slam.geometry.resize import resize_depth
 from slam.system.map import Keyframe
 from slam.system.places import camera_centre, camera_centres
+from slam.system.tracker import induced_flow
 
 #: (h, w) of the depth grid reprojected to measure overlaps
 OVERLAP_GRID = (24, 32)
@@ -101,3 +102,41 @@ def covisible_keyframes(
     )
     order = torch.argsort(shares, descending=True).tolist()
     return [nearest[k] for k in order if float(shares[k]) >= min_overlap][:count]
+
+
+def reusable_keyframes(
+    frame_w2c: SE3,
+    keyframes: list[Keyframe],
+    max_flow: float,
+    max_parallax: float,
+    min_overlap: float,
+    intrinsics: torch.Tensor,
+    image_size: tuple[int, int],
+) -> list[Keyframe]:
+    """Of the ``keyframes`` (those that can be matched against), the ones a frame at
+    ``frame_w2c`` (SE3 ()) could be tracked against at once: at least ``min_overlap`` of their
+    pixels with depth land inside the frame (:func:`overlaps`), and the flow their current
+    relative pose induces on those pixels stays under ``max_flow`` and its translational part
+    under ``max_parallax`` (mean pixels at the processing size ``image_size`` (H, W), as
+    :func:`slam.system.tracker.induced_flow` measures them); least flow first. Only the
+    :data:`NEAREST` nearest in position are measured. ``intrinsics`` (4,) at ``image_size``."""
+    usable = [kf for kf in keyframes if kf.matchable]
+    if not usable:
+        return []
+    distances = (camera_centres([kf.pose_w2c for kf in usable]) - camera_centre(frame_w2c)).norm(dim=-1)
+    found: list[tuple[float, Keyframe]] = []
+    grid_intrinsics = resize_intrinsics(intrinsics, image_size, OVERLAP_GRID)
+    for k in torch.argsort(distances)[:NEAREST].tolist():
+        keyframe = usable[k]
+        matching = keyframe.matching()
+        if matching is None:  # released meanwhile
+            continue
+        depth, pose_w2c = matching[1], keyframe.pose_w2c
+        if float(overlaps(depth, pose_w2c, SE3.stack([frame_w2c]), intrinsics, image_size)[0]) < min_overlap:
+            continue
+        small = resize_depth(depth.float(), OVERLAP_GRID)
+        flow, parallax = induced_flow(small, frame_w2c * pose_w2c.inv(), grid_intrinsics)
+        pixels = image_size[1] / OVERLAP_GRID[1]
+        if flow * pixels <= max_flow and parallax * pixels <= max_parallax:
+            found.append((flow, keyframe))
+    return [keyframe for _, keyframe in sorted(found, key=lambda item: item[0])]

@@ -1,8 +1,11 @@
 """The frontend: feeds every frame to the map. It gathers frames for the cold start
-(:mod:`.initializer`), tracks each later frame against the newest keyframe (:mod:`.tracker`),
-decides what the frame is (:mod:`.keyframe_policy`), gives a new keyframe its depth
-(:mod:`.keyframe_depth`): in a worker thread while the next frames are tracked against the
-previous keyframe (``keyframe_lag``), so that a keyframe does not stall the camera. When
+(:mod:`.initializer`), tracks each later frame against the current keyframe (:mod:`.tracker`),
+decides what the frame is (:mod:`.keyframe_policy`). A frame that asks for a new keyframe is
+first tracked against keyframes of the map that see its view (``reuse_keyframes``): one that
+tracks it well becomes the current keyframe, and the map is reused instead of extended.
+Otherwise the frame gets its depth (:mod:`.keyframe_depth`): in a worker thread while the next
+frames are tracked against the previous keyframe (``keyframe_lag``), so that a keyframe does
+not stall the camera. When
 tracking is lost for longer than ``max_lost`` frames, each new frame is registered against the
 map's keyframes (:mod:`.relocalizer`) and tracking resumes in the same map, at the same scale,
 from the first that matches; only after ``relocalize_frames`` frames that match nothing does a
@@ -30,16 +33,21 @@ from slam.config.schema import FrontendConfig
 from slam.geometry.lie import SE3
 from slam.io.frame import Frame
 from slam.system.bundle import BundleAdjuster
+from slam.system.covisibility import reusable_keyframes
 from slam.system.initializer import cold_start, initial_picks
 from slam.system.keyframe_depth import KeyframeDepth
 from slam.system.keyframe_policy import is_lost, keyframe_reason
-from slam.system.map import FrameRecord, Keyframe, MapState
+from slam.system.map import FrameRecord, Keyframe, MapState, first_of_segment
 from slam.system.places import appearance
 from slam.system.relocalizer import Relocalization, Relocalizer
 from slam.system.stage_times import StageTimes
 from slam.system.tracker import Tracker, TrackingResult
 
 log = logging.getLogger(__name__)
+
+#: a keyframe of the map is tried in place of a new one when at least this share of its pixels
+#: with depth land inside the frame at the current poses
+REUSE_OVERLAP = 0.5
 
 
 def image_tensor(frame: Frame, device: torch.device) -> torch.Tensor:
@@ -143,6 +151,7 @@ class Frontend:
             "keyframes": 0,
             "initialisations": 0,
             "relocalizations": 0,
+            "reused_keyframes": 0,  # frames that asked for a keyframe and were tracked on an old one
             "nonfinite_depths": 0,  # keyframe depths and refinements dropped for NaN or inf values
         }
 
@@ -264,11 +273,57 @@ class Frontend:
         self._last = (relative, relative * last.inv())  # both relative to the same keyframe
         self.counts["tracked"] += 1
         if self._building is None and keyframe_reason(result, self.config) is not None:
-            self._new_keyframe(frame, image, result, features)
+            if not self._reuse_keyframe(frame, image, result, features):
+                self._new_keyframe(frame, image, result, features)
             return
         record = self._record_tracked(frame, image, relative)
         if self._building is not None:  # the next keyframe is on its way: none before it joins
             self._building.tracked.append((record, features))
+
+    def _reuse_keyframe(
+        self, frame: Frame, image: torch.Tensor, result: TrackingResult, features: torch.Tensor
+    ) -> bool:
+        """Track a frame that asks for a new keyframe (``result`` against the current one, its
+        motion ``features`` (C, h, w)) against keyframes of the map that see its view at the
+        current poses with less flow and parallax than ask for a keyframe
+        (:func:`reusable_keyframes`, at most ``config.reuse_keyframes``; of the current map
+        segment); when one tracks it well enough not to ask for a keyframe itself,
+        the best of those becomes the keyframe tracking uses and the frame is recorded against
+        it. Returns whether one did (no new keyframe is then made)."""
+        if self.config.reuse_keyframes == 0:
+            return False
+        current = self.keyframe
+        assert current is not None and self._last is not None  # tracked against it
+        with self.times.measure("tracking"):  # the search and its tracking
+            keyframes = self.map.keyframe_list()
+            segment = first_of_segment(keyframes, current.id)
+            frame_w2c = result.frame_from_keyframe * current.pose_w2c
+            found = reusable_keyframes(
+                frame_w2c,
+                [kf for kf in keyframes if kf.id >= segment and kf.id != current.id],
+                self.config.keyframe_flow,
+                self.config.keyframe_parallax,
+                REUSE_OVERLAP,
+                self.intrinsics,
+                self.image_size,
+            )
+            best: tuple[Keyframe, TrackingResult] | None = None
+            for keyframe in found[: self.config.reuse_keyframes]:
+                tracked = self.tracker.track(keyframe, features, frame_w2c * keyframe.pose_w2c.inv())
+                good = not is_lost(tracked, self.config) and keyframe_reason(tracked, self.config) is None
+                if good and (best is None or tracked.quality > best[1].quality):
+                    best = (keyframe, tracked)
+        if best is None:
+            return False
+        keyframe, tracked = best
+        self.keyframe = keyframe
+        self._last = (tracked.frame_from_keyframe, self._last[1])  # the velocity is frame to frame
+        self._record_tracked(frame, image, tracked.frame_from_keyframe)
+        self.counts["reused_keyframes"] += 1
+        log.debug(
+            "frame %d tracked against keyframe %d again (quality %.2f)", frame.index, keyframe.id, tracked.quality
+        )
+        return True
 
     def _record_tracked(
         self, frame: Frame, image: torch.Tensor, frame_from_keyframe: SE3, neighbour: bool = True

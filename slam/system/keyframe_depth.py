@@ -16,6 +16,7 @@ from slam.geometry.lie import SE3
 from slam.geometry.projection import MIN_DEPTH, backproject, project
 from slam.geometry.resize import resize_depth
 from slam.system.bundle import BundleAdjuster
+from slam.system.covisibility import overlaps
 from slam.system.map import Keyframe, MapState
 
 #: depth confidence above which the depth module's new estimate replaces the depth a keyframe has
@@ -24,6 +25,10 @@ CONFIDENT_DEPTH = 0.3
 #: confidence given to depth carried over from an older keyframe to a relocalized one (what the
 #: map already knew, seen again): enough for fusion and to be kept over a doubtful estimate
 CARRIED_CONFIDENCE = 0.5
+
+#: a new keyframe whose anchor is an old keyframe (tracking came back to it) is refined only
+#: against the newest keyframes that see at least this share of its pixels with depth
+MIN_REFINE_OVERLAP = 0.5
 
 #: holes left by forward-splatting depth are filled from a grid this many times coarser
 CARRY_FILL_STRIDE = 4
@@ -91,29 +96,53 @@ class KeyframeDepth:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """Depth and confidence (H, W) of the new keyframe ``image`` (3, H, W), at
         ``frame_from_previous`` from the ``previous`` keyframe (whose pose was ``previous_w2c``
-        when it was read), with that keyframe and ``neighbours`` (image (3, H, W), pose_w2c) as
-        the depth module's neighbours; and the new keyframe's depth features (C, h, w). Where the
-        estimate is not confident, the previous keyframe's depth carried over (forward-splatted)
-        stays; the confidence there is 0. None when any value of the depth module's depth or
-        confidence is not finite (the keyframe is not to be made from it)."""
+        when it was read), with that keyframe (when it still has its depth features: it is in
+        the window, not an old keyframe tracking came back to) and ``neighbours`` (image
+        (3, H, W), pose_w2c) as the depth module's neighbours; and the new keyframe's depth
+        features (C, h, w). Where the estimate is not confident, the previous keyframe's depth
+        carried over (forward-splatted) stays; the confidence there is 0 (everywhere when there
+        is nothing to match against: the carried depth alone). None when any value of the depth
+        module's depth or confidence is not finite (the keyframe is not to be made from it)."""
         pose_w2c = frame_from_previous * previous_w2c
-        # the previous keyframe's features are in the map already; the others are computed once
+        previous_features = previous.depth_features  # read once: the backend may compact it meanwhile
+        previous_depth = self.reference_depth(previous)
+        # the previous keyframe's features, when it has them (it is in the window), are in the
+        # map already; the others are computed once
         images = torch.stack([image] + [n[0] for n in neighbours])[None]
-        poses = SE3.stack([pose_w2c, previous_w2c] + [n[1] for n in neighbours]).view(1, -1)
-        # the previous (newest) keyframe is in the window: it has its depth and features
-        assert previous.depth is not None and previous.depth_features is not None
         with torch.no_grad():
             encoded = self.depth_module.encode(images)
-            features = torch.cat([encoded[:, :1], previous.depth_features[None, None], encoded[:, 1:]], dim=1)
-            estimate = self.depth_module.depth(features, poses, self.intrinsics[None], self.image_size)
+        if previous_features is None and not neighbours:  # nothing to match: the map's depth
+            depth, confidence = self.carry(previous, frame_from_previous)
+            return depth, torch.zeros_like(confidence), encoded[0, 0]
+        poses = [pose_w2c] + [n[1] for n in neighbours]
+        features = encoded
+        if previous_features is not None:
+            poses.insert(1, previous_w2c)
+            features = torch.cat([encoded[:, :1], previous_features[None, None], encoded[:, 1:]], dim=1)
+        with torch.no_grad():
+            estimate = self.depth_module.depth(
+                features, SE3.stack(poses).view(1, -1), self.intrinsics[None], self.image_size
+            )
         if not all_finite(estimate.depth, estimate.confidence):
             return None
-        carried = propagate_depth(previous.depth, frame_from_previous, self.intrinsics)
+        carried = propagate_depth(previous_depth, frame_from_previous, self.intrinsics)
         confident = (estimate.confidence[0] > CONFIDENT_DEPTH) & (estimate.depth[0] > 0)
         depth = torch.where(confident | (carried <= 0), estimate.depth[0], carried)
         depth = fill_invalid(depth, self.config.init_depth)
         confidence = torch.where(confident, estimate.confidence[0], torch.zeros_like(depth))
         return depth, confidence, encoded[0, 0]
+
+    def reference_depth(self, keyframe: Keyframe) -> torch.Tensor:
+        """The (H, W) float32 depth of a keyframe at the processing size, in the map's units: the
+        window's, or a compacted or released keyframe's place record's, resized. ValueError for a
+        keyframe that holds neither."""
+        depth = keyframe.depth  # read once: the archive may release the keyframe meanwhile
+        source = depth if depth is not None else keyframe.place_depth
+        if source is None:
+            raise ValueError(f"keyframe {keyframe.id} holds no depth")
+        return (
+            source.float() if tuple(source.shape) == self.image_size else resize_depth(source.float(), self.image_size)
+        )
 
     def carry(self, reference: Keyframe, frame_from_reference: SE3) -> tuple[torch.Tensor, torch.Tensor]:
         """Depth and confidence (H, W) at the processing size for a frame relocalized at
@@ -121,13 +150,8 @@ class KeyframeDepth:
         its depth (the window's, or its place record's) forward-splatted into the frame, holes
         filled from a coarser grid, in the map's scale. :data:`CARRIED_CONFIDENCE` where depth was
         carried, 0 where none was (filled with the median there)."""
-        depth = reference.depth  # read once: the archive may release the keyframe meanwhile
-        source = depth if depth is not None else reference.place_depth
-        if source is None:
-            raise ValueError(f"keyframe {reference.id} holds no depth to carry")
         height, width = self.image_size
-        full = resize_depth(source.float(), self.image_size)
-        moved = propagate_depth(full, frame_from_reference, self.intrinsics)
+        moved = propagate_depth(self.reference_depth(reference), frame_from_reference, self.intrinsics)
         coarse = resize_depth(moved, (height // CARRY_FILL_STRIDE, width // CARRY_FILL_STRIDE))
         depth = torch.where(moved > 0, moved, resize_depth(coarse, self.image_size))
         confidence = torch.where(depth > 0, torch.full_like(depth, CARRIED_CONFIDENCE), torch.zeros_like(depth))
@@ -143,16 +167,24 @@ class KeyframeDepth:
         refined pose or depth is not finite (the refinement is to be dropped)."""
         with self.map.lock:  # one consistent read: the backend writes a pass's poses under this lock
             anchor_w2c = anchor.pose_w2c
-            newest = [
-                (kf.pose_w2c, kf.motion_features, kf.depth)
-                for kf in self.map.keyframe_list()[-self.config.refine_keyframes :]
-            ]
+            keyframes = self.map.keyframe_list()[-self.config.refine_keyframes :]
+            newest = [(kf.pose_w2c, kf.motion_features, kf.depth) for kf in keyframes]
         # keyframes with features are in the window, so they have their depth too
         previous = [
             (pose, features, cast(torch.Tensor, keyframe_depth))
             for pose, features, keyframe_depth in newest
             if features is not None
         ]
+        if previous and anchor.id not in {kf.id for kf in keyframes}:
+            # tracking came back to an old keyframe: the newest ones may be elsewhere
+            shares = overlaps(
+                depth,
+                frame_from_anchor * anchor_w2c,
+                SE3.stack([p[0] for p in previous]),
+                self.intrinsics,
+                self.image_size,
+            )
+            previous = [item for item, share in zip(previous, shares.tolist()) if share >= MIN_REFINE_OVERLAP]
         if not previous:
             return frame_from_anchor, depth
         count = len(previous) + 1

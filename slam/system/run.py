@@ -558,6 +558,8 @@ def _write_export(
         # map segments started by a cold start (the first included), and losses recovered in the same map
         "initialisations": counts["initialisations"],
         "relocalizations": counts["relocalizations"],
+        # frames that asked for a new keyframe and were tracked against an old one of the map instead
+        "reused_keyframes": counts["reused_keyframes"],
         "blank_frames": counts["blank"],
         # keyframe depths dropped and backend passes not applied for NaN or infinite values
         "nonfinite_depths": counts["nonfinite_depths"],
