@@ -37,7 +37,7 @@ from slam.system.covisibility import reusable_keyframes
 from slam.system.initializer import cold_start, initial_picks
 from slam.system.keyframe_depth import KeyframeDepth
 from slam.system.keyframe_policy import is_lost, keyframe_reason
-from slam.system.map import FrameRecord, Keyframe, MapState, first_of_segment
+from slam.system.map import FrameRecord, Keyframe, MapState, segment_roots
 from slam.system.places import appearance
 from slam.system.relocalizer import Relocalization, Relocalizer
 from slam.system.stage_times import StageTimes
@@ -133,7 +133,7 @@ class Frontend:
         self.keyframes_when_ready = keyframes_when_ready
         self._worker: ThreadPoolExecutor | None = None  # made with the first keyframe it computes
         self._building: _Building | None = None
-        self.keyframe: Keyframe | None = None
+        self._keyframe: Keyframe | None = None
         self._pending: list[tuple[Frame, torch.Tensor]] = []  # frames awaiting initialisation
         self._recent: deque[_Recent] = deque(maxlen=4 * config.neighbours)
         # the last good pose relative to the current keyframe (G_last G_keyframe^-1), and the
@@ -200,6 +200,18 @@ class Frontend:
             self._worker.shutdown(wait=True)
             self._worker = None
         self._building = None
+
+    @property
+    def keyframe(self) -> Keyframe | None:
+        """The keyframe frames are tracked against (None: none, before a cold start or while
+        relocalizing); the map knows it (:attr:`MapState.tracked_keyframe_id`)."""
+        return self._keyframe
+
+    @keyframe.setter
+    def keyframe(self, keyframe: Keyframe | None) -> None:
+        with self.map.lock:
+            self._keyframe = keyframe
+            self.map.tracked_keyframe_id = None if keyframe is None else keyframe.id
 
     @property
     def relocalizing(self) -> bool:
@@ -286,8 +298,8 @@ class Frontend:
         """Track a frame that asks for a new keyframe (``result`` against the current one, its
         motion ``features`` (C, h, w)) against keyframes of the map that see its view at the
         current poses with less flow and parallax than ask for a keyframe
-        (:func:`reusable_keyframes`, at most ``config.reuse_keyframes``; of the current map
-        segment); when one tracks it well enough not to ask for a keyframe itself,
+        (:func:`reusable_keyframes`, at most ``config.reuse_keyframes``; of the current
+        keyframe's map segment, :func:`segment_roots`); when one tracks it well enough not to ask for a keyframe itself,
         the best of those becomes the keyframe tracking uses and the frame is recorded against
         it. Returns whether one did (no new keyframe is then made)."""
         if self.config.reuse_keyframes == 0:
@@ -296,11 +308,11 @@ class Frontend:
         assert current is not None and self._last is not None  # tracked against it
         with self.times.measure("tracking"):  # the search and its tracking
             keyframes = self.map.keyframe_list()
-            segment = first_of_segment(keyframes, current.id)
+            roots = segment_roots(keyframes)
             frame_w2c = result.frame_from_keyframe * current.pose_w2c
             found = reusable_keyframes(
                 frame_w2c,
-                [kf for kf in keyframes if kf.id >= segment and kf.id != current.id],
+                [kf for kf in keyframes if roots[kf.id] == roots[current.id] and kf.id != current.id],
                 self.config.keyframe_flow,
                 self.config.keyframe_parallax,
                 REUSE_OVERLAP,

@@ -100,8 +100,9 @@ class KeyframeDepth:
         the window, not an old keyframe tracking came back to) and ``neighbours`` (image
         (3, H, W), pose_w2c) as the depth module's neighbours; and the new keyframe's depth
         features (C, h, w). Where the estimate is not confident, the previous keyframe's depth
-        carried over (forward-splatted) stays; the confidence there is 0 (everywhere when there
-        is nothing to match against: the carried depth alone). None when any value of the depth
+        carried over (forward-splatted) stays; the confidence there is 0. With nothing to match
+        against (no neighbours, and a previous keyframe without its features), the carried depth
+        alone, with :meth:`carry`'s confidence (as a relocalized keyframe's). None when any value of the depth
         module's depth or confidence is not finite (the keyframe is not to be made from it)."""
         pose_w2c = frame_from_previous * previous_w2c
         previous_features = previous.depth_features  # read once: the backend may compact it meanwhile
@@ -113,7 +114,7 @@ class KeyframeDepth:
             encoded = self.depth_module.encode(images)
         if previous_features is None and not neighbours:  # nothing to match: the map's depth
             depth, confidence = self.carry(previous, frame_from_previous)
-            return depth, torch.zeros_like(confidence), encoded[0, 0]
+            return depth, confidence, encoded[0, 0]
         poses = [pose_w2c] + [n[1] for n in neighbours]
         features = encoded
         if previous_features is not None:

@@ -24,10 +24,12 @@ keyframe's units, and the ratio of the units.
 
 Correction. When the loop edge disagrees with the current estimate by more than
 ``config.loop_correction`` (relative translation, rotation in radians, or log scale), the
-keyframe graph (an edge between consecutive keyframes and from each relocalized keyframe to its
-anchor, at their current relative poses; every loop edge accepted so far) is optimised with the
-window's keyframes held (those of the newest map segment, when the window spans a cold start):
-the live end of the map, which tracking uses, does not move; the older keyframes move to meet
+keyframe graph (an edge from each keyframe to its anchor, the keyframe its pose was computed
+from, and a weak one to the keyframe made before it where that is another, at their current
+relative poses; every loop edge accepted so far) is optimised with the window's keyframes held
+(those of the newest map segment, when the window spans a cold start) and the keyframe tracking
+uses (an old one it came back to, :attr:`MapState.tracked_keyframe_id`): the live end of the map
+does not move; the older keyframes move to meet
 it, with their depths rescaled and the frames tracked against them following. Keyframes already
 fused (:mod:`slam.system.archive`) keep their pixels on disk, and the run's end fuses the map
 again at the corrected poses and scales (:meth:`slam.system.archive.KeyframeArchive.rebuild`).
@@ -84,8 +86,10 @@ LOOP_SCALE_STD = 0.1
 #: ``config.loop_quality`` (most candidates that are not the same place score a tenth of it)
 GIVE_UP_SHARE = 0.25
 
-#: weight, relative to the others, of the edge from a cold-start keyframe to the one before it
-#: (a new map segment: the relative pose is a guess, which a loop edge overrides)
+#: weight, relative to the others, of the edge from a keyframe to the one made before it where
+#: that is not its anchor: a cold start's (a new map segment: the relative pose is a guess, which
+#: a loop edge overrides), a relocalized one's, or one made after tracking came back to an old
+#: keyframe (the two may never have been measured against each other)
 COLD_START_WEIGHT = 1e-6
 
 
@@ -370,6 +374,7 @@ class LoopCloser:
         with self.map.lock:
             keyframes = [kf for kf in self.map.keyframe_list() if kf.id <= window[-1].id]
             poses = SE3.stack([kf.pose_w2c for kf in keyframes])
+            tracked_id = self.map.tracked_keyframe_id
         nodes = sim3_from_se3(poses).cpu()
         index = {kf.id: k for k, kf in enumerate(keyframes)}
         newest_depth = window[-1].depth
@@ -383,7 +388,10 @@ class LoopCloser:
             anchor = keyframes[k].anchor_id
             ii.append(k)
             jj.append(k - 1)
-            weights.append([COLD_START_WEIGHT * w for w in cold] if anchor is None else step)
+            # the keyframe's pose was measured from its anchor: the one made before it is only
+            # its neighbour in time when that is its anchor (tracking may have come back to an
+            # old keyframe in between)
+            weights.append(step if anchor == keyframes[k - 1].id else [COLD_START_WEIGHT * w for w in cold])
             if anchor is not None and anchor in index and index[anchor] != k - 1:
                 ii.append(k)
                 jj.append(index[anchor])
@@ -397,13 +405,19 @@ class LoopCloser:
             measured = torch.cat([measured, torch.stack([e.new_from_old for e in loops])])
             weights += [information(scene_depth, LOOP_SCALE_STD)] * len(loops)
         live_end = max(window[0].id, first_of_segment(keyframes, window[-1].id))
-        fixed = torch.tensor([kf.id >= live_end for kf in keyframes])
+        fixed = torch.tensor([kf.id >= live_end or kf.id == tracked_id for kf in keyframes])
         corrected = optimise_pose_graph(
             nodes, edges_i, edges_j, measured, torch.tensor(weights, dtype=torch.float64), fixed
         )
         poses_w2c, scales = se3_and_scale(corrected)
         moved = {kf.id: k for k, kf in enumerate(keyframes) if not bool(fixed[k])}
-        self.map.apply_similarities({kf_id: (SE3(poses_w2c.data[k]), float(scales[k])) for kf_id, k in moved.items()})
+        with self.map.lock:
+            if self.map.tracked_keyframe_id in moved:  # tracking moved on to a keyframe it would move
+                log.info("loop correction dropped: tracking came back to a keyframe it moves")
+                return
+            self.map.apply_similarities(
+                {kf_id: (SE3(poses_w2c.data[k]), float(scales[k])) for kf_id, k in moved.items()}
+            )
         self.correction_seconds.append(time.perf_counter() - start)
         log.info(
             "loop closed: %d keyframes corrected in %.2f s (scale %.3f-%.3f)",

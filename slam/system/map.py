@@ -180,13 +180,16 @@ class MapSnapshot:
 
 class MapState:
     """Keyframes and frame records, guarded by one re-entrant lock; ``version`` grows with every
-    change, so readers can skip work when nothing changed."""
+    change, so readers can skip work when nothing changed. ``tracked_keyframe_id``: the keyframe
+    the frontend tracks frames against now (None: none), which may be an old one it came back
+    to; a loop correction holds it where it is, as it holds the window."""
 
     def __init__(self):
         self.lock = threading.RLock()
         self.version = 0
         self.keyframes: dict[int, Keyframe] = {}
         self.frames: list[FrameRecord] = []
+        self.tracked_keyframe_id: int | None = None
         self._next_id = 0
 
     def new_keyframe_id(self) -> int:
@@ -346,6 +349,16 @@ def segment_starts(keyframes: list[Keyframe]) -> list[int]:
     """The ids of the keyframes (in id order) that begin a map segment: the first keyframe and
     each cold start after a loss (no anchor)."""
     return [kf.id for kf in keyframes if kf.anchor_id is None]
+
+
+def segment_roots(keyframes: list[Keyframe]) -> dict[int, int]:
+    """Each keyframe's id (``keyframes`` in id order) to the id of the cold start its pose was
+    computed from, following the anchors: keyframes with the same root share a world frame and
+    a scale (a relocalized keyframe joins the segment it was relocalized in, whatever its id)."""
+    roots: dict[int, int] = {}
+    for kf in keyframes:
+        roots[kf.id] = kf.id if kf.anchor_id is None else roots.get(kf.anchor_id, kf.anchor_id)
+    return roots
 
 
 def first_of_segment(keyframes: list[Keyframe], keyframe_id: int) -> int:

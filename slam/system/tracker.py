@@ -83,26 +83,29 @@ class Tracker:
         self.image_size = image_size
         self._ii = torch.zeros(1, dtype=torch.long, device=device)
         self._jj = torch.ones(1, dtype=torch.long, device=device)
-        # (depth it was made from, keyframe, features, resized depth, pooled depth)
+        # (depth tensor the keyframe held, keyframe, features, resized depth, pooled depth)
         self._small_depth: tuple[torch.Tensor, Keyframe, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def reference(self, keyframe: Keyframe) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The keyframe's motion features (C, h, w), its depth at their resolution (h, w) and on
         the tracking solve's ``config.tracking_pool`` times coarser grid, from what it holds for
         matching (:meth:`Keyframe.matching`: the window's depth, or a compacted keyframe's place
-        record); computed again when that depth tensor changes (a new keyframe, the backend's
-        update, and every call for a compacted keyframe, whose record is converted anew).
-        ValueError for a keyframe that holds nothing to match against."""
-        matching = keyframe.matching()
-        if matching is None:
-            raise ValueError(f"keyframe {keyframe.id} holds nothing to track against")
-        features, depth = matching
-        if self._small_depth is None or self._small_depth[0] is not depth or self._small_depth[1] is not keyframe:
+        record); computed again when the depth tensor the keyframe holds changes (a new
+        keyframe, the backend's update, a compaction, a loop correction's rescale). ValueError
+        for a keyframe that holds nothing to match against."""
+        # keyed on the tensor the keyframe holds, not on matching()'s result: a compacted
+        # keyframe's place record is converted anew by every call
+        held = keyframe.depth if keyframe.motion_features is not None else keyframe.place_depth
+        if self._small_depth is None or self._small_depth[0] is not held or self._small_depth[1] is not keyframe:
+            matching = keyframe.matching()
+            if matching is None:
+                raise ValueError(f"keyframe {keyframe.id} holds nothing to track against")
+            features, depth = matching
             height, width = features.shape[-2:]
             pool = self.config.tracking_pool
             small = resize_depth(depth[None, None], (height, width))[0, 0]
             self._small_depth = (
-                depth,
+                held,
                 keyframe,
                 features,
                 small,

@@ -46,6 +46,34 @@ def test_a_loop_that_spans_a_cold_start_joins_its_segment():
     assert closer.segments_joined() == 1
 
 
+def _straight_map(keyframes: int) -> MapState:
+    """Keyframes 10 cm apart along x, each anchored to the one before, with a constant depth."""
+    map_state = MapState()
+    for k in range(keyframes):
+        pose_w2c = SE3(torch.tensor([-0.1 * k, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]))
+        depth = torch.full((8, 8), 2.0)
+        map_state.add_keyframe(
+            Keyframe(k, k, float(k), None, pose_w2c, depth, None, anchor_id=None if k == 0 else k - 1)
+        )
+    return map_state
+
+
+@pytest.mark.parametrize("tracked, moving", [(None, set(range(7))), (3, {0, 1, 2})])
+def test_a_loop_correction_holds_the_window_and_the_keyframe_tracking_uses(tracked, moving):
+    """A loop says keyframe 11 stands where keyframe 0 does: the keyframes before the window
+    (7-11) move to meet it; when tracking came back to keyframe 3, that one is held too, and so
+    the chain from it to the window stays as it is."""
+    map_state = _straight_map(12)
+    map_state.tracked_keyframe_id = tracked
+    closer = LoopCloser(None, map_state, BackendConfig(loops=True), torch.ones(4), (8, 8))  # type: ignore[arg-type]
+    closer.edges.append(LoopEdge(11, 0, torch.tensor([0.0, 0, 0, 0, 0, 0, 1, 1], dtype=torch.float64), "proximity"))
+    before = {kf.id: kf.pose_w2c.data.clone() for kf in map_state.keyframe_list()}
+    window = map_state.keyframe_list()[7:]
+    closer._correct(window)
+    moved = {k for k, kf in map_state.keyframes.items() if not torch.allclose(kf.pose_w2c.data, before[k], atol=1e-5)}
+    assert moved == moving, moved
+
+
 @pytest.mark.slow
 def test_loops_on_a_figure_eight_are_true_ones_and_reduce_the_error():
     """900 frames of a figure-eight (about 1.9 laps) with loop closure: its first loop is found
