@@ -84,7 +84,7 @@ class Tracker:
         self._ii = torch.zeros(1, dtype=torch.long, device=device)
         self._jj = torch.ones(1, dtype=torch.long, device=device)
         # (depth tensor the keyframe held, keyframe, features, resized depth, pooled depth)
-        self._small_depth: tuple[torch.Tensor, Keyframe, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._small_depth: tuple[torch.Tensor | None, Keyframe, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def reference(self, keyframe: Keyframe) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The keyframe's motion features (C, h, w), its depth at their resolution (h, w) and on
@@ -96,7 +96,8 @@ class Tracker:
         # keyed on the tensor the keyframe holds, not on matching()'s result: a compacted
         # keyframe's place record is converted anew by every call
         held = keyframe.depth if keyframe.motion_features is not None else keyframe.place_depth
-        if self._small_depth is None or self._small_depth[0] is not held or self._small_depth[1] is not keyframe:
+        cached = self._small_depth
+        if cached is None or cached[0] is not held or cached[1] is not keyframe:
             matching = keyframe.matching()
             if matching is None:
                 raise ValueError(f"keyframe {keyframe.id} holds nothing to track against")
@@ -104,14 +105,9 @@ class Tracker:
             height, width = features.shape[-2:]
             pool = self.config.tracking_pool
             small = resize_depth(depth[None, None], (height, width))[0, 0]
-            self._small_depth = (
-                held,
-                keyframe,
-                features,
-                small,
-                resize_depth(small, (height // pool, width // pool)),
-            )
-        return self._small_depth[2], self._small_depth[3], self._small_depth[4]
+            cached = (held, keyframe, features, small, resize_depth(small, (height // pool, width // pool)))
+            self._small_depth = cached
+        return cached[2], cached[3], cached[4]
 
     def track(
         self,
