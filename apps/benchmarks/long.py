@@ -9,9 +9,10 @@ backend passes that joined older covisible keyframes, loops accepted and rejecte
 corrections and their mean time, the final global bundle adjustment's wall time, end-to-end
 frames per second (the final steps included) and peak memory. Four configurations: loop closure
 with the final global bundle adjustment (``backend.final_bundle_adjustment``); loop closure on and
-off (``backend.loops``); and neither loop closure nor the map reused
-(``frontend.relocalize_frames=0``: a new map at every loss; ``backend.covisible=0``: the window of
-the newest keyframes only). Each run is a separate `v2d run` process."""
+off (``backend.loops``); and without loop closure, relocalization
+(``frontend.relocalize_frames=0``: a new map at every loss) or covisible keyframes in the window
+(``backend.covisible=0``: the newest keyframes only). Tracking's reuse of old keyframes
+(``frontend.reuse_keyframes``) stays on in all four. Each run is a separate `v2d run` process."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ CONFIGURATIONS = {
     ],
     "loop closure": ["--set", "backend.loops=true"],
     "no loop closure": WITHOUT_LOOPS,
-    "neither loop closure nor the map reused": [
+    "no loop closure, relocalization or covisible window": [
         *WITHOUT_LOOPS,
         "--set",
         "frontend.relocalize_frames=0",
