@@ -438,9 +438,12 @@ class Frontend:
         motion_features: torch.Tensor | None = None,
         depth_features: torch.Tensor | None = None,
         anchor_id: int | None = None,
+        tracked_from_anchor: SE3 | None = None,
     ) -> Keyframe:
         """Add a keyframe to the map (features computed here where not given, (C, h, w) each),
-        its pose computed from keyframe ``anchor_id``'s (None: from none)."""
+        its pose computed from keyframe ``anchor_id``'s (None: from none); ``tracked_from_anchor``:
+        its frame's pose as tracking measured it against that keyframe (see
+        :attr:`Keyframe.tracked_from_anchor`)."""
         images = image[None, None]
         if motion_features is None:
             motion_features = self.motion_module.encode(images)[0, 0]
@@ -458,6 +461,7 @@ class Frontend:
             motion_features=motion_features,
             anchor_id=anchor_id,
             descriptor=appearance(image).descriptor,
+            tracked_from_anchor=tracked_from_anchor,
         )
         self.map.add_keyframe(keyframe)
         self.keyframe = keyframe
@@ -486,7 +490,7 @@ class Frontend:
         build = (image, previous, previous_w2c, relative, neighbours, motion_features)
         if self.config.keyframe_lag == 0:
             built = self._build_keyframe(*build)
-            if self._add_built_keyframe(frame, image, previous, built, motion_features) is None:
+            if self._add_built_keyframe(frame, image, previous, built, motion_features, relative) is None:
                 self._record_tracked(frame, image, built.frame_from_previous)
                 return
             self._recent.clear()
@@ -553,8 +557,10 @@ class Frontend:
         finally:
             if building.result.done():
                 self._building = None
+        with self.map.lock:  # its record is in the map, rescaled with the previous keyframe
+            tracked = building.record.frame_from_keyframe
         keyframe = self._add_built_keyframe(
-            building.frame, building.image, building.previous, built, building.motion_features
+            building.frame, building.image, building.previous, built, building.motion_features, tracked
         )
         if keyframe is None:  # its frame stays the tracked one it was recorded as
             return None
@@ -573,12 +579,18 @@ class Frontend:
         return built
 
     def _add_built_keyframe(
-        self, frame: Frame, image: torch.Tensor, previous: Keyframe, built: _Built, motion_features: torch.Tensor
+        self,
+        frame: Frame,
+        image: torch.Tensor,
+        previous: Keyframe,
+        built: _Built,
+        motion_features: torch.Tensor,
+        tracked_from_previous: SE3 | None,
     ) -> Keyframe | None:
         """Add the keyframe of ``frame`` to the map from its depth work (``built``), posed
         against the ``previous`` keyframe as it is now, and return it; None when its depth was
         not finite (no keyframe: the frame is an ordinary tracked one). The frame's record is
-        the caller's."""
+        the caller's; ``tracked_from_previous`` is its tracked pose (``G_frame G_previous^-1``)."""
         if built.depth is None or built.confidence is None:
             self._depth_not_finite(frame, "keyframe depth")
             return None
@@ -594,4 +606,5 @@ class Frontend:
             motion_features,
             built.depth_features,
             anchor_id=previous.id,
+            tracked_from_anchor=tracked_from_previous,
         )

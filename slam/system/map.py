@@ -40,6 +40,10 @@ class Keyframe:
     - ``released_depth_scale``: what the depth the keyframe held when its pixels were released
       is to be divided by to be in the map's units now (the scales of the corrections since;
       see :meth:`MapState.apply_similarities`).
+    - ``tracked_from_anchor``: SE3 (), the pose of the keyframe's frame as tracking measured it
+      against the anchor (``G_frame G_anchor^-1``, before the keyframe's refinement and the
+      backend moved it; None: not made from a tracked frame). What the frames tracked against
+      the anchor before it were measured alike: see :func:`frames_between_keyframes`.
 
     When the keyframe leaves the optimization window, :meth:`compact` drops the features and
     keeps the image as uint8 in [0, 255] and depth and confidence as float16: what fusion and
@@ -63,6 +67,7 @@ class Keyframe:
     place_features: torch.Tensor | None = None
     place_depth: torch.Tensor | None = None
     released_depth_scale: float = 1.0
+    tracked_from_anchor: SE3 | None = None
 
     @property
     def pose_c2w(self) -> np.ndarray:
@@ -276,6 +281,12 @@ class MapState:
                     keyframe.released_depth_scale *= scale
                 if keyframe.place_depth is not None:
                     keyframe.place_depth = keyframe.place_depth / scale
+            for keyframe in self.keyframes.values():  # measured in its anchor's units, as frames are
+                anchor_correction = corrections.get(keyframe.anchor_id) if keyframe.anchor_id is not None else None
+                if anchor_correction is not None and keyframe.tracked_from_anchor is not None:
+                    tracked = keyframe.tracked_from_anchor.data.clone()
+                    tracked[:3] /= anchor_correction[1]
+                    keyframe.tracked_from_anchor = SE3(tracked)
             for record in self.frames:
                 correction = corrections.get(record.keyframe_id)
                 if correction is not None and record.frame_from_keyframe is not None:
@@ -315,7 +326,7 @@ class MapState:
             views = self.keyframe_views(self.keyframe_list(), with_images)
             tracked = [r for r in self.frames if r.frame_from_keyframe is not None]
             if tracked:
-                relative = SE3.stack([cast(SE3, r.frame_from_keyframe) for r in tracked])  # tracked: not None
+                relative = frames_between_keyframes(tracked, self.keyframes)
                 keyframe_poses = SE3.stack([self.keyframes[r.keyframe_id].pose_w2c for r in tracked])
                 poses = _camera_to_world([relative * keyframe_poses])
             else:
@@ -329,6 +340,61 @@ class MapState:
                 [r.status for r in tracked],
                 {r.index: r.status for r in self.frames if r.frame_from_keyframe is None},
             )
+
+
+def frames_between_keyframes(tracked: list[FrameRecord], keyframes: dict[int, Keyframe]) -> SE3:
+    """The (M,) ``G_frame G_keyframe^-1`` of the ``tracked`` frame records (in the order the map
+    keeps them; each with a pose), those tracked against a keyframe up to the next keyframe made
+    from it corrected as that keyframe was. Tracking measures each frame against its keyframe
+    alone, and the frame that becomes the next keyframe is then refined and optimised with the
+    others (its pose changes by ``R = T^-1 G_next G_keyframe^-1``, ``T`` its tracked pose,
+    :attr:`Keyframe.tracked_from_anchor`): the frames between, measured the same way, take the
+    part ``exp(a log R)`` of that change, ``a`` growing with the frame index from 0 after the
+    frame before them to 1 at the next keyframe's (its error grows with the motion since the
+    keyframe: where tracking mistook a sideways move for a turn, for instance). Only frames
+    tracked one after another on the keyframe, straight up to the next keyframe's frame, are
+    corrected; the others keep their tracked poses."""
+    relative = SE3.stack([cast(SE3, r.frame_from_keyframe) for r in tracked])  # tracked: not None
+    positions: list[int] = []
+    which: list[int] = []  # for each of those, its next keyframe's place in ``followed``
+    shares: list[float] = []
+    followed: list[Keyframe] = []
+    run: list[int] = []  # positions of consecutive frames tracked on one keyframe
+    before = 0  # the index of the frame before the run
+    for position, record in enumerate(tracked):
+        if record.status == "tracked":
+            if not run or tracked[run[-1]].keyframe_id != record.keyframe_id or run[-1] != position - 1:
+                run, before = [], tracked[position - 1].index if position > 0 else record.index - 1
+            run.append(position)
+            continue
+        following = keyframes.get(record.keyframe_id)
+        if (
+            run
+            and run[-1] == position - 1
+            and following is not None
+            and following.frame_index == record.index
+            and following.anchor_id == tracked[run[-1]].keyframe_id
+            and following.tracked_from_anchor is not None
+        ):
+            span = max(record.index - before, 1)
+            for earlier in run:
+                positions.append(earlier)
+                which.append(len(followed))
+                shares.append((tracked[earlier].index - before) / span)
+            followed.append(following)
+        run = []
+    if not positions:
+        return relative
+    anchors = SE3.stack([keyframes[cast(int, kf.anchor_id)].pose_w2c for kf in followed])
+    optimised = SE3.stack([kf.pose_w2c for kf in followed]) * anchors.inv()
+    measured = SE3.stack([cast(SE3, kf.tracked_from_anchor) for kf in followed])
+    changes = (measured.inv() * optimised).log()  # (K, 6)
+    device = relative.data.device
+    steps = changes[torch.tensor(which, device=device)] * torch.tensor(shares, device=device)[:, None].to(changes)
+    index = torch.tensor(positions, device=device)
+    data = relative.data.clone()
+    data[index] = (SE3(relative.data[index]) * SE3.exp(steps.to(relative.data))).data
+    return SE3(data)
 
 
 def _camera_to_world(world_to_camera: list[SE3]) -> np.ndarray:

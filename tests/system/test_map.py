@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 import torch
 
 from slam.geometry.lie import SE3
@@ -199,3 +200,54 @@ def test_a_keyframe_without_features_or_place_cannot_be_matched():
     assert keyframe.matching() is None  # never had motion features
     keyframe.release()
     assert keyframe.matching() is None
+
+
+def _x(metres: float) -> SE3:
+    """A world-to-camera (or relative) pose that moves points by ``metres`` along x."""
+    return SE3.exp(torch.tensor([metres, 0.0, 0.0, 0.0, 0.0, 0.0]))
+
+
+def _walk_on_one_keyframe() -> tuple[MapState, Keyframe, Keyframe]:
+    """Keyframe 0 at frame 0; frames 1-4 tracked against it 1 cm apart; keyframe 1 made from frame
+    5, tracked at 5 cm but refined and optimised to 10 cm; frames 6-7 tracked against keyframe 1."""
+    state = MapState()
+    first = make_keyframe(state, 0, [0.0] * 6)
+    state.add_frame(FrameRecord(0, 0.0, first.id, SE3.identity(), "keyframe"))
+    for index in range(1, 5):
+        state.add_frame(FrameRecord(index, index / 30, first.id, _x(0.01 * index)))
+    second = make_keyframe(state, 5, [0.10, 0.0, 0.0, 0.0, 0.0, 0.0])
+    second.anchor_id, second.tracked_from_anchor = first.id, _x(0.05)
+    state.add_frame(FrameRecord(5, 5 / 30, second.id, SE3.identity(), "keyframe"))
+    for index in (6, 7):
+        state.add_frame(FrameRecord(index, index / 30, second.id, _x(0.01 * (index - 5))))
+    return state, first, second
+
+
+def _centres_x(state: MapState) -> list[float]:
+    return [round(-float(pose[0, 3]), 6) for pose in state.snapshot(with_images=False).frame_poses_c2w]
+
+
+def test_frames_before_a_keyframe_take_their_share_of_its_correction():
+    """Tracking put keyframe 1's frame at 5 cm, the backend at 10: the frames tracked before it on
+    keyframe 0 were measured the same way and are spread to match (2 cm apart, not 1); the frames
+    after it, tracked against keyframe 1, keep their poses relative to it."""
+    state, _, _ = _walk_on_one_keyframe()
+    assert _centres_x(state) == pytest.approx([0.0, 0.02, 0.04, 0.06, 0.08, 0.10, 0.11, 0.12], abs=1e-5)
+
+
+def test_frames_keep_their_tracked_poses_where_no_keyframe_was_made_from_their_keyframe():
+    """The same walk where keyframe 1 was not made from a frame tracked on keyframe 0 (a
+    relocalization, say): nothing to spread."""
+    state, _, second = _walk_on_one_keyframe()
+    second.tracked_from_anchor = None
+    assert _centres_x(state) == pytest.approx([0.0, 0.01, 0.02, 0.03, 0.04, 0.10, 0.11, 0.12], abs=1e-5)
+
+
+def test_a_keyframes_tracked_pose_is_rescaled_with_its_anchor():
+    """A loop correction that halves keyframe 0's units halves the translations measured in
+    them: its frames' and keyframe 1's tracked pose alike, so the frames still end at keyframe 1."""
+    state, first, second = _walk_on_one_keyframe()
+    state.apply_similarities({first.id: (first.pose_w2c, 2.0), second.id: (_x(0.05), 2.0)})
+    assert second.tracked_from_anchor is not None
+    assert float(second.tracked_from_anchor.data[0]) == pytest.approx(0.025)
+    assert _centres_x(state) == pytest.approx([0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.055, 0.06], abs=1e-5)
