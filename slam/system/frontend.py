@@ -565,17 +565,21 @@ class Frontend:
         if keyframe is None:  # its frame stays the tracked one it was recorded as
             return None
         assert self._last is not None  # tracked since the first keyframe
-        self.map.make_keyframe_record(building.record, keyframe.id)
         velocity = self._last[1]
         self._last = (SE3.identity(device=self.device), velocity)  # unless a frame was tracked since
+        moves: list[tuple[FrameRecord, SE3]] = []
         with self.times.measure("tracking_again"):
             for record, features in building.tracked:
                 assert record.frame_from_keyframe is not None  # tracked
                 start = record.frame_from_keyframe * built.frame_from_previous.inv()
                 result = self.tracker.track(keyframe, features, start)
                 again = result.frame_from_keyframe if not is_lost(result, self.config) else start
-                self.map.move_frame_record(record, keyframe.id, again)
+                moves.append((record, again))
                 self._last = (again, velocity)
+        with self.map.lock:  # readers see the keyframe's frame and the frames tracked since move at once
+            self.map.make_keyframe_record(building.record, keyframe.id)
+            for record, again in moves:
+                self.map.move_frame_record(record, keyframe.id, again)
         return built
 
     def _add_built_keyframe(

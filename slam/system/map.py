@@ -5,7 +5,9 @@ poses and depths, and readers (viewer, exporters) take consistent snapshots.
 Poses: each keyframe stores ``pose_w2c``, an SE3 world-to-camera (``G``, what the solver works
 with); :attr:`Keyframe.pose_c2w` gives camera-to-world. A non-keyframe stores its pose relative
 to its reference keyframe (``frame_from_keyframe = G_frame G_keyframe^-1``), so its world pose
-follows when the backend moves the keyframe.
+follows when the backend moves the keyframe; tracking uses that pose as it is, and snapshots
+(the trajectory, the viewer) correct the frames before each new keyframe as the keyframe was
+(:func:`frames_between_keyframes`).
 """
 
 from __future__ import annotations
@@ -270,7 +272,9 @@ class MapState:
         keyframe id to its new world-to-camera pose (SE3 ()) and the scale ``s`` its geometry
         shrinks by (new units = old units / s). The keyframe's depth and place depth are divided
         by ``s`` (a released keyframe's ``released_depth_scale`` multiplied by it), and so are the
-        translations of the frames tracked against it. All in one step under the lock."""
+        translations of the frames tracked against it and the tracked poses
+        (:attr:`Keyframe.tracked_from_anchor`) of the keyframes anchored to it. All in one step
+        under the lock."""
         with self.lock:
             for kf_id, (pose_w2c, scale) in corrections.items():
                 keyframe = self.keyframes[kf_id]
@@ -352,8 +356,9 @@ def frames_between_keyframes(tracked: list[FrameRecord], keyframes: dict[int, Ke
     part ``exp(a log R)`` of that change, ``a`` growing with the frame index from 0 after the
     frame before them to 1 at the next keyframe's (its error grows with the motion since the
     keyframe: where tracking mistook a sideways move for a turn, for instance). Only frames
-    tracked one after another on the keyframe, straight up to the next keyframe's frame, are
-    corrected; the others keep their tracked poses."""
+    tracked one after another on the keyframe (frames lost or blank in between, absent from
+    ``tracked``, do not break the run), straight up to the next keyframe's frame, are corrected;
+    the others keep their tracked poses."""
     relative = SE3.stack([cast(SE3, r.frame_from_keyframe) for r in tracked])  # tracked: not None
     positions: list[int] = []
     which: list[int] = []  # for each of those, its next keyframe's place in ``followed``
