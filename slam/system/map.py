@@ -287,16 +287,13 @@ class MapState:
                     keyframe.place_depth = keyframe.place_depth / scale
             for keyframe in self.keyframes.values():  # measured in its anchor's units, as frames are
                 anchor_correction = corrections.get(keyframe.anchor_id) if keyframe.anchor_id is not None else None
-                if anchor_correction is not None and keyframe.tracked_from_anchor is not None:
-                    tracked = keyframe.tracked_from_anchor.data.clone()
-                    tracked[:3] /= anchor_correction[1]
-                    keyframe.tracked_from_anchor = SE3(tracked)
+                tracked = keyframe.tracked_from_anchor
+                if anchor_correction is not None and tracked is not None:
+                    keyframe.tracked_from_anchor = _translation_shrunk(tracked, anchor_correction[1])
             for record in self.frames:
                 correction = corrections.get(record.keyframe_id)
                 if correction is not None and record.frame_from_keyframe is not None:
-                    relative = record.frame_from_keyframe.data.clone()
-                    relative[:3] /= correction[1]
-                    record.frame_from_keyframe = SE3(relative)
+                    record.frame_from_keyframe = _translation_shrunk(record.frame_from_keyframe, correction[1])
             self.version += 1
 
     def detached_copy(self) -> MapState:
@@ -366,16 +363,15 @@ def frames_between_keyframes(tracked: list[FrameRecord], keyframes: dict[int, Ke
     followed: list[Keyframe] = []
     run: list[int] = []  # positions of consecutive frames tracked on one keyframe
     before = 0  # the index of the frame before the run
-    for position, record in enumerate(tracked):
+    for position, record in enumerate(tracked):  # a run ends at any record that is not "tracked"
         if record.status == "tracked":
-            if not run or tracked[run[-1]].keyframe_id != record.keyframe_id or run[-1] != position - 1:
+            if not run or tracked[run[-1]].keyframe_id != record.keyframe_id:
                 run, before = [], tracked[position - 1].index if position > 0 else record.index - 1
             run.append(position)
             continue
         following = keyframes.get(record.keyframe_id)
         if (
             run
-            and run[-1] == position - 1
             and following is not None
             and following.frame_index == record.index
             and following.anchor_id == tracked[run[-1]].keyframe_id
@@ -399,6 +395,14 @@ def frames_between_keyframes(tracked: list[FrameRecord], keyframes: dict[int, Ke
     index = torch.tensor(positions, device=device)
     data = relative.data.clone()
     data[index] = (SE3(relative.data[index]) * SE3.exp(steps.to(relative.data))).data
+    return SE3(data)
+
+
+def _translation_shrunk(pose: SE3, scale: float) -> SE3:
+    """``pose`` (SE3 ()) with its translation divided by ``scale``: a relative pose measured in a
+    keyframe's depth units, in the units a correction gives it."""
+    data = pose.data.clone()
+    data[:3] /= scale
     return SE3(data)
 
 
