@@ -199,7 +199,9 @@ class FusionConfig:
     """Point cloud and mesh from keyframe depths, fused as keyframes become final
     (:mod:`slam.mapping.streaming`, :mod:`slam.mapping.fusion`). Sizes in map units.
 
-    - ``min_confidence``: depths less confident (0-1) are left out.
+    - ``min_confidence``: depths less confident (0-1) are left out: with the dense bundle
+      adjustment, a keyframe's confidence is the share of its depth that the views determine
+      (:attr:`slam.system.map.Keyframe.confidence`).
     - ``consistency_views``: nearby keyframes that must confirm a point.
     - ``average_views``: a kept point moves to the mean of where it and the keyframes that
       confirm it place the surface (:mod:`slam.mapping.fusion`).
@@ -212,7 +214,7 @@ class FusionConfig:
     - ``mesh_depth_limit``: depths beyond this many median keyframe depths stay out of the mesh.
     """
 
-    min_confidence: float = 0.3
+    min_confidence: float = 0.6
     consistency_views: int = 1
     average_views: bool = True
     voxel_size: float | None = None

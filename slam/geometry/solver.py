@@ -235,7 +235,7 @@ def bundle_adjustment_step(
     damping: float = 1e-4,
     epsilon: float = 1e-4,
     huber: float | None = None,
-) -> tuple[SE3, torch.Tensor]:
+) -> tuple[SE3, torch.Tensor, torch.Tensor]:
     """One weighted Gauss-Newton step on the free poses *and* every frame's per-pixel inverse
     depth (DROID-SLAM's dense bundle adjustment, here on the motion module's targets).
 
@@ -247,7 +247,13 @@ def bundle_adjustment_step(
 
     Args are :func:`gauss_newton_step`'s, and ``prior_depths`` (B, N, h, w) > 0. ``depths`` must be
     > 0 everywhere. ``huber``: a robust data term, see :func:`_edge_systems`. Returns (SE3 (B, N)
-    world-to-camera, (B, N, h, w) depths); each inverse depth moves at most by a factor of 2 per step.
+    world-to-camera, (B, N, h, w) depths, (B, N, h, w) information); each inverse depth moves at
+    most by a factor of 2 per step. The information is what the data term knows of each pixel's
+    relative depth change at the depths given: the depth diagonal of its normal matrix times
+    ``z^2``, ``sum_e w |d x / d log z|^2`` over the edges leaving the frame (squared pixels per
+    squared relative change, on the prior's scale: the prior adds ``prior_weight``); 0 where no
+    edge sees the pixel. With the poses held, ``1 / (information + prior_weight)`` is the
+    variance of its relative depth in squared units of the targets' noise.
     """
     batch, num_frames = poses.shape
     _check_num_fixed(num_fixed, num_frames)
@@ -261,7 +267,8 @@ def bundle_adjustment_step(
     z = 1.0 / depths.reshape(batch, num_frames, pixels)
     z0 = 1.0 / prior_depths.reshape(batch, num_frames, pixels)
     # depth normal matrix (diagonal) and gradient: edges leaving each frame, plus the prior
-    C = torch.zeros_like(z).index_add_(1, ii, C_edge) + prior_weight / z0.square()
+    C_data = torch.zeros_like(z).index_add_(1, ii, C_edge)
+    C = C_data + prior_weight / z0.square()
     g_z = torch.zeros_like(z).index_add_(1, ii, gz_edge) - prior_weight * (z - z0) / z0.square()
     C = C * (1.0 + damping) + epsilon
     # pose-depth coupling: one (6, P) block per (frame, pose) pair that an edge leaving the frame
@@ -281,7 +288,8 @@ def bundle_adjustment_step(
     coupled = (xi_all[:, key_pose, None, :] @ E).squeeze(-2)  # (B, K, P)
     dz = (g_z - torch.zeros_like(g_z).index_add_(1, key_frame, coupled)) / C
     z_new = torch.minimum(torch.maximum(z + dz, 0.5 * z), 2.0 * z)
-    return _retract_free(poses, xi, num_fixed), (1.0 / z_new).view_as(depths)
+    information = (C_data * z.square()).view_as(depths)
+    return _retract_free(poses, xi, num_fixed), (1.0 / z_new).view_as(depths), information
 
 
 def pool_correspondences(

@@ -146,7 +146,7 @@ class Backend:
             if fixed:
                 self.covisible_passes += 1
                 features, depths, ii, jj = self._with_fixed(fixed, features, depths, ii, jj)
-            poses, new_depths = self.bundle.refine(
+            poses, new_depths, support = self.bundle.refine(
                 features,
                 depths,
                 all_poses,
@@ -157,11 +157,12 @@ class Backend:
                 ids=[kf.id for kf in fixed + window],
             )
             poses, new_depths = SE3(poses.data[extra:]), new_depths[extra:]
+            new_confidences = torch.stack([_raised_confidence(kf, support[extra + k]) for k, kf in enumerate(window)])
         else:
             poses = self._optimise_poses(features, depths, started_from, ii, jj)
         if self.config.depth_updates > 0:
             with torch.no_grad():
-                new_depths, new_confidences = self._update_depths(window, poses, new_depths)
+                new_depths, new_confidences = self._update_depths(window, poses, new_depths, new_confidences)
         results = [t for t in (poses.data, new_depths, new_confidences) if t is not None]
         if all_finite(*results):
             self.map.update_keyframes([kf.id for kf in window], poses, new_depths, new_confidences, started_from)
@@ -218,15 +219,23 @@ class Backend:
         return poses[0]
 
     def _update_depths(
-        self, window: list[Keyframe], poses: SE3, current: torch.Tensor | None
+        self,
+        window: list[Keyframe],
+        poses: SE3,
+        current: torch.Tensor | None,
+        current_confidences: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The newest ``config.depth_updates`` window keyframes' depths with the other window
         keyframes as neighbours; where the new estimate is not confident the ``current`` (K, H, W)
-        depth stays (None: the keyframes' own), and the older keyframes keep theirs."""
+        depth and confidence stay (None: the keyframes' own), and the older keyframes keep theirs."""
         # window keyframes are not compacted: features, depths and confidences are set (see Keyframe)
         features = torch.stack([cast(torch.Tensor, kf.depth_features) for kf in window])
         depths = list(current) if current is not None else [cast(torch.Tensor, kf.depth) for kf in window]
-        confidences = [cast(torch.Tensor, kf.confidence) for kf in window]
+        confidences = (
+            list(current_confidences)
+            if current_confidences is not None
+            else [cast(torch.Tensor, kf.confidence) for kf in window]
+        )
         for k in range(max(0, len(window) - self.config.depth_updates), len(window)):
             keyframe = window[k]
             assert keyframe.depth is not None and keyframe.confidence is not None  # in the window
@@ -237,9 +246,19 @@ class Backend:
             confident = (estimate.confidence[0] > CONFIDENT_DEPTH) & (estimate.depth[0] > 0)
             depths[k] = torch.where(confident, estimate.depth[0], depths[k])
             confidences[k] = torch.maximum(
-                torch.where(confident, estimate.confidence[0], torch.zeros_like(keyframe.depth)), keyframe.confidence
+                torch.where(confident, estimate.confidence[0], torch.zeros_like(keyframe.depth)), confidences[k]
             )
         return torch.stack(depths), torch.stack(confidences)
+
+
+def _raised_confidence(keyframe: Keyframe, support: torch.Tensor) -> torch.Tensor:
+    """A window keyframe's (H, W) confidence after a bundle adjustment pass gave its depth the
+    (H, W) view ``support`` (:mod:`slam.system.bundle`): the higher of the two where it has a
+    confident depth (confidence above 0), 0 elsewhere. A keyframe's confidence is thus the most
+    support any pass gave it (from the frontend's refinement on, which replaces the depth
+    module's confidence by its support)."""
+    confidence = cast(torch.Tensor, keyframe.confidence)  # in the window: set (see Keyframe)
+    return torch.where(confidence > 0, torch.maximum(confidence, support), torch.zeros_like(support))
 
 
 class BackendThread(threading.Thread):

@@ -6,6 +6,12 @@ of its targets, :func:`slam.geometry.solver.pool_correspondences`), with a prior
 near the one the refinement started from (:func:`slam.geometry.solver.bundle_adjustment_step`). The depth
 change is handed back as a ratio, upsampled onto the full-resolution depth maps, so their detail
 stays and only their geometry is corrected.
+
+With each depth comes its view support: the share of what the solve knows of the pixel's depth
+that the correspondences gave, ``I / (I + prior)`` with ``I`` the data term's information on its
+relative depth (:func:`slam.geometry.solver.bundle_adjustment_step`) and ``prior`` the depth
+prior's weight. It is near 0 where the depth is the prior's (no correspondence, a turn on the spot,
+no parallax) and near 1 where several views with parallax pin it down: the depth's confidence.
 """
 
 from __future__ import annotations
@@ -64,22 +70,25 @@ class BundleAdjuster:
         num_fixed: int,
         flow_steps: int,
         ids: list[int] | None = None,
-    ) -> tuple[SE3, torch.Tensor]:
+    ) -> tuple[SE3, torch.Tensor, torch.Tensor]:
         """Refine N keyframes with motion ``features`` (N, C, h, w), (N, H, W) ``depths`` (map
         units, > 0 where known; any resolution, the processing one in the backend) and
         world-to-camera ``poses`` SE3 (N,), on the edges ``ii -> jj`` (E,), the first ``num_fixed``
         poses held. The correspondences are recomputed ``flow_steps`` times, through the flow
         cache when ``ids`` (N,) names the keyframes (keyframe ids) and there is one. Returns (SE3
-        (N,) world-to-camera, (N, H, W) depths); only frames that some edge leaves get new depths."""
+        (N,) world-to-camera, (N, H, W) depths, (N, H, W) view support in [0, 1] of the last step
+        (see the module docstring)); only frames that some edge leaves get new depths and a
+        support above 0."""
         feature_size = (features.shape[-2], features.shape[-1])
         feature_depths = resize_depth(depths[None], feature_size).clamp(min=MIN_DEPTH)
         start = resize_depth(feature_depths, (feature_size[0] // self.pool, feature_size[1] // self.pool))
         estimate, current, poses = start, feature_depths, poses[None]
+        information = torch.zeros_like(start)
         with torch.no_grad():
             for _ in range(flow_steps):
                 targets, weights, intrinsics = self._correspondences(features, current, poses, ii, jj, ids)
                 for _ in range(self.iterations):
-                    poses, estimate = bundle_adjustment_step(
+                    poses, estimate, information = bundle_adjustment_step(
                         poses,
                         estimate,
                         intrinsics,
@@ -95,8 +104,10 @@ class BundleAdjuster:
                 current = feature_depths * F.interpolate(
                     estimate / start, size=feature_size, mode="bilinear", align_corners=False
                 )
-            ratio = F.interpolate(estimate / start, size=tuple(depths.shape[-2:]), mode="bilinear", align_corners=False)
-        return poses[0], depths * ratio[0]
+            size = tuple(depths.shape[-2:])
+            ratio = F.interpolate(estimate / start, size=size, mode="bilinear", align_corners=False)
+            support = F.interpolate(information / (information + self.prior), size=size, mode="bilinear").clamp(0, 1)
+        return poses[0], depths * ratio[0], support[0]
 
     def _correspondences(
         self,

@@ -534,7 +534,9 @@ class Frontend:
             refined = self.keyframe_depth.refine(previous, frame_from_previous, depth, motion_features)
         if refined is None:
             return _Built(frame_from_previous, depth, confidence, depth_features, refinement_failed=True)
-        refined_from_previous, refined_depth = refined
+        refined_from_previous, refined_depth, support = refined
+        if support is not None:  # where the depth module gave a depth, how well the views pin it down
+            confidence = torch.where(confidence > 0, support, torch.zeros_like(support))
         return _Built(refined_from_previous, refined_depth, confidence, depth_features)
 
     def _join_built_keyframe(self, wait: bool = False) -> _Built | None:

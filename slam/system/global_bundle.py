@@ -177,7 +177,7 @@ class GlobalBundleAdjuster:
         poses = SE3.stack([kf.pose_w2c for kf in ordered])
         ii = torch.tensor([position[a] for a, b in pairs] + [position[b] for a, b in pairs], dtype=torch.long)
         jj = torch.tensor([position[b] for a, b in pairs] + [position[a] for a, b in pairs], dtype=torch.long)
-        new_poses, new_depths = self.bundle.refine(
+        new_poses, new_depths, _ = self.bundle.refine(
             features, depths, poses, ii, jj, num_fixed=len(held), flow_steps=self.config.final_steps
         )
         known = depths > 0

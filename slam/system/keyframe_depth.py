@@ -160,12 +160,14 @@ class KeyframeDepth:
 
     def refine(
         self, anchor: Keyframe, frame_from_anchor: SE3, depth: torch.Tensor, motion_features: torch.Tensor
-    ) -> tuple[SE3, torch.Tensor] | None:
+    ) -> tuple[SE3, torch.Tensor, torch.Tensor | None] | None:
         """A new keyframe's pose relative to the ``anchor`` keyframe (``G_new G_anchor^-1``, in
         and out) and its (H, W) depth, refined by a dense bundle adjustment against the newest
         ``config.refine_keyframes`` keyframes (held fixed): their correspondences correct the
-        depth where the depth module is wrong, before any frame is tracked on it. None when the
-        refined pose or depth is not finite (the refinement is to be dropped)."""
+        depth where the depth module is wrong, before any frame is tracked on it; with the
+        depth's (H, W) view support (:mod:`slam.system.bundle`), None where no keyframe overlaps
+        it (pose and depth as given). None when the refined pose or depth is not finite (the
+        refinement is to be dropped)."""
         with self.map.lock:  # one consistent read: the backend writes a pass's poses under this lock
             anchor_w2c = anchor.pose_w2c
             keyframes = self.map.keyframe_list()[-self.config.refine_keyframes :]
@@ -187,14 +189,14 @@ class KeyframeDepth:
             )
             previous = [item for item, share in zip(previous, shares.tolist()) if share >= MIN_REFINE_OVERLAP]
         if not previous:
-            return frame_from_anchor, depth
+            return frame_from_anchor, depth, None
         count = len(previous) + 1
         poses = SE3.stack([item[0] for item in previous] + [frame_from_anchor * anchor_w2c])
         features = torch.stack([item[1] for item in previous] + [motion_features])
         depths = torch.stack([item[2].float() for item in previous] + [depth])
         ii = torch.full((count - 1,), count - 1, dtype=torch.long, device=self.device)
         jj = torch.arange(count - 1, device=self.device)
-        poses, depths = self.bundle.refine(features, depths, poses, ii, jj, num_fixed=count - 1, flow_steps=1)
+        poses, depths, support = self.bundle.refine(features, depths, poses, ii, jj, num_fixed=count - 1, flow_steps=1)
         if not all_finite(poses.data[-1], depths[-1]):
             return None
-        return poses[-1] * anchor_w2c.inv(), depths[-1]
+        return poses[-1] * anchor_w2c.inv(), depths[-1], support[-1]

@@ -30,7 +30,10 @@ class Keyframe:
 
     - ``image``: (3, H, W) float32 RGB in [0, 1].
     - ``pose_w2c``: SE3 () world-to-camera.
-    - ``depth``: (H, W) metres; ``confidence``: (H, W) in [0, 1].
+    - ``depth``: (H, W) metres; ``confidence``: (H, W) in [0, 1]: the depth module's confidence
+      until a dense bundle adjustment has seen the keyframe, then the most view support any
+      adjustment gave its depth (:mod:`slam.system.bundle`: how much of the depth the
+      correspondences, not the prior, determine), 0 where the depth module gave no depth.
     - ``depth_features`` / ``motion_features``: (C, h, w) module features.
     - ``anchor_id``: the keyframe whose pose this one's was computed from (None: none, a cold
       start); a backend pass that moves the anchor moves this one with it (see

@@ -118,7 +118,6 @@ class SlamSystem:
             # a loop closure or the final bundle adjustment may move fused keyframes
             keep_released=backend.loops or backend.final_bundle_adjustment,
             align_scales=backend.align_final_scales,
-            min_confidence=config.fusion.min_confidence,
         )
         final_bundle = BundleAdjuster(
             self.motion_module,

@@ -193,7 +193,7 @@ def test_bundle_adjustment_recovers_poses_and_depths_where_fixed_depth_cannot():
     start = SE3(torch.cat([truth.data[:, :1], start.data[:, 1:]], dim=1))
     poses, estimate = start, wrong_depths
     for _ in range(6):
-        poses, estimate = bundle_adjustment_step(
+        poses, estimate, _ = bundle_adjustment_step(
             poses, estimate, INTRINSICS, ii, jj, targets, weights, wrong_depths, prior_weight=1e-4
         )
     scale = (estimate / depths).median()
@@ -214,10 +214,43 @@ def test_bundle_adjustment_prior_holds_unobserved_depths():
     ii, jj = all_pairs_edges(count)
     targets = exact_targets(truth, depths, ii, jj)
     prior = 1.5 * depths
-    poses, estimate = bundle_adjustment_step(
+    poses, estimate, information = bundle_adjustment_step(
         truth, prior, INTRINSICS, ii, jj, targets, torch.zeros_like(targets), prior, prior_weight=1.0
     )
     assert torch.allclose(estimate, prior) and torch.allclose(poses.data, truth.data)
+    assert torch.equal(information, torch.zeros_like(information))  # no edge sees any pixel
+
+
+def test_bundle_adjustment_information_is_what_the_views_know_of_each_relative_depth():
+    """The information of a pixel is sum_e w |d x / d log z|^2 over the edges leaving its frame
+    (finite differences of the reprojection); zero for a frame no edge leaves and for a turn on
+    the spot (no parallax), four times larger for twice the baseline."""
+    depths = scene_depths(3)
+    ii, jj = torch.tensor([0, 0]), torch.tensor([1, 2])  # no edge leaves frames 1 and 2
+
+    def information(translation: float, rotation: float = 0.0) -> torch.Tensor:
+        xi = torch.zeros(1, 3, 6, dtype=torch.float64)
+        xi[0, 1, 0], xi[0, 2, 1], xi[0, 1:, 4] = translation, -translation, rotation
+        poses = SE3.exp(xi)
+        targets = exact_targets(poses, depths, ii, jj)
+        weights = torch.full_like(targets, 0.5)
+        _, _, found = bundle_adjustment_step(poses, depths, INTRINSICS, ii, jj, targets, weights, depths, 1.0)
+        return found[0]
+
+    step = 1e-6  # relative change of the inverse depth
+    xi = torch.zeros(1, 3, 6, dtype=torch.float64)
+    xi[0, 1, 0], xi[0, 2, 1] = 0.1, -0.1
+    T_ji = SE3.exp(xi)[:, jj] * SE3.exp(xi)[:, ii].inv()
+    moved = [
+        reproject(d.expand(2, -1, -1), T_ji.view(-1), INTRINSICS.expand(2, 4))[0]
+        for d in (depths[0, 0], depths[0, 0] / (1 + step))
+    ]
+    expected = 0.5 * ((moved[1] - moved[0]) / step).square().sum(dim=(0, -1))
+    found = information(0.1)
+    assert torch.allclose(found[0], expected, rtol=1e-4)
+    assert found[1:].abs().max() == 0
+    assert torch.allclose(information(0.2)[0], 4 * found[0], rtol=0.05)
+    assert information(0.0, rotation=0.05)[0].abs().max() < 1e-12
 
 
 def test_pooled_correspondences_match_projection_with_pooled_intrinsics():
@@ -260,7 +293,7 @@ def test_huber_data_term_resists_outliers_the_confidences_missed():
     def solve(huber):
         poses, estimate = start, depths
         for _ in range(8):
-            poses, estimate = bundle_adjustment_step(
+            poses, estimate, _ = bundle_adjustment_step(
                 poses, estimate, INTRINSICS, ii, jj, corrupted, weights, depths, prior_weight=10.0, huber=huber
             )
         return pose_error(poses, truth)[0, 1:].max()
@@ -295,7 +328,7 @@ def test_bundle_adjustment_on_a_long_sparse_graph(monkeypatch):
     def solve():
         poses, estimate = start, depths
         for _ in range(12):
-            poses, estimate = bundle_adjustment_step(
+            poses, estimate, _ = bundle_adjustment_step(
                 poses, estimate, INTRINSICS, ii, jj, targets, weights, depths, prior_weight=1.0
             )
         return poses, estimate

@@ -50,7 +50,7 @@ def test_a_new_keyframe_s_depth_and_pose_are_corrected_against_fixed_keyframes(r
     adjuster = BundleAdjuster(module, intrinsics, SIZE, prior=0.5, pool=pool, iterations=2, huber=1.0)
     ii, jj = torch.tensor([2, 2]), torch.tensor([0, 1])
 
-    poses_w2c, refined = adjuster.refine(features, start_depths, start_w2c, ii, jj, num_fixed=2, flow_steps=4)
+    poses_w2c, refined, support = adjuster.refine(features, start_depths, start_w2c, ii, jj, num_fixed=2, flow_steps=4)
 
     before = _relative_depth_error(wrong_depth, depths[2])
     after = _relative_depth_error(refined[2], depths[2])
@@ -59,3 +59,28 @@ def test_a_new_keyframe_s_depth_and_pose_are_corrected_against_fixed_keyframes(r
     # the fixed keyframes keep their poses, and frames no edge leaves keep their depths
     assert torch.allclose(poses_w2c.data[:2], start_w2c.data[:2])
     assert torch.allclose(refined[:2], start_depths[:2], rtol=1e-5)
+    # view support: none for the frames no edge leaves, most of the new keyframe's depth for the views
+    assert support.shape == refined.shape and float(support[:2].abs().max()) == 0.0
+    assert float(support[2].median()) > 0.6
+    assert float(support.min()) >= 0.0 and float(support.max()) <= 1.0
+
+
+def test_view_support_ranks_depth_errors(room):
+    """Pixels whose depth the views pin down (high support) end nearer the truth than those the
+    prior holds: the more supported half of the new keyframe's pixels has much the smaller error."""
+    features, depths, truth_w2c, intrinsics, module = room
+    rows = torch.linspace(0.0, 1.0, SIZE[0])[:, None]
+    wrong_depth = depths[2] * (1.0 + 0.3 * torch.sin(9.0 * rows) * torch.cos(torch.linspace(0.0, 7.0, SIZE[1])))
+    adjuster = BundleAdjuster(module, intrinsics, SIZE, prior=0.5, pool=2, iterations=2, huber=1.0)
+    _, refined, support = adjuster.refine(
+        features,
+        torch.stack([depths[0], depths[1], wrong_depth]),
+        truth_w2c,
+        torch.tensor([2, 2]),
+        torch.tensor([0, 1]),
+        num_fixed=2,
+        flow_steps=4,
+    )
+    error = (refined[2] - depths[2]).abs() / depths[2]
+    strong = support[2] >= support[2].median()
+    assert float(error[strong].median()) < 0.6 * float(error[~strong].median())

@@ -100,8 +100,8 @@ def test_a_backend_pass_that_is_not_finite_leaves_the_map_as_it_was(frames, monk
     refine = system.backend.bundle.refine
 
     def broken(*args, **kwargs):
-        poses, depths = refine(*args, **kwargs)
-        return poses, torch.full_like(depths, NAN)
+        poses, depths, support = refine(*args, **kwargs)
+        return poses, torch.full_like(depths, NAN), support
 
     monkeypatch.setattr(system.backend.bundle, "refine", broken)
     passes, rejected = system.backend.passes, system.backend.rejected_passes
