@@ -37,6 +37,7 @@ from slam.io.depth_maps import write_depth_npy
 from slam.mapping.fusion import FusionKeyframe, depth_scale_against, nearest_neighbours
 from slam.mapping.posed_views import write_view_image
 from slam.mapping.streaming import NUM_NEIGHBOURS, StreamingFusion
+from slam.system.bundle import UNSUPPORTED_DEPTH
 from slam.system.map import KeyframeView, MapState, first_of_segment
 from slam.system.released_pixels import ReleasedPixels
 
@@ -46,9 +47,9 @@ log = logging.getLogger(__name__)
 #: (:meth:`KeyframeArchive._align`): any depth the depth module gave, however little the views
 #: support it. The scale is a median over the pixels that agree with the witnesses, which leaves
 #: the wrong ones out; the cloud's confidence threshold would also leave out the far pixels that
-#: little parallax supports, and the scale would rest on the near field (docs/tuning.md: the
-#: driving sequences' ATE rose by up to 40%).
-ALIGNMENT_MIN_CONFIDENCE = 1e-6
+#: little parallax supports, and the scale would then rest on the near field (docs/tuning.md:
+#: the driving sequences' ATE rose by up to 40%).
+ALIGNMENT_MIN_CONFIDENCE = UNSUPPORTED_DEPTH
 
 
 class KeyframeArchive:

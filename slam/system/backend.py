@@ -27,11 +27,11 @@ from slam.config.schema import BackendConfig
 from slam.geometry.lie import SE3
 from slam.geometry.resize import resize_depth
 from slam.geometry.solver import all_pairs_edges, gauss_newton_step
-from slam.system.bundle import BundleAdjuster
+from slam.system.bundle import BundleAdjuster, view_confidence
 from slam.system.covisibility import covisible_keyframes
-from slam.system.keyframe_depth import CONFIDENT_DEPTH, all_finite
+from slam.system.keyframe_depth import all_finite
 from slam.system.loop_closure import LoopCloser
-from slam.system.map import Keyframe, MapState
+from slam.system.map import CONFIDENT_DEPTH, Keyframe, MapState
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,13 @@ class Backend:
                 ids=[kf.id for kf in fixed + window],
             )
             poses, new_depths = SE3(poses.data[extra:]), new_depths[extra:]
-            new_confidences = torch.stack([_raised_confidence(kf, support[extra + k]) for k, kf in enumerate(window)])
+            # window keyframes are not compacted: their confidence is set (see Keyframe)
+            new_confidences = torch.stack(
+                [
+                    view_confidence(cast(torch.Tensor, kf.confidence), support[extra + k], kf.confidence_from_views)
+                    for k, kf in enumerate(window)
+                ]
+            )
         else:
             poses = self._optimise_poses(features, depths, started_from, ii, jj)
         if self.config.depth_updates > 0:
@@ -165,7 +171,15 @@ class Backend:
                 new_depths, new_confidences = self._update_depths(window, poses, new_depths, new_confidences)
         results = [t for t in (poses.data, new_depths, new_confidences) if t is not None]
         if all_finite(*results):
-            self.map.update_keyframes([kf.id for kf in window], poses, new_depths, new_confidences, started_from)
+            self.map.update_keyframes(
+                [kf.id for kf in window],
+                poses,
+                new_depths,
+                new_confidences,
+                started_from,
+                # the depth module's new depths come with its own confidence
+                confidences_from_views=self.config.bundle_adjustment and self.config.depth_updates == 0,
+            )
             self.optimised_through = window[-1].id
         else:
             self.rejected_passes += 1
@@ -249,16 +263,6 @@ class Backend:
                 torch.where(confident, estimate.confidence[0], torch.zeros_like(keyframe.depth)), confidences[k]
             )
         return torch.stack(depths), torch.stack(confidences)
-
-
-def _raised_confidence(keyframe: Keyframe, support: torch.Tensor) -> torch.Tensor:
-    """A window keyframe's (H, W) confidence after a bundle adjustment pass gave its depth the
-    (H, W) view ``support`` (:mod:`slam.system.bundle`): the higher of the two where it has a
-    confident depth (confidence above 0), 0 elsewhere. A keyframe's confidence is thus the most
-    support any pass gave it (from the frontend's refinement on, which replaces the depth
-    module's confidence by its support)."""
-    confidence = cast(torch.Tensor, keyframe.confidence)  # in the window: set (see Keyframe)
-    return torch.where(confidence > 0, torch.maximum(confidence, support), torch.zeros_like(support))
 
 
 class BackendThread(threading.Thread):

@@ -12,6 +12,7 @@ that the correspondences gave, ``I / (I + prior)`` with ``I`` the data term's in
 relative depth (:func:`slam.geometry.solver.bundle_adjustment_step`) and ``prior`` the depth
 prior's weight. It is near 0 where the depth is the prior's (no correspondence, a turn on the spot,
 no parallax) and near 1 where several views with parallax pin it down: the depth's confidence.
+Cells the depth maps have no depth for get none (the solve sees them at a made-up near depth).
 """
 
 from __future__ import annotations
@@ -25,10 +26,28 @@ from slam.geometry.projection import MIN_DEPTH
 from slam.geometry.resize import resize_depth
 from slam.geometry.solver import bundle_adjustment_step, pool_correspondences
 from slam.system.flow_cache import FlowCache
+from slam.system.map import CONFIDENT_DEPTH
 
+#: the confidence of a depth that no view supports yet: above 0, which marks the pixels without
+#: depth, so that a later adjustment that supports it can raise it; exact in float16, which
+#: compacted keyframes keep their confidence in
+UNSUPPORTED_DEPTH = 2.0**-14
 #: edges whose correspondences are computed at once (a graph of many keyframes is taken in
 #: parts, each pooled onto the solver's grid before the next: bounded memory)
 EDGE_CHUNK = 64
+
+
+def view_confidence(confidence: torch.Tensor, support: torch.Tensor, from_views: bool) -> torch.Tensor:
+    """The (H, W) confidence of a depth that an adjustment gave the (H, W) view ``support``, from
+    its ``confidence`` before: when ``from_views`` (the confidence is a support already), the
+    higher of the two (the most any adjustment gave) where it is above 0, 0 elsewhere (no
+    depth); otherwise (the depth module's) the support where the depth module was confident
+    (:data:`slam.system.map.CONFIDENT_DEPTH`), 0 elsewhere. The support counts as at least
+    :data:`UNSUPPORTED_DEPTH`, so that a depth no view supports yet stays a depth."""
+    floored = support.clamp(min=UNSUPPORTED_DEPTH)
+    if from_views:
+        return torch.where(confidence > 0, torch.maximum(confidence, floored), torch.zeros_like(floored))
+    return torch.where(confidence >= CONFIDENT_DEPTH, floored, torch.zeros_like(floored))
 
 
 class BundleAdjuster:
@@ -80,8 +99,11 @@ class BundleAdjuster:
         (see the module docstring)); only frames that some edge leaves get new depths and a
         support above 0."""
         feature_size = (features.shape[-2], features.shape[-1])
-        feature_depths = resize_depth(depths[None], feature_size).clamp(min=MIN_DEPTH)
-        start = resize_depth(feature_depths, (feature_size[0] // self.pool, feature_size[1] // self.pool))
+        known_depths = resize_depth(depths[None], feature_size)
+        feature_depths = known_depths.clamp(min=MIN_DEPTH)
+        pooled_size = (feature_size[0] // self.pool, feature_size[1] // self.pool)
+        start = resize_depth(feature_depths, pooled_size)
+        known = resize_depth(known_depths, pooled_size) > 0
         estimate, current, poses = start, feature_depths, poses[None]
         information = torch.zeros_like(start)
         with torch.no_grad():
@@ -106,7 +128,8 @@ class BundleAdjuster:
                 )
             size = tuple(depths.shape[-2:])
             ratio = F.interpolate(estimate / start, size=size, mode="bilinear", align_corners=False)
-            support = F.interpolate(information / (information + self.prior), size=size, mode="bilinear").clamp(0, 1)
+            share = torch.where(known, information / (information + self.prior), torch.zeros_like(information))
+            support = F.interpolate(share, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
         return poses[0], depths * ratio[0], support[0]
 
     def _correspondences(

@@ -32,7 +32,7 @@ from networks.interfaces import DepthModule, MotionModule
 from slam.config.schema import FrontendConfig
 from slam.geometry.lie import SE3
 from slam.io.frame import Frame
-from slam.system.bundle import BundleAdjuster
+from slam.system.bundle import BundleAdjuster, view_confidence
 from slam.system.covisibility import reusable_keyframes
 from slam.system.initializer import cold_start, initial_picks
 from slam.system.keyframe_depth import KeyframeDepth
@@ -69,12 +69,14 @@ class _Built:
     G_previous^-1``, refined), depth and confidence (H, W) and depth features (C, h, w); depth
     None when the depth module's was not finite (no keyframe is made). ``refinement_failed``:
     the refinement was not finite and was dropped (the depth module's depth and the tracked pose
-    stay)."""
+    stay). ``confidence_from_views``: the confidence is the refinement's view support (see
+    :attr:`Keyframe.confidence`)."""
 
     frame_from_previous: SE3
     depth: torch.Tensor | None
     confidence: torch.Tensor | None
     depth_features: torch.Tensor | None
+    confidence_from_views: bool = False
     refinement_failed: bool = False
 
 
@@ -439,11 +441,13 @@ class Frontend:
         depth_features: torch.Tensor | None = None,
         anchor_id: int | None = None,
         tracked_from_anchor: SE3 | None = None,
+        confidence_from_views: bool = False,
     ) -> Keyframe:
         """Add a keyframe to the map (features computed here where not given, (C, h, w) each),
         its pose computed from keyframe ``anchor_id``'s (None: from none); ``tracked_from_anchor``:
         its frame's pose as tracking measured it against that keyframe (see
-        :attr:`Keyframe.tracked_from_anchor`)."""
+        :attr:`Keyframe.tracked_from_anchor`); ``confidence_from_views``: ``confidence`` is a view
+        support (see :attr:`Keyframe.confidence`)."""
         images = image[None, None]
         if motion_features is None:
             motion_features = self.motion_module.encode(images)[0, 0]
@@ -462,6 +466,7 @@ class Frontend:
             anchor_id=anchor_id,
             descriptor=appearance(image).descriptor,
             tracked_from_anchor=tracked_from_anchor,
+            confidence_from_views=confidence_from_views,
         )
         self.map.add_keyframe(keyframe)
         self.keyframe = keyframe
@@ -535,9 +540,10 @@ class Frontend:
         if refined is None:
             return _Built(frame_from_previous, depth, confidence, depth_features, refinement_failed=True)
         refined_from_previous, refined_depth, support = refined
-        if support is not None:  # where the depth module gave a depth, how well the views pin it down
-            confidence = torch.where(confidence > 0, support, torch.zeros_like(support))
-        return _Built(refined_from_previous, refined_depth, confidence, depth_features)
+        if support is None:  # nothing to refine against: the depth module's confidence stays
+            return _Built(refined_from_previous, refined_depth, confidence, depth_features)
+        confidence = view_confidence(confidence, support, from_views=False)
+        return _Built(refined_from_previous, refined_depth, confidence, depth_features, confidence_from_views=True)
 
     def _join_built_keyframe(self, wait: bool = False) -> _Built | None:
         """Add the keyframe the worker computes to the map once it is ready (and
@@ -613,4 +619,5 @@ class Frontend:
             built.depth_features,
             anchor_id=previous.id,
             tracked_from_anchor=tracked_from_previous,
+            confidence_from_views=built.confidence_from_views,
         )

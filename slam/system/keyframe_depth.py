@@ -17,10 +17,7 @@ from slam.geometry.projection import MIN_DEPTH, backproject, project
 from slam.geometry.resize import resize_depth
 from slam.system.bundle import BundleAdjuster
 from slam.system.covisibility import overlaps
-from slam.system.map import Keyframe, MapState
-
-#: depth confidence above which the depth module's new estimate replaces the depth a keyframe has
-CONFIDENT_DEPTH = 0.3
+from slam.system.map import CONFIDENT_DEPTH, Keyframe, MapState
 
 #: confidence given to depth carried over from an older keyframe to a relocalized one (what the
 #: map already knew, seen again): enough for fusion and to be kept over a doubtful estimate

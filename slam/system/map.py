@@ -23,6 +23,11 @@ import torch
 from slam.geometry.lie import SE3
 from slam.geometry.resize import resize_depth
 
+#: the depth module's confidence above which its depth counts as confident: its new estimate
+#: replaces the depth a keyframe has, and a keyframe whose confidence is still the depth
+#: module's shows its depth there to readers (:meth:`Keyframe.view`)
+CONFIDENT_DEPTH = 0.3
+
 
 @dataclass
 class Keyframe:
@@ -30,10 +35,12 @@ class Keyframe:
 
     - ``image``: (3, H, W) float32 RGB in [0, 1].
     - ``pose_w2c``: SE3 () world-to-camera.
-    - ``depth``: (H, W) metres; ``confidence``: (H, W) in [0, 1]: the depth module's confidence
-      until a dense bundle adjustment has seen the keyframe, then the most view support any
-      adjustment gave its depth (:mod:`slam.system.bundle`: how much of the depth the
-      correspondences, not the prior, determine), 0 where the depth module gave no depth.
+    - ``depth``: (H, W) metres; ``confidence``: (H, W) in [0, 1], 0 where there is no depth:
+      the depth module's confidence until a dense bundle adjustment has refined the keyframe's
+      depth (``confidence_from_views`` False), then its view support (True;
+      :mod:`slam.system.bundle`: how much of the depth the correspondences, not the prior,
+      determine; at least :data:`slam.system.bundle.UNSUPPORTED_DEPTH` where there is depth):
+      the most that the frontend's refinement and the backend's window passes gave it.
     - ``depth_features`` / ``motion_features``: (C, h, w) module features.
     - ``anchor_id``: the keyframe whose pose this one's was computed from (None: none, a cold
       start); a backend pass that moves the anchor moves this one with it (see
@@ -73,6 +80,7 @@ class Keyframe:
     place_depth: torch.Tensor | None = None
     released_depth_scale: float = 1.0
     tracked_from_anchor: SE3 | None = None
+    confidence_from_views: bool = False
 
     @property
     def pose_c2w(self) -> np.ndarray:
@@ -132,13 +140,20 @@ class Keyframe:
     def view(self, pose_c2w: np.ndarray, with_images: bool = True) -> KeyframeView:
         """What a reader sees of the keyframe (numpy copies), with its camera-to-world pose
         ``pose_c2w`` (computed by the caller, batched); no arrays when released or not
-        ``with_images``."""
+        ``with_images``. The view's confidence is on one scale for every keyframe, the view
+        support's: a confidence that is still the depth module's (no adjustment has refined the
+        depth: a cold start's keyframe before the backend's first pass, or a configuration
+        without the bundle adjustment) shows as 1 where it is at least :data:`CONFIDENT_DEPTH`,
+        0 elsewhere, so that a threshold on the support keeps its confident depth."""
         image = depth = confidence = None
         if with_images and not self.released:
             assert self.image is not None and self.depth is not None and self.confidence is not None  # not released
             image = (self.image if self.compacted else _rgb8(self.image)).permute(1, 2, 0).cpu().numpy().copy()
             depth = self.depth.float().cpu().numpy().copy()  # later writes must not show
-            confidence = self.confidence.float().cpu().numpy().copy()
+            held = self.confidence.float()
+            if not self.confidence_from_views:
+                held = (held >= CONFIDENT_DEPTH).float()
+            confidence = held.cpu().numpy().copy()
         return KeyframeView(self.id, self.frame_index, self.timestamp, image, depth, confidence, pose_c2w)
 
 
@@ -240,9 +255,11 @@ class MapState:
         depths: torch.Tensor | None = None,
         confidences: torch.Tensor | None = None,
         started_from: SE3 | None = None,
+        confidences_from_views: bool = False,
     ) -> None:
         """Write back backend results for keyframes ``ids`` (oldest first): poses SE3 (K,)
-        world-to-camera, depths and confidences (K, H, W). Each keyframe gets its own copy (a view
+        world-to-camera, depths and confidences (K, H, W; ``confidences_from_views``: view
+        supports, see :attr:`Keyframe.confidence`). Each keyframe gets its own copy (a view
         would keep the whole batch alive for as long as the keyframe lives).
 
         ``started_from``: SE3 (K,), the poses the backend started from. Keyframes newer than
@@ -268,6 +285,7 @@ class MapState:
                     keyframe.depth = depths[k].detach().clone()
                 if confidences is not None:
                     keyframe.confidence = confidences[k].detach().clone()
+                    keyframe.confidence_from_views = confidences_from_views
             self.version += 1
 
     def apply_similarities(self, corrections: dict[int, tuple[SE3, float]]) -> None:
