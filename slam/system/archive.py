@@ -44,11 +44,12 @@ from slam.system.released_pixels import ReleasedPixels
 log = logging.getLogger(__name__)
 
 #: the least confidence of a pixel that measures a keyframe's scale against the fused keyframes
-#: (:meth:`KeyframeArchive._align`): any depth the depth module gave, however little the views
-#: support it. The scale is a median over the pixels that agree with the witnesses, which leaves
-#: the wrong ones out; the cloud's confidence threshold would also leave out the far pixels that
-#: little parallax supports, and the scale would then rest on the near field (docs/tuning.md:
-#: the driving sequences' ATE rose by up to 40%).
+#: (:meth:`KeyframeArchive._align`): every depth the depth module was confident of, however
+#: little the views support it (see :attr:`slam.system.map.Keyframe.confidence`). The scale is
+#: a median over the pixels that agree with the witnesses, which leaves the wrong ones out; the
+#: cloud's confidence threshold would also leave out the far pixels that little parallax
+#: supports, and the scale would then rest on the near field (docs/tuning.md: the driving
+#: sequences' ATE rose by up to 40%).
 ALIGNMENT_MIN_CONFIDENCE = UNSUPPORTED_DEPTH
 
 
@@ -68,7 +69,7 @@ class KeyframeArchive:
     - ``align_scales``: before a final keyframe is fused, its depth is brought to the scale of
       the final keyframes of its map segment that it overlaps (:meth:`_align`).
     - ``min_confidence``: depths less confident are left out of that comparison (by default
-      :data:`ALIGNMENT_MIN_CONFIDENCE`: every depth the depth module gave).
+      :data:`ALIGNMENT_MIN_CONFIDENCE`: every confident depth).
 
     Call :meth:`update` from the thread that runs the backend (the keyframes it fuses must not
     move meanwhile).
