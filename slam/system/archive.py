@@ -68,8 +68,8 @@ class KeyframeArchive:
     - ``keep_released``: keep released keyframes' pixels on disk, for :meth:`rebuild`.
     - ``align_scales``: before a final keyframe is fused, its depth is brought to the scale of
       the final keyframes of its map segment that it overlaps (:meth:`_align`).
-    - ``min_confidence``: depths less confident are left out of that comparison (by default
-      :data:`ALIGNMENT_MIN_CONFIDENCE`: every confident depth).
+      Depths less confident than :data:`ALIGNMENT_MIN_CONFIDENCE` are left out of that
+      comparison.
 
     Call :meth:`update` from the thread that runs the backend (the keyframes it fuses must not
     move meanwhile).
@@ -86,7 +86,6 @@ class KeyframeArchive:
         views_folder: Path | None = None,
         keep_released: bool = False,
         align_scales: bool = False,
-        min_confidence: float = ALIGNMENT_MIN_CONFIDENCE,
     ):
         if active < 1 or witnesses < 0:
             raise ValueError(f"need active >= 1 and witnesses >= 0, got {active} and {witnesses}")
@@ -98,7 +97,7 @@ class KeyframeArchive:
         self.depth_folder = depth_folder
         self.views_folder = views_folder
         self.released = ReleasedPixels() if keep_released else None
-        self.align_scales, self.min_confidence = align_scales, min_confidence
+        self.align_scales = align_scales
         self.scale_corrections: list[float] = []  # each aligned keyframe's depth factor (see _align)
         # held from a keyframe's release until its pixels are in the store (see detached_map)
         self._spilling = threading.Lock()
@@ -165,7 +164,7 @@ class KeyframeArchive:
         they become final, the depths of a map segment keep the scale of its first keyframe.
         Unchanged when the overlap is too small (a segment's first keyframe has none)."""
         nearest = nearest_neighbours([keyframe, *fused], self.witnesses)[0]
-        factor = depth_scale_against(keyframe, [fused[j - 1] for j in nearest], self.min_confidence)
+        factor = depth_scale_against(keyframe, [fused[j - 1] for j in nearest], ALIGNMENT_MIN_CONFIDENCE)
         if factor is None or not np.isfinite(factor) or factor <= 0:
             return keyframe
         self.scale_corrections.append(factor)
