@@ -157,6 +157,12 @@ class BackendConfig:
       translations of the frames tracked against it, rescaled to agree with the final keyframes
       of its map segment that it overlaps, at their poses, before it is fused
       (:mod:`slam.system.archive`), so that every depth keeps its segment's scale.
+    - ``align_live_end`` (with ``align_final_scales``): the keyframes after it in its segment
+      (the window, which tracking and the backend work on) are rescaled with it, their places
+      moved about its pose by the same factor, so that the live end of the map goes on at the
+      segment's scale instead of drifting from it: the trajectory follows the final depths'
+      scale. Off by default: on driving footage the final depths' scale itself drifts (see
+      docs/tuning.md).
     - ``max_lag`` (thread mode): tracking waits for the pass under way when more than this many
       keyframes have not been seen by a finished pass; None: never waits.
 
@@ -192,6 +198,7 @@ class BackendConfig:
     final_steps: int = 2
     final_pool: int = 4
     align_final_scales: bool = True
+    align_live_end: bool = False
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from slam.mapping.fusion import FusionKeyframe, depth_scale_against, nearest_nei
 from slam.mapping.posed_views import write_view_image
 from slam.mapping.streaming import NUM_NEIGHBOURS, StreamingFusion
 from slam.system.bundle import UNSUPPORTED_DEPTH
-from slam.system.map import KeyframeView, MapState, first_of_segment
+from slam.system.map import Keyframe, KeyframeView, MapState, first_of_segment, translation_scaled
 from slam.system.released_pixels import ReleasedPixels
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,8 @@ class KeyframeArchive:
     - ``align_scales``: before a final keyframe is fused, its depth is brought to the scale of
       the final keyframes of its map segment that it overlaps (:meth:`_align`).
       Depths less confident than :data:`ALIGNMENT_MIN_CONFIDENCE` are left out of that
-      comparison.
+      comparison. ``align_live_end``: the keyframes after it in its segment are rescaled with
+      it (see :meth:`_align`).
 
     Call :meth:`update` from the thread that runs the backend (the keyframes it fuses must not
     move meanwhile).
@@ -86,6 +87,7 @@ class KeyframeArchive:
         views_folder: Path | None = None,
         keep_released: bool = False,
         align_scales: bool = False,
+        align_live_end: bool = False,
     ):
         if active < 1 or witnesses < 0:
             raise ValueError(f"need active >= 1 and witnesses >= 0, got {active} and {witnesses}")
@@ -98,6 +100,7 @@ class KeyframeArchive:
         self.views_folder = views_folder
         self.released = ReleasedPixels() if keep_released else None
         self.align_scales = align_scales
+        self.align_live_end = align_live_end
         self.scale_corrections: list[float] = []  # each aligned keyframe's depth factor (see _align)
         # held from a keyframe's release until its pixels are in the store (see detached_map)
         self._spilling = threading.Lock()
@@ -127,7 +130,9 @@ class KeyframeArchive:
                 if self.align_scales:
                     segment = first_of_segment(keyframes, candidates[k].id)
                     references = [c for c in candidates if c.id >= segment and self.fusion.fused(c.id)]
-                    candidates[k] = self._align(candidates[k], references)
+                    factor = self._align(candidates[k], references)
+                    if factor is not None:
+                        candidates = _scaled_from(candidates, k, factor, keyframes, self.align_live_end)
                 candidate = candidates[k]
                 self.fusion.add(candidate, candidates)
                 self._fused_as[candidate.id] = (candidate.pose_c2w, 1.0)  # not released yet
@@ -153,24 +158,38 @@ class KeyframeArchive:
             log.debug("fused %d final keyframes (%d in all)", len(fresh), len(self.fusion))
         return len(fresh)
 
-    def _align(self, keyframe: FusionKeyframe, fused: list[FusionKeyframe]) -> FusionKeyframe:
-        """``keyframe`` (final, not fused yet) with its depth multiplied by its scale against the
-        ``witnesses`` nearest of the ``fused`` keyframes (those of its own map segment:
-        :func:`depth_scale_against`), and the map's keyframe rescaled alike
+    def _align(self, keyframe: FusionKeyframe, fused: list[FusionKeyframe]) -> float | None:
+        """Bring ``keyframe`` (final, not fused yet) to the scale of the ``witnesses`` nearest of
+        the ``fused`` keyframes (those of its own map segment: :func:`depth_scale_against`):
+        the map's keyframe has its depth multiplied by that factor
         (:meth:`MapState.apply_similarities` at its own pose: its depth, its place depth and the
         translations of the frames tracked against it, which were measured with its depth when
-        it was the newest keyframe). The backend's window lets each keyframe's depth drift a
-        little from the scale its pose and its neighbours' keep; aligned one after another as
-        they become final, the depths of a map segment keep the scale of its first keyframe.
-        Unchanged when the overlap is too small (a segment's first keyframe has none)."""
+        it was the newest keyframe); with ``align_live_end``, so have the keyframes after it in
+        its segment (the backend's window, the live end of the map), their places moved about
+        its pose by the same factor, so that tracking and the window go on at the map's scale
+        instead of drifting from it (a keyframe being computed meanwhile follows its previous
+        keyframe's :attr:`Keyframe.rescaled_by`). The backend's window
+        lets each keyframe's depth drift a little from the scale its pose and its neighbours'
+        keep; aligned one after another as they become final, the depths of a map segment keep
+        the scale of its first keyframe. Returns the factor; None (nothing changed) when the
+        overlap is too small (a segment's first keyframe has none)."""
         nearest = nearest_neighbours([keyframe, *fused], self.witnesses)[0]
         factor = depth_scale_against(keyframe, [fused[j - 1] for j in nearest], ALIGNMENT_MIN_CONFIDENCE)
         if factor is None or not np.isfinite(factor) or factor <= 0:
-            return keyframe
+            return None
         self.scale_corrections.append(factor)
         with self.map.lock:
-            self.map.apply_similarities({keyframe.id: (self.map.keyframes[keyframe.id].pose_w2c, 1.0 / factor)})
-        return dataclasses.replace(keyframe, depth=keyframe.depth * np.float32(factor))
+            pivot_w2c = self.map.keyframes[keyframe.id].pose_w2c
+            corrections = {keyframe.id: (pivot_w2c, 1.0 / factor)}
+            if self.align_live_end:
+                keyframes = self.map.keyframe_list()
+                segment = first_of_segment(keyframes, keyframe.id)
+                for later in keyframes:
+                    if later.id > keyframe.id and first_of_segment(keyframes, later.id) == segment:
+                        from_pivot = translation_scaled(later.pose_w2c * pivot_w2c.inv(), factor)
+                        corrections[later.id] = (from_pivot * pivot_w2c, 1.0 / factor)
+            self.map.apply_similarities(corrections)
+        return factor
 
     def moved_since_fusion(self, tolerance: float = 1e-6) -> bool:
         """Whether a fused keyframe's pose or scale changed since it was fused (by more than
@@ -251,3 +270,21 @@ class KeyframeArchive:
 
         self.fusion = self.fuse_map(self.map, self.depth_folder, record)
         return self.fusion
+
+
+def _scaled_from(
+    candidates: list[FusionKeyframe], k: int, factor: float, keyframes: list[Keyframe], live_end: bool
+) -> list[FusionKeyframe]:
+    """The fusion views ``candidates`` after :meth:`KeyframeArchive._align` scaled the ``k``-th
+    by ``factor``: its depth multiplied by it; with ``live_end``, also the depths of the later
+    views of its map segment, and their camera centres moved away from its own by the factor,
+    as the map's keyframes were."""
+    pivot = candidates[k]
+    segment = first_of_segment(keyframes, pivot.id)
+    scaled = list(candidates)
+    for m, view in enumerate(candidates):
+        if m == k or (live_end and view.id > pivot.id and first_of_segment(keyframes, view.id) == segment):
+            pose_c2w = view.pose_c2w.copy()
+            pose_c2w[:3, 3] = pivot.pose_c2w[:3, 3] + factor * (view.pose_c2w[:3, 3] - pivot.pose_c2w[:3, 3])
+            scaled[m] = dataclasses.replace(view, depth=view.depth * np.float32(factor), pose_c2w=pose_c2w)
+    return scaled

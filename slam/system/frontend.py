@@ -37,7 +37,7 @@ from slam.system.covisibility import reusable_keyframes
 from slam.system.initializer import cold_start, initial_picks
 from slam.system.keyframe_depth import KeyframeDepth
 from slam.system.keyframe_policy import is_lost, keyframe_reason
-from slam.system.map import FrameRecord, Keyframe, MapState, segment_roots
+from slam.system.map import FrameRecord, Keyframe, MapState, segment_roots, translation_scaled
 from slam.system.places import appearance
 from slam.system.relocalizer import Relocalization, Relocalizer
 from slam.system.stage_times import StageTimes
@@ -86,7 +86,8 @@ class _Building:
     tracked against ``previous`` until the keyframe joins the map), image (3, H, W), motion
     features (C, h, w), the frames that arrived since (``waited``), and the records and motion
     features of those tracked (against ``previous``: tracked again against the new keyframe
-    when it joins)."""
+    when it joins); ``previous_rescaled_by``: the previous keyframe's
+    :attr:`Keyframe.rescaled_by` when the work began."""
 
     result: Future[_Built]
     frame: Frame
@@ -94,6 +95,7 @@ class _Building:
     previous: Keyframe
     motion_features: torch.Tensor
     record: FrameRecord
+    previous_rescaled_by: float
     waited: int = 0
     tracked: list[tuple[FrameRecord, torch.Tensor]] = field(default_factory=list)
 
@@ -487,7 +489,7 @@ class Frontend:
         recent = list(self._recent)[::-1]
         step = max(1, len(recent) // max(self.config.neighbours - 1, 1))
         with self.map.lock:  # one consistent read: the backend may move the keyframes meanwhile
-            previous_w2c = previous.pose_w2c
+            previous_w2c, previous_rescaled_by = previous.pose_w2c, previous.rescaled_by
             neighbours = [
                 (item.image, self._world_pose(item.record)) for item in recent[::step][: self.config.neighbours - 1]
             ]
@@ -509,7 +511,7 @@ class Frontend:
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2d-keyframe")
         future = self._worker.submit(self._build_keyframe, *build)
-        self._building = _Building(future, frame, image, previous, motion_features, record)
+        self._building = _Building(future, frame, image, previous, motion_features, record, previous_rescaled_by)
 
     def _world_pose(self, record: FrameRecord) -> SE3:
         """World-to-camera pose of a tracked frame, from its keyframe's pose now."""
@@ -567,6 +569,13 @@ class Frontend:
                 self._building = None
         with self.map.lock:  # its record is in the map, rescaled with the previous keyframe
             tracked = building.record.frame_from_keyframe
+            factor = building.previous.rescaled_by / building.previous_rescaled_by
+        if factor != 1.0:  # a correction rescaled the previous keyframe meanwhile: the work follows it
+            built = dataclasses.replace(
+                built,
+                frame_from_previous=translation_scaled(built.frame_from_previous, factor),
+                depth=None if built.depth is None else built.depth * factor,
+            )
         keyframe = self._add_built_keyframe(
             building.frame, building.image, building.previous, built, building.motion_features, tracked
         )

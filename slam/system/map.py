@@ -52,6 +52,10 @@ class Keyframe:
     - ``released_depth_scale``: what the depth the keyframe held when its pixels were released
       is to be divided by to be in the map's units now (the scales of the corrections since;
       see :meth:`MapState.apply_similarities`).
+    - ``rescaled_by``: the product of the factors a correction multiplied the keyframe's depth
+      and the translations measured against it by since it was made
+      (:meth:`MapState.apply_similarities`): work begun on the keyframe's geometry before a
+      correction is brought to its units by the factor between then and now.
     - ``tracked_from_anchor``: SE3 (), the pose of the keyframe's frame as tracking measured it
       against the anchor (``G_frame G_anchor^-1``, before the keyframe's refinement and the
       backend moved it; None: not made from a tracked frame). What the frames tracked against
@@ -79,6 +83,7 @@ class Keyframe:
     place_features: torch.Tensor | None = None
     place_depth: torch.Tensor | None = None
     released_depth_scale: float = 1.0
+    rescaled_by: float = 1.0
     tracked_from_anchor: SE3 | None = None
     confidence_from_views: bool = False
 
@@ -300,6 +305,7 @@ class MapState:
             for kf_id, (pose_w2c, scale) in corrections.items():
                 keyframe = self.keyframes[kf_id]
                 keyframe.pose_w2c = SE3(pose_w2c.data.to(keyframe.pose_w2c.data))
+                keyframe.rescaled_by /= scale
                 if keyframe.depth is not None:
                     keyframe.depth = keyframe.depth / scale
                 else:
@@ -416,6 +422,13 @@ def frames_between_keyframes(tracked: list[FrameRecord], keyframes: dict[int, Ke
     index = torch.tensor(positions, device=device)
     data = relative.data.clone()
     data[index] = (SE3(relative.data[index]) * SE3.exp(steps.to(relative.data))).data
+    return SE3(data)
+
+
+def translation_scaled(pose: SE3, factor: float) -> SE3:
+    """``pose`` (SE3 ()) with its translation multiplied by ``factor``."""
+    data = pose.data.clone()
+    data[:3] *= factor
     return SE3(data)
 
 

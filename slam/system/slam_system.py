@@ -118,6 +118,7 @@ class SlamSystem:
             # a loop closure or the final bundle adjustment may move fused keyframes
             keep_released=backend.loops or backend.final_bundle_adjustment,
             align_scales=backend.align_final_scales,
+            align_live_end=backend.align_live_end,
         )
         final_bundle = BundleAdjuster(
             self.motion_module,

@@ -150,6 +150,62 @@ def test_a_final_keyframe_s_depth_is_brought_to_the_scale_of_the_final_ones_befo
     assert not archive.moved_since_fusion()  # the alignment is not a move: no fusion again at the end
 
 
+@pytest.mark.parametrize("live_end", [True, False])
+def test_with_the_live_end_the_keyframes_after_a_final_one_follow_its_scale(room, tmp_path, live_end):
+    """The map drifted to a 10% larger scale from keyframe 16 on: its depth, and the depths and
+    places (about its own) of the keyframes after it, 10% too large, and so is the translation
+    of a frame tracked against keyframe 20. When keyframe 16 becomes final, ``align_live_end``
+    brings all of them back to the scale of the fused keyframes before it (the true one here),
+    poses included, and the built keyframe work begun before (``rescaled_by``) can follow; a
+    cold start after them, a segment of its own, is left as it is. Without it, only keyframe
+    16's depth is aligned."""
+    state = MapState()
+    intrinsics = np.array([room.camera.fx, room.camera.fy, room.camera.cx, room.camera.cy])
+    fusion = StreamingFusion(FusionConfig(voxel_size=0.02, mesh=False))
+    archive = KeyframeArchive(
+        state, fusion, intrinsics, active=2, witnesses=3, align_scales=True, align_live_end=live_end
+    )
+    pivot_centre = room.poses[16][:3, 3]
+
+    def add(index: int, drift: float = 1.0, cold_start: bool = False) -> Keyframe:
+        previous = state.keyframe_list()[-1].id if state.keyframes else None
+        keyframe = add_room_keyframe(state, room, index)
+        camera_to_world = room.poses[index].copy()
+        camera_to_world[:3, 3] = pivot_centre + drift * (camera_to_world[:3, 3] - pivot_centre)
+        keyframe.pose_w2c = SE3.from_matrix(torch.from_numpy(np.linalg.inv(camera_to_world)).float())
+        keyframe.depth = keyframe.depth * drift
+        keyframe.anchor_id = None if cold_start else previous
+        return keyframe
+
+    for index in range(0, 16, 4):
+        add(index)
+        archive.update()
+    pivot, after = add(16, drift=1.1), add(20, drift=1.1)
+    step = SE3(torch.tensor([0.011, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]))
+    state.add_frame(FrameRecord(21, float(room.timestamps[21]), after.id, step, "tracked"))
+    cold = add(24, drift=1.3, cold_start=True)
+    cold_pose, cold_depth = cold.pose_w2c.data.clone(), cold.depth.clone()
+    archive.update()
+    assert fusion.fused(pivot.id) and not fusion.fused(after.id)
+    assert archive.scale_corrections[-1] == pytest.approx(1 / 1.1, rel=0.01)
+    np.testing.assert_allclose(pivot.depth.numpy(), room.render(16)[1], rtol=0.02)
+    true_after = room.render(20)[1]
+    tracked = next(record for record in state.frames if record.index == 21).frame_from_keyframe
+    assert tracked is not None
+    if live_end:
+        np.testing.assert_allclose(after.depth.numpy(), true_after, rtol=0.02)
+        np.testing.assert_allclose(after.pose_c2w[:3, 3], room.poses[20][:3, 3], atol=0.002)
+        assert after.rescaled_by == pytest.approx(1 / 1.1, rel=0.01)
+        assert float(tracked.data[0]) == pytest.approx(0.01, rel=0.01)
+    else:
+        np.testing.assert_allclose(after.depth.numpy(), 1.1 * true_after, rtol=1e-5)
+        assert after.rescaled_by == 1.0
+        assert float(tracked.data[0]) == pytest.approx(0.011, rel=1e-5)
+    torch.testing.assert_close(cold.pose_w2c.data, cold_pose)
+    torch.testing.assert_close(cold.depth, cold_depth)
+    assert cold.rescaled_by == 1.0
+
+
 def test_keyframes_moved_after_fusion_are_fused_again_at_their_new_poses(room, tmp_path):
     """A loop closure's correction (a similarity: rotation, translation and scale) applied to
     every keyframe, most of them fused and released already: the rebuilt cloud covers the first

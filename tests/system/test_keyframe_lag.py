@@ -150,3 +150,35 @@ def test_finish_keeps_the_run_when_the_last_keyframes_depth_failed(frames, monke
     assert len(system.map.keyframes) == keyframes
     assert system.map.frames[-1].index == frames[4].index and system.map.frames[-1].status == "tracked"
     assert system.frontend._worker is None
+
+
+def test_a_keyframe_whose_previous_was_rescaled_meanwhile_joins_in_the_new_units(frames, monkeypatch):
+    """A correction (the archive's live-end alignment, a loop closure) that rescales the
+    previous keyframe while the new one's depth is computed: the new keyframe joins with its
+    depth and its translation from the previous keyframe in the corrected units, not the ones
+    its work began in."""
+    system = _system(frames, "backend.mode=disabled")
+    build = system.frontend._build_keyframe
+    factor = 1.25
+    built_work: list[tuple[Keyframe, torch.Tensor, torch.Tensor]] = []
+
+    def rescaled_meanwhile(image, previous, *args):
+        built = build(image, previous, *args)
+        if not built_work:  # the first keyframe's work only
+            system.map.apply_similarities({previous.id: (previous.pose_w2c, 1.0 / factor)})
+            built_work.append((previous, built.depth.clone(), built.frame_from_previous.data.clone()))
+        return built
+
+    monkeypatch.setattr(system.frontend, "_build_keyframe", rescaled_meanwhile)
+    for frame in frames:
+        system.process(frame)
+        if built_work and len(system.map.keyframes) > built_work[0][0].id + 1:
+            break
+    assert built_work, "no keyframe was computed in the worker"
+    previous, depth, frame_from_previous = built_work[0]
+    joined = system.map.keyframe_list()[previous.id + 1]
+    assert joined.anchor_id == previous.id and previous.rescaled_by == pytest.approx(factor)
+    torch.testing.assert_close(joined.depth, depth * factor)
+    relative = (joined.pose_w2c * previous.pose_w2c.inv()).data
+    torch.testing.assert_close(relative[:3], frame_from_previous[:3] * factor, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(relative[3:], frame_from_previous[3:], atol=1e-5, rtol=1e-4)
