@@ -47,7 +47,7 @@ def view_confidence(confidence: torch.Tensor, support: torch.Tensor, from_views:
     floored = support.clamp(min=UNSUPPORTED_DEPTH)
     if from_views:
         return torch.where(confidence > 0, torch.maximum(confidence, floored), torch.zeros_like(floored))
-    return torch.where(confidence >= CONFIDENT_DEPTH, floored, torch.zeros_like(floored))
+    return torch.where(confidence > CONFIDENT_DEPTH, floored, torch.zeros_like(floored))
 
 
 class BundleAdjuster:

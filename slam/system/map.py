@@ -148,7 +148,7 @@ class Keyframe:
         ``with_images``. The view's confidence is on one scale for every keyframe, the view
         support's: a confidence that is still the depth module's (no adjustment has refined the
         depth: a cold start's keyframe before the backend's first pass, or a configuration
-        without the bundle adjustment) shows as 1 where it is at least :data:`CONFIDENT_DEPTH`,
+        without the bundle adjustment) shows as 1 where it is above :data:`CONFIDENT_DEPTH`,
         0 elsewhere, so that a threshold on the support keeps its confident depth."""
         image = depth = confidence = None
         if with_images and not self.released:
@@ -157,7 +157,7 @@ class Keyframe:
             depth = self.depth.float().cpu().numpy().copy()  # later writes must not show
             held = self.confidence.float()
             if not self.confidence_from_views:
-                held = (held >= CONFIDENT_DEPTH).float()
+                held = (held > CONFIDENT_DEPTH).float()
             confidence = held.cpu().numpy().copy()
         return KeyframeView(self.id, self.frame_index, self.timestamp, image, depth, confidence, pose_c2w)
 

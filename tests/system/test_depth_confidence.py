@@ -48,7 +48,7 @@ def test_keyframe_confidence_is_the_most_view_support_any_adjustment_gave(frames
     for passes in seen.values():
         for before, after, from_views in passes:
             # a depth: the depth module's confident one, or any once the views support it
-            has_depth = before > 0 if from_views else before >= CONFIDENT_DEPTH
+            has_depth = before > 0 if from_views else before > CONFIDENT_DEPTH
             if from_views:
                 assert bool((after >= before).all())  # raised, never lowered
             assert bool((after[~has_depth] == 0).all())  # no depth: still none
