@@ -23,6 +23,9 @@ class ModulesConfig:
     - ``weights``: checkpoint of the learned modules; None: the shipped ``weights/lite.pt``.
     - ``device``: torch device the modules run on.
     - ``threads``: torch threads (2: this project's CPU budget); at least 1.
+    - ``background_threads``: torch threads of each thread that works beside tracking (the
+      keyframe worker, the backend); at least 1. One leaves the other core to tracking, where
+      two threads each under contention slow every small operation.
     """
 
     depth: str = "lite"
@@ -30,6 +33,7 @@ class ModulesConfig:
     weights: str | None = None
     device: str = "cpu"
     threads: int = 2
+    background_threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -244,6 +248,8 @@ class SystemConfig:
     def __post_init__(self) -> None:
         if self.modules.threads < 1:
             raise ConfigError(f"modules.threads must be at least 1, got {self.modules.threads}")
+        if self.modules.background_threads < 1:
+            raise ConfigError(f"modules.background_threads must be at least 1, got {self.modules.background_threads}")
         if self.frontend.pixels < MIN_PIXELS:
             raise ConfigError(
                 f"frontend.pixels must be at least {MIN_PIXELS} (a 32 x 32 image, the smallest the classical "

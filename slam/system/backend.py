@@ -270,12 +270,16 @@ class BackendThread(threading.Thread):
     ``follow_up`` (work tracking need not wait for: loop closure), whenever a new keyframe
     arrives, until stopped; errors are kept in ``error`` for the main thread to report.
     Keyframes that arrive during a pass are taken together by the next one. A pass counts as
-    finished (see :attr:`lag`) when ``work`` returns, before ``follow_up``."""
+    finished (see :attr:`lag`) when ``work`` returns, before ``follow_up``. The thread runs
+    torch with ``torch_threads`` threads of its own."""
 
-    def __init__(self, work: Callable[[], object], follow_up: Callable[[], object] | None = None):
+    def __init__(
+        self, work: Callable[[], object], follow_up: Callable[[], object] | None = None, torch_threads: int = 1
+    ):
         super().__init__(name="v2d-backend", daemon=True)
         self.work = work
         self.follow_up = follow_up
+        self.torch_threads = torch_threads
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._progress = threading.Condition()
@@ -311,6 +315,7 @@ class BackendThread(threading.Thread):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKEND_NICENESS)
         except (AttributeError, OSError):  # no per-thread priorities here (e.g. Windows): run as is
             log.debug("could not lower the backend thread's priority")
+        torch.set_num_threads(self.torch_threads)  # this thread's own: tracking keeps its count
         try:
             while not self._stopping.is_set():
                 if not self._wake.wait(timeout=0.1):

@@ -116,11 +116,12 @@ class Frontend:
         bundle: BundleAdjuster,
         on_keyframe: Callable[[Keyframe], None] | None = None,
         keyframes_when_ready: bool = True,
+        worker_threads: int = 1,
     ):
         """``intrinsics``: (4,) at the processing resolution ``image_size`` (H, W).
         ``keyframes_when_ready``: a keyframe computed in the worker thread joins the map as soon
         as it is ready (False: exactly ``config.keyframe_lag`` frames later, for runs that repeat
-        exactly)."""
+        exactly). ``worker_threads``: torch threads of the worker thread."""
         self.depth_module = depth_module
         self.motion_module = motion_module
         self.map = map_state
@@ -129,6 +130,7 @@ class Frontend:
         self.image_size = image_size
         self.device = device
         self.on_keyframe = on_keyframe
+        self.worker_threads = worker_threads
         self.tracker = Tracker(motion_module, config, intrinsics, image_size, device)
         self.keyframe_depth = KeyframeDepth(depth_module, map_state, bundle, config, intrinsics, image_size, device)
         self.relocalizer = Relocalizer(self.tracker, map_state, config)
@@ -509,7 +511,12 @@ class Frontend:
         self._recent.clear()
         record = self._record_tracked(frame, image, relative, neighbour=False)
         if self._worker is None:
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="v2d-keyframe")
+            self._worker = ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix="v2d-keyframe",
+                initializer=torch.set_num_threads,  # per thread: tracking keeps its own count
+                initargs=(self.worker_threads,),
+            )
         future = self._worker.submit(self._build_keyframe, *build)
         self._building = _Building(future, frame, image, previous, motion_features, record, previous_rescaled_by)
 

@@ -131,7 +131,11 @@ class SlamSystem:
         )
         self.global_bundle = GlobalBundleAdjuster(final_bundle, backend, intrinsics, self.image_size)
         self.global_bundle_report: GlobalBundleReport | None = None
-        self._thread = BackendThread(self._backend_pass, self._close_loops) if config.backend.mode == "thread" else None
+        self._thread = (
+            BackendThread(self._backend_pass, self._close_loops, config.modules.background_threads)
+            if config.backend.mode == "thread"
+            else None
+        )
         self.frontend = Frontend(
             self.depth_module,
             self.motion_module,
@@ -143,6 +147,7 @@ class SlamSystem:
             bundle,
             on_keyframe=self._on_keyframe,
             keyframes_when_ready=config.backend.mode == "thread",
+            worker_threads=config.modules.background_threads,
         )
         self.frontend_seconds = 0.0
         self.finish_seconds = 0.0  # see finish
