@@ -24,8 +24,8 @@ class ModulesConfig:
     - ``device``: torch device the modules run on.
     - ``threads``: torch threads (2: this project's CPU budget); at least 1.
     - ``background_threads``: torch threads of each thread that works beside tracking (the
-      keyframe worker, the backend); at least 1. One leaves the other core to tracking, where
-      two threads each under contention slow every small operation.
+      keyframe worker, the backend); at least 1. 1 leaves the other core to tracking (faster on
+      HoloLens and the road; not the default yet: see docs/tuning.md).
     """
 
     depth: str = "lite"
@@ -33,7 +33,7 @@ class ModulesConfig:
     weights: str | None = None
     device: str = "cpu"
     threads: int = 2
-    background_threads: int = 1
+    background_threads: int = 2
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """One SLAM run from a source to the output folder: trajectory.txt (TUM, camera-to-world, every
-input frame), trajectory_kitti.txt for KITTI sources, groundtruth.txt where the source has
-ground truth, points.ply, mesh.ply, stats.json and tracking.csv (each frame's status).
+input frame; none when the run stopped before its first), trajectory_kitti.txt for KITTI
+sources, groundtruth.txt where the source has ground truth, points.ply, mesh.ply, stats.json
+and tracking.csv (each frame's status).
 
 Whatever was computed is written even when the run stops early (Ctrl-C, SIGTERM, SIGHUP, a
 camera unplugged, a corrupt file, a stop from the viewer): the error is re-raised after the
@@ -481,16 +482,17 @@ def _write_export(
         write("keyframes.txt", lambda _path: write_keyframe_depths(export, out))
     indices, timestamps = np.array(record.indices, dtype=int), np.array(record.timestamps, dtype=np.float64)
     trajectory, tracked = full_trajectory(snapshot, indices, timestamps)
-    write(
-        "trajectory.txt",
-        lambda path: write_tum(
-            path,
-            trajectory,
-            header="v2d estimate, camera-to-world, arbitrary scale (monocular)\ntimestamp tx ty tz qx qy qz qw",
-        ),
-    )
-    if source.kind == "kitti":
-        write("trajectory_kitti.txt", lambda path: write_kitti(path, trajectory))
+    if len(indices):  # a run stopped before its first frame has no trajectory to write
+        write(
+            "trajectory.txt",
+            lambda path: write_tum(
+                path,
+                trajectory,
+                header="v2d estimate, camera-to-world, arbitrary scale (monocular)\ntimestamp tx ty tz qx qy qz qw",
+            ),
+        )
+        if source.kind == "kitti":
+            write("trajectory_kitti.txt", lambda path: write_kitti(path, trajectory))
     with_gt = [k for k, pose in enumerate(record.poses_gt) if pose is not None]
     if with_gt:
         ground_truth = Trajectory(

@@ -17,7 +17,7 @@ from slam.errors import ExportError
 from slam.io.sources.synthetic import SyntheticSource
 from slam.io.trajectory import read_trajectory
 from slam.system import run as run_module
-from slam.system.run import run_slam
+from slam.system.run import RunControl, run_slam
 from slam.system.stop_signals import SavingGuard, Terminated
 
 FAST = ("backend.mode=disabled", "fusion.mesh=false", "frontend.init_frames=4")
@@ -35,6 +35,19 @@ def test_an_output_that_cannot_be_written_costs_no_other(tmp_path, monkeypatch):
     assert stats["write_errors"] == [f"cannot write {tmp_path / 'points.ply'}: No space left on device"]
     assert "points.ply" not in stats["outputs"] and not (tmp_path / "points.ply").exists()
     assert len(read_trajectory(tmp_path / "trajectory.txt")) == 8 and (tmp_path / "tracking.csv").is_file()
+
+
+def test_a_run_stopped_before_its_first_frame_writes_no_empty_trajectory(tmp_path):
+    """A stop (a signal, the viewer) that comes before the first frame: the outputs are what
+    there is, every one readable; no trajectory file without a pose in it."""
+    control = RunControl()
+    control.request_stop()
+    stats = run_slam(
+        SyntheticSource("room", 0, 8, None, None), override(SystemConfig(), *FAST), tmp_path, control=control
+    )
+    assert stats["completed"] and stats["frames_processed"] == 0
+    assert "trajectory.txt" not in stats["outputs"] and not (tmp_path / "trajectory.txt").exists()
+    assert set(stats["outputs"]) == {p.name for p in tmp_path.iterdir()}
 
 
 def test_a_run_marks_its_folder_incomplete_until_it_is_saved(tmp_path, monkeypatch):
