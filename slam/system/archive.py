@@ -38,7 +38,7 @@ from slam.mapping.fusion import FusionKeyframe, depth_scale_against, nearest_nei
 from slam.mapping.posed_views import write_view_image
 from slam.mapping.streaming import NUM_NEIGHBOURS, StreamingFusion
 from slam.system.bundle import UNSUPPORTED_DEPTH
-from slam.system.map import Keyframe, KeyframeView, MapState, first_of_segment, translation_scaled
+from slam.system.map import KeyframeView, MapState, first_of_segment, segment_starts, translation_scaled
 from slam.system.released_pixels import ReleasedPixels
 
 log = logging.getLogger(__name__)
@@ -130,9 +130,9 @@ class KeyframeArchive:
                 if self.align_scales:
                     segment = first_of_segment(keyframes, candidates[k].id)
                     references = [c for c in candidates if c.id >= segment and self.fusion.fused(c.id)]
-                    factor = self._align(candidates[k], references)
-                    if factor is not None:
-                        candidates = _scaled_from(candidates, k, factor, keyframes, self.align_live_end)
+                    aligned = self._align(candidates[k], references)
+                    if aligned is not None:
+                        candidates = _scaled_about(candidates, candidates[k], *aligned)
                 candidate = candidates[k]
                 self.fusion.add(candidate, candidates)
                 self._fused_as[candidate.id] = (candidate.pose_c2w, 1.0)  # not released yet
@@ -158,7 +158,7 @@ class KeyframeArchive:
             log.debug("fused %d final keyframes (%d in all)", len(fresh), len(self.fusion))
         return len(fresh)
 
-    def _align(self, keyframe: FusionKeyframe, fused: list[FusionKeyframe]) -> float | None:
+    def _align(self, keyframe: FusionKeyframe, fused: list[FusionKeyframe]) -> tuple[float, set[int]] | None:
         """Bring ``keyframe`` (final, not fused yet) to the scale of the ``witnesses`` nearest of
         the ``fused`` keyframes (those of its own map segment: :func:`depth_scale_against`):
         the map's keyframe has its depth multiplied by that factor
@@ -171,8 +171,9 @@ class KeyframeArchive:
         keyframe's :attr:`Keyframe.rescaled_by`). The backend's window
         lets each keyframe's depth drift a little from the scale its pose and its neighbours'
         keep; aligned one after another as they become final, the depths of a map segment keep
-        the scale of its first keyframe. Returns the factor; None (nothing changed) when the
-        overlap is too small (a segment's first keyframe has none)."""
+        the scale of its first keyframe. Returns the factor and the ids of the keyframes it
+        rescaled (``keyframe``'s, and the live end's); None (nothing changed) when the overlap is
+        too small (a segment's first keyframe has none)."""
         nearest = nearest_neighbours([keyframe, *fused], self.witnesses)[0]
         factor = depth_scale_against(keyframe, [fused[j - 1] for j in nearest], ALIGNMENT_MIN_CONFIDENCE)
         if factor is None or not np.isfinite(factor) or factor <= 0:
@@ -181,15 +182,15 @@ class KeyframeArchive:
         with self.map.lock:
             pivot_w2c = self.map.keyframes[keyframe.id].pose_w2c
             corrections = {keyframe.id: (pivot_w2c, 1.0 / factor)}
-            if self.align_live_end:
+            if self.align_live_end:  # the later keyframes up to the next segment's start
                 keyframes = self.map.keyframe_list()
-                segment = first_of_segment(keyframes, keyframe.id)
+                end = min((start for start in segment_starts(keyframes) if start > keyframe.id), default=None)
                 for later in keyframes:
-                    if later.id > keyframe.id and first_of_segment(keyframes, later.id) == segment:
+                    if later.id > keyframe.id and (end is None or later.id < end):
                         from_pivot = translation_scaled(later.pose_w2c * pivot_w2c.inv(), factor)
                         corrections[later.id] = (from_pivot * pivot_w2c, 1.0 / factor)
             self.map.apply_similarities(corrections)
-        return factor
+        return factor, set(corrections)
 
     def moved_since_fusion(self, tolerance: float = 1e-6) -> bool:
         """Whether a fused keyframe's pose or scale changed since it was fused (by more than
@@ -272,18 +273,16 @@ class KeyframeArchive:
         return self.fusion
 
 
-def _scaled_from(
-    candidates: list[FusionKeyframe], k: int, factor: float, keyframes: list[Keyframe], live_end: bool
+def _scaled_about(
+    candidates: list[FusionKeyframe], pivot: FusionKeyframe, factor: float, rescaled: set[int]
 ) -> list[FusionKeyframe]:
-    """The fusion views ``candidates`` after :meth:`KeyframeArchive._align` scaled the ``k``-th
-    by ``factor``: its depth multiplied by it; with ``live_end``, also the depths of the later
-    views of its map segment, and their camera centres moved away from its own by the factor,
-    as the map's keyframes were."""
-    pivot = candidates[k]
-    segment = first_of_segment(keyframes, pivot.id)
+    """The fusion views ``candidates`` after :meth:`KeyframeArchive._align` rescaled the map's
+    keyframes ``rescaled`` by ``factor`` about the ``pivot``'s pose: each of those views with its
+    depth multiplied by the factor and its camera centre moved away from the pivot's by it, as
+    the map's keyframes were (the pivot's own centre stays)."""
     scaled = list(candidates)
     for m, view in enumerate(candidates):
-        if m == k or (live_end and view.id > pivot.id and first_of_segment(keyframes, view.id) == segment):
+        if view.id in rescaled:
             pose_c2w = view.pose_c2w.copy()
             pose_c2w[:3, 3] = pivot.pose_c2w[:3, 3] + factor * (view.pose_c2w[:3, 3] - pivot.pose_c2w[:3, 3])
             scaled[m] = dataclasses.replace(view, depth=view.depth * np.float32(factor), pose_c2w=pose_c2w)
