@@ -16,16 +16,18 @@ from scipy.spatial.transform import Rotation
 
 from slam.config.loader import override
 from slam.config.schema import FusionConfig, SystemConfig
+from slam.evaluation.trajectory import associate_and_align
 from slam.geometry.lie import SE3
 from slam.geometry.resize import resize_depth
 from slam.io.sources.synthetic import SyntheticSource
+from slam.io.trajectory import Trajectory
 from slam.mapping.fusion import FusionKeyframe
 from slam.mapping.streaming import NUM_NEIGHBOURS, StreamingFusion
 from slam.synthetic import SyntheticSequence
 from slam.system.archive import KeyframeArchive
 from slam.system.map import FrameRecord, Keyframe, MapState
 from slam.system.released_pixels import PREFIX, STALE_SECONDS, remove_left_over
-from slam.system.slam_system import SlamSystem
+from slam.system.slam_system import SlamSystem, full_trajectory
 from tests.mapping.reference_fusion import fuse_point_cloud
 
 
@@ -294,3 +296,34 @@ def test_a_killed_run_s_released_pixels_are_removed_by_the_next_and_a_live_one_s
     removed = remove_left_over(tmp_path, now=old + STALE_SECONDS + 1)
     assert removed == [tmp_path / names["left over"]] and not removed[0].exists()
     assert all((tmp_path / names[key]).is_dir() for key in ("fresh", "live", "other"))
+
+
+@pytest.mark.slow
+def test_with_the_live_end_a_run_keeps_its_segment_s_scale_end_to_end():
+    """150 frames of the room, the default system, inline: without ``backend.align_live_end``
+    the factors that bring each final keyframe to its segment's scale grow along the run (the
+    window drifts from the final keyframes: measured up to 10%); with it each factor is a small
+    step (measured under 2%), because the window is brought back with every final keyframe, and
+    the trajectory keeps the scale (ATE measured 0.020 m against 0.031 without)."""
+    frames = list(SyntheticSource("room", 0, 150))
+    truth = np.stack([frame.pose_gt for frame in frames])
+    times = np.arange(len(frames)) / 30.0
+    largest, ate = {}, {}
+    for live_end in (False, True):
+        config = override(
+            SystemConfig(), "backend.mode=inline", "fusion.mesh=false", f"backend.align_live_end={live_end}"
+        )
+        system = SlamSystem(config, frames[0].camera)
+        for frame in frames:
+            system.process(frame)
+        system.finish()
+        trajectory, tracked = full_trajectory(
+            system.snapshot(with_images=False), np.array([f.index for f in frames]), times
+        )
+        assert tracked.all()
+        aligned = associate_and_align(Trajectory(times, truth), trajectory, "sim3")
+        error = np.array(aligned.est.poses)[:, :3, 3] - np.array(aligned.gt.poses)[:, :3, 3]
+        ate[live_end] = float(np.sqrt((error**2).sum(axis=1).mean()))
+        largest[live_end] = float(np.abs(np.log(system.archive.scale_corrections)).max())
+    assert largest[False] > 0.05 and largest[True] < 0.04, largest
+    assert ate[True] < 0.025, ate
