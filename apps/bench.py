@@ -75,7 +75,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", default="BENCHMARKS.md", help="markdown file to update (default: BENCHMARKS.md)")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (for smoke tests; numbers are noisier)")
     parser.add_argument(
-        "--threads", type=positive_int, default=2, help="torch threads (default: 2, this project's CPU budget)"
+        "--threads",
+        type=positive_int,
+        default=2,
+        help="torch threads of the benchmark's own process (default: 2, this project's CPU budget); "
+        "the `v2d run` processes it starts keep their configuration's",
     )
     parser.add_argument(
         "--weights",
@@ -107,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
         body = importlib.import_module(f"apps.benchmarks.{SUITES[name][1]}").suite(args)
         stamp = (
             f"Command: `{command}`; machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} "
-            f"with {machine['torch_threads']} threads; v2d {machine['v2d']}; date: {datetime.date.today().isoformat()}."
+            f"with {machine['torch_threads']} threads in the benchmark's process (a `v2d run` it starts: "
+            f"`modules.threads` and `modules.background_threads` per thread); v2d {machine['v2d']}; "
+            f"date: {datetime.date.today().isoformat()}."
         )
         update_section(output, name, f"{body}\n\n{stamp}")
         print(f"{name}:\n{body}\n")

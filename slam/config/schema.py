@@ -22,18 +22,20 @@ class ModulesConfig:
     - ``depth``, ``motion``: "classical" (no weights), "lite" or "paper" (learned).
     - ``weights``: checkpoint of the learned modules; None: the shipped ``weights/lite.pt``.
     - ``device``: torch device the modules run on.
-    - ``threads``: torch threads (2: this project's CPU budget); at least 1.
+    - ``threads``: torch threads of the tracking thread (and of whatever runs in the caller's
+      thread: a cold start, an inline backend); at least 1.
     - ``background_threads``: torch threads of each thread that works beside tracking (the
-      keyframe worker, the backend); at least 1. 1 leaves the other core to tracking (faster on
-      HoloLens and the road; not the default yet: see docs/tuning.md).
+      keyframe worker, the backend); at least 1. The defaults give every thread one torch
+      thread: the tracking thread, the keyframe worker and the backend already share two cores,
+      and a second OpenMP thread each only adds waiting (see docs/tuning.md).
     """
 
     depth: str = "lite"
     motion: str = "classical"
     weights: str | None = None
     device: str = "cpu"
-    threads: int = 2
-    background_threads: int = 2
+    threads: int = 1
+    background_threads: int = 1
 
 
 @dataclass(frozen=True)

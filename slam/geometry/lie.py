@@ -50,7 +50,9 @@ class SE3:
     @classmethod
     def exp(cls, xi: torch.Tensor) -> SE3:
         """Exponential map of (..., 6) tangent vectors ``[tau, phi]``."""
-        return cls(pp.se3(xi).Exp().tensor())
+        if _recording(xi):
+            return cls(pp.se3(xi).Exp().tensor())
+        return cls(_exp(xi))
 
     @classmethod
     def from_matrix(cls, matrix: torch.Tensor) -> SE3:
@@ -229,6 +231,26 @@ def _rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     u, v = torch.broadcast_tensors(u, v)
     uv = torch.linalg.cross(u, v)
     return v + 2.0 * (w * uv + torch.linalg.cross(u, uv))
+
+
+def _exp(xi: torch.Tensor) -> torch.Tensor:
+    """(..., 7) ``[t, q]`` of ``exp`` of (..., 6) ``[tau, phi]``, pypose's formulas (a Taylor
+    expansion below machine epsilon): ``q = [sin(theta/2) phi / theta, cos(theta/2)]``,
+    ``t = J_l(phi) tau = tau + a phi x tau + b phi x (phi x tau)`` with theta = |phi|,
+    ``a = (1 - cos theta) / theta^2``, ``b = (theta - sin theta) / theta^3``."""
+    tau, phi = xi[..., :3], xi[..., 3:]
+    theta = phi.norm(dim=-1, keepdim=True)
+    theta2 = theta.square()
+    large = theta > torch.finfo(theta.dtype).eps
+    safe = torch.where(large, theta, torch.ones_like(theta))  # no division by zero in the unused branch
+    imaginary = torch.where(large, torch.sin(0.5 * safe) / safe, 0.5 - theta2 / 48.0 + theta2.square() / 3840.0)
+    real = torch.where(large, torch.cos(0.5 * safe), 1.0 - theta2 / 8.0 + theta2.square() / 384.0)
+    a = torch.where(large, (1.0 - torch.cos(safe)) / safe.square(), 0.5 - theta2 / 24.0)
+    b = torch.where(large, (safe - torch.sin(safe)) / (safe * safe.square()), 1.0 / 6.0 - theta2 / 120.0)
+    phi, tau = torch.broadcast_tensors(phi, tau)
+    phi_tau = torch.linalg.cross(phi, tau)
+    translation = tau + a * phi_tau + b * torch.linalg.cross(phi, phi_tau)
+    return torch.cat([translation, phi * imaginary, real], dim=-1)
 
 
 def _normalised(data: torch.Tensor) -> torch.Tensor:

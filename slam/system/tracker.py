@@ -13,7 +13,7 @@ import torch
 from networks.interfaces import MotionModule
 from slam.config.schema import FrontendConfig
 from slam.geometry.lie import SE3
-from slam.geometry.projection import pixel_grid, reproject
+from slam.geometry.projection import MIN_DEPTH, backproject, pixel_grid, project
 from slam.geometry.resize import resize_depth
 from slam.geometry.solver import gauss_newton_step, pool_correspondences
 from slam.system.map import Keyframe
@@ -51,18 +51,18 @@ def induced_flow(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor) -> tu
     and the parallax: the mean of the part of it that the translation causes (the flow less that
     of the rotation alone), which a turn on the spot leaves at zero. (0, 0) when no pixel with
     depth stays in front of camera j."""
-    rotation = SE3(torch.cat([torch.zeros_like(T_ji.data[:3]), T_ji.data[3:]]))
-    coords, valid, _, _ = reproject(
-        depth[None].expand(2, -1, -1), SE3.stack([T_ji, rotation]), intrinsics[None].expand(2, -1)
-    )
-    valid = valid[0]
-    if not valid.any():
+    rotated = SE3(torch.cat([torch.zeros_like(T_ji.data[:3]), T_ji.data[3:]])).act(backproject(depth, intrinsics))
+    moved = rotated + T_ji.translation()
+    valid = (moved[..., 2] > MIN_DEPTH) & (depth > 0)
+    count = valid.sum()
+    if not bool(count):
         return 0.0, 0.0
+    # one projection of both point sets (rotation alone and the whole motion)
+    coords = project(torch.stack([moved, rotated]), intrinsics[None], extra_dims=2)
     grid = pixel_grid(depth.shape[0], depth.shape[1], dtype=depth.dtype, device=depth.device)
-    return (
-        float((coords[0] - grid).norm(dim=-1)[valid].mean()),
-        float((coords[0] - coords[1]).norm(dim=-1)[valid].mean()),
-    )
+    flows = torch.stack([coords[0] - grid, coords[0] - coords[1]]).norm(dim=-1)
+    means = (flows * valid).sum(dim=(1, 2)) / count
+    return float(means[0]), float(means[1])
 
 
 class Tracker:
