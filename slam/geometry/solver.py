@@ -49,6 +49,33 @@ def all_pairs_edges(
     return ii[keep], jj[keep]
 
 
+def _frame_blocks(
+    T_ji: SE3,
+    depth_i: torch.Tensor,
+    intrinsics: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    huber: float | None,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Frame j's normal equations for E edges ``i -> j`` (E = batch times edges, flattened):
+    SE3 (E,) ``T_ji``, (E, h, w) ``depth_i``, (E, 4) ``intrinsics``, (E, h, w, 2) ``targets`` and
+    ``weights``. Returns H_jj (E, 6, 6) and g_j (E, 6, 1) for ``T_ji <- exp(xi) T_ji``, and what
+    the depth terms need: J_j (E, 2P, 6), J_depth (E, h, w, 2), the weights with validity and
+    ``huber`` applied (E, 2P, 1) and the residuals (E, 2P, 1), P = h w (see :func:`_edge_systems`)."""
+    edges, height, width = depth_i.shape
+    coords, valid, J_j, J_depth = reproject(depth_i, T_ji, intrinsics, with_jacobians=True)
+    rows = height * width * 2
+    assert J_j is not None and J_depth is not None  # with_jacobians=True returns both
+    J_j = J_j.reshape(edges, rows, 6)
+    w = (weights.reshape(edges, height * width, 2) * valid.reshape(edges, -1, 1)).reshape(-1, rows, 1)
+    residual = targets.reshape(edges, rows, 1) - coords.reshape(edges, rows, 1)
+    if huber is not None:  # iteratively reweighted: a pixel's weight falls as 1 / |residual| beyond huber pixels
+        norm = residual.view(edges, height * width, 1, 2).norm(dim=-1, keepdim=True)
+        w = w * (huber / norm.clamp(min=huber)).expand(-1, -1, 2, 1).reshape(edges, rows, 1)
+    wJ_t = (w * J_j).transpose(1, 2)  # (E, 6, 2P)
+    return wJ_t @ J_j, wJ_t @ residual, (J_j, J_depth, w, residual)
+
+
 def _edge_systems(
     poses: SE3,
     depths: torch.Tensor,
@@ -75,23 +102,14 @@ def _edge_systems(
     height, width = depths.shape[-2:]
     T_ji = poses[:, jj] * poses[:, ii].inv()  # (B, E)
     depth_i = depths[:, ii].reshape(batch * edges, height, width)
-    coords, valid, J_j, J_depth = reproject(
-        depth_i,
+    H_jj, g_j, (J_j, J_depth, w, residual) = _frame_blocks(
         T_ji.view(batch * edges),
+        depth_i,
         intrinsics[:, None].expand(batch, edges, 4).reshape(-1, 4),
-        with_jacobians=True,
+        targets.reshape(batch * edges, height, width, 2),
+        weights.reshape(batch * edges, height, width, 2),
+        huber,
     )
-    rows = height * width * 2
-    assert J_j is not None and J_depth is not None  # with_jacobians=True returns both
-    J_j = J_j.reshape(batch * edges, rows, 6)
-    w = (weights.reshape(batch * edges, height * width, 2) * valid.reshape(batch * edges, -1, 1)).reshape(-1, rows, 1)
-    residual = targets.reshape(batch * edges, rows, 1) - coords.reshape(batch * edges, rows, 1)
-    if huber is not None:  # iteratively reweighted: a pixel's weight falls as 1 / |residual| beyond huber pixels
-        norm = residual.view(batch * edges, height * width, 1, 2).norm(dim=-1, keepdim=True)
-        w = w * (huber / norm.clamp(min=huber)).expand(-1, -1, 2, 1).reshape(batch * edges, rows, 1)
-    wJ_t = (w * J_j).transpose(1, 2)  # (BE, 6, 2P)
-    H_jj = wJ_t @ J_j  # (BE, 6, 6)
-    g_j = wJ_t @ residual  # (BE, 6, 1)
     A = T_ji.adj_matrix().reshape(batch * edges, 6, 6)
     H_ij = -A.transpose(1, 2) @ H_jj
     H = torch.cat([torch.cat([-H_ij @ A, H_ij], dim=2), torch.cat([H_ij.transpose(1, 2), H_jj], dim=2)], dim=1)
@@ -189,6 +207,25 @@ def gauss_newton_step(
     H, g = _pose_system(H_edge, g_edge, ii, jj, num_frames)
     xi = _solve_free_poses(H, g, num_fixed, damping, epsilon)
     return _retract_free(poses, xi, num_fixed)
+
+
+def relative_pose_step(
+    T_ji: SE3,
+    depth_i: torch.Tensor,
+    intrinsics: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    damping: float = 1e-4,
+    epsilon: float = 1e-4,
+) -> SE3:
+    """One weighted Gauss-Newton step on the relative pose of one frame against a fixed one:
+    :func:`gauss_newton_step` for the single edge ``i -> j`` with frame i held, without the
+    stacked system. ``T_ji``: SE3 () camera i to camera j; ``depth_i`` (h, w); ``intrinsics`` (4,)
+    at that resolution; ``targets`` (h, w, 2) pixels in frame j; ``weights`` (h, w, 2). Returns
+    ``exp(xi) T_ji``; ``T_ji`` unchanged where the system cannot be factorised."""
+    H, g, _ = _frame_blocks(T_ji.view(1), depth_i[None], intrinsics[None], targets[None], weights[None], None)
+    xi = _solve_free_poses(H.view(1, 1, 6, 1, 6), g.view(1, 1, 6), 0, damping, epsilon)
+    return T_ji.retr(xi.view(6))
 
 
 def _schur_poses(E: torch.Tensor, C: torch.Tensor, key_frame: torch.Tensor, key_pose: torch.Tensor) -> torch.Tensor:

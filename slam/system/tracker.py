@@ -15,7 +15,7 @@ from slam.config.schema import FrontendConfig
 from slam.geometry.lie import SE3
 from slam.geometry.projection import MIN_DEPTH, backproject, pixel_grid, project
 from slam.geometry.resize import resize_depth
-from slam.geometry.solver import gauss_newton_step, pool_correspondences
+from slam.geometry.solver import pool_correspondences, relative_pose_step
 from slam.system.map import Keyframe
 
 
@@ -123,28 +123,29 @@ class Tracker:
         quality reached ``config.tracking_confident`` when ``stop_when_confident``."""
         keyframe_features, depth, pooled_depth = self.reference(keyframe)
         depths = torch.stack([depth, torch.zeros_like(depth)])[None]
-        pooled_depths = torch.stack([pooled_depth, torch.zeros_like(pooled_depth)])[None]
-        keyframe_w2c = keyframe.pose_w2c  # read once: the backend may move it meanwhile
-        poses = SE3.stack([keyframe_w2c, start * keyframe_w2c]).view(1, 2)
+        frame_from_keyframe = start
         stacked = torch.stack([keyframe_features, features])[None]
         scale = self.image_size[1] / depth.shape[1]  # processing pixels per feature pixel
         has_depth = depth > 0
-        any_depth = bool(has_depth.any())
+        with_depth = int(has_depth.sum())
         confident = self.config.tracking_confident if stop_when_confident else None
         with torch.no_grad():
             for _ in range(self.config.tracking_steps if steps is None else steps):
+                # the keyframe at the origin: only the relative pose matters
+                poses = SE3.stack([SE3.identity(device=start.device), frame_from_keyframe]).view(1, 2)
                 flow = self.motion_module.flow(
                     stacked, depths, poses, self.intrinsics[None], self._ii, self._jj, self.image_size
                 )
                 targets, weights, intrinsics = pool_correspondences(
                     flow.targets, flow.weights, flow.intrinsics, self.config.tracking_pool
                 )
-                poses = gauss_newton_step(poses, pooled_depths, intrinsics, self._ii, self._jj, targets, weights)
-                quality = float(flow.weights[0, 0, ..., 0][has_depth].mean()) if any_depth else 0.0
+                frame_from_keyframe = relative_pose_step(
+                    frame_from_keyframe, pooled_depth, intrinsics[0], targets[0, 0], weights[0, 0]
+                )
+                quality = float((flow.weights[0, 0, ..., 0] * has_depth).sum()) / with_depth if with_depth else 0.0
                 if confident is not None and quality >= confident:
                     break  # reliable correspondences: the step has solved the pose
         residual = _weighted_residual(flow.residual[0, 0], flow.weights[0, 0, ..., 0], has_depth)
-        frame_from_keyframe = poses[0, 1] * poses[0, 0].inv()
         induced, parallax = induced_flow(depth, frame_from_keyframe, flow.intrinsics[0])
         return TrackingResult(frame_from_keyframe, quality, induced * scale, parallax * scale, residual * scale)
 

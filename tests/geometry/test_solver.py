@@ -15,6 +15,7 @@ from slam.geometry.solver import (
     gauss_newton_step,
     keyframe_edges,
     pool_correspondences,
+    relative_pose_step,
 )
 
 HEIGHT, WIDTH = 12, 16
@@ -88,6 +89,31 @@ def test_keyframe_mode_solves_each_frame_on_its_own():
     corrupted = gauss_newton_step(start, depths, INTRINSICS, ii, jj, corrupted_targets, torch.ones_like(targets))
     assert torch.allclose(clean.data[:, 1], corrupted.data[:, 1], atol=1e-12)
     assert not torch.allclose(clean.data[:, 2], corrupted.data[:, 2], atol=1e-3)
+
+
+def test_relative_pose_step_is_the_keyframe_step_of_one_frame_against_a_fixed_one():
+    """Tracking's step (the relative pose alone, no stacked system) takes the pose where the
+    keyframe-mode step takes the frame, whatever the fixed keyframe's pose, and recovers the
+    true relative pose; a system with no weight leaves the pose as it was."""
+    truth, depths = true_poses(2, seed=3), scene_depths(2)
+    keyframe = SE3.exp(torch.tensor([[0.3, -0.2, 0.5, 0.1, 0.2, -0.3]], dtype=torch.float64))
+    truth = SE3(torch.cat([keyframe.data, (truth[:, 1] * keyframe).data]).view(1, 2, 7))
+    ii, jj = keyframe_edges(2)
+    targets = exact_targets(truth, depths, ii, jj)
+    weights = torch.rand(targets.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    start = truth.retr(torch.cat([torch.zeros(1, 1, 6), 0.02 * torch.ones(1, 1, 6)], dim=1).double())
+    stacked = gauss_newton_step(start, depths, INTRINSICS, ii, jj, targets, weights)
+    relative = relative_pose_step(
+        start[0, 1] * start[0, 0].inv(), depths[0, 0], INTRINSICS[0], targets[0, 0], weights[0, 0]
+    )
+    assert torch.allclose((stacked[0, 1] * stacked[0, 0].inv()).data, relative.data, atol=1e-9)
+    for _ in range(2):
+        relative = relative_pose_step(relative, depths[0, 0], INTRINSICS[0], targets[0, 0], weights[0, 0])
+    assert pose_error(relative, truth[0, 1] * truth[0, 0].inv()) < 1e-6
+    unweighted = relative_pose_step(
+        start[0, 1], depths[0, 0], INTRINSICS[0], targets[0, 0], torch.zeros_like(weights[0, 0])
+    )
+    assert torch.allclose(unweighted.data, start.data[0, 1])
 
 
 def test_global_mode_holds_several_fixed_poses():
