@@ -252,6 +252,8 @@ class SystemConfig:
             raise ConfigError(f"modules.threads must be at least 1, got {self.modules.threads}")
         if self.modules.background_threads < 1:
             raise ConfigError(f"modules.background_threads must be at least 1, got {self.modules.background_threads}")
+        if self.frontend.tracking_steps < 1:
+            raise ConfigError(f"frontend.tracking_steps must be at least 1, got {self.frontend.tracking_steps}")
         if self.frontend.pixels < MIN_PIXELS:
             raise ConfigError(
                 f"frontend.pixels must be at least {MIN_PIXELS} (a 32 x 32 image, the smallest the classical "

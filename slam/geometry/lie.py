@@ -16,7 +16,7 @@ Conventions:
 
 All operations are batched over leading dimensions, differentiable, and device/dtype agnostic.
 Where no gradient is recorded (the SLAM system runs under ``torch.no_grad``), composition,
-inversion and ``matrix()`` use the plain quaternion formulas below instead of pypose's operators:
+inversion, ``exp`` and ``matrix()`` use the plain quaternion formulas below instead of pypose's operators:
 the same values at a fraction of the per-call overhead, which dominates for the small batches of
 tracking. Differentiate through ``matrix()``, ``act()`` or ``log()``: the gradient pypose reports
 for the raw ``data`` (the quaternion) follows its tangent-space convention, not the ambient derivative of the 7 numbers.
@@ -247,7 +247,6 @@ def _exp(xi: torch.Tensor) -> torch.Tensor:
     real = torch.where(large, torch.cos(0.5 * safe), 1.0 - theta2 / 8.0 + theta2.square() / 384.0)
     a = torch.where(large, (1.0 - torch.cos(safe)) / safe.square(), 0.5 - theta2 / 24.0)
     b = torch.where(large, (safe - torch.sin(safe)) / (safe * safe.square()), 1.0 / 6.0 - theta2 / 120.0)
-    phi, tau = torch.broadcast_tensors(phi, tau)
     phi_tau = torch.linalg.cross(phi, tau)
     translation = tau + a * phi_tau + b * torch.linalg.cross(phi, phi_tau)
     return torch.cat([translation, phi * imaginary, real], dim=-1)

@@ -274,7 +274,7 @@ class BackendThread(threading.Thread):
     torch with ``torch_threads`` threads of its own."""
 
     def __init__(
-        self, work: Callable[[], object], follow_up: Callable[[], object] | None = None, torch_threads: int = 2
+        self, work: Callable[[], object], follow_up: Callable[[], object] | None = None, torch_threads: int = 1
     ):
         super().__init__(name="v2d-backend", daemon=True)
         self.work = work

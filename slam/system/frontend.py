@@ -116,7 +116,7 @@ class Frontend:
         bundle: BundleAdjuster,
         on_keyframe: Callable[[Keyframe], None] | None = None,
         keyframes_when_ready: bool = True,
-        worker_threads: int = 2,
+        worker_threads: int = 1,
     ):
         """``intrinsics``: (4,) at the processing resolution ``image_size`` (H, W).
         ``keyframes_when_ready``: a keyframe computed in the worker thread joins the map as soon

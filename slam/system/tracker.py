@@ -61,7 +61,7 @@ def induced_flow(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor) -> tu
     coords = project(torch.stack([moved, rotated]), intrinsics[None], extra_dims=2)
     grid = pixel_grid(depth.shape[0], depth.shape[1], dtype=depth.dtype, device=depth.device)
     flows = torch.stack([coords[0] - grid, coords[0] - coords[1]]).norm(dim=-1)
-    means = (flows * valid).sum(dim=(1, 2)) / count
+    means = torch.where(valid, flows, 0.0).sum(dim=(1, 2)) / count  # a NaN where invalid stays out
     return float(means[0]), float(means[1])
 
 
@@ -120,7 +120,11 @@ class Tracker:
         """Track a frame with motion ``features`` (C, h, w) against ``keyframe`` from ``start``
         (``G_frame G_keyframe^-1``): at most ``steps`` (None: ``config.tracking_steps``)
         Gauss-Newton steps, the flow computed again before each, stopping after a step whose flow
-        quality reached ``config.tracking_confident`` when ``stop_when_confident``."""
+        quality reached ``config.tracking_confident`` when ``stop_when_confident``. ValueError for
+        fewer than one step."""
+        steps = self.config.tracking_steps if steps is None else steps
+        if steps < 1:
+            raise ValueError(f"tracking needs at least one step, got {steps}")
         keyframe_features, depth, pooled_depth = self.reference(keyframe)
         depths = torch.stack([depth, torch.zeros_like(depth)])[None]
         frame_from_keyframe = start
@@ -129,10 +133,10 @@ class Tracker:
         has_depth = depth > 0
         with_depth = int(has_depth.sum())
         confident = self.config.tracking_confident if stop_when_confident else None
+        origin = SE3.identity(dtype=start.dtype, device=start.device)  # the keyframe: only the relative pose matters
         with torch.no_grad():
-            for _ in range(self.config.tracking_steps if steps is None else steps):
-                # the keyframe at the origin: only the relative pose matters
-                poses = SE3.stack([SE3.identity(device=start.device), frame_from_keyframe]).view(1, 2)
+            for _ in range(steps):
+                poses = SE3.stack([origin, frame_from_keyframe]).view(1, 2)
                 flow = self.motion_module.flow(
                     stacked, depths, poses, self.intrinsics[None], self._ii, self._jj, self.image_size
                 )
@@ -142,7 +146,8 @@ class Tracker:
                 frame_from_keyframe = relative_pose_step(
                     frame_from_keyframe, pooled_depth, intrinsics[0], targets[0, 0], weights[0, 0]
                 )
-                quality = float((flow.weights[0, 0, ..., 0] * has_depth).sum()) / with_depth if with_depth else 0.0
+                confidence = torch.where(has_depth, flow.weights[0, 0, ..., 0], 0.0)
+                quality = float(confidence.sum()) / with_depth if with_depth else 0.0
                 if confident is not None and quality >= confident:
                     break  # reliable correspondences: the step has solved the pose
         residual = _weighted_residual(flow.residual[0, 0], flow.weights[0, 0, ..., 0], has_depth)

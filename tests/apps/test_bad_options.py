@@ -38,6 +38,7 @@ def _one_error_line(capsys, command: str = "run") -> str:
         ("modules.threads=0", "modules.threads must be at least 1, got 0"),
         ("modules.threads=-2", "modules.threads must be at least 1, got -2"),
         ("modules.background_threads=0", "modules.background_threads must be at least 1, got 0"),
+        ("frontend.tracking_steps=0", "frontend.tracking_steps must be at least 1, got 0"),
     ],
 )
 def test_configuration_values_out_of_range_are_refused(tmp_path, capsys, option, expected):

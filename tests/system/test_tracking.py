@@ -4,6 +4,7 @@ the keyframe policy's decisions."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -138,3 +139,18 @@ def test_a_turn_on_the_spot_moves_the_image_without_parallax():
     orbit = SE3.exp(torch.tensor([0.2, 0.0, 0.0, 0.0, -0.08, 0.0]))
     flow, parallax = induced_flow(depth, orbit, intrinsics)
     assert parallax > 2.0 * flow
+
+
+def test_induced_flow_leaves_out_pixels_without_depth_even_when_they_hold_nan():
+    """A pixel whose depth is unknown (0) or not a number adds nothing to the means; with no pixel
+    in front of the camera both are 0."""
+    depth = smooth_depth(1, 24, 32, torch.float32)[0]
+    motion = SE3.exp(torch.tensor([0.1, 0.05, 0.0, 0.02, 0.03, 0.0]))
+    unknown, broken = depth.clone(), depth.clone()
+    unknown[3:6, 4:9] = 0.0
+    broken[3:6, 4:9] = float("nan")
+    expected = induced_flow(unknown, motion, INTRINSICS[0])
+    assert all(math.isfinite(value) and value > 0 for value in expected)
+    assert induced_flow(broken, motion, INTRINSICS[0]) == pytest.approx(expected, rel=1e-6)
+    behind = SE3.exp(torch.tensor([0.0, 0.0, -100.0, 0.0, 0.0, 0.0]))
+    assert induced_flow(depth, behind, INTRINSICS[0]) == (0.0, 0.0)
