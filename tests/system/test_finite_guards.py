@@ -41,7 +41,7 @@ def test_a_tracked_pose_that_is_not_finite_loses_the_frame(frames, monkeypatch, 
         system.process(frame)
     assert system.frontend.keyframe is not None
     monkeypatch.setattr(
-        tracker_module, "gauss_newton_step", lambda poses, *args, **kwargs: SE3(torch.full_like(poses.data, NAN))
+        tracker_module, "relative_pose_step", lambda pose, *args, **kwargs: SE3(torch.full_like(pose.data, NAN))
     )
     with caplog.at_level(logging.DEBUG, logger="slam.system.frontend"):
         system.process(frames[4])
