@@ -83,6 +83,13 @@ def _projected_pose_jacobian(points: torch.Tensor, intrinsics: torch.Tensor) -> 
     return torch.stack(row_u + row_v, dim=-1).view(*x.shape, 2, 6)
 
 
+def projectable(points: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """(..., H, W) bool: where the (..., H, W, 3) ``points`` (camera j's frame, backprojected from
+    camera i's (..., H, W) ``depth``) come from a known depth (> 0) and lie in front of camera j
+    (z > MIN_DEPTH)."""
+    return (points[..., 2] > MIN_DEPTH) & (depth > 0)
+
+
 def reproject(
     depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor, with_jacobians: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -103,7 +110,7 @@ def reproject(
     T = T_ji.view(*T_ji.shape, 1, 1)
     points_j = T.act(points_i)
     coords = project(points_j, intrinsics, extra_dims=2)
-    valid = (points_j[..., 2] > MIN_DEPTH) & (depth > 0)
+    valid = projectable(points_j, depth)
     if not with_jacobians:
         return coords, valid, None, None
     J_pose = _projected_pose_jacobian(points_j, intrinsics)

@@ -13,7 +13,7 @@ import torch
 from networks.interfaces import DepthModule
 from slam.config.schema import FrontendConfig
 from slam.geometry.lie import SE3
-from slam.geometry.projection import MIN_DEPTH, backproject, project
+from slam.geometry.projection import backproject, project, projectable
 from slam.geometry.resize import resize_depth
 from slam.system.bundle import BundleAdjuster
 from slam.system.covisibility import overlaps
@@ -39,7 +39,7 @@ def propagate_depth(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor) ->
     points = T_ji.view(1, 1, 1).act(backproject(depth[None], intrinsics[None]))[0]
     coords = project(points, intrinsics, extra_dims=2)
     z = points[..., 2]
-    valid = (z > MIN_DEPTH) & (depth > 0)
+    valid = projectable(points, depth)
     u, v = coords[..., 0].round().long(), coords[..., 1].round().long()
     keep = valid & (u >= 0) & (u < width) & (v >= 0) & (v < height)
     flat = torch.full((height * width,), float("inf"), dtype=depth.dtype, device=depth.device)

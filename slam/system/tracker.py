@@ -13,7 +13,7 @@ import torch
 from networks.interfaces import MotionModule
 from slam.config.schema import FrontendConfig
 from slam.geometry.lie import SE3
-from slam.geometry.projection import MIN_DEPTH, backproject, pixel_grid, project
+from slam.geometry.projection import backproject, pixel_grid, project, projectable
 from slam.geometry.resize import resize_depth
 from slam.geometry.solver import pool_correspondences, relative_pose_step
 from slam.system.map import Keyframe
@@ -53,7 +53,7 @@ def induced_flow(depth: torch.Tensor, T_ji: SE3, intrinsics: torch.Tensor) -> tu
     depth stays in front of camera j."""
     rotated = SE3(torch.cat([torch.zeros_like(T_ji.data[:3]), T_ji.data[3:]])).act(backproject(depth, intrinsics))
     moved = rotated + T_ji.translation()
-    valid = (moved[..., 2] > MIN_DEPTH) & (depth > 0)
+    valid = projectable(moved, depth)
     count = valid.sum()
     if not bool(count):
         return 0.0, 0.0
