@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -95,6 +95,8 @@ class FusionKeyframe:
     intrinsics: np.ndarray
     timestamp: float
     id: int
+    #: what :meth:`masked_depth` and :meth:`inverse_masked_depth` computed, by threshold
+    _derived: dict[tuple[str, float], np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         depth = np.asarray(self.depth, dtype=np.float32)
@@ -145,12 +147,26 @@ class FusionKeyframe:
 
     def masked_depth(self, min_confidence: float) -> np.ndarray:
         """(H, W) float32 depth with 0 wherever it is invalid (<= 0, not finite), its
-        confidence is below ``min_confidence``, or it lies on a depth edge (:func:`depth_edges`)."""
-        valid = np.isfinite(self.depth) & (self.depth > 0)
-        if self.confidence is not None:
-            valid &= self.confidence >= min_confidence
-        depth = np.where(valid, self.depth, np.float32(0.0))
-        return np.where(depth_edges(depth, EDGE_STEP), np.float32(0.0), depth)
+        confidence is below ``min_confidence``, or it lies on a depth edge (:func:`depth_edges`).
+        Read-only: computed once per threshold (the keyframe is immutable), since a keyframe
+        serves as a witness of several others and fusion meets it again at every update."""
+        key = ("masked", min_confidence)
+        if key not in self._derived:
+            valid = np.isfinite(self.depth) & (self.depth > 0)
+            if self.confidence is not None:
+                valid &= self.confidence >= min_confidence
+            depth = np.where(valid, self.depth, np.float32(0.0))
+            self._derived[key] = _read_only(np.where(depth_edges(depth, EDGE_STEP), np.float32(0.0), depth))
+        return self._derived[key]
+
+    def inverse_masked_depth(self, min_confidence: float) -> np.ndarray:
+        """(H, W) float32 inverse of :meth:`masked_depth`, 0 where that is 0; read-only,
+        computed once per threshold."""
+        key = ("inverse", min_confidence)
+        if key not in self._derived:
+            depth = self.masked_depth(min_confidence)
+            self._derived[key] = _read_only(np.divide(1.0, depth, out=np.zeros_like(depth), where=depth > 0))
+        return self._derived[key]
 
     def same_as(self, other: FusionKeyframe) -> bool:
         """True when ``other`` holds the same id, timestamp, pose, intrinsics and pixels."""
@@ -167,6 +183,12 @@ class FusionKeyframe:
             and same(self.confidence, other.confidence)
             and same(self.image, other.image)
         )
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """``array``, no longer writeable (a cached result that callers share)."""
+    array.setflags(write=False)
+    return array
 
 
 def depth_edges(depth: np.ndarray, max_step: float) -> np.ndarray:
@@ -217,9 +239,8 @@ class _Witness:
 
     def __init__(self, keyframe: FusionKeyframe, min_confidence: float):
         self.keyframe = keyframe
-        depth = keyframe.masked_depth(min_confidence)
-        self.inverse_depth = np.divide(1.0, depth, out=np.zeros_like(depth), where=depth > 0)
-        self.height, self.width = depth.shape
+        self.inverse_depth = keyframe.inverse_masked_depth(min_confidence)
+        self.height, self.width = self.inverse_depth.shape
         rotation, translation = keyframe.pose_c2w[:3, :3], keyframe.pose_c2w[:3, 3]
         self.rotation_w2c = rotation.T.astype(np.float32)
         self.translation_w2c = (-rotation.T @ translation).astype(np.float32)

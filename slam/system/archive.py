@@ -106,6 +106,9 @@ class KeyframeArchive:
         self._spilling = threading.Lock()
         # each fused keyframe's (4, 4) camera-to-world pose and released_depth_scale when fused
         self._fused_as: dict[int, tuple[np.ndarray, float]] = {}
+        # the last update's fusion input per keyframe that keeps its pixels: reused while the
+        # keyframe is unchanged, with what fusion derived from it (see _candidates)
+        self._last_candidates: dict[int, FusionKeyframe] = {}
 
     def fusion_keyframe(self, view: KeyframeView) -> FusionKeyframe:
         """A keyframe's view (with its pixels) as fusion input."""
@@ -113,6 +116,19 @@ class KeyframeArchive:
         return FusionKeyframe(
             view.image, view.depth, view.confidence, view.pose_c2w, self.intrinsics, view.timestamp, view.id
         )
+
+    def _candidates(self, views: list[KeyframeView]) -> list[FusionKeyframe]:
+        """The ``views`` as fusion input; a view equal to the one the last update made
+        (:meth:`FusionKeyframe.same_as`) gives that update's object back, so that what fusion
+        computed from it (its median depth, its masked depths as a witness) is not computed
+        again: a keyframe witnesses the fusion of several that follow it."""
+        candidates = []
+        for view in views:
+            candidate = self.fusion_keyframe(view)
+            last = self._last_candidates.get(candidate.id)
+            candidates.append(last if last is not None and last.same_as(candidate) else candidate)
+        self._last_candidates = {candidate.id: candidate for candidate in candidates}
+        return candidates
 
     def update(self, final: bool = False) -> int:
         """Fuse the keyframes that became final (every keyframe with ``final``: the run is over),
@@ -123,7 +139,7 @@ class KeyframeArchive:
             done = keyframes if final else keyframes[: max(0, len(keyframes) - self.active)]
             fresh = [kf for kf in done if not kf.released and not self.fusion.fused(kf.id)]
             views = self.map.keyframe_views([kf for kf in keyframes if not kf.released]) if fresh else []
-        candidates = [self.fusion_keyframe(view) for view in views]
+        candidates = self._candidates(views) if views else []
         fresh_ids = {kf.id for kf in fresh}
         for k, view in enumerate(views):
             if candidates[k].id in fresh_ids:

@@ -93,6 +93,24 @@ def test_final_keyframes_are_fused_written_and_released(room, tmp_path):
         assert np.mean(distance < 0.03) > 0.99
 
 
+def test_an_update_reuses_the_fusion_input_of_unchanged_keyframes_only(room):
+    state = MapState()
+    intrinsics = np.array([room.camera.fx, room.camera.fy, room.camera.cx, room.camera.cy])
+    archive = KeyframeArchive(state, StreamingFusion(FusionConfig(voxel_size=0.02, mesh=False)), intrinsics, active=3)
+    keyframes = [add_room_keyframe(state, room, index) for index in range(0, 24, 4)]
+    archive.update()
+    first = {kf.id: candidate for kf, candidate in zip(keyframes, archive._candidates(state.keyframe_views(keyframes)))}
+    masked = first[keyframes[1].id].masked_depth(0.5)
+    assert masked is first[keyframes[1].id].masked_depth(0.5) and not masked.flags.writeable  # computed once
+    state.update_keyframes(  # the backend moves the newest keyframe's depth
+        [keyframes[-1].id], SE3.stack([keyframes[-1].pose_w2c]), (keyframes[-1].depth * 1.1)[None]
+    )
+    again = archive._candidates(state.keyframe_views(keyframes))
+    assert all(c is first[c.id] for c in again[:-1])
+    assert again[-1] is not first[keyframes[-1].id]
+    np.testing.assert_allclose(again[-1].depth, first[keyframes[-1].id].depth * 1.1, rtol=1e-6)
+
+
 def test_a_final_keyframe_s_depth_is_brought_to_the_scale_of_the_final_ones_before_it(room, tmp_path):
     """One keyframe's depth 10% too deep (as the window's bundle adjustment may leave it) and a
     frame tracked against it (its translation 10% too long): once final, its depth in the map,
