@@ -214,12 +214,26 @@ class SlamSystem:
         closures or the global bundle adjustment moved keyframes that were fused, fuse the whole
         map again at the final poses (see :meth:`KeyframeArchive.rebuild`); its wall
         time after the frontend's flush (whose time is in the frontend's stages) is kept in
-        ``finish_seconds``."""
+        ``finish_seconds``. The frontend's worker and the backend thread have stopped by then, so
+        this thread takes their torch threads too (``modules.threads`` plus
+        ``modules.background_threads``) until it returns."""
         self.frontend.finish()  # its time is in the frontend's stages
         start = time.perf_counter()
         if self._thread is not None:
             self._thread.stop()
             self._thread.join()
+        modules = self.config.modules
+        torch.set_num_threads(modules.threads + modules.background_threads)
+        try:
+            self._finish_map()
+        finally:
+            torch.set_num_threads(modules.threads)
+        self.finish_seconds = time.perf_counter() - start
+        self.finished = True
+
+    def _finish_map(self) -> None:
+        """What :meth:`finish` does once tracking has stopped: the last pass, loop closure, the
+        optional global bundle adjustment, the last fusion and, when needed, a new one."""
         if self.config.backend.mode != "disabled":
             self.backend.optimise()
             self.backend.close_loops()
@@ -236,8 +250,6 @@ class SlamSystem:
                 len(self.fusion),
                 time.perf_counter() - rebuild_start,
             )
-        self.finish_seconds = time.perf_counter() - start
-        self.finished = True
 
     def export_map(self) -> ExportMap:
         """The map to export now: once finished, the map as it is; while the run goes on, the map
