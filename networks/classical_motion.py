@@ -9,18 +9,13 @@ the reprojection map read at the displaced point, ``target(u) = x(u + f(u))`` (b
 the coordinate map), and the residual is ``target(u) - x(u)``, in frame j's pixels. Where the
 poses are already right, W matches I_i, f is zero and the target is the reprojection.
 
-Confidence (the same for u and v): ``exp(-|e(u)|^2 / sigma^2)`` with ``e`` a forward-backward
-consistency error, times an optional texture term ``1 - exp(-|grad I_i|^2 / tau^2)``, and zero
-where the reprojection at u or at u + f(u) is invalid (no depth, behind the camera, outside frame
-j). An edge whose reverse ``j -> i`` is among the edges of the same call (the backend's window
-has both) checks its correspondences against the reverse's: ``e(u) = t_ji(t_ij(u)) - u``, the
-round trip through frame j back to frame i (``t_ji`` sampled bilinearly at ``t_ij(u)``; zero
-confidence where the reverse has none to give there); both directions are measured anyway, so the
-check costs no flow of its own. Any other edge (a frame tracked against its keyframe) measures
-``b``, the flow from W back to I_i, and ``e(u) = f(u) + b(u + f(u))``: one DIS call more.
+Confidence (the same for u and v): ``exp(-|f(u) + b(u + f(u))|^2 / sigma^2)`` with ``b`` the flow
+from W back to I_i (forward-backward consistency), times an optional texture term
+``1 - exp(-|grad I_i|^2 / tau^2)``, and zero where the reprojection at u or at u + f(u) is invalid
+(no depth, behind the camera, outside frame j).
 
 DIS runs on the CPU on uint8 images; tensors on any device are accepted (moved to the CPU for DIS
-and back). The loops over edges are the ones over DIS calls; everything else is batched.
+and back). The loop over edges is the one over DIS calls; everything else is batched.
 """
 
 from __future__ import annotations
@@ -124,62 +119,41 @@ class ClassicalMotionModule(torch.nn.Module):
         with torch.no_grad():
             coords, valid = edge_reprojection(depths, poses, K, ii, jj)
             flat_coords = coords.view(batch * edges, height, width, 2)
-            flat_valid = valid.view(batch * edges, height, width)
             grey_i = features[:, ii, 0].reshape(batch * edges, 1, height, width)
             grey_j = features[:, jj, 0].reshape(batch * edges, 1, height, width)
             warped_j = sample(grey_j, flat_coords, padding_mode="border")
-            forward = self._dis_flows(grey_i, warped_j).to(features)
-            grid = pixel_grid(height, width, forward.dtype, forward.device)
-            displaced = grid + forward  # (BE, h, w, 2)
+            forward, backward = self._dis_flows(grey_i, warped_j)
+            forward, backward = forward.to(features), backward.to(features)
+            displaced = pixel_grid(height, width, forward.dtype, forward.device) + forward  # (BE, h, w, 2)
             # The reprojection map (and its validity) read at u + f(u): the corrected target.
-            coord_channels = torch.cat([flat_coords.permute(0, 3, 1, 2), flat_valid[:, None].to(features)], dim=1)
+            coord_channels = torch.cat(
+                [flat_coords.permute(0, 3, 1, 2), valid.view(batch * edges, 1, height, width).to(features)], dim=1
+            )
             at_displaced = sample(coord_channels, displaced)
             targets = at_displaced[:, :2].permute(0, 2, 3, 1)
-            usable = flat_valid & (at_displaced[:, 2] > 0.999) & inside_image(displaced, height, width)
-            reverse = _reverse_edges(ii, jj)
-            paired = (reverse >= 0).repeat(batch)
-            fb_error = torch.empty_like(forward)
-            if bool(paired.any()):
-                flat_reverse = (reverse + edges * torch.arange(batch, device=ii.device)[:, None]).reshape(-1)
-                rows = torch.nonzero(paired).squeeze(1)
-                round_trip = self._round_trip(targets, usable, rows, flat_reverse[rows])
-                fb_error[paired] = round_trip[:, :2].permute(0, 2, 3, 1) - grid
-                usable[paired] &= round_trip[:, 2] > 0.999
-            lone = ~paired
-            if bool(lone.any()):
-                backward = self._dis_flows(warped_j[lone], grey_i[lone]).to(features)
-                at_lone = displaced[lone]
-                fb_error[lone] = forward[lone] + sample(
-                    backward.permute(0, 3, 1, 2), at_lone, padding_mode="border"
-                ).permute(0, 2, 3, 1)
+            still_valid = (at_displaced[:, 2] > 0.999) & inside_image(displaced, height, width)
+            fb_error = forward + sample(backward.permute(0, 3, 1, 2), displaced, padding_mode="border").permute(
+                0, 2, 3, 1
+            )
             weight = torch.exp(-fb_error.square().sum(-1) / self.config.fb_sigma**2)
-            weight = weight * self._texture_weight(grey_i) * usable
+            weight = weight * self._texture_weight(grey_i) * (valid.view(batch * edges, height, width) & still_valid)
         targets = targets.view(batch, edges, height, width, 2)
         weights = weight.view(batch, edges, height, width, 1).expand(-1, -1, -1, -1, 2)
         targets = torch.where(weights > 0, targets, coords)
         return FlowEstimate(targets=targets, weights=weights.contiguous(), residual=targets - coords, intrinsics=K)
 
-    @staticmethod
-    def _round_trip(
-        targets: torch.Tensor, usable: torch.Tensor, rows: torch.Tensor, reverse: torch.Tensor
-    ) -> torch.Tensor:
-        """For the edges ``rows`` (P,) of the (BE, h, w, 2) ``targets`` and (BE, h, w) ``usable``
-        masks, whose reverses are the rows ``reverse`` (P,): (P, 3, h, w), each pixel's target
-        read back through its reverse's targets (pixels of the edge's own frame) and, in the last
-        channel, the reverse's usable mask read there (1 where every pixel the sample touches is
-        usable; 0 outside the frame)."""
-        maps = torch.cat([targets[reverse].permute(0, 3, 1, 2), usable[reverse][:, None].to(targets)], dim=1)
-        return sample(maps, targets[rows])
-
-    def _dis_flows(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        """DIS flows from each of the (P, 1, h, w) grey images ``first`` to the same row of
-        ``second`` (both in [0, 1]): a (P, h, w, 2) CPU float32 tensor in pixels."""
+    def _dis_flows(self, grey_i: torch.Tensor, warped_j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """DIS flows I_i -> W_j and W_j -> I_i for (P, 1, h, w) grey pairs in [0, 1]:
+        two (P, h, w, 2) CPU float32 tensors in pixels."""
         # Any: OpenCV's stubs require calc()'s flow argument, which the binding accepts as None
         dis: Any = getattr(self._per_thread, "dis", None)
         if dis is None:  # made once per thread: its buffers are reused from call to call
             dis = self._per_thread.dis = cv2.DISOpticalFlow.create(DIS_PRESETS[self.config.preset])
             dis.setFinestScale(self.config.finest_scale)
-        return torch.from_numpy(np.stack([dis.calc(a, b, None) for a, b in zip(_to_uint8(first), _to_uint8(second))]))
+        first, second = (_to_uint8(x) for x in (grey_i, warped_j))
+        forward = np.stack([dis.calc(a, b, None) for a, b in zip(first, second)])
+        backward = np.stack([dis.calc(b, a, None) for a, b in zip(first, second)])
+        return torch.from_numpy(forward), torch.from_numpy(backward)
 
     def _texture_weight(self, grey: torch.Tensor) -> torch.Tensor:
         """(P, 1, h, w) grey in [0, 1] -> (P, h, w) in [0, 1]: near 0 where the image gradient is
@@ -191,14 +165,6 @@ class ClassicalMotionModule(torch.nn.Module):
         du = (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) / 2
         dv = (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) / 2
         return 1.0 - torch.exp(-(du.square() + dv.square())[:, 0] / tau**2)
-
-
-def _reverse_edges(ii: torch.Tensor, jj: torch.Tensor) -> torch.Tensor:
-    """(E,) long: for each edge ``ii[e] -> jj[e]``, the index of the edge ``jj[e] -> ii[e]``
-    among them (the first, if repeated), -1 where there is none."""
-    same = (ii[:, None] == jj[None]) & (jj[:, None] == ii[None])  # (E, E): edge f reverses edge e
-    found = same.any(1)
-    return torch.where(found, same.float().argmax(1), torch.full_like(ii, -1))
 
 
 def _to_uint8(grey: torch.Tensor) -> np.ndarray:

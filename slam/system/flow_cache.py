@@ -6,9 +6,7 @@ measures a residual flow around the current reprojection, which is more exact wh
 reprojection is already close. So a pair whose reprojection has hardly moved since its targets
 were computed would get the same targets again: :class:`FlowCache` reuses them and recomputes
 only the pairs that moved, and the new ones. The residual of a reused pair is taken against the
-current reprojection. A pair recomputed takes its reverse (``j -> i``, when asked for too) with
-it: the classical motion module checks the two directions against each other, for the price of
-the one's backward flow (:mod:`networks.classical_motion`).
+current reprojection.
 """
 
 from __future__ import annotations
@@ -64,9 +62,7 @@ class FlowCache:
         K = feature_intrinsics(intrinsics, image_size, module.config.input_size, module.stride)  # type: ignore[attr-defined]  # every MotionModule implementation has a config
         coords, valid = edge_reprojection(depths, poses, K, ii, jj)
         keys = [(ids[i], ids[j]) for i, j in zip(ii.tolist(), jj.tolist())]
-        moved = {e for e, key in enumerate(keys) if not self._still_valid(key, coords[0, e], valid[0, e])}
-        position = {key: e for e, key in enumerate(keys)}
-        stale = sorted(moved | {position[(j, i)] for i, j in (keys[e] for e in moved) if (j, i) in position})
+        stale = [e for e, key in enumerate(keys) if not self._still_valid(key, coords[0, e], valid[0, e])]
         if stale:
             chosen = torch.tensor(stale, device=ii.device)
             estimate = module.flow(features, depths, poses, intrinsics, ii[chosen], jj[chosen], image_size)
