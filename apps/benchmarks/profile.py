@@ -10,7 +10,9 @@ the wall time. The export of the cloud and mesh follows, outside it (its share i
 time too). A new keyframe's depth and refinement run in the keyframe worker thread
 (``frontend.keyframe_lag`` > 0; in the tracking thread with 0, and counted there), and the
 backend thread's stages (window optimisation, fusion of final keyframes, loop closure) in their
-own: both beside the tracking thread, their share says how busy that thread was.
+own: both beside the tracking thread, their share says how busy that thread was. The run's CPU
+time (every thread's, over the same span as the wall time) is the work it took: unlike the wall
+time, it moves little with the load of other processes, so a change of the work per frame shows in it.
 """
 
 from __future__ import annotations
@@ -54,19 +56,19 @@ def profile_row(name: str, stats: dict) -> str:
     cells += [cell(stages.get(stage, 0.0)) for stage in KEYFRAME_STAGES + BACKEND_STAGES]
     return (
         f"| {name} | {stats['frames_processed']} | {stats['keyframes']} | {wall:.1f} | {stats['end_to_end_fps']} | "
-        + " | ".join(cells)
-        + " |"
+        f"{stats['cpu_time_s']:.1f} | {stats['cpu_ms_per_frame']} | " + " | ".join(cells) + " |"
     )
 
 
 def suite(args: argparse.Namespace) -> str:
     """Markdown table: a row per sequence (see the module docstring)."""
     rows = [
-        "| sequence | frames | keyframes | wall (s) | fps | tracking | tracking again | waiting for a keyframe | "
+        "| sequence | frames | keyframes | wall (s) | fps | CPU (s) | CPU per frame (ms) | "
+        "tracking | tracking again | waiting for a keyframe | "
         "relocalization | waiting for the backend | reading and the loop | finish | export (after) | "
         "keyframe worker: depth | keyframe worker: refinement | "
         "backend: window optimisation | backend: fusion | backend: loop closure |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes: list[str] = []
     for name, source, full, quick in SEQUENCES:
@@ -84,6 +86,7 @@ def suite(args: argparse.Namespace) -> str:
     text = (
         "### Where the time goes\n\nSeconds per stage of one default run (share of its wall time); the "
         "keyframe worker's and the backend's stages run in their own threads, beside the tracking "
-        "thread's.\n\n" + "\n".join(rows)
+        "thread's. CPU: the process's CPU seconds over the wall time (every thread), the work a run "
+        "takes whatever the machine's load.\n\n" + "\n".join(rows)
     )
     return text + ("\n\n" + "\n".join(notes) if notes else "")

@@ -73,6 +73,26 @@ class RunRecord:
         return RunRecord(list(self.indices), list(self.timestamps), list(self.poses_gt), self.dropped)
 
 
+@dataclasses.dataclass(frozen=True)
+class Elapsed:
+    """What a run has taken so far: ``wall`` seconds and ``cpu`` seconds of the process (every
+    thread's, user and system), which do not depend on how busy the machine was."""
+
+    wall: float
+    cpu: float
+
+
+class RunClock:
+    """Started with the run: :meth:`elapsed` since then."""
+
+    def __init__(self) -> None:
+        self.wall_start = time.perf_counter()
+        self.cpu_start = time.process_time()
+
+    def elapsed(self) -> Elapsed:
+        return Elapsed(time.perf_counter() - self.wall_start, time.process_time() - self.cpu_start)
+
+
 class RunControl:
     """Steering and live state of one :func:`run_slam` loop, shared with another thread (a viewer).
 
@@ -162,13 +182,13 @@ class _Exporter:
         system: SlamSystem,
         source: Source,
         out: Path,
-        start: float,
+        clock: RunClock,
         save_depth: bool,
         save_views: bool,
         control: RunControl,
     ):
         self._system, self._source, self._out = system, source, out
-        self._start, self._save_depth, self._save_views, self._control = start, save_depth, save_views, control
+        self._clock, self._save_depth, self._save_views, self._control = clock, save_depth, save_views, control
         self._thread: threading.Thread | None = None
 
     def start(self, record: RunRecord) -> None:
@@ -176,16 +196,16 @@ class _Exporter:
         if self._thread is not None and self._thread.is_alive():
             log.info("an export is already being written; request ignored")
             return
-        snapshot_record, wall = record.copy(), time.perf_counter() - self._start
+        snapshot_record, elapsed = record.copy(), self._clock.elapsed()
         self._thread = threading.Thread(
-            target=self._write, args=(snapshot_record, wall), name="v2d-export", daemon=True
+            target=self._write, args=(snapshot_record, elapsed), name="v2d-export", daemon=True
         )
         self._thread.start()
 
-    def _write(self, record: RunRecord, wall: float) -> None:
+    def _write(self, record: RunRecord, elapsed: Elapsed) -> None:
         try:
             write_outputs(
-                self._system, record, self._source, self._out, wall, self._save_depth, save_views=self._save_views
+                self._system, record, self._source, self._out, elapsed, self._save_depth, save_views=self._save_views
             )
             self._control.exports += 1
             log.info("exported the outputs of %d frames to %s", len(record.indices), self._out)
@@ -274,11 +294,12 @@ def _run(
     except BaseException:
         system.fusion.close()
         raise
-    start = time.perf_counter()
+    clock = RunClock()
+    start = clock.wall_start
     exporter = None
     if control is not None:
         control.system, control.record, control.started = system, record, start
-        exporter = _Exporter(system, source, out, start, save_depth, save_views, control)
+        exporter = _Exporter(system, source, out, clock, save_depth, save_views, control)
     stopped_by: BaseException | None = None
     try:
         with contextlib.nullcontext(source) if source.live else Prefetcher(source) as frames:
@@ -302,7 +323,7 @@ def _run(
             record,
             source,
             out,
-            time.perf_counter() - start,
+            clock.elapsed(),
             save_depth,
             stopped_by=_stop_reason(stopped_by or finish_error, control),
             save_views=save_views,
@@ -444,7 +465,7 @@ def write_outputs(
     record: RunRecord,
     source: Source,
     out: Path,
-    wall_seconds: float,
+    elapsed: Elapsed,
     save_depth: bool = False,
     stopped_by: str | None = None,
     save_views: bool = False,
@@ -459,7 +480,7 @@ def write_outputs(
     failing raises."""
     export = system.export_map()
     try:
-        return _write_export(system, export, record, source, out, wall_seconds, save_depth, stopped_by, save_views)
+        return _write_export(system, export, record, source, out, elapsed, save_depth, stopped_by, save_views)
     finally:
         export.close()
 
@@ -470,7 +491,7 @@ def _write_export(
     record: RunRecord,
     source: Source,
     out: Path,
-    wall_seconds: float,
+    elapsed: Elapsed,
     save_depth: bool,
     stopped_by: str | None,
     save_views: bool,
@@ -585,8 +606,12 @@ def _write_export(
         "final_bundle_adjustment": export.global_bundle.as_stats() if export.global_bundle is not None else None,
         "frontend_fps": round(frames / system.frontend_seconds, 2) if system.frontend_seconds > 0 else None,
         # reading, tracking and the backend; the final fusion is timed on its own
-        "end_to_end_fps": round(frames / wall_seconds, 2) if wall_seconds > 0 else None,
-        "wall_time_s": round(wall_seconds, 3),
+        "end_to_end_fps": round(frames / elapsed.wall, 2) if elapsed.wall > 0 else None,
+        "wall_time_s": round(elapsed.wall, 3),
+        # CPU seconds of every thread over the same span, and per frame: the work, whatever the
+        # machine's load (two busy cores give at most twice the wall time)
+        "cpu_time_s": round(elapsed.cpu, 3),
+        "cpu_ms_per_frame": round(1000 * elapsed.cpu / frames, 1) if frames else None,
         # of the wall time: finishing (the last backend pass, fusing the last keyframes, and the
         # whole map again after loop corrections), then the exported cloud and mesh
         "finish_time_s": round(system.finish_seconds, 3),

@@ -4,6 +4,7 @@ clip sets they share; the tracking routine of the motion benchmark."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from apps.benchmarks.clips import (
     validation_set,
 )
 from apps.benchmarks.common import failed_run
+from apps.benchmarks.profile import profile_row
 from apps.cli import main
 from networks.factory import build_motion_module, load_checkpoint, save_checkpoint
 from slam.io.shared_data import SHARED_DATA
@@ -268,10 +270,30 @@ def test_the_profile_suite_splits_a_runs_wall_time_into_its_stages(monkeypatch):
         for line in table.splitlines()
         if line.startswith("| synthetic room |")
     ]
-    wall = float(row[3])
-    seconds = [float(cell.split(" ")[0]) for cell in row[5:]]
+    wall, cpu = float(row[3]), float(row[5])
+    # every thread's CPU time: at most what the cores could give; per frame, of the 20 frames
+    assert 0 < cpu <= (os.cpu_count() or 1) * wall + 0.1 and float(row[6]) == pytest.approx(50 * cpu, abs=3), row
+    seconds = [float(cell.split(" ")[0]) for cell in row[7:]]
     tracking_thread, rest, finish = seconds[:5], seconds[5], seconds[6]
     assert sum(tracking_thread) + rest + finish == pytest.approx(wall, abs=0.1 * len(seconds)), row
     keyframe_depth = seconds[8]  # the keyframe worker's, beside the tracking thread
     assert tracking_thread[0] > 0 and keyframe_depth > 0 and finish > 0, row
-    assert all(cell.endswith("%)") for cell in row[5:]), row
+    assert all(cell.endswith("%)") for cell in row[7:]), row
+
+
+def test_the_profile_row_gives_each_stage_its_share_of_the_wall_time_and_the_run_s_cpu_time():
+    stats = {
+        "frames_processed": 100,
+        "keyframes": 10,
+        "wall_time_s": 10.0,
+        "end_to_end_fps": 10.0,
+        "cpu_time_s": 18.5,
+        "cpu_ms_per_frame": 185.0,
+        "config": {"frontend": {"keyframe_lag": 4}},
+        "stage_time_s": {"tracking": 4.0, "waiting_for_keyframe": 2.0, "finish": 1.0, "keyframe_depth": 3.0},
+    }
+    cells = [cell.strip() for cell in profile_row("clip", stats).strip("|").split("|")]
+    assert cells[:9] == ["clip", "100", "10", "10.0", "10.0", "18.5", "185.0", "4.0 (40%)", "0.0 (0%)"]
+    # reading and the loop: the tracking thread's time that no stage names (10 - 1 - 6 s)
+    assert cells[12] == "3.0 (30%)" and cells[15] == "3.0 (30%)"
+    assert len(cells) == 20

@@ -4,6 +4,7 @@ TUM sequence, and the guarantees on bad input and interruptions."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -67,6 +68,9 @@ def test_run_on_synthetic_room_writes_the_contract_and_tracks(tmp_path):
     worker = stages["keyframe_depth"] + stages["keyframe_refinement"]
     assert "waiting_for_backend" not in stages and worker <= stats["wall_time_s"], stages
     assert sum(stages.values()) - worker <= stats["wall_time_s"], stages
+    # the CPU time of every thread: the work of this run, at most what the cores could give
+    assert 0 < stats["cpu_time_s"] <= os.cpu_count() * stats["wall_time_s"] + 0.1, stats
+    assert stats["cpu_ms_per_frame"] == pytest.approx(1000 * stats["cpu_time_s"] / 24, abs=0.1)
     depths = sorted((out / "depth").glob("*.npy"))
     assert len(depths) == stats["keyframes"] == len(read_trajectory(out / "keyframes.txt"))
     first = np.load(depths[0])
