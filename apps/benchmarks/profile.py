@@ -33,7 +33,7 @@ SEQUENCES = [
 ]
 
 #: the tracking thread's stages, the keyframe worker's and the backend thread's, as stats.json
-#: names them
+#: names them (the waits take wall time, hardly any CPU)
 TRACKING_STAGES = ("tracking", "tracking_again", "waiting_for_keyframe", "relocalization", "waiting_for_backend")
 KEYFRAME_STAGES = ("keyframe_depth", "keyframe_refinement")
 BACKEND_STAGES = ("backend_optimisation", "fusion_as_the_run_goes", "loop_closure")
@@ -60,6 +60,23 @@ def profile_row(name: str, stats: dict) -> str:
     )
 
 
+#: the stages that take CPU time, in the CPU table's order
+WORKING_STAGES = ("tracking", "tracking_again", "relocalization", *KEYFRAME_STAGES, *BACKEND_STAGES, "finish")
+
+
+def cpu_row(name: str, stats: dict) -> str:
+    """The markdown row of one run's CPU time per stage (its thread's) and the share of the run's
+    CPU time, the rest (reading frames, the cold start, the run loop) last."""
+    stages, total = stats["stage_cpu_time_s"], stats["cpu_time_s"]
+
+    def cell(seconds: float) -> str:
+        return f"{seconds:.1f} ({100 * seconds / total:.0f}%)" if total > 0 else "-"
+
+    working = [stages.get(stage, 0.0) for stage in WORKING_STAGES]
+    cells = [cell(seconds) for seconds in working] + [cell(max(total - sum(working), 0.0))]
+    return f"| {name} | {total:.1f} | {stats['cpu_ms_per_frame']} | " + " | ".join(cells) + " |"
+
+
 def suite(args: argparse.Namespace) -> str:
     """Markdown table: a row per sequence (see the module docstring)."""
     rows = [
@@ -69,6 +86,12 @@ def suite(args: argparse.Namespace) -> str:
         "keyframe worker: depth | keyframe worker: refinement | "
         "backend: window optimisation | backend: fusion | backend: loop closure |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    cpu_rows = [
+        "| sequence | CPU (s) | per frame (ms) | tracking | tracking again | relocalization | "
+        "keyframe depth | keyframe refinement | backend: window optimisation | backend: fusion | "
+        "backend: loop closure | finish | the rest |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes: list[str] = []
     for name, source, full, quick in SEQUENCES:
@@ -83,10 +106,15 @@ def suite(args: argparse.Namespace) -> str:
             notes.append(f"{name}: failed: {err}")
             continue
         rows.append(profile_row(name, stats))
+        cpu_rows.append(cpu_row(name, stats))
     text = (
         "### Where the time goes\n\nSeconds per stage of one default run (share of its wall time); the "
         "keyframe worker's and the backend's stages run in their own threads, beside the tracking "
-        "thread's. CPU: the process's CPU seconds over the wall time (every thread), the work a run "
-        "takes whatever the machine's load.\n\n" + "\n".join(rows)
+        "thread's. CPU: the process's CPU seconds over the wall time (every thread): the run's work, "
+        "which moves less with the machine's load than the wall time.\n\n"
+        + "\n".join(rows)
+        + "\n\nCPU seconds per stage (the "
+        "CPU time of the thread that ran it) and their share of the run's CPU time; the rest: "
+        "reading frames, the cold start, the run loop.\n\n" + "\n".join(cpu_rows)
     )
     return text + ("\n\n" + "\n".join(notes) if notes else "")

@@ -618,6 +618,8 @@ def _write_export(
         "fusion_time_s": round(fusion_seconds, 3),
         # wall time per stage (see SlamSystem.stage_seconds), and the exported cloud and mesh
         "stage_time_s": system.stage_seconds() | {"export_fusion": round(fusion_seconds, 3)},
+        # the CPU time of the thread that ran each stage (its own work; a wait takes almost none)
+        "stage_cpu_time_s": system.stage_seconds(cpu=True),
         "points": len(cloud),
         # keyframes written as posed views (--save-views), None when not asked for
         "posed_views": len(views_written) if save_views else None,

@@ -150,7 +150,7 @@ class SlamSystem:
             worker_threads=config.modules.background_threads,
         )
         self.frontend_seconds = 0.0
-        self.finish_seconds = 0.0  # see finish
+        self.finish_seconds = self.finish_cpu_seconds = 0.0  # see finish
         self.backend_times = StageTimes()  # the backend passes' stages (see stage_seconds)
         self.frames_processed = 0
         self.finished = False  # see finish
@@ -183,13 +183,14 @@ class SlamSystem:
             with self.backend_times.measure("loop_closure"):
                 self.backend.close_loops()
 
-    def stage_seconds(self) -> dict[str, float]:
-        """Seconds per stage so far: the frontend's (tracking, relocalization, waiting for the
-        backend and for a keyframe; keyframe depth and refinement, in its worker thread), the
-        backend's passes (window optimisation, fusion of final keyframes, loop closure: in its
-        own thread, or inline in the frontend's time) and ``finish``."""
-        stages = combined(self.frontend.times, self.frontend.keyframe_times, self.backend_times)
-        return stages | {"finish": round(self.finish_seconds, 3)}
+    def stage_seconds(self, cpu: bool = False) -> dict[str, float]:
+        """Wall seconds (``cpu``: the CPU seconds of the thread that ran it) per stage so far:
+        the frontend's (tracking, relocalization, waiting for the backend and for a keyframe;
+        keyframe depth and refinement, in its worker thread), the backend's passes (window
+        optimisation, fusion of final keyframes, loop closure: in its own thread, or inline in
+        the frontend's time) and ``finish``."""
+        stages = combined(self.frontend.times, self.frontend.keyframe_times, self.backend_times, cpu=cpu)
+        return stages | {"finish": round(self.finish_cpu_seconds if cpu else self.finish_seconds, 3)}
 
     def process(self, frame: Frame) -> None:
         """Track one frame (at the processing resolution)."""
@@ -212,13 +213,13 @@ class SlamSystem:
         ``backend.final_bundle_adjustment``, the global bundle adjustment: see
         :mod:`slam.system.global_bundle`) and fuse every keyframe (all are final now); when loop
         closures or the global bundle adjustment moved keyframes that were fused, fuse the whole
-        map again at the final poses (see :meth:`KeyframeArchive.rebuild`); its wall
-        time after the frontend's flush (whose time is in the frontend's stages) is kept in
-        ``finish_seconds``. The frontend's worker and the backend thread have stopped by then, so
-        this thread takes their torch threads too (``modules.threads`` plus
-        ``modules.background_threads``) until it returns."""
+        map again at the final poses (see :meth:`KeyframeArchive.rebuild`); its wall time after
+        the frontend's flush (whose time is in the frontend's stages) is kept in
+        ``finish_seconds``, this thread's CPU time in ``finish_cpu_seconds``. The frontend's
+        worker and the backend thread have stopped by then, so this thread takes their torch
+        threads too (``modules.threads`` plus ``modules.background_threads``) until it returns."""
         self.frontend.finish()  # its time is in the frontend's stages
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.thread_time()
         if self._thread is not None:
             self._thread.stop()
             self._thread.join()
@@ -229,6 +230,7 @@ class SlamSystem:
         finally:
             torch.set_num_threads(modules.threads)
         self.finish_seconds = time.perf_counter() - start
+        self.finish_cpu_seconds = time.thread_time() - cpu_start
         self.finished = True
 
     def _finish_map(self) -> None:

@@ -21,7 +21,7 @@ from apps.benchmarks.clips import (
     validation_set,
 )
 from apps.benchmarks.common import failed_run
-from apps.benchmarks.profile import profile_row
+from apps.benchmarks.profile import cpu_row, profile_row
 from apps.cli import main
 from networks.factory import build_motion_module, load_checkpoint, save_checkpoint
 from slam.io.shared_data import SHARED_DATA
@@ -265,11 +265,11 @@ def test_the_profile_suite_splits_a_runs_wall_time_into_its_stages(monkeypatch):
 
     monkeypatch.setattr(profile, "SEQUENCES", [("synthetic room", "synthetic:room", 20, 20)])
     table = profile.suite(argparse.Namespace(quick=True))
-    (row,) = [
+    row = [
         [cell.strip() for cell in line.strip("|").split("|")]
         for line in table.splitlines()
         if line.startswith("| synthetic room |")
-    ]
+    ][0]
     wall, cpu = float(row[3]), float(row[5])
     # every thread's CPU time: at most what the cores could give; per frame, of the 20 frames
     assert 0 < cpu <= (os.cpu_count() or 1) * wall + 0.1 and float(row[6]) == pytest.approx(50 * cpu, abs=3), row
@@ -279,9 +279,12 @@ def test_the_profile_suite_splits_a_runs_wall_time_into_its_stages(monkeypatch):
     keyframe_depth = seconds[8]  # the keyframe worker's, beside the tracking thread
     assert tracking_thread[0] > 0 and keyframe_depth > 0 and finish > 0, row
     assert all(cell.endswith("%)") for cell in row[7:]), row
+    (cpu_row,) = [line for line in table.splitlines() if line.startswith("| synthetic room |")][1:]
+    cpu_cells = [cell.strip() for cell in cpu_row.strip("|").split("|")]
+    assert float(cpu_cells[1]) == cpu and float(cpu_cells[3].split(" ")[0]) > 0, cpu_row  # tracking took CPU
 
 
-def test_the_profile_row_gives_each_stage_its_share_of_the_wall_time_and_the_run_s_cpu_time():
+def test_the_profile_rows_give_each_stage_its_share_of_the_wall_time_and_of_the_cpu_time():
     stats = {
         "frames_processed": 100,
         "keyframes": 10,
@@ -292,6 +295,10 @@ def test_the_profile_row_gives_each_stage_its_share_of_the_wall_time_and_the_run
         "config": {"frontend": {"keyframe_lag": 4}},
         "stage_time_s": {"tracking": 4.0, "waiting_for_keyframe": 2.0, "finish": 1.0, "keyframe_depth": 3.0},
     }
+    stats["stage_cpu_time_s"] = {"tracking": 3.5, "keyframe_depth": 2.9, "finish": 0.9}
+    cpu_cells = [cell.strip() for cell in cpu_row("clip", stats).strip("|").split("|")]
+    assert cpu_cells[:4] == ["clip", "18.5", "185.0", "3.5 (19%)"] and cpu_cells[6] == "2.9 (16%)"
+    assert cpu_cells[-2:] == ["0.9 (5%)", "11.2 (61%)"] and len(cpu_cells) == 13  # the rest: 18.5 - 7.3 s
     cells = [cell.strip() for cell in profile_row("clip", stats).strip("|").split("|")]
     assert cells[:9] == ["clip", "100", "10", "10.0", "10.0", "18.5", "185.0", "4.0 (40%)", "0.0 (0%)"]
     # reading and the loop: the tracking thread's time that no stage names (10 - 1 - 6 s)

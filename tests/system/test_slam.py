@@ -71,6 +71,8 @@ def test_run_on_synthetic_room_writes_the_contract_and_tracks(tmp_path):
     # the CPU time of every thread: the work of this run, at most what the cores could give
     assert 0 < stats["cpu_time_s"] <= os.cpu_count() * stats["wall_time_s"] + 0.1, stats
     assert stats["cpu_ms_per_frame"] == pytest.approx(1000 * stats["cpu_time_s"] / 24, abs=0.1)
+    cpu = stats["stage_cpu_time_s"]  # each stage's thread's CPU time: part of the run's
+    assert 0 < cpu["tracking"] and sum(cpu.values()) <= stats["cpu_time_s"] + 0.1, cpu
     depths = sorted((out / "depth").glob("*.npy"))
     assert len(depths) == stats["keyframes"] == len(read_trajectory(out / "keyframes.txt"))
     first = np.load(depths[0])
