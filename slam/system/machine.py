@@ -79,3 +79,20 @@ def _glibc() -> ctypes.CDLL | None:
     except (OSError, AttributeError):
         return None
     return libc
+
+
+def limit_library_threads(threads: int) -> None:
+    """Let the thread pools of the libraries under the run (the BLAS behind numpy and scipy,
+    through threadpoolctl where it is installed; OpenCV's, which runs DIS flow) use at most
+    ``threads`` threads each, process-wide. Their work comes in small pieces (fusion's products
+    of tall matrices by 3 x 3 ones, a DIS flow at 120 x 160) from threads that already share the
+    cores, and a pool's extra threads spin on a core after each piece, waiting for the next
+    (docs/tuning.md)."""
+    import cv2
+
+    cv2.setNumThreads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=threads, user_api="blas")

@@ -33,7 +33,7 @@ from slam.system.flow_cache import FlowCache
 from slam.system.frontend import Frontend
 from slam.system.global_bundle import GlobalBundleAdjuster, GlobalBundleReport
 from slam.system.loop_closure import LoopCloser
-from slam.system.machine import release_free_memory
+from slam.system.machine import limit_library_threads, release_free_memory
 from slam.system.map import Keyframe, MapSnapshot, MapState
 from slam.system.stage_times import StageTimes, combined
 from slam.system.tracker import Tracker
@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 
 #: frames between hand-backs of freed memory to the system (see release_free_memory)
 TRIM_EVERY = 50
+
+#: threads of the BLAS behind numpy and scipy and of OpenCV, each for the whole process (see
+#: :func:`slam.system.machine.limit_library_threads`)
+LIBRARY_THREADS = 1
 
 
 def resolve_device(name: str) -> torch.device:
@@ -72,6 +76,7 @@ class SlamSystem:
             raise V2DError(f"the SLAM system needs frames whose sides are multiples of 16, got {camera.size}")
         config = self.config = _with_available_modules(config)
         torch.set_num_threads(config.modules.threads)
+        limit_library_threads(LIBRARY_THREADS)
         self.device = resolve_device(config.modules.device)
         self.processing_camera = camera
         self.image_size = (camera.height, camera.width)
