@@ -2,17 +2,19 @@
 stats.json's wall time per stage (:meth:`slam.system.slam_system.SlamSystem.stage_seconds`), so
 that a speed claim can name the stage it moved.
 
-The tracking thread's stages (tracking, tracking again the frames tracked while a keyframe's depth
-was computed, waiting for that keyframe, relocalization, waiting for the backend) and the rest of
-that thread's time (reading and preparing frames, the run loop) add up to the time until the
-source ends; with the run's end (``finish``: the last backend pass, the last fusion) they make
-the wall time. The export of the cloud and mesh follows, outside it (its share is of the wall
+The tracking thread's stages (the cold start, tracking, tracking again the frames tracked while a
+keyframe's depth was computed, waiting for that keyframe, relocalization, waiting for the backend)
+and the rest of that thread's time (reading and preparing frames, the run loop) add up to the time
+until the source ends; with the run's end (``finish``: the last backend pass, the last fusion) they
+make the wall time. The export of the cloud and mesh follows, outside it (its share is of the wall
 time too). A new keyframe's depth and refinement run in the keyframe worker thread
 (``frontend.keyframe_lag`` > 0; in the tracking thread with 0, and counted there), and the
 backend thread's stages (window optimisation, fusion of final keyframes, loop closure) in their
 own: both beside the tracking thread, their share says how busy that thread was. The run's CPU
-time (every thread's, over the same span as the wall time) is the work it took: unlike the wall
-time, it moves little with the load of other processes, so a change of the work per frame shows in it.
+time (every thread's, over the same span as the wall time) is the work it took: it moves less
+with the load of other processes than the wall time, so a change of the work per frame shows in
+it; the CPU table splits it by the stage's thread, the rest being the frame reader's, the run
+loop's and the libraries' own threads'.
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ SEQUENCES = [
 
 #: the tracking thread's stages, the keyframe worker's and the backend thread's, as stats.json
 #: names them (the waits take wall time, hardly any CPU)
-TRACKING_STAGES = ("tracking", "tracking_again", "waiting_for_keyframe", "relocalization", "waiting_for_backend")
+TRACKING_STAGES = (
+    "cold_start",
+    "tracking",
+    "tracking_again",
+    "waiting_for_keyframe",
+    "relocalization",
+    "waiting_for_backend",
+)
 KEYFRAME_STAGES = ("keyframe_depth", "keyframe_refinement")
 BACKEND_STAGES = ("backend_optimisation", "fusion_as_the_run_goes", "loop_closure")
 
@@ -61,12 +70,20 @@ def profile_row(name: str, stats: dict) -> str:
 
 
 #: the stages that take CPU time, in the CPU table's order
-WORKING_STAGES = ("tracking", "tracking_again", "relocalization", *KEYFRAME_STAGES, *BACKEND_STAGES, "finish")
+WORKING_STAGES = (
+    "cold_start",
+    "tracking",
+    "tracking_again",
+    "relocalization",
+    *KEYFRAME_STAGES,
+    *BACKEND_STAGES,
+    "finish",
+)
 
 
 def cpu_row(name: str, stats: dict) -> str:
     """The markdown row of one run's CPU time per stage (its thread's) and the share of the run's
-    CPU time, the rest (reading frames, the cold start, the run loop) last."""
+    CPU time, the rest (reading frames, the run loop, the libraries' own threads) last."""
     stages, total = stats["stage_cpu_time_s"], stats["cpu_time_s"]
 
     def cell(seconds: float) -> str:
@@ -81,17 +98,17 @@ def suite(args: argparse.Namespace) -> str:
     """Markdown table: a row per sequence (see the module docstring)."""
     rows = [
         "| sequence | frames | keyframes | wall (s) | fps | CPU (s) | CPU per frame (ms) | "
-        "tracking | tracking again | waiting for a keyframe | "
+        "cold start | tracking | tracking again | waiting for a keyframe | "
         "relocalization | waiting for the backend | reading and the loop | finish | export (after) | "
         "keyframe worker: depth | keyframe worker: refinement | "
         "backend: window optimisation | backend: fusion | backend: loop closure |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     cpu_rows = [
-        "| sequence | CPU (s) | per frame (ms) | tracking | tracking again | relocalization | "
+        "| sequence | CPU (s) | per frame (ms) | cold start | tracking | tracking again | relocalization | "
         "keyframe depth | keyframe refinement | backend: window optimisation | backend: fusion | "
         "backend: loop closure | finish | the rest |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes: list[str] = []
     for name, source, full, quick in SEQUENCES:
@@ -115,6 +132,6 @@ def suite(args: argparse.Namespace) -> str:
         + "\n".join(rows)
         + "\n\nCPU seconds per stage (the "
         "CPU time of the thread that ran it) and their share of the run's CPU time; the rest: "
-        "reading frames, the cold start, the run loop.\n\n" + "\n".join(cpu_rows)
+        "reading frames, the run loop, the libraries' own threads.\n\n" + "\n".join(cpu_rows)
     )
     return text + ("\n\n" + "\n".join(notes) if notes else "")

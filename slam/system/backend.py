@@ -31,6 +31,7 @@ from slam.system.bundle import BundleAdjuster, view_confidence
 from slam.system.covisibility import covisible_keyframes
 from slam.system.keyframe_depth import all_finite
 from slam.system.loop_closure import LoopCloser
+from slam.system.machine import pin_torch_threads
 from slam.system.map import CONFIDENT_DEPTH, Keyframe, MapState
 
 log = logging.getLogger(__name__)
@@ -315,7 +316,7 @@ class BackendThread(threading.Thread):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKEND_NICENESS)
         except (AttributeError, OSError):  # no per-thread priorities here (e.g. Windows): run as is
             log.debug("could not lower the backend thread's priority")
-        torch.set_num_threads(self.torch_threads)  # this thread's own: tracking keeps its count
+        pin_torch_threads(self.torch_threads)  # this thread's own: tracking keeps its count
         try:
             while not self._stopping.is_set():
                 if not self._wake.wait(timeout=0.1):

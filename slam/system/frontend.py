@@ -37,6 +37,7 @@ from slam.system.covisibility import reusable_keyframes
 from slam.system.initializer import cold_start, initial_picks
 from slam.system.keyframe_depth import KeyframeDepth
 from slam.system.keyframe_policy import is_lost, keyframe_reason
+from slam.system.machine import pin_torch_threads, torch_threads
 from slam.system.map import FrameRecord, Keyframe, MapState, segment_roots, translation_scaled
 from slam.system.places import appearance
 from slam.system.relocalizer import Relocalization, Relocalizer
@@ -239,7 +240,9 @@ class Frontend:
         frames = self._pending
         self._pending = []
         images = torch.stack([frames[k][1] for k in initial_picks(len(frames), self.config.neighbours)])
-        started = cold_start(self.depth_module, self.motion_module, images, self.intrinsics, self.config)
+        # the keyframe worker has nothing to compute before there is a map: its threads help
+        with self.times.measure("cold_start"), torch_threads(torch.get_num_threads() + self.worker_threads):
+            started = cold_start(self.depth_module, self.motion_module, images, self.intrinsics, self.config)
         first, image = frames[0]
         if started is None:  # no map from a broken depth: the frames are lost, the next ones try again
             self._depth_not_finite(first, "cold start's depth")
@@ -514,7 +517,7 @@ class Frontend:
             self._worker = ThreadPoolExecutor(
                 max_workers=1,
                 thread_name_prefix="v2d-keyframe",
-                initializer=torch.set_num_threads,  # per thread: tracking keeps its own count
+                initializer=pin_torch_threads,  # per thread: tracking keeps its own count
                 initargs=(self.worker_threads,),
             )
         future = self._worker.submit(self._build_keyframe, *build)

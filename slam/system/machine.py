@@ -6,6 +6,8 @@ import ctypes
 import functools
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from slam import __version__
@@ -96,3 +98,29 @@ def limit_library_threads(threads: int) -> None:
     except ImportError:
         return
     threadpool_limits(limits=threads, user_api="blas")
+
+
+def pin_torch_threads(count: int) -> None:
+    """Give this thread ``count`` torch threads, to keep whatever other threads set. torch applies
+    the process-wide count (the last that any thread set) to a thread when it first asks for
+    its count or works in parallel, over a count the thread set before that: asking first makes
+    the thread's own count stick."""
+    import torch
+
+    torch.get_num_threads()  # this thread takes the process-wide count now, not later
+    torch.set_num_threads(count)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the ``with`` block with ``count`` torch threads in this thread, then give back the
+    count it had (for work that other threads' idle cores can take: the cold start, the run's
+    end)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -33,7 +33,7 @@ from slam.system.flow_cache import FlowCache
 from slam.system.frontend import Frontend
 from slam.system.global_bundle import GlobalBundleAdjuster, GlobalBundleReport
 from slam.system.loop_closure import LoopCloser
-from slam.system.machine import limit_library_threads, release_free_memory
+from slam.system.machine import limit_library_threads, pin_torch_threads, release_free_memory, torch_threads
 from slam.system.map import Keyframe, MapSnapshot, MapState
 from slam.system.stage_times import StageTimes, combined
 from slam.system.tracker import Tracker
@@ -75,7 +75,7 @@ class SlamSystem:
         if camera.width is None or camera.height is None or camera.width % 16 or camera.height % 16:
             raise V2DError(f"the SLAM system needs frames whose sides are multiples of 16, got {camera.size}")
         config = self.config = _with_available_modules(config)
-        torch.set_num_threads(config.modules.threads)
+        pin_torch_threads(config.modules.threads)
         limit_library_threads(LIBRARY_THREADS)
         self.device = resolve_device(config.modules.device)
         self.processing_camera = camera
@@ -229,11 +229,8 @@ class SlamSystem:
             self._thread.stop()
             self._thread.join()
         modules = self.config.modules
-        torch.set_num_threads(modules.threads + modules.background_threads)
-        try:
+        with torch_threads(modules.threads + modules.background_threads):
             self._finish_map()
-        finally:
-            torch.set_num_threads(modules.threads)
         self.finish_seconds = time.perf_counter() - start
         self.finish_cpu_seconds = time.thread_time() - cpu_start
         self.finished = True

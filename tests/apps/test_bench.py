@@ -274,14 +274,14 @@ def test_the_profile_suite_splits_a_runs_wall_time_into_its_stages(monkeypatch):
     # every thread's CPU time: at most what the cores could give; per frame, of the 20 frames
     assert 0 < cpu <= (os.cpu_count() or 1) * wall + 0.1 and float(row[6]) == pytest.approx(50 * cpu, abs=3), row
     seconds = [float(cell.split(" ")[0]) for cell in row[7:]]
-    tracking_thread, rest, finish = seconds[:5], seconds[5], seconds[6]
+    tracking_thread, rest, finish = seconds[:6], seconds[6], seconds[7]
     assert sum(tracking_thread) + rest + finish == pytest.approx(wall, abs=0.1 * len(seconds)), row
-    keyframe_depth = seconds[8]  # the keyframe worker's, beside the tracking thread
-    assert tracking_thread[0] > 0 and keyframe_depth > 0 and finish > 0, row
+    keyframe_depth = seconds[9]  # the keyframe worker's, beside the tracking thread
+    assert tracking_thread[0] > 0 and tracking_thread[1] > 0 and keyframe_depth > 0 and finish > 0, row
     assert all(cell.endswith("%)") for cell in row[7:]), row
     (cpu_row,) = [line for line in table.splitlines() if line.startswith("| synthetic room |")][1:]
     cpu_cells = [cell.strip() for cell in cpu_row.strip("|").split("|")]
-    assert float(cpu_cells[1]) == cpu and float(cpu_cells[3].split(" ")[0]) > 0, cpu_row  # tracking took CPU
+    assert float(cpu_cells[1]) == cpu and float(cpu_cells[4].split(" ")[0]) > 0, cpu_row  # tracking took CPU
 
 
 def test_the_profile_rows_give_each_stage_its_share_of_the_wall_time_and_of_the_cpu_time():
@@ -293,14 +293,20 @@ def test_the_profile_rows_give_each_stage_its_share_of_the_wall_time_and_of_the_
         "cpu_time_s": 18.5,
         "cpu_ms_per_frame": 185.0,
         "config": {"frontend": {"keyframe_lag": 4}},
-        "stage_time_s": {"tracking": 4.0, "waiting_for_keyframe": 2.0, "finish": 1.0, "keyframe_depth": 3.0},
+        "stage_time_s": {
+            "cold_start": 0.5,
+            "tracking": 3.5,
+            "waiting_for_keyframe": 2.0,
+            "finish": 1.0,
+            "keyframe_depth": 3.0,
+        },
     }
-    stats["stage_cpu_time_s"] = {"tracking": 3.5, "keyframe_depth": 2.9, "finish": 0.9}
+    stats["stage_cpu_time_s"] = {"cold_start": 0.4, "tracking": 3.1, "keyframe_depth": 2.9, "finish": 0.9}
     cpu_cells = [cell.strip() for cell in cpu_row("clip", stats).strip("|").split("|")]
-    assert cpu_cells[:4] == ["clip", "18.5", "185.0", "3.5 (19%)"] and cpu_cells[6] == "2.9 (16%)"
-    assert cpu_cells[-2:] == ["0.9 (5%)", "11.2 (61%)"] and len(cpu_cells) == 13  # the rest: 18.5 - 7.3 s
+    assert cpu_cells[:5] == ["clip", "18.5", "185.0", "0.4 (2%)", "3.1 (17%)"] and cpu_cells[7] == "2.9 (16%)"
+    assert cpu_cells[-2:] == ["0.9 (5%)", "11.2 (61%)"] and len(cpu_cells) == 14  # the rest: 18.5 - 7.3 s
     cells = [cell.strip() for cell in profile_row("clip", stats).strip("|").split("|")]
-    assert cells[:9] == ["clip", "100", "10", "10.0", "10.0", "18.5", "185.0", "4.0 (40%)", "0.0 (0%)"]
+    assert cells[:10] == ["clip", "100", "10", "10.0", "10.0", "18.5", "185.0", "0.5 (5%)", "3.5 (35%)", "0.0 (0%)"]
     # reading and the loop: the tracking thread's time that no stage names (10 - 1 - 6 s)
-    assert cells[12] == "3.0 (30%)" and cells[15] == "3.0 (30%)"
-    assert len(cells) == 20
+    assert cells[13] == "3.0 (30%)" and cells[16] == "3.0 (30%)"
+    assert len(cells) == 21

@@ -63,7 +63,14 @@ def test_run_on_synthetic_room_writes_the_contract_and_tracks(tmp_path):
     # one thread does everything but the keyframes' depth work inline: its stages are disjoint
     # parts of the run's wall time, and so are the keyframe worker's
     stages = stats["stage_time_s"]
-    for stage in ("tracking", "keyframe_depth", "keyframe_refinement", "backend_optimisation", "export_fusion"):
+    for stage in (
+        "cold_start",
+        "tracking",
+        "keyframe_depth",
+        "keyframe_refinement",
+        "backend_optimisation",
+        "export_fusion",
+    ):
         assert stages[stage] > 0, stages
     worker = stages["keyframe_depth"] + stages["keyframe_refinement"]
     assert "waiting_for_backend" not in stages and worker <= stats["wall_time_s"], stages
