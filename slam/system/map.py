@@ -316,11 +316,11 @@ class MapState:
                 anchor_correction = corrections.get(keyframe.anchor_id) if keyframe.anchor_id is not None else None
                 tracked = keyframe.tracked_from_anchor
                 if anchor_correction is not None and tracked is not None:
-                    keyframe.tracked_from_anchor = _translation_shrunk(tracked, anchor_correction[1])
+                    keyframe.tracked_from_anchor = translation_scaled(tracked, 1.0 / anchor_correction[1])
             for record in self.frames:
                 correction = corrections.get(record.keyframe_id)
                 if correction is not None and record.frame_from_keyframe is not None:
-                    record.frame_from_keyframe = _translation_shrunk(record.frame_from_keyframe, correction[1])
+                    record.frame_from_keyframe = translation_scaled(record.frame_from_keyframe, 1.0 / correction[1])
             self.version += 1
 
     def detached_copy(self) -> MapState:
@@ -429,14 +429,6 @@ def translation_scaled(pose: SE3, factor: float) -> SE3:
     """``pose`` (SE3 ()) with its translation multiplied by ``factor``."""
     data = pose.data.clone()
     data[:3] *= factor
-    return SE3(data)
-
-
-def _translation_shrunk(pose: SE3, scale: float) -> SE3:
-    """``pose`` (SE3 ()) with its translation divided by ``scale``: a relative pose measured in a
-    keyframe's depth units, in the units a correction gives it."""
-    data = pose.data.clone()
-    data[:3] /= scale
     return SE3(data)
 
 
