@@ -76,7 +76,8 @@ class RunRecord:
 @dataclasses.dataclass(frozen=True)
 class Elapsed:
     """What a run has taken so far: ``wall`` seconds and ``cpu`` seconds of the process (every
-    thread's, user and system), which do not depend on how busy the machine was."""
+    thread's, user and system), which depend less than the wall time on how busy the machine
+    was."""
 
     wall: float
     cpu: float
@@ -608,8 +609,8 @@ def _write_export(
         # reading, tracking and the backend; the final fusion is timed on its own
         "end_to_end_fps": round(frames / elapsed.wall, 2) if elapsed.wall > 0 else None,
         "wall_time_s": round(elapsed.wall, 3),
-        # CPU seconds of every thread over the same span, and per frame: the work, whatever the
-        # machine's load (two busy cores give at most twice the wall time)
+        # CPU seconds of every thread over the same span, and per frame: the work, which moves less
+        # with the machine's load than the wall time (two busy cores give at most twice it)
         "cpu_time_s": round(elapsed.cpu, 3),
         "cpu_ms_per_frame": round(1000 * elapsed.cpu / frames, 1) if frames else None,
         # of the wall time: finishing (the last backend pass, fusing the last keyframes, and the

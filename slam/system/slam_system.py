@@ -155,7 +155,7 @@ class SlamSystem:
             worker_threads=config.modules.background_threads,
         )
         self.frontend_seconds = 0.0
-        self.finish_seconds = self.finish_cpu_seconds = 0.0  # see finish
+        self.finish_times = StageTimes()  # the run's end (see finish)
         self.backend_times = StageTimes()  # the backend passes' stages (see stage_seconds)
         self.frames_processed = 0
         self.finished = False  # see finish
@@ -194,8 +194,15 @@ class SlamSystem:
         keyframe depth and refinement, in its worker thread), the backend's passes (window
         optimisation, fusion of final keyframes, loop closure: in its own thread, or inline in
         the frontend's time) and ``finish``."""
-        stages = combined(self.frontend.times, self.frontend.keyframe_times, self.backend_times, cpu=cpu)
-        return stages | {"finish": round(self.finish_cpu_seconds if cpu else self.finish_seconds, 3)}
+        stages = combined(
+            self.frontend.times, self.frontend.keyframe_times, self.backend_times, self.finish_times, cpu=cpu
+        )
+        return stages if "finish" in stages else stages | {"finish": 0.0}
+
+    @property
+    def finish_seconds(self) -> float:
+        """Wall seconds of :meth:`finish` after the frontend's flush (0 before it ran)."""
+        return self.finish_times.seconds.get("finish", 0.0)
 
     def process(self, frame: Frame) -> None:
         """Track one frame (at the processing resolution)."""
@@ -218,21 +225,19 @@ class SlamSystem:
         ``backend.final_bundle_adjustment``, the global bundle adjustment: see
         :mod:`slam.system.global_bundle`) and fuse every keyframe (all are final now); when loop
         closures or the global bundle adjustment moved keyframes that were fused, fuse the whole
-        map again at the final poses (see :meth:`KeyframeArchive.rebuild`); its wall time after
-        the frontend's flush (whose time is in the frontend's stages) is kept in
-        ``finish_seconds``, this thread's CPU time in ``finish_cpu_seconds``. The frontend's
+        map again at the final poses (see :meth:`KeyframeArchive.rebuild`); its time after the
+        frontend's flush (whose time is in the frontend's stages) is the stage ``finish`` of
+        :meth:`stage_seconds` (wall time: :attr:`finish_seconds`). The frontend's
         worker and the backend thread have stopped by then, so this thread takes their torch
         threads too (``modules.threads`` plus ``modules.background_threads``) until it returns."""
         self.frontend.finish()  # its time is in the frontend's stages
-        start, cpu_start = time.perf_counter(), time.thread_time()
-        if self._thread is not None:
-            self._thread.stop()
-            self._thread.join()
-        modules = self.config.modules
-        with torch_threads(modules.threads + modules.background_threads):
-            self._finish_map()
-        self.finish_seconds = time.perf_counter() - start
-        self.finish_cpu_seconds = time.thread_time() - cpu_start
+        with self.finish_times.measure("finish"):
+            if self._thread is not None:
+                self._thread.stop()
+                self._thread.join()
+            modules = self.config.modules
+            with torch_threads(modules.threads + modules.background_threads):
+                self._finish_map()
         self.finished = True
 
     def _finish_map(self) -> None:
