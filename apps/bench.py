@@ -32,6 +32,7 @@ SUITES: dict[str, tuple[str, str]] = {
         "and with the final global bundle adjustment",
         "long",
     ),
+    "unseen": ("the default run on synthetic scenes the defaults were not chosen on (seeds 1-5)", "unseen"),
     "map": ("the map against the sensor: keyframe depth, the exported cloud and mesh", "map"),
     "peers": ("COLMAP and ORB odometry beside the default run on the real sequences", "peers"),
     "profile": ("wall time per stage of the default run on every sequence", "profile"),

@@ -203,6 +203,30 @@ def test_the_long_suite_plays_a_sequence_there_and_back_and_laps_a_closed_path(m
 
 
 @pytest.mark.slow
+def test_the_unseen_suite_runs_the_tuned_seed_and_the_unseen_ones_and_sums_them_up(monkeypatch):
+    """Two short rooms, the tuned seed and one unseen: a row each with a sub-centimetre ATE of 20
+    frames, then the summary of the unseen seed beside the tuned one."""
+    import argparse
+
+    from apps.benchmarks import unseen
+
+    monkeypatch.setattr(unseen, "KINDS", [("synthetic room (hand-held)", "room", 20, 20)])
+    monkeypatch.setattr(unseen, "UNSEEN_SEEDS", (4,))
+    table = unseen.suite(argparse.Namespace(quick=True))
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in table.splitlines()
+        if line.startswith("| synthetic room")
+    ]
+    assert [row[1] for row in rows[:2]] == ["0 (the SLAM suite's)", "4"], table
+    for row in rows[:2]:
+        assert row[2] == "20" and float(row[3]) < 0.05 and row[4].endswith(" m") and row[6] == "100%", row
+    share = float(rows[1][4].split("%")[0])
+    assert rows[2][1] == rows[0][4].split(" of ")[0] and rows[2][2] == rows[2][3] == rows[2][4] == f"{share}%", table
+    assert rows[2][5] == f"{int(share < 1)} of 1", table
+
+
+@pytest.mark.slow
 def test_the_map_suite_scores_keyframe_depth_and_the_cloud_against_rendered_depth(tmp_path, monkeypatch):
     """A short synthetic room (exact rendered depth): a keyframe-depth row, a row for the cloud
     and one for the mesh, with accuracies a working map reaches, and the picture written to
