@@ -68,7 +68,8 @@ class FrontendConfig:
       before the last step) a relocalization may leave: the pose has converged.
     - ``init_frames``: frames gathered before the cold start.
     - ``init_rounds``: motion-depth rounds of the cold start's alternation.
-    - ``init_depth``: the constant depth the cold start begins from (sets the map's scale).
+    - ``init_depth``: the constant depth the cold start begins from: the map's scale with the
+      classical depth module; a learned one's estimates set the scale themselves (docs/tuning.md).
     - ``depth_range``: (min, max) depth hypotheses.
     - ``neighbours``: frames used with a new keyframe to compute its depth.
     - ``refine_keyframes``: a new keyframe's pose and depth are refined by dense bundle
