@@ -14,7 +14,9 @@ rotation that fits the camera orientations best and the translation that then fi
 centres: a camera that only turns has centres that fix no rotation), then refined by a rigid ICP
 (:func:`rigid_icp`). Accuracy: the median distance from the cloud's points to the nearest
 reference point; completeness: the share of reference points with a cloud point within a
-distance.
+distance. Where the reference is made of planes (the synthetic room's walls), how flat the cloud
+draws them: the spread of each plane's cloud points about the plane fitted to them
+(:func:`plane_flatness`), whatever the alignment leaves of their placement.
 """
 
 from __future__ import annotations
@@ -204,4 +206,62 @@ def cloud_metrics(cloud: np.ndarray, reference: np.ndarray, within: float) -> Cl
         completeness=float(np.mean(np.isfinite(to_cloud))),
         precision=float(np.mean(to_reference <= within)),
         within=within,
+    )
+
+
+@dataclass(frozen=True)
+class PlaneFlatness:
+    """How flat the cloud is where the reference is a plane (a wall), in the reference's units.
+
+    - ``planes``: reference planes that own at least :data:`MIN_PLANE_POINTS` cloud points.
+    - ``points``: cloud points owned by them (their nearest reference point lies on the plane).
+    - ``median``, ``p90``: median and 90th percentile over those points of the distance from
+      the plane fitted (least squares) to each plane's own cloud points: the thickness of the
+      walls as the cloud draws them, whatever their placement.
+    - ``size``: the length the target divides these by (e.g. the room's longest side).
+    """
+
+    planes: int
+    points: int
+    median: float
+    p90: float
+    size: float
+
+
+#: cloud points a reference plane needs for a plane to be fitted to them
+MIN_PLANE_POINTS = 100
+
+
+def plane_flatness(
+    cloud: np.ndarray,
+    reference: np.ndarray,
+    planes: Sequence[tuple[np.ndarray, float]],
+    on_plane: float,
+    size: float,
+) -> PlaneFlatness:
+    """:class:`PlaneFlatness` of the (P, 3) ``cloud`` (aligned with the (Q, 3) ``reference``)
+    on the reference's ``planes``, each ``(normal (3,), offset)`` for the points x with
+    ``normal . x = offset``: a reference point lies on a plane within ``on_plane`` of it, and a
+    cloud point belongs to the plane its nearest reference point lies on (to both, where that
+    point lies in the corner of two). Raises
+    EvaluationError when no plane owns :data:`MIN_PLANE_POINTS` cloud points."""
+    _, nearest = cKDTree(reference).query(cloud)
+    residuals = []
+    for normal, offset in planes:
+        on = np.abs(reference @ normal - offset) < on_plane
+        owned = cloud[on[nearest]]
+        if len(owned) < MIN_PLANE_POINTS:
+            continue
+        centred = owned - owned.mean(axis=0)
+        fitted_normal = np.linalg.svd(centred, full_matrices=False)[2][-1]  # least-variance direction
+        residuals.append(np.abs(centred @ fitted_normal))
+    if not residuals:
+        raise EvaluationError(f"no plane owns {MIN_PLANE_POINTS} of the cloud's {len(cloud)} points")
+    distances = np.concatenate(residuals)
+    return PlaneFlatness(
+        planes=len(residuals),
+        points=len(distances),
+        median=float(np.median(distances)),
+        p90=float(np.percentile(distances, 90)),
+        size=size,
     )

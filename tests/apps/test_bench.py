@@ -229,8 +229,8 @@ def test_the_unseen_suite_runs_the_tuned_seed_and_the_unseen_ones_and_sums_them_
 @pytest.mark.slow
 def test_the_map_suite_scores_keyframe_depth_and_the_cloud_against_rendered_depth(tmp_path, monkeypatch):
     """A short synthetic room (exact rendered depth): a keyframe-depth row, a row for the cloud
-    and one for the mesh, with accuracies a working map reaches, and the picture written to
-    docs/ beside the markdown file."""
+    and one for the mesh, with accuracies a working map reaches, how flat each draws the walls
+    it sees, and the picture written to docs/ beside the markdown file."""
     import argparse
 
     from apps.benchmarks import map as map_suite
@@ -242,8 +242,12 @@ def test_the_map_suite_scores_keyframe_depth_and_the_cloud_against_rendered_dept
         for line in table.splitlines()
         if line.startswith("| synthetic room |")
     ]
-    assert len(rows) == 3, table
-    depth_row, cloud_row, mesh_row = rows
+    assert len(rows) == 5, table
+    depth_row, cloud_row, mesh_row, cloud_walls, mesh_walls = rows
+    for walls, label in ((cloud_walls, "points.ply"), (mesh_walls, "mesh.ply vertices")):
+        assert walls[1] == label and 1 <= int(walls[2]) <= 4 and int(walls[3]) > 100, table
+        median, p90 = (float(cell.split(" cm")[0]) for cell in walls[4:6])
+        assert 0 < median < p90 < 30 and walls[6] in ("met", "**missed**"), table
     assert int(depth_row[2]) >= 3 and float(depth_row[3]) < 0.15 and float(depth_row[7]) < 0.1, table
     assert cloud_row[1] == "points.ply" and mesh_row[1] == "mesh.ply vertices", table
     for row in (cloud_row, mesh_row):

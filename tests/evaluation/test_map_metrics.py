@@ -13,6 +13,7 @@ from slam.evaluation.map import (
     backproject_depth,
     cloud_metrics,
     keyframe_depth_metrics,
+    plane_flatness,
     rigid_icp,
     similarity_from_poses,
     similarity_with_scale,
@@ -99,6 +100,32 @@ def test_a_cloud_of_one_wall_of_three_is_accurate_but_a_third_complete():
     assert 1 / 3 <= metrics.completeness < 0.36  # and the other walls' points within 1.5 cm of it
     with pytest.raises(EvaluationError, match="cannot compare"):
         cloud_metrics(np.zeros((0, 3)), reference, 0.05)
+
+
+def test_walls_drawn_thick_are_measured_by_their_thickness_not_their_placement():
+    """Two walls of a room (x = 0 and y = 0, 4 m long) and a box standing off the first: a cloud
+    that draws each wall with a normal spread of 2 cm, the second tilted and pushed off its place,
+    is 2 cm thick either way (median 0.67, 90th percentile 1.64 of the spread); the box's points
+    belong to no wall."""
+    rng = np.random.default_rng(0)
+    count = 20000
+    u, v, zero = rng.uniform(0, 4.0, count), rng.uniform(0, 2.5, count), np.zeros(count)
+    wall_x, wall_y = np.stack([zero, u, v], 1), np.stack([u, zero, v], 1)
+    box = np.stack([np.full(2000, 0.3), rng.uniform(1, 2, 2000), rng.uniform(0, 1, 2000)], 1)
+    reference = np.concatenate([wall_x, wall_y, box])
+    spread = 0.02
+    drawn_x = wall_x + np.stack([rng.normal(0, spread, count), zero, zero], 1)
+    tilt = Rotation.from_euler("x", 3, degrees=True).as_matrix()
+    drawn_y = (wall_y + np.stack([zero, rng.normal(0, spread, count), zero], 1)) @ tilt.T + [0.0, 0.05, 0.0]
+    walls = [(np.array([1.0, 0.0, 0.0]), 0.0), (np.array([0.0, 1.0, 0.0]), 0.0)]
+    flatness = plane_flatness(np.concatenate([drawn_x, drawn_y, box]), reference, walls, 0.01, 4.0)
+    assert flatness.planes == 2 and flatness.size == 4.0
+    # the box's points are nobody's wall; the few whose nearest point is in the corner are both's
+    assert 2 * count - 500 < flatness.points <= 2 * count + 200
+    assert flatness.median == pytest.approx(0.674 * spread, rel=0.1)
+    assert flatness.p90 == pytest.approx(1.645 * spread, rel=0.1)
+    with pytest.raises(EvaluationError, match="no plane owns"):
+        plane_flatness(box, reference, walls, 0.01, 4.0)
 
 
 def test_the_exported_cloud_reads_back(tmp_path):
