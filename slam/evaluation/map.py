@@ -213,19 +213,19 @@ def cloud_metrics(cloud: np.ndarray, reference: np.ndarray, within: float) -> Cl
 class PlaneFlatness:
     """How flat the cloud is where the reference is a plane (a wall), in the reference's units.
 
-    - ``planes``: reference planes that own at least :data:`MIN_PLANE_POINTS` cloud points.
-    - ``points``: cloud points owned by them (their nearest reference point lies on the plane).
+    - ``planes``: measured planes that own at least :data:`MIN_PLANE_POINTS` cloud points.
+    - ``points``: cloud points owned by them (each by one plane at most).
     - ``median``, ``p90``: median and 90th percentile over those points of the distance from
-      the plane fitted (least squares) to each plane's own cloud points: the thickness of the
-      walls as the cloud draws them, whatever their placement.
-    - ``size``: the length the target divides these by (e.g. the room's longest side).
+      the plane fitted (least squares, its normal the fit's direction nearest the reference
+      plane's) to each plane's own cloud points: the thickness of the walls as the cloud draws
+      them, whatever their placement. A lower bound: a point drawn so far off its wall that
+      another surface is nearer belongs to that one.
     """
 
     planes: int
     points: int
     median: float
     p90: float
-    size: float
 
 
 #: cloud points a reference plane needs for a plane to be fitted to them
@@ -237,23 +237,30 @@ def plane_flatness(
     reference: np.ndarray,
     planes: Sequence[tuple[np.ndarray, float]],
     on_plane: float,
-    size: float,
+    other_planes: Sequence[tuple[np.ndarray, float]] = (),
 ) -> PlaneFlatness:
     """:class:`PlaneFlatness` of the (P, 3) ``cloud`` (aligned with the (Q, 3) ``reference``)
-    on the reference's ``planes``, each ``(normal (3,), offset)`` for the points x with
-    ``normal . x = offset``: a reference point lies on a plane within ``on_plane`` of it, and a
-    cloud point belongs to the plane its nearest reference point lies on (to both, where that
-    point lies in the corner of two). Raises
-    EvaluationError when no plane owns :data:`MIN_PLANE_POINTS` cloud points."""
+    on the reference's ``planes``, each ``(unit normal (3,), offset)`` for the points x with
+    ``normal . x = offset``. A reference point lies on the plane of ``planes`` and
+    ``other_planes`` (planes met but not measured: a room's floor and ceiling) nearest to it,
+    when within ``on_plane`` of it; a cloud point belongs to the plane its nearest reference
+    point lies on. Raises EvaluationError for an empty cloud or reference, or when no plane owns
+    :data:`MIN_PLANE_POINTS` cloud points."""
+    if len(cloud) == 0 or len(reference) == 0:
+        raise EvaluationError(f"cannot measure planes with {len(cloud)} cloud and {len(reference)} reference points")
+    every = [*planes, *other_planes]
+    off = np.stack([np.abs(reference @ normal - offset) for normal, offset in every])  # (planes, Q)
+    owner = np.where(off.min(axis=0) < on_plane, off.argmin(axis=0), -1)  # -1: on no plane
     _, nearest = cKDTree(reference).query(cloud)
+    cloud_owner = owner[nearest]
     residuals = []
-    for normal, offset in planes:
-        on = np.abs(reference @ normal - offset) < on_plane
-        owned = cloud[on[nearest]]
+    for index, (normal, _) in enumerate(planes):
+        owned = cloud[cloud_owner == index]
         if len(owned) < MIN_PLANE_POINTS:
             continue
         centred = owned - owned.mean(axis=0)
-        fitted_normal = np.linalg.svd(centred, full_matrices=False)[2][-1]  # least-variance direction
+        directions = np.linalg.svd(centred, full_matrices=False)[2]  # rows: unit directions
+        fitted_normal = directions[np.argmax(np.abs(directions @ normal))]
         residuals.append(np.abs(centred @ fitted_normal))
     if not residuals:
         raise EvaluationError(f"no plane owns {MIN_PLANE_POINTS} of the cloud's {len(cloud)} points")
@@ -263,5 +270,4 @@ def plane_flatness(
         points=len(distances),
         median=float(np.median(distances)),
         p90=float(np.percentile(distances, 90)),
-        size=size,
     )

@@ -44,6 +44,18 @@ class RoomLayout:
         lx, ly, h = self.size
         return np.array([lx / 2, ly / 2, h / 2])
 
+    def wall_planes(self) -> list[tuple[np.ndarray, float]]:
+        """The four walls as planes ``(unit normal (3,), offset)``, the points x with
+        ``normal . x = offset``: x = 0, x = Lx, y = 0, y = Ly."""
+        lx, ly, _ = self.size
+        across, along = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+        return [(across, 0.0), (across, lx), (along, 0.0), (along, ly)]
+
+    def floor_and_ceiling_planes(self) -> list[tuple[np.ndarray, float]]:
+        """The floor (z = 0) and the ceiling (z = height) as planes, as :meth:`wall_planes`."""
+        up = np.array([0.0, 0.0, 1.0])
+        return [(up, 0.0), (up, self.size[2])]
+
 
 @dataclass(frozen=True)
 class _Wall:

@@ -103,29 +103,43 @@ def test_a_cloud_of_one_wall_of_three_is_accurate_but_a_third_complete():
 
 
 def test_walls_drawn_thick_are_measured_by_their_thickness_not_their_placement():
-    """Two walls of a room (x = 0 and y = 0, 4 m long) and a box standing off the first: a cloud
-    that draws each wall with a normal spread of 2 cm, the second tilted and pushed off its place,
-    is 2 cm thick either way (median 0.67, 90th percentile 1.64 of the spread); the box's points
-    belong to no wall."""
+    """Two walls of a room (x = 0 and y = 0, 4 m long), its floor and a box standing off the first
+    wall: a cloud that draws each wall with a normal spread of 2 cm, the second tilted and pushed
+    off its place, is 2 cm thick either way (median 0.67, 90th percentile 1.64 of the spread);
+    the box's and the floor's points belong to no wall, and no point to two."""
     rng = np.random.default_rng(0)
     count = 20000
     u, v, zero = rng.uniform(0, 4.0, count), rng.uniform(0, 2.5, count), np.zeros(count)
-    wall_x, wall_y = np.stack([zero, u, v], 1), np.stack([u, zero, v], 1)
+    wall_x, wall_y, floor = np.stack([zero, u, v], 1), np.stack([u, zero, v], 1), np.stack([u, v, zero], 1)
     box = np.stack([np.full(2000, 0.3), rng.uniform(1, 2, 2000), rng.uniform(0, 1, 2000)], 1)
-    reference = np.concatenate([wall_x, wall_y, box])
+    reference = np.concatenate([wall_x, wall_y, floor, box])
     spread = 0.02
     drawn_x = wall_x + np.stack([rng.normal(0, spread, count), zero, zero], 1)
     tilt = Rotation.from_euler("x", 3, degrees=True).as_matrix()
     drawn_y = (wall_y + np.stack([zero, rng.normal(0, spread, count), zero], 1)) @ tilt.T + [0.0, 0.05, 0.0]
     walls = [(np.array([1.0, 0.0, 0.0]), 0.0), (np.array([0.0, 1.0, 0.0]), 0.0)]
-    flatness = plane_flatness(np.concatenate([drawn_x, drawn_y, box]), reference, walls, 0.01, 4.0)
-    assert flatness.planes == 2 and flatness.size == 4.0
-    # the box's points are nobody's wall; the few whose nearest point is in the corner are both's
-    assert 2 * count - 500 < flatness.points <= 2 * count + 200
+    ground = [(np.array([0.0, 0.0, 1.0]), 0.0)]
+    flatness = plane_flatness(np.concatenate([drawn_x, drawn_y, floor, box]), reference, walls, 0.01, ground)
+    assert flatness.planes == 2
+    assert 2 * count - 1000 < flatness.points < 2 * count  # the rows next to the floor are the floor's
     assert flatness.median == pytest.approx(0.674 * spread, rel=0.1)
     assert flatness.p90 == pytest.approx(1.645 * spread, rel=0.1)
     with pytest.raises(EvaluationError, match="no plane owns"):
-        plane_flatness(box, reference, walls, 0.01, 4.0)
+        plane_flatness(box, reference, walls, 0.01, ground)
+    with pytest.raises(EvaluationError, match="cannot measure"):
+        plane_flatness(box, reference[:0], walls, 0.01)
+
+
+def test_a_narrow_strip_of_wall_is_measured_across_the_wall_not_across_the_strip():
+    """A wall seen only in a strip 3 cm tall, drawn with a 2 cm spread off it: its thinnest
+    direction is up the strip, but the thickness is taken across the wall."""
+    rng = np.random.default_rng(1)
+    count = 5000
+    u, v = rng.uniform(0, 4.0, count), rng.uniform(1.0, 1.03, count)
+    strip = np.stack([np.zeros(count), u, v], 1)
+    drawn = strip + np.stack([rng.normal(0, 0.02, count), np.zeros(count), np.zeros(count)], 1)
+    flatness = plane_flatness(drawn, strip, [(np.array([1.0, 0.0, 0.0]), 0.0)], 0.01)
+    assert flatness.median == pytest.approx(0.674 * 0.02, rel=0.1)
 
 
 def test_the_exported_cloud_reads_back(tmp_path):
