@@ -74,6 +74,11 @@ def run_and_read(source: str, frames: int, extra: list[str]) -> tuple[dict, Traj
         return stats, read_trajectory(out / "groundtruth.txt"), read_trajectory(out / "trajectory.txt")
 
 
+def tracked_share(stats: dict) -> float:
+    """The share of a run's processed frames that were tracked, from its stats.json."""
+    return stats["frames_tracked"] / max(stats["frames_processed"], 1)
+
+
 def sequence_source(source: str) -> str | None:
     """The `v2d run` SOURCE of a benchmark sequence: a synthetic spec as it is, a folder name
     in ../shared/data (None where that is absent)."""

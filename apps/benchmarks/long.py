@@ -21,7 +21,7 @@ import subprocess
 
 import numpy as np
 
-from apps.benchmarks.common import run_and_read, skipped_where_absent
+from apps.benchmarks.common import run_and_read, skipped_where_absent, tracked_share
 from slam.evaluation.trajectory import evaluate_trajectory
 from slam.io.trajectory import Trajectory
 
@@ -93,7 +93,7 @@ def suite(args: argparse.Namespace) -> str:
                 rows.append(f"| {config_name} | {name} | | failed: {err} |" + " |" * 10)
                 continue
             metrics = evaluate_trajectory(gt, estimate, align="sim3")
-            tracked = stats["frames_tracked"] / max(stats["frames_processed"], 1)
+            tracked = tracked_share(stats)
             corrections = stats["loop_corrections"]
             correction_cell = f"{corrections} ({stats['loop_correction_s']})" if corrections else "0"
             final = stats["final_bundle_adjustment"]

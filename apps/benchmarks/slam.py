@@ -13,7 +13,7 @@ import argparse
 import subprocess
 from pathlib import Path
 
-from apps.benchmarks.common import run_and_read, skipped_where_absent
+from apps.benchmarks.common import run_and_read, skipped_where_absent, tracked_share
 from slam.evaluation.trajectory import evaluate_trajectory
 
 #: (name, source, frames in a full run, frames in a quick run, target ATE as text, target check)
@@ -80,7 +80,7 @@ def suite(args: argparse.Namespace, configurations: dict[str, list[str]] | None 
             metrics = evaluate_trajectory(gt, estimate, align="sim3")
             path = gt.path_length()
             verdict = "met" if target(metrics.ate_rmse, path) else "**missed**"
-            tracked = stats["frames_tracked"] / max(stats["frames_processed"], 1)
+            tracked = tracked_share(stats)
             rows.append(
                 f"| {config_name} | {name} | {stats['frames_processed']} | {metrics.ate_rmse:.3f} | "
                 f"{100 * metrics.ate_rmse / path:.1f}% of {path:.2f} m | {target_text}: {verdict} | "

@@ -15,7 +15,7 @@ import argparse
 import statistics
 import subprocess
 
-from apps.benchmarks.common import run_and_read
+from apps.benchmarks.common import run_and_read, tracked_share
 from apps.benchmarks.slam import SEQUENCES as SLAM_SEQUENCES
 from slam.evaluation.trajectory import evaluate_trajectory
 
@@ -53,7 +53,7 @@ def suite(args: argparse.Namespace) -> str:
             ate = evaluate_trajectory(gt, estimate, align="sim3").ate_rmse
             path = gt.path_length()
             shares[seed], met[seed] = ate / path, target(ate, path)
-            tracked = stats["frames_tracked"] / max(stats["frames_processed"], 1)
+            tracked = tracked_share(stats)
             verdict = "met" if met[seed] else "**missed**"
             rows.append(
                 f"| {name} | {label} | {stats['frames_processed']} | {ate:.3f} | "
